@@ -81,18 +81,18 @@ impl Format {
     ///
     /// ```
     /// use switchboard_protocol::{DecodeError, Format};
-    /// let m = Format::Json.decode(br#"["~ping"]"#.to_vec().into()).unwrap();
+    /// let m = Format::Json.decode(&br#"["~ping"]"#.to_vec().into()).unwrap();
     /// assert!(m.payload.is_null() && m.id.is_none());
-    /// assert_eq!(Format::Json.decode(b"{}".to_vec().into()).unwrap_err(), DecodeError::NotArray);
-    /// assert_eq!(Format::Json.decode(br#"["x",1,0]"#.to_vec().into()).unwrap_err(), DecodeError::BadId);
+    /// assert_eq!(Format::Json.decode(&b"{}".to_vec().into()).unwrap_err(), DecodeError::NotArray);
+    /// assert_eq!(Format::Json.decode(&br#"["x",1,0]"#.to_vec().into()).unwrap_err(), DecodeError::BadId);
     /// ```
     ///
     /// # Errors
     /// [`DecodeError`] says what is wrong; its text is fit for a close reason.
-    pub fn decode(self, frame: Bytes) -> Result<Message, DecodeError> {
+    pub fn decode(self, frame: &Bytes) -> Result<Message, DecodeError> {
         match self {
-            Self::Json => decode_json(&frame),
-            Self::MsgPack => msgpack::decode(&frame),
+            Self::Json => decode_json(frame),
+            Self::MsgPack => msgpack::decode(frame),
         }
     }
 }
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
 
     fn json(s: &str) -> Result<Message, DecodeError> {
-        Format::Json.decode(Bytes::copy_from_slice(s.as_bytes()))
+        Format::Json.decode(&Bytes::copy_from_slice(s.as_bytes()))
     }
 
     #[test]
@@ -296,7 +296,7 @@ mod tests {
         let payload = Payload::json(&serde_json::json!({"k": ["v", 1, true, null]})).unwrap();
         for format in Format::ALL {
             let frame = encode(format, "evt\"x", &payload, Id::new(9)).unwrap();
-            let m = format.decode(frame).unwrap();
+            let m = format.decode(&frame).unwrap();
             assert_eq!(m.kind.as_str(), "evt\"x");
             assert_eq!(m.id, Id::new(9));
             let v: serde_json::Value = m.payload.decode().unwrap();

@@ -14,7 +14,7 @@
 //! ```
 //! use switchboard_protocol::{Format, Payload, encode};
 //!
-//! let msg = Format::Json.decode(br#"["add",{"a":1,"b":2},7]"#.to_vec().into()).unwrap();
+//! let msg = Format::Json.decode(&br#"["add",{"a":1,"b":2},7]"#.to_vec().into()).unwrap();
 //! assert_eq!(msg.kind.as_str(), "add");
 //! assert_eq!(msg.id.map(|id| id.get()), Some(7));
 //! assert_eq!(msg.payload.as_bytes(), br#"{"a":1,"b":2}"#);

@@ -110,7 +110,7 @@ impl Payload {
     pub fn is_null(&self) -> bool {
         match self.format {
             Format::Json => self.bytes.trim_ascii() == b"null",
-            Format::MsgPack => &self.bytes[..] == [0xc0],
+            Format::MsgPack => self.bytes[..] == [0xc0],
         }
     }
 

@@ -1,0 +1,131 @@
+//! The broker: what travels between nodes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::{BackendFuture, NodeId};
+
+/// Receives what other nodes send. The framework implements it; a broker calls it from its own
+/// task, in the order the messages were published.
+pub trait BrokerSink: Send + Sync + 'static {
+    /// A publication on a topic this node subscribed to, published by another node.
+    fn publication(&self, topic: &str, publication: Bytes);
+    /// A message addressed to this node (or to every node).
+    fn node_message(&self, message: Bytes);
+}
+
+/// Carries topic publications and node-to-node messages between the nodes of a cluster.
+///
+/// **Guarantees**: at-most-once delivery; per publisher and topic, messages arrive in the order
+/// they were published. A node never receives its own publications or broadcasts back. Gaps are
+/// detected by the framework through [`crate::History`] sequence numbers, not by the broker.
+/// `publish` and `send` return an error when the message cannot leave this node, so that the
+/// caller can report it (never a silent loss).
+pub trait Broker: Send + Sync + 'static {
+    /// Joins the cluster as `node`; messages for this node go to `sink`.
+    fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()>;
+    /// Leaves the cluster.
+    fn detach(&self, node: &NodeId) -> BackendFuture<'_, ()>;
+    /// Starts receiving publications of `topic` (the node has its first local subscriber).
+    fn subscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()>;
+    /// Stops receiving publications of `topic` (the node's last local subscriber left).
+    fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()>;
+    /// Sends a publication to every other node subscribed to `topic`.
+    fn publish(&self, from: &NodeId, topic: &str, publication: Bytes) -> BackendFuture<'_, ()>;
+    /// Sends a message to one node (`Some`) or every other node (`None`).
+    fn send(&self, from: &NodeId, to: Option<&NodeId>, message: Bytes) -> BackendFuture<'_, ()>;
+}
+
+/// An in-process broker. A single server attached to it has no peers, so nothing leaves the
+/// process; several servers attached to one `MemoryBroker` (a clone) form a cluster inside one
+/// process, which is how the framework's multi-node logic is tested without Redis.
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    inner: Arc<RwLock<Bus>>,
+}
+
+#[derive(Default)]
+struct Bus {
+    nodes: HashMap<NodeId, Weak<dyn BrokerSink>>,
+    topics: HashMap<String, HashSet<NodeId>>,
+}
+
+impl MemoryBroker {
+    /// An empty bus.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn ready<T: Send + 'static>(v: T) -> BackendFuture<'static, T> {
+    Box::pin(std::future::ready(Ok(v)))
+}
+
+impl Broker for MemoryBroker {
+    fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()> {
+        self.inner.write().nodes.insert(node, Arc::downgrade(&sink));
+        ready(())
+    }
+
+    fn detach(&self, node: &NodeId) -> BackendFuture<'_, ()> {
+        let mut bus = self.inner.write();
+        bus.nodes.remove(node);
+        bus.topics.retain(|_, nodes| {
+            nodes.remove(node);
+            !nodes.is_empty()
+        });
+        ready(())
+    }
+
+    fn subscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
+        self.inner.write().topics.entry(topic.to_owned()).or_default().insert(node.clone());
+        ready(())
+    }
+
+    fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
+        let mut bus = self.inner.write();
+        if let Some(nodes) = bus.topics.get_mut(topic) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                bus.topics.remove(topic);
+            }
+        }
+        ready(())
+    }
+
+    fn publish(&self, from: &NodeId, topic: &str, publication: Bytes) -> BackendFuture<'_, ()> {
+        let sinks: Vec<_> = {
+            let bus = self.inner.read();
+            bus.topics
+                .get(topic)
+                .into_iter()
+                .flatten()
+                .filter(|n| *n != from)
+                .filter_map(|n| bus.nodes.get(n).and_then(Weak::upgrade))
+                .collect()
+        };
+        for sink in sinks {
+            sink.publication(topic, publication.clone());
+        }
+        ready(())
+    }
+
+    fn send(&self, from: &NodeId, to: Option<&NodeId>, message: Bytes) -> BackendFuture<'_, ()> {
+        let sinks: Vec<_> = {
+            let bus = self.inner.read();
+            bus.nodes
+                .iter()
+                .filter(|(n, _)| *n != from && to.is_none_or(|to| *n == to))
+                .filter_map(|(_, s)| s.upgrade())
+                .collect()
+        };
+        for sink in sinks {
+            sink.node_message(message.clone());
+        }
+        ready(())
+    }
+}

@@ -1,0 +1,166 @@
+//! One conformance suite for every backend implementation.
+//!
+//! Each function exercises one contract's documented guarantees and panics on a violation.
+//! Call them from the implementation's tests with fresh instances and unique key prefixes:
+//!
+//! ```
+//! use switchboard_core::{conformance, MemoryHistory, MemoryPresence, MemoryUsers, MemoryBroker};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! conformance::history(&MemoryHistory::new(), "t1").await;
+//! conformance::presence(&MemoryPresence::new(), "t1").await;
+//! conformance::users(&MemoryUsers::new(), "t1").await;
+//! let bus = MemoryBroker::new();
+//! conformance::broker(&bus, &bus.clone()).await;
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::{
+    BackendError, Broker, BrokerSink, CapPolicy, ConnRef, History, HistoryOptions, NodeId, Position,
+    Presence, Users,
+};
+
+/// Checks [`History`]: consecutive sequence numbers, size limit, recovery with and without a gap,
+/// unknown epoch, TTL.
+pub async fn history(h: &dyn History, prefix: &str) {
+    let topic = format!("{prefix}/history");
+    let opts = HistoryOptions { size: 3, ttl: None };
+    let start = h.position(&topic).await.unwrap();
+    assert_eq!(start.seq, 0, "a new stream starts at 0");
+    let mut last = start.clone();
+    for i in 1..=5u64 {
+        let p = h.append(&topic, Bytes::from(format!("m{i}")), opts).await.unwrap();
+        assert_eq!(p.seq, i, "sequence numbers are consecutive");
+        assert_eq!(p.epoch, start.epoch, "the epoch is stable");
+        last = p;
+    }
+    assert_eq!(h.position(&topic).await.unwrap(), last);
+
+    let r = h.recover(&topic, &Position { epoch: start.epoch.clone(), seq: 3 }).await.unwrap();
+    assert!(r.complete, "a gap within the kept history is recoverable");
+    let seqs: Vec<_> = r.publications.iter().map(|p| p.seq).collect();
+    assert_eq!(seqs, [4, 5]);
+    assert_eq!(r.publications[0].data, Bytes::from("m4"));
+
+    let r = h.recover(&topic, &Position { epoch: start.epoch.clone(), seq: 1 }).await.unwrap();
+    assert!(!r.complete, "publication 2 was pushed out by size 3");
+    let r = h.recover(&topic, &Position { epoch: start.epoch.clone(), seq: 5 }).await.unwrap();
+    assert!(r.complete && r.publications.is_empty(), "nothing missed is complete");
+    let r = h.recover(&topic, &Position { epoch: "other".into(), seq: 5 }).await.unwrap();
+    assert!(!r.complete, "an unknown epoch is not recoverable");
+    assert_eq!(r.position, last);
+
+    let none = format!("{prefix}/no-history");
+    h.append(&none, Bytes::from("x"), HistoryOptions::default()).await.unwrap();
+    let p = h.append(&none, Bytes::from("y"), HistoryOptions::default()).await.unwrap();
+    assert_eq!(p.seq, 2, "topics without history still count");
+    let r = h.recover(&none, &Position { epoch: p.epoch.clone(), seq: 1 }).await.unwrap();
+    assert!(!r.complete);
+
+    let ttl = format!("{prefix}/ttl");
+    let opts = HistoryOptions { size: 10, ttl: Some(Duration::from_millis(50)) };
+    let p = h.append(&ttl, Bytes::from("old"), opts).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let r = h.recover(&ttl, &Position { epoch: p.epoch.clone(), seq: 0 }).await.unwrap();
+    assert!(!r.complete, "expired publications are gone");
+}
+
+/// Checks [`Presence`]: join, update, leave, order, empty keys.
+pub async fn presence(p: &dyn Presence, prefix: &str) {
+    let key = format!("{prefix}/presence");
+    p.join(&key, "c1", Bytes::from("a")).await.unwrap();
+    p.join(&key, "c2", Bytes::from("b")).await.unwrap();
+    p.join(&key, "c1", Bytes::from("a2")).await.unwrap();
+    let list = p.list(&key).await.unwrap();
+    let conns: Vec<_> = list.iter().map(|e| (e.conn.as_str(), e.info.clone())).collect();
+    assert_eq!(conns, [("c1", Bytes::from("a2")), ("c2", Bytes::from("b"))]);
+    p.leave(&key, "c1").await.unwrap();
+    p.leave(&key, "c3").await.unwrap();
+    assert_eq!(p.list(&key).await.unwrap().len(), 1);
+    p.leave(&key, "c2").await.unwrap();
+    assert!(p.list(&key).await.unwrap().is_empty());
+}
+
+/// Checks [`Users`]: registration order, both cap policies, unregister.
+pub async fn users(u: &dyn Users, prefix: &str) {
+    let user = format!("{prefix}-user");
+    let node: NodeId = Arc::from("n1");
+    let conn = |c: &str| ConnRef { conn: Arc::from(c), node: node.clone() };
+    let cap = Some((2, CapPolicy::EvictOldest));
+    assert!(u.register(&user, conn("a"), cap).await.unwrap().evicted.is_empty());
+    assert!(u.register(&user, conn("b"), cap).await.unwrap().evicted.is_empty());
+    let r = u.register(&user, conn("c"), cap).await.unwrap();
+    assert_eq!(r.evicted, [conn("a")], "the oldest is evicted");
+    let conns: Vec<_> = u.connections(&user).await.unwrap().into_iter().map(|c| c.conn).collect();
+    assert_eq!(conns, [Arc::from("b"), Arc::from("c")]);
+    let refused = u.register(&user, conn("d"), Some((2, CapPolicy::RefuseNew))).await;
+    assert!(matches!(refused, Err(BackendError::Limit)), "refuse_new refuses");
+    assert_eq!(u.connections(&user).await.unwrap().len(), 2);
+    u.unregister(&user, "b").await.unwrap();
+    u.unregister(&user, "c").await.unwrap();
+    assert!(u.connections(&user).await.unwrap().is_empty());
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(Option<String>, Bytes)>>);
+
+impl BrokerSink for Recorder {
+    fn publication(&self, topic: &str, publication: Bytes) {
+        self.0.lock().push((Some(topic.to_owned()), publication));
+    }
+    fn node_message(&self, message: Bytes) {
+        self.0.lock().push((None, message));
+    }
+}
+
+/// Checks [`Broker`] with two handles to the same cluster (for the memory broker, two clones;
+/// for Redis, two connections): topic routing, no self-delivery, order, node messages.
+pub async fn broker(a: &dyn Broker, b: &dyn Broker) {
+    let (na, nb): (NodeId, NodeId) = (Arc::from("node-a"), Arc::from("node-b"));
+    let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    a.attach(na.clone(), ra.clone()).await.unwrap();
+    b.attach(nb.clone(), rb.clone()).await.unwrap();
+    b.subscribe(&nb, "t/x").await.unwrap();
+    a.subscribe(&na, "t/x").await.unwrap();
+    for i in 0..10 {
+        a.publish(&na, "t/x", Bytes::from(format!("{i}"))).await.unwrap();
+    }
+    a.publish(&na, "t/other", Bytes::from("nobody")).await.unwrap();
+    a.send(&na, None, Bytes::from("all")).await.unwrap();
+    a.send(&na, Some(&nb), Bytes::from("to-b")).await.unwrap();
+    b.send(&nb, Some(&na), Bytes::from("to-a")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rb.0.lock().len() < 12 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let got = rb.0.lock().clone();
+    let expected: Vec<_> = (0..10)
+        .map(|i| (Some("t/x".to_owned()), Bytes::from(format!("{i}"))))
+        .chain([(None, Bytes::from("all")), (None, Bytes::from("to-b"))])
+        .collect();
+    assert_eq!(got, expected, "b gets a's publications in order, then its node messages");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(*ra.0.lock(), [(None, Bytes::from("to-a"))], "a never hears itself");
+    b.unsubscribe(&nb, "t/x").await.unwrap();
+    a.detach(&na).await.unwrap();
+    b.detach(&nb).await.unwrap();
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    #[tokio::test]
+    async fn memory_backends_conform() {
+        super::history(&MemoryHistory::new(), "m").await;
+        super::presence(&MemoryPresence::new(), "m").await;
+        super::users(&MemoryUsers::new(), "m").await;
+        let bus = MemoryBroker::new();
+        super::broker(&bus, &bus.clone()).await;
+    }
+}

@@ -1,0 +1,107 @@
+//! # switchboard-core
+//!
+//! The backend contracts that let several Switchboard servers behave as one, and their in-memory
+//! defaults. The framework (`switchboard`) talks to these traits only; `switchboard-redis`
+//! implements them on Redis. None of them sees a socket, a handler or a protocol message: values
+//! cross them as opaque [`bytes::Bytes`] that the framework encodes.
+//!
+//! | contract | what it does | in-memory default |
+//! |---|---|---|
+//! | [`Broker`] | carries topic publications and node-to-node messages between nodes | [`MemoryBroker`] (one process; nodes attached to the same bus see each other) |
+//! | [`History`] | assigns sequence numbers and keeps recent publications per topic | [`MemoryHistory`] |
+//! | [`Presence`] | who is in a topic, and the directory | [`MemoryPresence`] |
+//! | [`Users`] | users → connections across nodes, with the per-user cap | [`MemoryUsers`] |
+//!
+//! [`conformance`] holds one shared test suite that every implementation must pass.
+//!
+//! ```
+//! use switchboard_core::{Backends, History, HistoryOptions};
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let backends = Backends::memory();
+//! let topic = "chat/lobby";
+//! let opts = HistoryOptions { size: 10, ttl: None };
+//! let p = backends.history.append(topic, "hi".into(), opts).await.unwrap();
+//! assert_eq!(p.seq, 1);
+//! # });
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+mod broker;
+pub mod conformance;
+mod history;
+mod presence;
+mod users;
+
+pub use broker::{Broker, BrokerSink, MemoryBroker};
+pub use history::{History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
+pub use presence::{MemoryPresence, Presence, PresenceEntry};
+pub use users::{CapPolicy, ConnRef, MemoryUsers, Registration, Users};
+
+/// The future every backend method returns.
+pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
+
+/// A node's id: unique per running server process.
+pub type NodeId = Arc<str>;
+
+/// A backend could not do what was asked (for example Redis is unreachable). The framework
+/// reports it to whoever asked (a publisher gets an error reply), never drops it silently.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The backend is unreachable or failed.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// The per-user connection cap refused a new connection (policy `refuse_new`).
+    #[error("too many connections for this user")]
+    Limit,
+}
+
+/// The four backends a server runs on.
+#[derive(Clone)]
+pub struct Backends {
+    /// Carries publications and node messages between nodes.
+    pub broker: Arc<dyn Broker>,
+    /// Sequence numbers and recent publications per topic.
+    pub history: Arc<dyn History>,
+    /// Topic presence and the directory.
+    pub presence: Arc<dyn Presence>,
+    /// Users → connections, cluster-wide.
+    pub users: Arc<dyn Users>,
+}
+
+impl Backends {
+    /// Everything in memory, for one process.
+    #[must_use]
+    pub fn memory() -> Self {
+        Self {
+            broker: Arc::new(MemoryBroker::new()),
+            history: Arc::new(MemoryHistory::new()),
+            presence: Arc::new(MemoryPresence::new()),
+            users: Arc::new(MemoryUsers::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backends")
+    }
+}
+
+/// Helper for implementations: an opaque value with an optional expiry.
+pub(crate) fn expired(at: Option<std::time::Instant>, now: std::time::Instant) -> bool {
+    at.is_some_and(|at| at <= now)
+}
+
+/// Helper for implementations: `now + ttl`.
+pub(crate) fn deadline(ttl: Option<Duration>) -> Option<std::time::Instant> {
+    ttl.map(|ttl| std::time::Instant::now() + ttl)
+}
+
+#[allow(dead_code)]
+fn _assert_object_safe(_: &dyn Broker, _: &dyn History, _: &dyn Presence, _: &dyn Users, _: Bytes) {}
