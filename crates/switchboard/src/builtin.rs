@@ -1,0 +1,222 @@
+//! The reserved messages of identified connections: topics, presence, direct messages, `~info`
+//! and `~refresh`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use switchboard_protocol::{Message, MessageType, Payload as RawPayload, Topic, wire};
+
+use crate::conn::ConnShared;
+use crate::server::ServerInner;
+use crate::session::{Task, guarded, respond};
+use crate::topic::Access;
+use crate::{Conn, Ctx, Error, TopicParams};
+
+fn encode<T: Serialize>(conn: &ConnShared, value: &T) -> Result<RawPayload, Error> {
+    RawPayload::encode(conn.format, value).map_err(|_| Error::failed())
+}
+
+fn topic(name: &str) -> Result<Topic, Error> {
+    Topic::new(name).map_err(|e| Error::bad_request(e.to_string()))
+}
+
+/// Runs a topic access rule (`FORBIDDEN` when refused).
+async fn allowed<S: Clone + Send + Sync + 'static>(
+    server: &ServerInner<S>,
+    conn: &Arc<ConnShared>,
+    access: &Access<S>,
+    msg: &Message,
+    params: &TopicParams,
+) -> Result<(), Error> {
+    match access {
+        Access::Anyone => Ok(()),
+        Access::Nobody => Err(Error::forbidden("not allowed on this topic")),
+        Access::Hook(hook) => {
+            let handle = Conn(conn.clone());
+            let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
+            let ctx = Ctx {
+                conn: &handle,
+                hub: &server.hub,
+                state: &server.state,
+                kind: &msg.kind,
+                payload: &msg.payload,
+                meta: meta.as_ref(),
+                params: Some(params),
+            };
+            hook(&ctx)?.await.map_err(|e| {
+                if e.code() == "BAD_REQUEST" { e } else { Error::forbidden(e.message().to_owned()) }
+            })
+        }
+    }
+}
+
+pub(crate) fn dispatch<S: Clone + Send + Sync + 'static>(
+    server: &Arc<ServerInner<S>>,
+    conn: &Arc<ConnShared>,
+    ns: usize,
+    msg: Message,
+) -> Option<Task> {
+    let server = server.clone();
+    let conn = conn.clone();
+    Some(Box::pin(async move {
+        let result = guarded(handle(&server, &conn, ns, &msg)).await;
+        // `~sub` queues its own reply (before the recovered publications): null means done.
+        if msg.kind.as_str() == wire::types::SUB && result.as_ref().is_ok_and(RawPayload::is_null) {
+            return;
+        }
+        respond(&conn, &msg, result);
+    }))
+}
+
+async fn handle<S: Clone + Send + Sync + 'static>(
+    server: &ServerInner<S>,
+    conn: &Arc<ConnShared>,
+    ns: usize,
+    msg: &Message,
+) -> Result<RawPayload, Error> {
+    let hub = &server.hub.inner;
+    let namespace = &server.namespaces[ns];
+    match msg.kind.as_str() {
+        wire::types::SUB => {
+            let sub: wire::Subscribe = msg.payload.decode()?;
+            let topic = topic(&sub.topic)?;
+            let (rule, params) =
+                namespace.topic_rule(&topic).ok_or_else(|| Error::forbidden("no such topic"))?;
+            allowed(server, conn, &rule.options.subscribe, msg, &params).await?;
+            crate::fanout::subscribe(hub, conn, &topic, sub.since, msg.id).await?;
+            // Replied already when the message had an id.
+            Ok(RawPayload::null())
+        }
+        wire::types::UNSUB => {
+            let unsub: wire::Unsubscribe = msg.payload.decode()?;
+            let mine = conn.topics.lock().clone();
+            let leave: Vec<Topic> = match (&unsub.topic, &unsub.prefix) {
+                (Some(t), None) => {
+                    topic(t)?;
+                    mine.into_iter().filter(|m| m.as_str() == t).collect()
+                }
+                (None, Some(p)) => {
+                    Topic::validate(p).map_err(|e| Error::bad_request(e.to_string()))?;
+                    mine.into_iter().filter(|m| m.is_under(p)).collect()
+                }
+                (None, None) => mine,
+                (Some(_), Some(_)) => return Err(Error::bad_request("give a topic or a prefix, not both")),
+            };
+            let mut left = Vec::with_capacity(leave.len());
+            for t in leave {
+                if crate::fanout::unsubscribe(hub, conn, &t).await {
+                    left.push(t.to_string());
+                }
+            }
+            encode(conn, &wire::Unsubscribed { topics: left })
+        }
+        wire::types::PUB => {
+            let publish: wire::Publish = msg.payload.decode()?;
+            let topic = topic(&publish.topic)?;
+            if publish.event.as_deref().is_some_and(|e| !MessageType::is_valid(e)) {
+                return Err(Error::bad_request("an event name has 1 to 128 bytes"));
+            }
+            let (rule, params) =
+                namespace.topic_rule(&topic).ok_or_else(|| Error::forbidden("no such topic"))?;
+            allowed(server, conn, &rule.options.publish, msg, &params).await?;
+            let from =
+                wire::Origin { conn: conn.id.to_string(), user: conn.user().as_deref().map(str::to_owned) };
+            let skip = (!publish.echo).then(|| conn.id.clone());
+            let seq =
+                crate::fanout::publish(hub, &topic, publish.event, publish.data, Some(from), skip).await?;
+            encode(conn, &wire::Published { seq })
+        }
+        wire::types::STATUS => {
+            let status: wire::Status = msg.payload.decode()?;
+            let peer = crate::presence::status(hub, conn, status).await?;
+            encode(conn, &peer)
+        }
+        wire::types::WHO => {
+            let who: wire::Who = msg.payload.decode()?;
+            encode(conn, &crate::presence::who(hub, conn, who.topic.as_deref()).await?)
+        }
+        wire::types::DM => {
+            let dm: wire::DirectMessage = msg.payload.decode()?;
+            crate::presence::direct(hub, conn, dm).await?;
+            Ok(RawPayload::null())
+        }
+        wire::types::INFO => {
+            if !namespace.allow_info {
+                return Err(Error::forbidden("~info is not allowed here"));
+            }
+            let request: wire::InfoRequest =
+                if msg.payload.is_null() { Default::default() } else { msg.payload.decode()? };
+            encode(conn, &info(server, request.detail))
+        }
+        wire::types::REFRESH => crate::identify::refresh(server, conn, ns, &msg.payload).await,
+        other => Err(Error::not_found(format!("no reserved message {other}"))
+            .with_data(&serde_json::json!({"type": other}))),
+    }
+}
+
+/// `~info` statistics.
+#[derive(Serialize)]
+struct Info {
+    node: String,
+    uptime_ms: u64,
+    connections: usize,
+    users: usize,
+    topics: usize,
+    messages_in: u64,
+    messages_out: u64,
+    slow_consumers: u64,
+    connections_total: u64,
+    namespaces: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<Detail>,
+}
+
+#[derive(Serialize)]
+struct Detail {
+    topics: Vec<TopicInfo>,
+    users: Vec<UserInfo>,
+}
+
+#[derive(Serialize)]
+struct TopicInfo {
+    topic: String,
+    subscribers: usize,
+}
+
+#[derive(Serialize)]
+struct UserInfo {
+    user: String,
+    connections: usize,
+}
+
+fn info<S>(server: &ServerInner<S>, detail: bool) -> Info {
+    let hub = &server.hub.inner;
+    let stats = &hub.stats;
+    Info {
+        node: hub.node.to_string(),
+        uptime_ms: hub.now_ms(),
+        connections: hub.conns.len(),
+        users: hub.users.len(),
+        topics: hub.topics.len(),
+        messages_in: stats.messages_in.load(Ordering::Relaxed),
+        messages_out: stats.messages_out.load(Ordering::Relaxed),
+        slow_consumers: stats.slow_consumers.load(Ordering::Relaxed),
+        connections_total: stats.connections_total.load(Ordering::Relaxed),
+        namespaces: server.namespaces.iter().map(|n| n.name.to_string()).collect(),
+        detail: detail.then(|| Detail {
+            topics: hub
+                .topics
+                .names()
+                .into_iter()
+                .map(|(t, n)| TopicInfo { topic: t.to_string(), subscribers: n })
+                .collect(),
+            users: server
+                .hub
+                .local_users()
+                .into_iter()
+                .map(|(u, n)| UserInfo { user: u.to_string(), connections: n })
+                .collect(),
+        }),
+    }
+}

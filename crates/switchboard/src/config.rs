@@ -1,0 +1,72 @@
+//! Server settings: every limit of protocol section 9, and the timers.
+
+use std::time::Duration;
+
+pub use switchboard_core::CapPolicy;
+
+/// Server settings. `Config::default()` gives the protocol's defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{CapPolicy, Config};
+/// let config = Config {
+///     heartbeat: Duration::from_secs(5),
+///     conn_per_user: Some((3, CapPolicy::EvictOldest)),
+///     ..Config::default()
+/// };
+/// assert_eq!(config.max_message_size, 64 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The WebSocket endpoint path (default `/ws`).
+    pub path: String,
+    /// Largest inbound message in bytes; larger closes with 1009 (default 64 KiB).
+    pub max_message_size: usize,
+    /// Time to identify after the upgrade; then close 4504 (default 10 s).
+    pub identify_timeout: Duration,
+    /// Subscriptions per connection; beyond, `~sub` is answered `LIMIT` (default 128).
+    pub max_subscriptions: usize,
+    /// Handlers of one connection running at once; beyond, reading pauses (default 64).
+    pub max_inflight: usize,
+    /// Bytes queued for one connection; beyond, close 4002 (default 1 MiB).
+    pub max_queue_bytes: usize,
+    /// Interval of WebSocket pings; two silent intervals close with 4001 (default 25 s).
+    pub heartbeat: Duration,
+    /// Cap on a user's connections and what to do beyond it (default none).
+    pub conn_per_user: Option<(usize, CapPolicy)>,
+    /// Time to wait for an acknowledgement before resending (default 5 s).
+    pub ack_timeout: Duration,
+    /// Resends of an unacknowledged delivery (default 5).
+    pub max_resends: u32,
+    /// Unacknowledged deliveries one connection may hold; beyond, close 4002 (default 1024).
+    pub max_pending_acks: usize,
+    /// Default timeout of requests the server sends to clients (default 10 s).
+    pub request_timeout: Duration,
+    /// How long shutdown waits for running handlers before closing anyway (default 10 s).
+    pub shutdown_grace: Duration,
+    /// Size of each connection's socket read buffer (default 4 KiB; tungstenite's own default,
+    /// 128 KiB per connection, is what makes idle connections expensive).
+    pub read_buffer_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            path: "/ws".to_owned(),
+            max_message_size: switchboard_protocol::DEFAULT_MAX_MESSAGE_SIZE,
+            identify_timeout: Duration::from_secs(10),
+            max_subscriptions: 128,
+            max_inflight: 64,
+            max_queue_bytes: 1024 * 1024,
+            heartbeat: Duration::from_secs(25),
+            conn_per_user: None,
+            ack_timeout: Duration::from_secs(5),
+            max_resends: 5,
+            max_pending_acks: 1024,
+            request_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            read_buffer_size: 4096,
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! A connection's shared state and its public handle, [`Conn`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use switchboard_protocol::{
+    CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic, encode, wire,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::{Config, Error, UpgradeRequest};
+
+/// Something for a connection's writer.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// An encoded message.
+    Frame(Bytes),
+    /// A WebSocket ping.
+    Ping,
+    /// Send `~bye` (when `bye`), then close with this code.
+    Close { code: CloseCode, reason: String, bye: bool },
+}
+
+/// A per-connection inbound filter (see [`Conn::add_filter`]).
+pub(crate) type ConnFilter = Arc<dyn Fn(&MessageType, &RawPayload) -> Result<(), Error> + Send + Sync>;
+
+/// What the connection is, once identified.
+pub(crate) struct Identified {
+    /// Index of the namespace in the server.
+    pub(crate) ns: usize,
+    pub(crate) ns_name: Arc<str>,
+    pub(crate) user: Option<Arc<str>>,
+    pub(crate) alias: Option<Arc<str>>,
+    pub(crate) available: bool,
+    pub(crate) public: RawPayload,
+    pub(crate) session: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) meta: Option<RawPayload>,
+}
+
+/// Replies the connection owes us.
+pub(crate) enum Pending {
+    /// A request we sent; the reply goes to the waiting task.
+    Request(oneshot::Sender<Result<RawPayload, ErrorBody>>),
+    /// An acknowledged delivery: the frame to resend and how often it was resent.
+    Ack { frame: Bytes, resends: u32 },
+}
+
+/// State shared between a connection's task and everyone who sends to it.
+pub(crate) struct ConnShared {
+    /// Cluster-unique id, sent to the client in the welcome.
+    pub(crate) id: Arc<str>,
+    pub(crate) format: Format,
+    pub(crate) config: Arc<Config>,
+    pub(crate) upgrade: Arc<UpgradeRequest>,
+    /// The writer's queue; its byte size is tracked in `queued` (the queue is bounded in bytes).
+    tx: mpsc::UnboundedSender<Out>,
+    pub(crate) queued: AtomicUsize,
+    /// Set once a close was requested; nothing is queued after.
+    closing: AtomicBool,
+    /// Wakes the task when it must stop at once (slow consumer): it may be blocked writing.
+    pub(crate) kill: Notify,
+    pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
+    /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
+    pub(crate) last_seen: AtomicU64,
+    /// Next id of a request we send (our id space).
+    next_id: AtomicU64,
+    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) identity: RwLock<Option<Identified>>,
+    /// Whether a `~hello` is being handled.
+    pub(crate) identifying: AtomicBool,
+    pub(crate) filters: RwLock<Vec<ConnFilter>>,
+    pub(crate) topics: Mutex<Vec<Topic>>,
+}
+
+impl ConnShared {
+    pub(crate) fn new(
+        id: Arc<str>,
+        format: Format,
+        config: Arc<Config>,
+        upgrade: Arc<UpgradeRequest>,
+        now_ms: u64,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Out>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Self {
+            id,
+            format,
+            config,
+            upgrade,
+            tx,
+            queued: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            kill: Notify::new(),
+            kill_reason: Mutex::new(None),
+            last_seen: AtomicU64::new(now_ms),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            identity: RwLock::new(None),
+            identifying: AtomicBool::new(false),
+            filters: RwLock::new(Vec::new()),
+            topics: Mutex::new(Vec::new()),
+        });
+        (shared, rx)
+    }
+
+    /// Queues encoded bytes. Past the queue limit the connection is closed with 4002.
+    pub(crate) fn push(&self, frame: Bytes) -> Result<(), SendError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let len = frame.len();
+        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if queued > self.config.max_queue_bytes {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
+            self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
+            return Err(SendError::SlowConsumer);
+        }
+        self.tx.send(Out::Frame(frame)).map_err(|_| SendError::Closed)
+    }
+
+    pub(crate) fn push_message(
+        &self,
+        kind: &str,
+        payload: &RawPayload,
+        id: Option<Id>,
+    ) -> Result<(), SendError> {
+        let frame = encode(self.format, kind, payload, id).map_err(|e| SendError::Encode(e.to_string()))?;
+        self.push(frame)
+    }
+
+    pub(crate) fn reply(&self, id: Id, result: Result<RawPayload, Error>) {
+        let _ = match result {
+            Ok(payload) => self.push_message(wire::types::OK, &payload, Some(id)),
+            Err(e) => self.push_error(&e, Some(id)),
+        };
+    }
+
+    pub(crate) fn push_error(&self, e: &Error, id: Option<Id>) -> Result<(), SendError> {
+        match RawPayload::encode(self.format, &e.to_body()) {
+            Ok(body) => self.push_message(wire::types::ERR, &body, id),
+            Err(e) => Err(SendError::Encode(e.to_string())),
+        }
+    }
+
+    pub(crate) fn ping(&self) {
+        if !self.closing.load(Ordering::Acquire) {
+            let _ = self.tx.send(Out::Ping);
+        }
+    }
+
+    /// Queues a close after what is already queued. The first close wins.
+    pub(crate) fn close(&self, code: CloseCode, reason: &str, bye: bool) {
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Out::Close { code, reason: reason.to_owned(), bye });
+        }
+    }
+
+    /// Closes at once, skipping the queue (the writer may be stuck on a full socket).
+    pub(crate) fn kill(&self, code: CloseCode, reason: &str) {
+        if !self.closing.swap(true, Ordering::AcqRel) {
+            *self.kill_reason.lock() = Some((code, reason.to_owned()));
+            self.kill.notify_one();
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn next_id(&self) -> Id {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Id::new(n).unwrap_or(Id::new(1).expect("1 is a valid id"))
+    }
+
+    /// Resolves a reply from the client; `false` if nothing waited for it.
+    pub(crate) fn resolve(&self, id: Id, result: Result<RawPayload, ErrorBody>) -> bool {
+        match self.pending.lock().remove(&id.get()) {
+            Some(Pending::Request(tx)) => {
+                let _ = tx.send(result);
+                true
+            }
+            Some(Pending::Ack { .. }) => true,
+            None => false,
+        }
+    }
+
+    pub(crate) fn user(&self) -> Option<Arc<str>> {
+        self.identity.read().as_ref().and_then(|i| i.user.clone())
+    }
+}
+
+/// Why a message could not be queued for a connection.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed or closing.
+    #[error("connection closed")]
+    Closed,
+    /// The connection's queue overflowed: it is being closed with 4002.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The payload could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+/// Why a request to a client failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The client answered with an error.
+    #[error("{0}")]
+    Remote(ErrorBody),
+    /// The client did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The connection closed before the answer.
+    #[error("disconnected")]
+    Disconnected,
+    /// No such connection.
+    #[error("no such connection")]
+    NotFound,
+    /// The request could not reach the connection's node.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// A handle to one connection: cheap to clone, usable from any task.
+///
+/// As an extractor it is the connection the message came from.
+///
+/// ```
+/// use switchboard::{Conn, Error};
+/// async fn greet(conn: Conn) -> Result<String, Error> {
+///     conn.send("hint", &"you were greeted").map_err(|_| Error::failed())?;
+///     let answer: String = conn.request("confirm", &()).await?.decode()?;
+///     Ok(format!("{} said {answer}", conn.id()))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Conn(pub(crate) Arc<ConnShared>);
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("id", &self.0.id).finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// The connection id (unique in the cluster).
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The connection's codec.
+    #[must_use]
+    pub fn format(&self) -> Format {
+        self.0.format
+    }
+
+    /// The user, once identified (and if the namespace has users).
+    #[must_use]
+    pub fn user(&self) -> Option<Arc<str>> {
+        self.0.user()
+    }
+
+    /// The namespace, once identified.
+    #[must_use]
+    pub fn namespace(&self) -> Option<Arc<str>> {
+        self.0.identity.read().as_ref().map(|i| i.ns_name.clone())
+    }
+
+    /// The public alias, if any.
+    #[must_use]
+    pub fn alias(&self) -> Option<Arc<str>> {
+        self.0.identity.read().as_ref().and_then(|i| i.alias.clone())
+    }
+
+    /// Whether the connection is identified.
+    #[must_use]
+    pub fn is_identified(&self) -> bool {
+        self.0.identity.read().is_some()
+    }
+
+    /// Whether the connection is closed or closing.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closing()
+    }
+
+    /// What the HTTP upgrade request said (headers, cookies, remote address).
+    #[must_use]
+    pub fn upgrade_request(&self) -> &Arc<UpgradeRequest> {
+        &self.0.upgrade
+    }
+
+    /// The session data the identify hook attached, if it is a `T`.
+    #[must_use]
+    pub fn session<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let session = self.0.identity.read().as_ref()?.session.clone()?;
+        session.downcast::<T>().ok()
+    }
+
+    /// The topics the connection is subscribed to.
+    #[must_use]
+    pub fn topics(&self) -> Vec<Topic> {
+        self.0.topics.lock().clone()
+    }
+
+    /// Sends the event `[kind, payload]`.
+    ///
+    /// # Errors
+    /// [`SendError`] when the connection is closed, overflowing, or the payload does not encode.
+    pub fn send<T: Serialize + ?Sized>(&self, kind: &str, payload: &T) -> Result<(), SendError> {
+        let payload =
+            RawPayload::encode(self.0.format, payload).map_err(|e| SendError::Encode(e.to_string()))?;
+        self.0.push_message(kind, &payload, None)
+    }
+
+    /// Sends the request `[kind, payload, id]` and waits for the client's reply (default timeout:
+    /// [`Config::request_timeout`]; change it with [`Request::timeout`]).
+    pub fn request<T: Serialize + ?Sized>(&self, kind: &str, payload: &T) -> Request {
+        let payload = RawPayload::encode(self.0.format, payload);
+        Request {
+            conn: self.0.clone(),
+            kind: kind.to_owned(),
+            payload,
+            timeout: self.0.config.request_timeout,
+        }
+    }
+
+    /// Sends a `~challenge` during identification and waits for the answer (bounded by the
+    /// identification timeout). A client that gives up (`~err`) refuses identification.
+    ///
+    /// # Errors
+    /// `NOT_AUTHORIZED` when the client gives up or does not answer in time.
+    pub async fn challenge<T: Serialize + ?Sized>(&self, quest: &T) -> Result<RawPayload, Error> {
+        self.request(wire::types::CHALLENGE, quest)
+            .timeout(self.0.config.identify_timeout)
+            .await
+            .map_err(|_| Error::not_authorized("challenge failed"))
+    }
+
+    /// Closes the connection with `code` after what is queued, sending `~bye` first.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        self.0.close(code, reason, true);
+    }
+
+    /// Adds an inbound filter to this connection only: it sees each application message's type
+    /// and payload before the namespace's filters, and may refuse it.
+    pub fn add_filter(
+        &self,
+        filter: impl Fn(&MessageType, &RawPayload) -> Result<(), Error> + Send + Sync + 'static,
+    ) {
+        self.0.filters.write().push(Arc::new(filter));
+    }
+}
+
+/// A request to a client in preparation; `.await` it.
+#[must_use = "a request does nothing until awaited"]
+pub struct Request {
+    conn: Arc<ConnShared>,
+    kind: String,
+    payload: Result<RawPayload, switchboard_protocol::EncodeError>,
+    timeout: Duration,
+}
+
+impl Request {
+    /// How long to wait for the answer.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl IntoFuture for Request {
+    type Output = Result<RawPayload, RequestError>;
+    type IntoFuture = BoxFuture<'static, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let payload = self.payload.map_err(|e| RequestError::Backend(e.to_string()))?;
+            let conn = self.conn;
+            let id = conn.next_id();
+            let (tx, rx) = oneshot::channel();
+            conn.pending.lock().insert(id.get(), Pending::Request(tx));
+            let _guard = PendingGuard { conn: &conn, id };
+            conn.push_message(&self.kind, &payload, Some(id)).map_err(|_| RequestError::Disconnected)?;
+            match tokio::time::timeout(self.timeout, rx).await {
+                Ok(Ok(Ok(payload))) => Ok(payload),
+                Ok(Ok(Err(body))) => Err(RequestError::Remote(body)),
+                Ok(Err(_)) => Err(RequestError::Disconnected),
+                Err(_) => Err(RequestError::Timeout),
+            }
+        })
+    }
+}
+
+/// Removes a request's pending entry however the wait ends (reply, timeout, cancellation).
+struct PendingGuard<'a> {
+    conn: &'a ConnShared,
+    id: Id,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.conn.pending.lock();
+        if matches!(pending.get(&self.id.get()), Some(Pending::Request(_))) {
+            pending.remove(&self.id.get());
+        }
+    }
+}

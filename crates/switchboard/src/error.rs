@@ -1,0 +1,191 @@
+//! Errors handlers return, and how results become replies.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use switchboard_protocol::{DecodeError, ErrorBody, Format, Payload as RawPayload, codes};
+
+/// An error a handler, filter or hook returns: it becomes the `~err` reply
+/// `{"code", "message", "data"?}`.
+///
+/// Only what is put here reaches the client; build it with a code and a message written for
+/// people. Unexpected failures should use [`Error::failed`], which says nothing internal.
+///
+/// ```
+/// use switchboard::Error;
+/// let e = Error::new("TEAPOT", "I'm a teapot");
+/// assert_eq!(e.code(), "TEAPOT");
+/// let e = Error::forbidden("not your list").with_data(&serde_json::json!({"list": 7}));
+/// assert_eq!(e.code(), "FORBIDDEN");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Error {
+    code: Cow<'static, str>,
+    message: Cow<'static, str>,
+    data: Option<RawPayload>,
+}
+
+impl Error {
+    /// An error with an application code (`[A-Z][A-Z0-9_]*`; anything else becomes `FAILED`).
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        let code = code.into();
+        let code = if codes::is_valid(&code) { code } else { Cow::Borrowed(codes::FAILED) };
+        Self { code, message: message.into(), data: None }
+    }
+
+    /// `BAD_REQUEST`: the payload did not decode or validate.
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::BAD_REQUEST, message)
+    }
+
+    /// `FORBIDDEN`: a filter or an authorization hook said no.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::FORBIDDEN, message)
+    }
+
+    /// `NOT_AUTHORIZED`: identification refused.
+    pub fn not_authorized(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::NOT_AUTHORIZED, message)
+    }
+
+    /// `NOT_FOUND`: no such event, procedure, namespace or target.
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::NOT_FOUND, message)
+    }
+
+    /// `UNAVAILABLE`: the target is offline or not available.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::UNAVAILABLE, message)
+    }
+
+    /// `LIMIT`: a per-connection limit was reached.
+    pub fn limit(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::LIMIT, message)
+    }
+
+    /// `TIMEOUT`: something did not answer in time.
+    pub fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(codes::TIMEOUT, message)
+    }
+
+    /// `FAILED` with a generic message: for failures whose details must stay on the server.
+    #[must_use]
+    pub fn failed() -> Self {
+        Self::new(codes::FAILED, "the request failed")
+    }
+
+    /// Adds structured detail (serialized as JSON; an unserializable value is dropped).
+    #[must_use]
+    pub fn with_data<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
+        self.data = RawPayload::json(data).ok();
+        self
+    }
+
+    /// The code.
+    #[must_use]
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The detail, if any.
+    #[must_use]
+    pub fn data(&self) -> Option<&RawPayload> {
+        self.data.as_ref()
+    }
+
+    /// The `~err` body.
+    #[must_use]
+    pub fn to_body(&self) -> ErrorBody {
+        ErrorBody { code: self.code.to_string(), message: self.message.to_string(), data: self.data.clone() }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<ErrorBody> for Error {
+    fn from(e: ErrorBody) -> Self {
+        Self { data: e.data, ..Self::new(e.code, e.message) }
+    }
+}
+
+impl From<DecodeError> for Error {
+    fn from(e: DecodeError) -> Self {
+        Self::bad_request(e.to_string())
+    }
+}
+
+impl From<crate::RequestError> for Error {
+    fn from(e: crate::RequestError) -> Self {
+        match e {
+            crate::RequestError::Remote(body) => body.into(),
+            crate::RequestError::Timeout => Self::timeout("the peer did not answer in time"),
+            crate::RequestError::Disconnected => Self::unavailable("the peer disconnected"),
+            crate::RequestError::NotFound => Self::not_found("no such connection"),
+            crate::RequestError::Backend(_) => Self::unavailable("the request could not be delivered"),
+        }
+    }
+}
+
+/// What a request handler returns: converted into the `~ok` result or the `~err` body.
+///
+/// Implemented for `Result<T, E>` where `T: Serialize` and `E: Into<Error>`, for `()`
+/// (replies `null`), [`RawPayload`] and `serde_json::Value`.
+pub trait IntoReply: Send {
+    /// The reply's payload in `format`, or the error to reply.
+    ///
+    /// # Errors
+    /// The handler's error, or `FAILED` when the value does not serialize.
+    fn into_reply(self, format: Format) -> Result<RawPayload, Error>;
+}
+
+fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<RawPayload, Error> {
+    RawPayload::encode(format, value).map_err(|e| {
+        tracing::error!(error = %e, "a handler's result does not serialize");
+        Error::failed()
+    })
+}
+
+impl<T: Serialize + Send, E: Into<Error> + Send> IntoReply for Result<T, E> {
+    fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
+        match self {
+            Ok(value) => encode(format, &value),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl IntoReply for () {
+    fn into_reply(self, _: Format) -> Result<RawPayload, Error> {
+        Ok(RawPayload::null())
+    }
+}
+
+impl IntoReply for RawPayload {
+    fn into_reply(self, _: Format) -> Result<RawPayload, Error> {
+        Ok(self)
+    }
+}
+
+impl IntoReply for serde_json::Value {
+    fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
+        encode(format, &self)
+    }
+}
+
+impl IntoReply for Error {
+    fn into_reply(self, _: Format) -> Result<RawPayload, Error> {
+        Err(self)
+    }
+}

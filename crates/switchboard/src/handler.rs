@@ -1,0 +1,199 @@
+//! Handlers: plain async functions whose arguments are extractors.
+//!
+//! One extractor family ([`FromContext`]) serves identify hooks, filters, events and requests.
+//! A handler is any `async fn(T1, …, Tn) -> R` (up to 8 arguments) where every `Ti` implements
+//! [`FromContext`]; what `R` must be depends on the use:
+//!
+//! | registered with | `R` |
+//! |---|---|
+//! | [`Namespace::on`](crate::Namespace::on), [`Server::public`](crate::Server::public) | [`IntoReply`](crate::IntoReply) (`Result<T: Serialize, Error>`, `()`, …) |
+//! | [`Namespace::identify`](crate::Namespace::identify) | [`IntoAccept`] (`Result<Accept, Error>` or [`Accept`](crate::Accept)) |
+//! | [`Namespace::filter`](crate::Namespace::filter) | [`IntoPass`] (`Result<(), Error>` or `()`) |
+//!
+//! An extractor that fails (a payload that does not decode, say) answers the request with its
+//! error, `BAD_REQUEST` for payloads, before the handler runs.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use switchboard_protocol::{Format, MessageType, Payload as RawPayload};
+
+use crate::{Accept, Conn, Error, Hub};
+
+/// What extractors read from: the connection, the message and the server.
+pub struct Ctx<'a, S> {
+    pub(crate) conn: &'a Conn,
+    pub(crate) hub: &'a Hub,
+    pub(crate) state: &'a S,
+    pub(crate) kind: &'a MessageType,
+    pub(crate) payload: &'a RawPayload,
+    pub(crate) meta: Option<&'a RawPayload>,
+    pub(crate) params: Option<&'a crate::TopicParams>,
+}
+
+impl<S> Ctx<'_, S> {
+    /// The connection the message came from.
+    #[must_use]
+    pub fn conn(&self) -> &Conn {
+        self.conn
+    }
+
+    /// The hub.
+    #[must_use]
+    pub fn hub(&self) -> &Hub {
+        self.hub
+    }
+
+    /// The application state.
+    #[must_use]
+    pub fn state(&self) -> &S {
+        self.state
+    }
+
+    /// The message type (for identify hooks: `~hello`).
+    #[must_use]
+    pub fn kind(&self) -> &MessageType {
+        self.kind
+    }
+
+    /// The raw payload (for identify hooks: the `identity`).
+    #[must_use]
+    pub fn payload(&self) -> &RawPayload {
+        self.payload
+    }
+
+    /// The `meta` of the connection's `~hello`, if any.
+    #[must_use]
+    pub fn meta(&self) -> Option<&RawPayload> {
+        self.meta
+    }
+}
+
+/// Something a handler can take as an argument.
+///
+/// Implement it for your own types to add extractors:
+///
+/// ```
+/// use switchboard::{Ctx, Error, FromContext};
+///
+/// /// The `device` field of the connection's meta.
+/// struct Device(String);
+///
+/// impl<S> FromContext<S> for Device {
+///     fn from_context(ctx: &Ctx<'_, S>) -> Result<Self, Error> {
+///         let meta = ctx.meta().ok_or_else(|| Error::bad_request("no meta"))?;
+///         let v: serde_json::Value = meta.decode()?;
+///         Ok(Device(v["device"].as_str().unwrap_or("unknown").to_owned()))
+///     }
+/// }
+/// ```
+pub trait FromContext<S>: Sized {
+    /// Extracts the value, or fails with the error to reply.
+    ///
+    /// # Errors
+    /// The reply to send instead of running the handler.
+    fn from_context(ctx: &Ctx<'_, S>) -> Result<Self, Error>;
+}
+
+/// An async function usable as a handler; implemented for functions of up to 8 extractors.
+pub trait Handler<T, S>: Clone + Send + Sync + 'static {
+    /// What the function returns.
+    type Output: Send + 'static;
+
+    /// Runs the extractors and starts the function.
+    ///
+    /// # Errors
+    /// The first extractor's error.
+    fn call(&self, ctx: &Ctx<'_, S>) -> Result<BoxFuture<'static, Self::Output>, Error>;
+}
+
+macro_rules! impl_handler {
+    ($($t:ident),*) => {
+        impl<F, Fut, S, $($t,)*> Handler<($($t,)*), S> for F
+        where
+            F: Fn($($t),*) -> Fut + Clone + Send + Sync + 'static,
+            Fut: Future + Send + 'static,
+            Fut::Output: Send + 'static,
+            $($t: FromContext<S>,)*
+        {
+            type Output = Fut::Output;
+
+            #[allow(non_snake_case, unused_variables)]
+            fn call(&self, ctx: &Ctx<'_, S>) -> Result<BoxFuture<'static, Self::Output>, Error> {
+                $(let $t = $t::from_context(ctx)?;)*
+                Ok(Box::pin((self)($($t),*)))
+            }
+        }
+    };
+}
+
+impl_handler!();
+impl_handler!(T1);
+impl_handler!(T1, T2);
+impl_handler!(T1, T2, T3);
+impl_handler!(T1, T2, T3, T4);
+impl_handler!(T1, T2, T3, T4, T5);
+impl_handler!(T1, T2, T3, T4, T5, T6);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7);
+impl_handler!(T1, T2, T3, T4, T5, T6, T7, T8);
+
+/// What an identify hook returns.
+pub trait IntoAccept: Send {
+    /// The decision.
+    ///
+    /// # Errors
+    /// The refusal (`NOT_AUTHORIZED` unless the hook chose another code).
+    fn into_accept(self) -> Result<Accept, Error>;
+}
+
+impl IntoAccept for Accept {
+    fn into_accept(self) -> Result<Accept, Error> {
+        Ok(self)
+    }
+}
+
+impl<E: Into<Error> + Send> IntoAccept for Result<Accept, E> {
+    fn into_accept(self) -> Result<Accept, Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// What a filter returns: pass (`Ok(())`) or refuse with an error (usually `FORBIDDEN`).
+pub trait IntoPass: Send {
+    /// The decision.
+    ///
+    /// # Errors
+    /// The refusal.
+    fn into_pass(self) -> Result<(), Error>;
+}
+
+impl IntoPass for () {
+    fn into_pass(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<Error> + Send> IntoPass for Result<(), E> {
+    fn into_pass(self) -> Result<(), Error> {
+        self.map_err(Into::into)
+    }
+}
+
+/// A type-erased handler: extraction, then a future of the converted result.
+pub(crate) type Erased<S, R> = Arc<dyn Fn(&Ctx<'_, S>) -> Result<BoxFuture<'static, R>, Error> + Send + Sync>;
+
+/// Erases a handler whose output converts with `convert` (given the connection's format).
+pub(crate) fn erase<H, T, S, R>(handler: H, convert: fn(H::Output, Format) -> R) -> Erased<S, R>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: 'static,
+    R: Send + 'static,
+{
+    Arc::new(move |ctx| {
+        let format = ctx.conn.format();
+        let fut = handler.call(ctx)?;
+        Ok(Box::pin(async move { convert(fut.await, format) }))
+    })
+}

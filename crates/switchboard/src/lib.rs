@@ -1,0 +1,80 @@
+//! # Switchboard
+//!
+//! A realtime WebSocket framework: namespaces with identification (challenge-response
+//! included), requests both ways with timeouts and error codes, users on many devices, topics
+//! with history and recovery, acknowledged delivery, presence and direct messages — over the
+//! wire protocol of `switchboard-protocol`, on one server or a cluster.
+//!
+//! - [`Server`] builds a server; [`Switchboard`] runs it: on its own listener
+//!   ([`Switchboard::serve`]), mounted in an axum router ([`Switchboard::router`]), or on
+//!   connections another stack upgraded ([`Switchboard::accept`]).
+//! - [`Namespace`]: identify hook, handlers, filters, topics; namespaces extend each other.
+//! - Handlers are async functions of extractors ([`Payload`], [`Conn`], [`User`], [`Session`],
+//!   [`State`], [`Hub`], [`Meta`], [`TopicParams`]); they return anything [`IntoReply`].
+//! - [`Hub`]: send to connections, users or everyone, request a client, publish, kick.
+//! - [`Config`]: every limit of the protocol.
+//!
+//! ```no_run
+//! use switchboard::{Accept, Error, Namespace, Payload, Server, TopicOptions};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Login { user: String, password: String }
+//!
+//! async fn identify(Payload(login): Payload<Login>) -> Result<Accept, Error> {
+//!     if login.password == format!("pw-{}", login.user) {
+//!         Ok(Accept::user(login.user.clone()).alias(login.user))
+//!     } else {
+//!         Err(Error::not_authorized("wrong password"))
+//!     }
+//! }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Add { a: f64, b: f64 }
+//! async fn add(Payload(Add { a, b }): Payload<Add>) -> Result<f64, Error> { Ok(a + b) }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let main = Namespace::new("main")
+//!         .identify(identify)
+//!         .on("add", add)
+//!         .topic("chat/{room}", TopicOptions::new().clients_publish().presence(true).history(100, None));
+//!     let board = Server::new().namespace(main).build().await.expect("valid server");
+//!     board.serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?).await
+//! }
+//! ```
+#![doc = ""]
+
+mod builtin;
+mod cluster;
+mod config;
+mod conn;
+mod error;
+mod extract;
+mod fanout;
+mod frame;
+mod handler;
+mod housekeeping;
+mod hub;
+mod identify;
+mod namespace;
+mod presence;
+mod server;
+mod session;
+mod topic;
+mod transport;
+mod upgrade;
+
+pub use config::{CapPolicy, Config};
+pub use conn::{Conn, Request, RequestError, SendError};
+pub use error::{Error, IntoReply};
+pub use extract::{FromRef, Meta, Payload, Session, State, User};
+pub use handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
+pub use hub::{Hub, HubError, RegistrySizes};
+pub use namespace::{Accept, Namespace};
+pub use presence::DirectMessageEvent;
+pub use server::{BuildError, Server, Switchboard, subprotocol};
+pub use switchboard_core as core;
+pub use switchboard_protocol as protocol;
+pub use switchboard_protocol::{CloseCode, Format, Payload as RawPayload, codes};
+pub use topic::{TopicOptions, TopicParams};
+pub use upgrade::{Rejection, UpgradeRequest};

@@ -1,0 +1,261 @@
+//! Presence: the directory of available aliased connections, topic presence, `~status`,
+//! `~who` and direct messages.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchboard_protocol::{Payload as RawPayload, wire};
+
+use crate::Error;
+use crate::cluster::NodeMsg;
+use crate::conn::ConnShared;
+use crate::frame::SharedFrame;
+use crate::hub::HubInner;
+
+/// The presence key of the directory (not a valid topic name, so it never clashes with one).
+pub(crate) const DIRECTORY: &str = "~directory";
+
+/// A direct message that was delivered, for the application's audit hook
+/// ([`Server::on_direct_message`](crate::Server::on_direct_message)).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DirectMessageEvent {
+    /// The sender.
+    pub from: wire::DmSender,
+    /// The recipient's connection.
+    pub to_conn: String,
+    /// The recipient's user.
+    pub to_user: Option<String>,
+    /// What was sent.
+    pub data: RawPayload,
+}
+
+pub(crate) type DmAudit = Arc<dyn Fn(&DirectMessageEvent) + Send + Sync>;
+
+/// The public profile of a connection (`None` before identification).
+pub(crate) fn peer_of(conn: &ConnShared) -> Option<wire::Peer> {
+    let identity = conn.identity.read();
+    let i = identity.as_ref()?;
+    Some(wire::Peer {
+        conn: conn.id.to_string(),
+        user: i.user.as_deref().map(str::to_owned),
+        alias: i.alias.as_deref().map(str::to_owned),
+        available: i.available,
+        public: i.public.clone(),
+    })
+}
+
+pub(crate) fn listed(conn: &ConnShared) -> bool {
+    conn.identity.read().as_ref().is_some_and(|i| i.alias.is_some() && i.available)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Option<RawPayload> {
+    RawPayload::json(value).ok()
+}
+
+/// Delivers an event to the local members of the directory.
+pub(crate) fn deliver_to_directory(hub: &HubInner, frame: &SharedFrame) {
+    hub.deliver_local(frame, listed);
+}
+
+async fn spread(hub: &HubInner, local: impl FnOnce(&SharedFrame), msg: NodeMsg, frame: &SharedFrame) {
+    local(frame);
+    if let Err(e) = hub.to_nodes(None, &msg).await {
+        tracing::warn!(error = %e, "a presence change did not reach the other nodes");
+    }
+}
+
+/// Announces `peer` to the directory (`~peer`) and records it.
+async fn directory_change(hub: &HubInner, peer: wire::Peer, online: bool) {
+    let presence = &hub.backends.presence;
+    let stored = if online {
+        presence.join(DIRECTORY, &peer.conn, Bytes::from(serde_json::to_vec(&peer).unwrap_or_default())).await
+    } else {
+        presence.leave(DIRECTORY, &peer.conn).await
+    };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "the directory could not be updated");
+    }
+    let Some(payload) = json(&wire::PeerChange { peer, online }) else { return };
+    let frame = SharedFrame::new(wire::types::PEER, payload.clone());
+    let msg = NodeMsg::ToDirectory { kind: wire::types::PEER.to_owned(), payload };
+    spread(hub, |f| deliver_to_directory(hub, f), msg, &frame).await;
+}
+
+/// After identification: joins the directory if aliased and available.
+pub(crate) async fn on_identified(hub: &HubInner, conn: &ConnShared) {
+    if listed(conn)
+        && let Some(peer) = peer_of(conn)
+    {
+        directory_change(hub, peer, true).await;
+    }
+}
+
+/// On disconnect: leaves the directory.
+pub(crate) async fn on_gone(hub: &HubInner, conn: &ConnShared) {
+    if listed(conn)
+        && let Some(peer) = peer_of(conn)
+    {
+        directory_change(hub, peer, false).await;
+    }
+}
+
+async fn topic_diff(hub: &HubInner, topic: &str, peer: wire::Peer, join: bool) {
+    let diff = if join {
+        wire::PresenceDiff { topic: topic.to_owned(), joins: vec![peer], leaves: Vec::new() }
+    } else {
+        wire::PresenceDiff { topic: topic.to_owned(), joins: Vec::new(), leaves: vec![peer] }
+    };
+    let Some(payload) = json(&diff) else { return };
+    let frame = SharedFrame::new(wire::types::PRESENCE, payload.clone());
+    let msg = NodeMsg::ToTopic { topic: topic.to_owned(), kind: wire::types::PRESENCE.to_owned(), payload };
+    spread(hub, |f| crate::fanout::deliver_event(hub, topic, f), msg, &frame).await;
+}
+
+pub(crate) async fn topic_join(hub: &HubInner, conn: &ConnShared, topic: &str) {
+    let Some(peer) = peer_of(conn) else { return };
+    let info = Bytes::from(serde_json::to_vec(&peer).unwrap_or_default());
+    if let Err(e) = hub.backends.presence.join(topic, &conn.id, info).await {
+        tracing::warn!(error = %e, topic, "topic presence could not be updated");
+    }
+    topic_diff(hub, topic, peer, true).await;
+}
+
+pub(crate) async fn topic_leave(hub: &HubInner, conn: &ConnShared, topic: &str) {
+    let Some(peer) = peer_of(conn) else { return };
+    if let Err(e) = hub.backends.presence.leave(topic, &conn.id).await {
+        tracing::warn!(error = %e, topic, "topic presence could not be updated");
+    }
+    topic_diff(hub, topic, peer, false).await;
+}
+
+async fn list(hub: &HubInner, key: &str) -> Result<Vec<wire::Peer>, Error> {
+    let entries =
+        hub.backends.presence.list(key).await.map_err(|_| Error::unavailable("presence is unavailable"))?;
+    Ok(entries.iter().filter_map(|e| serde_json::from_slice(&e.info).ok()).collect())
+}
+
+/// `~who`: the directory, or a topic's presence for its subscribers.
+pub(crate) async fn who(
+    hub: &HubInner,
+    conn: &ConnShared,
+    topic: Option<&str>,
+) -> Result<wire::Peers, Error> {
+    let Some(topic) = topic else {
+        return Ok(wire::Peers { peers: list(hub, DIRECTORY).await? });
+    };
+    if !conn.topics.lock().iter().any(|t| t.as_str() == topic) {
+        return Err(Error::forbidden("presence is only for subscribers"));
+    }
+    if !hub.settings_for(topic).presence {
+        return Err(Error::forbidden("presence is off for this topic"));
+    }
+    Ok(wire::Peers { peers: list(hub, topic).await? })
+}
+
+/// `~status`: changes one's alias or availability; the directory and topic presence follow.
+pub(crate) async fn status(
+    hub: &HubInner,
+    conn: &ConnShared,
+    change: wire::Status,
+) -> Result<wire::Peer, Error> {
+    if let Some(Some(alias)) = &change.alias
+        && (alias.is_empty() || alias.len() > 128)
+    {
+        return Err(Error::bad_request("an alias has 1 to 128 bytes"));
+    }
+    let before = peer_of(conn).ok_or_else(|| Error::new("NOT_AUTHENTICATED", "not identified"))?;
+    let was_listed = listed(conn);
+    {
+        let mut identity = conn.identity.write();
+        let Some(i) = identity.as_mut() else { return Err(Error::failed()) };
+        if let Some(alias) = change.alias {
+            i.alias = alias.map(Arc::from);
+        }
+        if let Some(available) = change.available {
+            i.available = available;
+        }
+    }
+    let after = peer_of(conn).ok_or_else(Error::failed)?;
+    let now_listed = listed(conn);
+    if after != before {
+        if now_listed {
+            directory_change(hub, after.clone(), true).await;
+        } else if was_listed {
+            directory_change(hub, before.clone(), false).await;
+        }
+        let info = Bytes::from(serde_json::to_vec(&after).unwrap_or_default());
+        let topics = conn.topics.lock().clone();
+        for topic in topics.iter().filter(|t| hub.settings_for(t).presence) {
+            let _ = hub.backends.presence.join(topic, &conn.id, info.clone()).await;
+        }
+    }
+    Ok(after)
+}
+
+/// `~dm`: a private message, only between available parties.
+pub(crate) async fn direct(hub: &HubInner, conn: &ConnShared, dm: wire::DirectMessage) -> Result<(), Error> {
+    let me = peer_of(conn).ok_or_else(|| Error::new("NOT_AUTHENTICATED", "not identified"))?;
+    if !me.available {
+        return Err(Error::unavailable("you are not available"));
+    }
+    let target: wire::Peer = match &dm.to {
+        wire::DmTarget::Conn(id) => match hub.local(id) {
+            Some(c) => peer_of(&c).ok_or_else(|| Error::not_found("no such connection"))?,
+            None => list(hub, DIRECTORY)
+                .await?
+                .into_iter()
+                .find(|p| &p.conn == id)
+                .ok_or_else(|| Error::not_found("no such connection"))?,
+        },
+        wire::DmTarget::Alias(alias) => {
+            let local = hub.deliver_target_by_alias(alias);
+            match local {
+                Some(p) => p,
+                None => list(hub, DIRECTORY)
+                    .await?
+                    .into_iter()
+                    .find(|p| p.alias.as_deref() == Some(alias))
+                    .ok_or_else(|| Error::not_found("no such alias"))?,
+            }
+        }
+    };
+    if !target.available {
+        return Err(Error::unavailable("the recipient is not available"));
+    }
+    let from = wire::DmSender { conn: me.conn, user: me.user, alias: me.alias };
+    let delivery = wire::DirectDelivery { from: from.clone(), data: dm.data.clone() };
+    let payload = json(&delivery).ok_or_else(|| Error::bad_request("the message cannot be encoded"))?;
+    match hub.local(&target.conn) {
+        Some(c) => {
+            SharedFrame::new(wire::types::DM, payload).push_to(&c).map_err(|_| Error::unavailable("gone"))?;
+        }
+        None => {
+            let node = HubInner::node_of(&target.conn).unwrap_or_default().to_owned();
+            let msg =
+                NodeMsg::ToConn { conn: target.conn.clone(), kind: wire::types::DM.to_owned(), payload };
+            hub.to_nodes(Some(&node), &msg).await.map_err(|_| Error::unavailable("unreachable"))?;
+        }
+    }
+    if let Some(audit) = &hub.dm_audit {
+        audit(&DirectMessageEvent { from, to_conn: target.conn, to_user: target.user, data: dm.data });
+    }
+    Ok(())
+}
+
+impl HubInner {
+    /// A local listed connection with this alias (most recent wins in the directory anyway).
+    fn deliver_target_by_alias(&self, alias: &str) -> Option<wire::Peer> {
+        for shard in self.conns.shards() {
+            let found = shard
+                .read()
+                .values()
+                .find(|c| c.identity.read().as_ref().is_some_and(|i| i.alias.as_deref() == Some(alias)))
+                .cloned();
+            if let Some(c) = found {
+                return peer_of(&c);
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,384 @@
+//! The server: building it, serving it on its own listener, mounting it in an axum `Router`,
+//! accepting already-upgraded connections, shutting it down.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::StatusCode;
+use switchboard_core::Backends;
+use switchboard_protocol::{Format, Payload as RawPayload};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::cluster::NodeSink;
+use crate::conn::ConnShared;
+use crate::handler::{Erased, erase};
+use crate::hub::{HubInner, Sharded, Stats};
+use crate::namespace::NsRuntime;
+use crate::presence::{DirectMessageEvent, DmAudit};
+use crate::transport::{Transport, Tungstenite, ws_config};
+use crate::upgrade::{UpgradeHook, negotiate};
+use crate::{Config, Error, Handler, Hub, IntoReply, Namespace, Rejection, UpgradeRequest};
+
+type ReplyHandler<S> = Erased<S, Result<RawPayload, Error>>;
+
+/// Builds a Switchboard server.
+///
+/// ```no_run
+/// use switchboard::{Accept, Error, Namespace, Payload, Server};
+///
+/// async fn identify(Payload(name): Payload<String>) -> Result<Accept, Error> {
+///     Ok(Accept::user(name))
+/// }
+/// async fn echo(Payload(v): Payload<serde_json::Value>) -> Result<serde_json::Value, Error> {
+///     Ok(v)
+/// }
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let board = Server::new()
+///     .namespace(Namespace::new("main").identify(identify).on("echo", echo))
+///     .build()
+///     .await
+///     .expect("valid configuration");
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// board.serve(listener).await
+/// # }
+/// ```
+pub struct Server<S = ()> {
+    config: Config,
+    state: S,
+    namespaces: Vec<Namespace<S>>,
+    public: Vec<(String, ReplyHandler<S>)>,
+    upgrade_hook: Option<UpgradeHook>,
+    backends: Backends,
+    dm_audit: Option<DmAudit>,
+}
+
+impl Server<()> {
+    /// A server without application state.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_state(())
+    }
+}
+
+impl Default for Server<()> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The configuration cannot make a server.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two namespaces have the same name.
+    #[error("namespace {0:?} is declared twice")]
+    DuplicateNamespace(String),
+    /// The broker refused this node.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+impl<S: Clone + Send + Sync + 'static> Server<S> {
+    /// A server whose handlers can extract `State<T>` for any `T: FromRef<S>`.
+    pub fn with_state(state: S) -> Self {
+        Self {
+            config: Config::default(),
+            state,
+            namespaces: Vec::new(),
+            public: Vec::new(),
+            upgrade_hook: None,
+            backends: Backends::memory(),
+            dm_audit: None,
+        }
+    }
+
+    /// Settings (limits, timers, path).
+    #[must_use]
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a namespace. Without any, the server has an anonymous `main` namespace.
+    #[must_use]
+    pub fn namespace(mut self, namespace: Namespace<S>) -> Self {
+        self.namespaces.push(namespace);
+        self
+    }
+
+    /// A public event or request: allowed before identification, in every namespace (a
+    /// namespace handler of the same name takes precedence once identified).
+    #[must_use]
+    pub fn public<H, T>(mut self, name: &str, handler: H) -> Self
+    where
+        H: Handler<T, S>,
+        H::Output: IntoReply,
+        T: 'static,
+    {
+        self.public.push((name.to_owned(), erase(handler, |out, format| out.into_reply(format))));
+        self
+    }
+
+    /// The upgrade hook: sees the HTTP request (headers, cookies, origin, remote address) and
+    /// allows it (`Ok(())`) or refuses it with a status.
+    ///
+    /// ```
+    /// use switchboard::{Rejection, Server};
+    /// let server = Server::new().on_upgrade(|req| async move {
+    ///     match req.origin() {
+    ///         Some("https://example.com") | None => Ok(()),
+    ///         Some(_) => Err(Rejection::forbidden("origin not allowed")),
+    ///     }
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_upgrade<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Arc<UpgradeRequest>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.upgrade_hook = Some(Arc::new(move |req| Box::pin(hook(req))));
+        self
+    }
+
+    /// Runs the server on other backends (e.g. Redis, for a cluster). Default: in memory.
+    #[must_use]
+    pub fn backends(mut self, backends: Backends) -> Self {
+        self.backends = backends;
+        self
+    }
+
+    /// Called after each delivered direct message (an audit log, say).
+    #[must_use]
+    pub fn on_direct_message(mut self, audit: impl Fn(&DirectMessageEvent) + Send + Sync + 'static) -> Self {
+        self.dm_audit = Some(Arc::new(audit));
+        self
+    }
+
+    /// Builds the server and joins its backends. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`BuildError`] for duplicate namespaces or a broker that refuses the node.
+    pub async fn build(self) -> Result<Switchboard<S>, BuildError> {
+        let mut namespaces = self.namespaces;
+        if namespaces.is_empty() {
+            namespaces.push(Namespace::new(crate::identify::DEFAULT_NAMESPACE));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for ns in &namespaces {
+            if !seen.insert(ns.name.clone()) {
+                return Err(BuildError::DuplicateNamespace(ns.name.to_string()));
+            }
+        }
+        let compiled: Vec<NsRuntime<S>> = namespaces.iter().map(Namespace::compile).collect();
+        let topic_settings = compiled
+            .iter()
+            .flat_map(|ns| ns.topics.iter().map(|r| (r.pattern.clone(), r.options.settings)))
+            .collect();
+        let node: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+        let config = Arc::new(self.config);
+        let hub = Arc::new(HubInner {
+            node: node.clone(),
+            config: config.clone(),
+            backends: self.backends,
+            conns: Sharded::new(64),
+            users: Sharded::new(64),
+            topics: crate::fanout::Topics::new(),
+            topic_settings,
+            timers: crate::housekeeping::Timers::default(),
+            started: Instant::now(),
+            next_conn: std::sync::atomic::AtomicU64::new(1),
+            stats: Stats::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            dm_audit: self.dm_audit,
+            relayed: parking_lot::Mutex::new(HashMap::new()),
+        });
+        hub.backends
+            .broker
+            .attach(node, Arc::new(NodeSink(Arc::downgrade(&hub))))
+            .await
+            .map_err(|e| BuildError::Backend(e.to_string()))?;
+        tokio::spawn(crate::housekeeping::run(Arc::downgrade(&hub)));
+        Ok(Switchboard {
+            inner: Arc::new(ServerInner {
+                hub: Hub { inner: hub },
+                state: self.state,
+                namespaces: compiled,
+                public: self.public.into_iter().collect(),
+                upgrade_hook: self.upgrade_hook,
+            }),
+        })
+    }
+}
+
+pub(crate) struct ServerInner<S> {
+    pub(crate) hub: Hub,
+    pub(crate) state: S,
+    pub(crate) namespaces: Vec<NsRuntime<S>>,
+    pub(crate) public: HashMap<String, ReplyHandler<S>>,
+    upgrade_hook: Option<UpgradeHook>,
+}
+
+/// A running server. Cheap to clone.
+pub struct Switchboard<S = ()> {
+    inner: Arc<ServerInner<S>>,
+}
+
+impl<S> Clone for Switchboard<S> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
+    /// The hub: reach connections, users and topics from anywhere.
+    #[must_use]
+    pub fn hub(&self) -> Hub {
+        self.inner.hub.clone()
+    }
+
+    /// An axum `Router` serving the WebSocket endpoint at [`Config::path`]; merge or nest it
+    /// into an application's router.
+    ///
+    /// ```no_run
+    /// # async fn demo(board: switchboard::Switchboard) {
+    /// let app = axum::Router::new()
+    ///     .route("/health", axum::routing::get(|| async { "ok" }))
+    ///     .merge(board.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+    /// axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+    ///     .await
+    ///     .unwrap();
+    /// # }
+    /// ```
+    pub fn router(&self) -> axum::Router {
+        let path = self.inner.hub.inner.config.path.clone();
+        axum::Router::new().route(&path, get(upgrade::<S>)).with_state(self.inner.clone())
+    }
+
+    /// Serves the endpoint on `listener` until [`Switchboard::shutdown`] is called; returns once
+    /// every connection has closed.
+    ///
+    /// # Errors
+    /// Errors of the listener.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        let token = self.inner.hub.inner.shutdown.clone();
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await?;
+        self.closed().await;
+        Ok(())
+    }
+
+    /// Runs a connection that was already upgraded to WebSocket by another stack (hyper,
+    /// tower, …), speaking `format` (see [`subprotocol`]). The HTTP handshake, including the
+    /// upgrade hook's decision, is the caller's. Returns at once; the connection runs in its own
+    /// task.
+    pub async fn accept<IO>(&self, io: IO, request: UpgradeRequest, format: Format)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = ws_config(&self.inner.hub.inner.config);
+        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        self.spawn(Tungstenite(ws), format, Arc::new(request));
+    }
+
+    fn spawn<T: Transport>(&self, transport: T, format: Format, request: Arc<UpgradeRequest>) {
+        let hub = &self.inner.hub.inner;
+        if hub.shutdown.is_cancelled() {
+            return;
+        }
+        let future = connection(self.inner.clone(), transport, format, request);
+        hub.tracker.spawn(future);
+    }
+
+    /// Shuts down: stops accepting, lets running handlers finish (up to
+    /// [`Config::shutdown_grace`]), closes every connection with 1001, and waits for them.
+    pub async fn shutdown(&self) {
+        let hub = &self.inner.hub.inner;
+        hub.shutdown.cancel();
+        self.closed().await;
+        let _ = hub.backends.broker.detach(&hub.node).await;
+    }
+
+    async fn closed(&self) {
+        let hub = &self.inner.hub.inner;
+        hub.tracker.close();
+        hub.tracker.wait().await;
+    }
+}
+
+fn connection<S: Clone + Send + Sync + 'static, T: Transport>(
+    server: Arc<ServerInner<S>>,
+    transport: T,
+    format: Format,
+    request: Arc<UpgradeRequest>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let hub = &server.hub.inner;
+    let id = hub.new_conn_id();
+    let span = tracing::debug_span!("conn", conn = %id);
+    let (conn, rx) = ConnShared::new(id, format, hub.config.clone(), request, hub.now_ms());
+    crate::session::run(server, transport, conn, rx).instrument(span)
+}
+
+/// The codec a client asked for in `Sec-WebSocket-Protocol` (JSON when it named none); `None`
+/// when it offered only unknown subprotocols (answer 400). For servers that do the HTTP
+/// upgrade themselves before [`Switchboard::accept`].
+#[must_use]
+pub fn subprotocol(headers: &http::HeaderMap) -> Option<Format> {
+    negotiate(headers).map(|(f, _)| f)
+}
+
+async fn upgrade<S: Clone + Send + Sync + 'static>(
+    State(server): State<Arc<ServerInner<S>>>,
+    req: Request,
+) -> Response {
+    let hub = &server.hub.inner;
+    let (mut parts, _body) = req.into_parts();
+    if hub.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    let Some((format, named)) = negotiate(&parts.headers) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "unknown subprotocol: use switchboard.v1.json or switchboard.v1.msgpack",
+        )
+            .into_response();
+    };
+    let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let request = Arc::new(UpgradeRequest::new(parts.headers.clone(), parts.uri.clone(), remote));
+    if let Some(hook) = &server.upgrade_hook
+        && let Err(rejection) = hook(request.clone()).await
+    {
+        tracing::warn!(status = %rejection.status, reason = %rejection.message, "upgrade refused");
+        return (rejection.status, rejection.message).into_response();
+    }
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let config = &hub.config;
+    let ws = ws
+        .read_buffer_size(config.read_buffer_size)
+        .max_message_size(config.max_message_size)
+        .max_frame_size(config.max_message_size);
+    let ws = if named { ws.protocols([format.subprotocol()]) } else { ws };
+    let board = Switchboard { inner: server.clone() };
+    ws.on_upgrade(move |socket| async move {
+        board.spawn(socket, format, request);
+    })
+}

@@ -1,0 +1,330 @@
+//! One task per connection: read, dispatch, write — in one `select!` loop.
+//!
+//! Reading decodes a frame and starts its handler as a future in this task's set (no spawn per
+//! message); at most `max_inflight` run at once, beyond which reading pauses. Writing drains
+//! every queued message, feeds them all, and flushes once.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use switchboard_protocol::{CloseCode, DecodeError, ErrorBody, Message, Payload as RawPayload, codes, wire};
+use tokio::sync::mpsc;
+
+use crate::conn::{ConnShared, Out};
+use crate::server::ServerInner;
+use crate::transport::{Inbound, Outbound, Transport};
+use crate::{Conn, Ctx, Error};
+
+pub(crate) type Task = BoxFuture<'static, ()>;
+
+/// How a connection ends: the close frame to send, if any.
+struct Ending {
+    code: CloseCode,
+    reason: String,
+    bye: bool,
+}
+
+impl Ending {
+    fn protocol(e: &DecodeError) -> Self {
+        let code =
+            if matches!(e, DecodeError::TooBig) { CloseCode::TOO_BIG } else { CloseCode::PROTOCOL_ERROR };
+        Self { code, reason: e.to_string(), bye: false }
+    }
+}
+
+pub(crate) async fn run<S, T>(
+    server: Arc<ServerInner<S>>,
+    mut transport: T,
+    conn: Arc<ConnShared>,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+) where
+    S: Clone + Send + Sync + 'static,
+    T: Transport,
+{
+    let hub = &server.hub.inner;
+    hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+    hub.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    hub.timers.identify_by(hub.now_ms() + millis(hub.config.identify_timeout), &conn);
+    tracing::debug!(format = %conn.format, "connected");
+
+    let binary = conn.format.is_binary();
+    let max_inflight = hub.config.max_inflight.max(1);
+    let mut inflight: FuturesUnordered<Task> = FuturesUnordered::new();
+    let mut batch = Vec::new();
+    let mut draining = false;
+    let shutdown = hub.shutdown.clone();
+    let ending: Option<Ending> = loop {
+        tokio::select! {
+            biased;
+            () = conn.kill.notified() => {
+                let (code, reason) = conn.kill_reason.lock().take().unwrap_or((CloseCode::SLOW_CONSUMER, String::new()));
+                if code == CloseCode::SLOW_CONSUMER {
+                    hub.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                }
+                break Some(Ending { code, reason, bye: false });
+            }
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break None;
+                }
+                let mut written = 0;
+                let mut close = None;
+                let mut ok = true;
+                for out in batch.drain(..) {
+                    ok = match out {
+                        Out::Frame(bytes) => {
+                            written += bytes.len();
+                            transport.feed(Outbound::Data(bytes), binary).await
+                        }
+                        Out::Ping => transport.feed(Outbound::Ping, binary).await,
+                        Out::Close { code, reason, bye } => {
+                            close = Some(Ending { code, reason, bye });
+                            break;
+                        }
+                    };
+                    if !ok {
+                        break;
+                    }
+                }
+                if ok {
+                    ok = tokio::select! {
+                        ok = transport.flush() => ok,
+                        () = conn.kill.notified() => false,
+                    };
+                }
+                conn.queued.fetch_sub(written, Ordering::AcqRel);
+                hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                if close.is_some() {
+                    break close;
+                }
+                if !ok {
+                    break None;
+                }
+            }
+            Some(()) = inflight.next(), if !inflight.is_empty() => {
+                if draining && inflight.is_empty() {
+                    conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                }
+            }
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                if inflight.is_empty() {
+                    conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                } else {
+                    let conn = conn.clone();
+                    let grace = hub.config.shutdown_grace;
+                    inflight.push(Box::pin(async move {
+                        tokio::time::sleep(grace).await;
+                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                    }));
+                }
+            }
+            inbound = transport.recv(), if !draining && inflight.len() < max_inflight => {
+                match inbound {
+                    Inbound::Closed => break None,
+                    Inbound::TooBig => break Some(Ending::protocol(&DecodeError::TooBig)),
+                    Inbound::Invalid => break Some(Ending::protocol(&DecodeError::Syntax("UTF-8"))),
+                    Inbound::Control => conn.last_seen.store(hub.now_ms(), Ordering::Relaxed),
+                    Inbound::Data { bytes, binary: is_binary } => {
+                        conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+                        hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                        if is_binary != binary {
+                            let kind = if is_binary { "binary" } else { "text" };
+                            break Some(Ending::protocol(&DecodeError::WrongFrame(kind, conn.format.name())));
+                        }
+                        match conn.format.decode(&bytes) {
+                            Ok(msg) => {
+                                if let Some(task) = dispatch(&server, &conn, msg) {
+                                    inflight.push(task);
+                                }
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "protocol error");
+                                break Some(Ending::protocol(&e));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    drop(inflight);
+    if let Some(end) = ending {
+        tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
+        let goodbye = async {
+            if end.bye {
+                let bye = wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: None };
+                if let Ok(frame) =
+                    switchboard_protocol::encode_value(conn.format, wire::types::BYE, &bye, None)
+                {
+                    transport.feed(Outbound::Data(frame), binary).await;
+                }
+            }
+            transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
+            transport.flush().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+    } else {
+        let _ = tokio::time::timeout(Duration::from_millis(200), transport.flush()).await;
+    }
+    drop(transport);
+    cleanup(&server, &conn).await;
+    tracing::debug!("disconnected");
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Forgets the connection everywhere: registry, users, topics, presence, pending replies.
+async fn cleanup<S>(server: &ServerInner<S>, conn: &Arc<ConnShared>) {
+    let hub = &server.hub.inner;
+    conn.close(CloseCode::NORMAL, "", false);
+    hub.conns.shard(&conn.id).write().remove(&conn.id);
+    let topics = conn.topics.lock().clone();
+    for topic in topics {
+        crate::fanout::unsubscribe(hub, conn, &topic).await;
+    }
+    crate::presence::on_gone(hub, conn).await;
+    if let Some(user) = conn.user() {
+        hub.remove_local_user(&user, &conn.id);
+        if let Err(e) = hub.backends.users.unregister(&user, &conn.id).await {
+            tracing::warn!(error = %e, "could not unregister the connection's user");
+        }
+    }
+    conn.pending.lock().clear();
+}
+
+/// Routes one message; returns the future that handles it, if any.
+fn dispatch<S: Clone + Send + Sync + 'static>(
+    server: &Arc<ServerInner<S>>,
+    conn: &Arc<ConnShared>,
+    msg: Message,
+) -> Option<Task> {
+    match msg.kind.as_str() {
+        wire::types::OK | wire::types::ERR => {
+            if let Some(id) = msg.id {
+                let result = if msg.kind.as_str() == wire::types::OK {
+                    Ok(msg.payload)
+                } else {
+                    Err(msg
+                        .payload
+                        .decode::<ErrorBody>()
+                        .unwrap_or_else(|_| ErrorBody::new(codes::FAILED, "malformed error")))
+                };
+                conn.resolve(id, result);
+            }
+            None
+        }
+        wire::types::PING => {
+            if let Some(id) = msg.id {
+                conn.reply(id, Ok(RawPayload::null()));
+            }
+            None
+        }
+        wire::types::HELLO => crate::identify::hello(server, conn, msg),
+        _ => {
+            let ns = conn.identity.read().as_ref().map(|i| i.ns);
+            match ns {
+                Some(ns) if msg.kind.is_reserved() => crate::builtin::dispatch(server, conn, ns, msg),
+                Some(ns) if server.namespaces[ns].handlers.contains_key(msg.kind.as_str()) => {
+                    Some(run_handler(server.clone(), conn.clone(), Some(ns), msg))
+                }
+                _ if server.public.contains_key(msg.kind.as_str()) => {
+                    Some(run_handler(server.clone(), conn.clone(), None, msg))
+                }
+                Some(_) => {
+                    let e = Error::not_found(format!("no handler for {}", msg.kind))
+                        .with_data(&serde_json::json!({"type": msg.kind.as_str()}));
+                    respond(conn, &msg, Err(e));
+                    None
+                }
+                None => {
+                    if let Some(id) = msg.id {
+                        conn.reply(id, Err(Error::new(codes::NOT_AUTHENTICATED, "identify first")));
+                    }
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Sends a handler's result: the reply for a request; for an event, only an error, pushed as
+/// `["~err", {…, "data": {"type": name}}]` (events have no reply channel).
+pub(crate) fn respond(conn: &ConnShared, msg: &Message, result: Result<RawPayload, Error>) {
+    match (msg.id, result) {
+        (Some(id), result) => conn.reply(id, result),
+        (None, Ok(_)) => {}
+        (None, Err(e)) => {
+            let e = if e.data().is_some() {
+                e
+            } else {
+                e.with_data(&serde_json::json!({"type": msg.kind.as_str()}))
+            };
+            let _ = conn.push_error(&e, None);
+        }
+    }
+}
+
+/// Runs `future` catching panics: a panicking handler is a `FAILED` reply, nothing more.
+pub(crate) async fn guarded<F>(future: F) -> Result<RawPayload, Error>
+where
+    F: std::future::Future<Output = Result<RawPayload, Error>>,
+{
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!("a handler panicked");
+            Err(Error::new(codes::FAILED, "the handler failed"))
+        }
+    }
+}
+
+/// Runs an application handler (namespace `ns`, or the public ones): per-connection filters,
+/// the namespace's filters in order, then the handler.
+fn run_handler<S: Clone + Send + Sync + 'static>(
+    server: Arc<ServerInner<S>>,
+    conn: Arc<ConnShared>,
+    ns: Option<usize>,
+    msg: Message,
+) -> Task {
+    Box::pin(async move {
+        let handle = Conn(conn.clone());
+        let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
+        let result = guarded(async {
+            let ctx = Ctx {
+                conn: &handle,
+                hub: &server.hub,
+                state: &server.state,
+                kind: &msg.kind,
+                payload: &msg.payload,
+                meta: meta.as_ref(),
+                params: None,
+            };
+            let filters = conn.filters.read().clone();
+            for filter in filters {
+                filter(&msg.kind, &msg.payload)?;
+            }
+            let handler = match ns {
+                Some(ns) => {
+                    let ns = &server.namespaces[ns];
+                    for filter in &ns.filters {
+                        filter(&ctx)?.await?;
+                    }
+                    ns.handlers.get(msg.kind.as_str()).cloned()
+                }
+                None => server.public.get(msg.kind.as_str()).cloned(),
+            };
+            let handler = handler.ok_or_else(|| Error::not_found("no handler"))?;
+            handler(&ctx)?.await
+        })
+        .await;
+        respond(&conn, &msg, result);
+    })
+}
