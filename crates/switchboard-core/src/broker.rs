@@ -1,7 +1,7 @@
 //! The broker: what travels between nodes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -10,6 +10,9 @@ use crate::{BackendFuture, NodeId};
 
 /// Receives what other nodes send. The framework implements it; a broker calls it from its own
 /// task, in the order the messages were published.
+///
+/// A broker keeps the sink until [`Broker::detach`]; the sink should hold only a weak reference
+/// to whatever owns the broker, so that no cycle keeps a stopped server alive.
 pub trait BrokerSink: Send + Sync + 'static {
     /// A publication on a topic this node subscribed to, published by another node.
     fn publication(&self, topic: &str, publication: Bytes);
@@ -49,7 +52,7 @@ pub struct MemoryBroker {
 
 #[derive(Default)]
 struct Bus {
-    nodes: HashMap<NodeId, Weak<dyn BrokerSink>>,
+    nodes: HashMap<NodeId, Arc<dyn BrokerSink>>,
     topics: HashMap<String, HashSet<NodeId>>,
 }
 
@@ -67,7 +70,7 @@ fn ready<T: Send + 'static>(v: T) -> BackendFuture<'static, T> {
 
 impl Broker for MemoryBroker {
     fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()> {
-        self.inner.write().nodes.insert(node, Arc::downgrade(&sink));
+        self.inner.write().nodes.insert(node, sink);
         ready(())
     }
 
@@ -105,7 +108,7 @@ impl Broker for MemoryBroker {
                 .into_iter()
                 .flatten()
                 .filter(|n| *n != from)
-                .filter_map(|n| bus.nodes.get(n).and_then(Weak::upgrade))
+                .filter_map(|n| bus.nodes.get(n).cloned())
                 .collect()
         };
         for sink in sinks {
@@ -120,7 +123,7 @@ impl Broker for MemoryBroker {
             bus.nodes
                 .iter()
                 .filter(|(n, _)| *n != from && to.is_none_or(|to| *n == to))
-                .filter_map(|(_, s)| s.upgrade())
+                .map(|(_, s)| s.clone())
                 .collect()
         };
         for sink in sinks {

@@ -210,3 +210,20 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_messages_roundtrip() {
+        let msg = NodeMsg::ToUser {
+            user: "ada".into(),
+            kind: "note".into(),
+            payload: RawPayload::json(&serde_json::json!({"n": [1, "x"]})).unwrap(),
+        };
+        let back: NodeMsg = serde_json::from_slice(&msg.encode()).unwrap();
+        let NodeMsg::ToUser { payload, .. } = back else { panic!("wrong variant") };
+        assert_eq!(payload.decode::<serde_json::Value>().unwrap(), serde_json::json!({"n": [1, "x"]}));
+    }
+}

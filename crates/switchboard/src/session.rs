@@ -57,6 +57,8 @@ pub(crate) async fn run<S, T>(
     let mut inflight: FuturesUnordered<Task> = FuturesUnordered::new();
     let mut batch = Vec::new();
     let mut draining = false;
+    // While shutting down: how long running handlers may still take.
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let shutdown = hub.shutdown.clone();
     let ending: Option<Ending> = loop {
         tokio::select! {
@@ -108,6 +110,7 @@ pub(crate) async fn run<S, T>(
             }
             Some(()) = inflight.next(), if !inflight.is_empty() => {
                 if draining && inflight.is_empty() {
+                    grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
             }
@@ -116,13 +119,12 @@ pub(crate) async fn run<S, T>(
                 if inflight.is_empty() {
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 } else {
-                    let conn = conn.clone();
-                    let grace = hub.config.shutdown_grace;
-                    inflight.push(Box::pin(async move {
-                        tokio::time::sleep(grace).await;
-                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-                    }));
+                    grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
                 }
+            }
+            () = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
+                grace = None;
+                conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
             }
             inbound = transport.recv(), if !draining && inflight.len() < max_inflight => {
                 match inbound {

@@ -1,0 +1,84 @@
+//! Two servers in one process on one in-memory broker and shared backends: the framework's
+//! multi-node paths (users on every node, kicks, publications, requests, direct messages).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Client, main_ns, serve};
+use serde_json::json;
+use switchboard::core::{Backends, MemoryBroker, MemoryHistory, MemoryPresence, MemoryUsers};
+use switchboard::{CapPolicy, CloseCode, Config, Server, Switchboard, TopicOptions};
+
+async fn cluster() -> (Switchboard, Switchboard) {
+    let backends = Backends {
+        broker: Arc::new(MemoryBroker::new()),
+        history: Arc::new(MemoryHistory::new()),
+        presence: Arc::new(MemoryPresence::new()),
+        users: Arc::new(MemoryUsers::new()),
+    };
+    let mut config = Config::default();
+    config.conn_per_user = Some((2, CapPolicy::EvictOldest));
+    let node = || {
+        Server::new().config(config.clone()).backends(backends.clone()).namespace(
+            main_ns()
+                .topic("chat/{room}", TopicOptions::new().clients_publish().presence(true).history(10, None)),
+        )
+    };
+    (node().build().await.unwrap(), node().build().await.unwrap())
+}
+
+#[tokio::test]
+async fn users_topics_requests_and_kicks_cross_nodes() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("switchboard=debug").try_init();
+    let (a, b) = cluster().await;
+    let (addr_a, addr_b) = (serve(&a).await, serve(&b).await);
+    let (mut ada_a, _) = Client::identified(addr_a, "ada").await;
+    let (mut ada_b, welcome_b) = Client::identified(addr_b, "ada").await;
+    let (mut bob_b, _) = Client::identified(addr_b, "bob").await;
+
+    // Send to a user: both devices, one on each node.
+    let reached = a.hub().send_to_user("ada", "note", &json!({"n": 1})).await.unwrap();
+    assert_eq!(reached, 2);
+    assert_eq!(ada_a.expect(|m| m[0] == "note").await[1], json!({"n": 1}));
+    assert_eq!(ada_b.expect(|m| m[0] == "note").await[1], json!({"n": 1}));
+
+    // A publication on node A reaches a subscriber on node B, in order, with the same seq.
+    bob_b.call("~sub", json!({"topic": "chat/x"})).await.unwrap();
+    ada_a.call("~sub", json!({"topic": "chat/x"})).await.unwrap();
+    for i in 1..=3 {
+        ada_a.call("~pub", json!({"topic": "chat/x", "data": i})).await.unwrap();
+    }
+    for i in 1..=3 {
+        let m = bob_b.expect(|m| m[0] == "~msg").await;
+        assert_eq!((m[1]["data"].clone(), m[1]["seq"].clone()), (json!(i), json!(i)));
+    }
+    // Presence is shared: B's subscriber sees A's.
+    let who = bob_b.call("~who", json!({"topic": "chat/x"})).await.unwrap();
+    assert_eq!(who["peers"].as_array().unwrap().len(), 2);
+
+    // A request from node A's hub to a connection on node B.
+    let conn_b = welcome_b["conn"].as_str().unwrap().to_owned();
+    let ask = tokio::spawn({
+        let hub = a.hub();
+        async move { hub.request(&conn_b, "confirm", &json!("sure?"), std::time::Duration::from_secs(3)).await }
+    });
+    let req = ada_b.expect(|m| m[0] == "confirm").await;
+    ada_b.send(json!(["~ok", "yes", req[2]])).await;
+    let answer = ask.await.unwrap().unwrap();
+    assert_eq!(answer.decode::<String>().unwrap(), "yes");
+
+    // A direct message by alias, sender on A, recipient on B.
+    ada_a.call("~dm", json!({"to": {"alias": "bob"}, "data": "hi bob"})).await.unwrap();
+    let dm = bob_b.expect(|m| m[0] == "~dm").await;
+    assert_eq!(dm[1]["from"]["alias"], "ada");
+
+    // conn_per_user is cluster-wide: a third device (on A) evicts the oldest (on A).
+    let (_ada3, _) = Client::identified(addr_a, "ada").await;
+    assert_eq!(ada_a.closed().await.0, 4502);
+
+    // A kick from node B closes ada's connections on both nodes.
+    let kicked = b.hub().disconnect_user("ada", CloseCode::KICKED, "bye").await.unwrap();
+    assert_eq!(kicked, 2);
+    assert_eq!(ada_b.closed().await.0, 4503);
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, npm packages) and runs every test:
+# formatting, lints, the Rust workspace, and the TypeScript client (unit, against the real
+# fixture, and in Debian's Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+echo "==> npm ci (clients/typescript)"
+(cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> cargo build (binaries the client tests spawn)"
+cargo build --workspace --bins --locked
+
+echo "==> cargo test"
+cargo test --workspace --locked
+
+echo "==> TypeScript client tests"
+(cd clients/typescript && npm test)
