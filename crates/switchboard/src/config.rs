@@ -9,11 +9,9 @@ pub use switchboard_core::CapPolicy;
 /// ```
 /// use std::time::Duration;
 /// use switchboard::{CapPolicy, Config};
-/// let config = Config {
-///     heartbeat: Duration::from_secs(5),
-///     conn_per_user: Some((3, CapPolicy::EvictOldest)),
-///     ..Config::default()
-/// };
+/// let mut config = Config::default();
+/// config.heartbeat = Duration::from_secs(5);
+/// config.conn_per_user = Some((3, CapPolicy::EvictOldest));
 /// assert_eq!(config.max_message_size, 64 * 1024);
 /// ```
 #[derive(Clone, Debug)]

@@ -63,43 +63,42 @@ pub(crate) async fn run<S, T>(
     let ending: Option<Ending> = loop {
         tokio::select! {
             biased;
-            () = conn.kill.notified() => {
-                let (code, reason) = conn.kill_reason.lock().take().unwrap_or((CloseCode::SLOW_CONSUMER, String::new()));
-                if code == CloseCode::SLOW_CONSUMER {
-                    hub.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                }
-                break Some(Ending { code, reason, bye: false });
-            }
+            () = conn.kill.notified() => break Some(killed(&server, &conn)),
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
                     break None;
                 }
                 let mut written = 0;
                 let mut close = None;
-                let mut ok = true;
-                for out in batch.drain(..) {
-                    ok = match out {
-                        Out::Frame(bytes) => {
-                            written += bytes.len();
-                            transport.feed(Outbound::Data(bytes), binary).await
+                let write = async {
+                    for out in batch.drain(..) {
+                        let ok = match out {
+                            Out::Frame(bytes) => {
+                                written += bytes.len();
+                                transport.feed(Outbound::Data(bytes), binary).await
+                            }
+                            Out::Ping => transport.feed(Outbound::Ping, binary).await,
+                            Out::Close { code, reason, bye } => {
+                                close = Some(Ending { code, reason, bye });
+                                break;
+                            }
+                        };
+                        if !ok {
+                            return false;
                         }
-                        Out::Ping => transport.feed(Outbound::Ping, binary).await,
-                        Out::Close { code, reason, bye } => {
-                            close = Some(Ending { code, reason, bye });
-                            break;
-                        }
-                    };
-                    if !ok {
-                        break;
                     }
-                }
-                if ok {
-                    ok = tokio::select! {
-                        ok = transport.flush() => ok,
-                        () = conn.kill.notified() => false,
-                    };
-                }
+                    transport.flush().await
+                };
+                // A full socket blocks the write: a kill (slow consumer) must still get through.
+                let (ok, kill) = tokio::select! {
+                    ok = write => (ok, false),
+                    () = conn.kill.notified() => (false, true),
+                };
+                batch.clear();
                 conn.queued.fetch_sub(written, Ordering::AcqRel);
+                if kill {
+                    break Some(killed(&server, &conn));
+                }
                 hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
                 if close.is_some() {
                     break close;
@@ -156,6 +155,8 @@ pub(crate) async fn run<S, T>(
         }
     };
     drop(inflight);
+    // The connection is gone for everyone else before its last bytes are written.
+    cleanup(&server, &conn).await;
     if let Some(end) = ending {
         tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
         let goodbye = async {
@@ -170,13 +171,23 @@ pub(crate) async fn run<S, T>(
             transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
             transport.flush().await;
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+        // A slow consumer gets longer: its close frame waits behind its backlog in the socket.
+        let patience = if end.code == CloseCode::SLOW_CONSUMER { 5 } else { 1 };
+        let _ = tokio::time::timeout(Duration::from_secs(patience), goodbye).await;
     } else {
         let _ = tokio::time::timeout(Duration::from_millis(200), transport.flush()).await;
     }
     drop(transport);
-    cleanup(&server, &conn).await;
     tracing::debug!("disconnected");
+}
+
+/// The ending of a connection killed by [`ConnShared::kill`].
+fn killed<S>(server: &ServerInner<S>, conn: &ConnShared) -> Ending {
+    let (code, reason) = conn.kill_reason.lock().take().unwrap_or((CloseCode::SLOW_CONSUMER, String::new()));
+    if code == CloseCode::SLOW_CONSUMER {
+        server.hub.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+    }
+    Ending { code, reason, bye: false }
 }
 
 fn millis(d: Duration) -> u64 {
