@@ -168,3 +168,94 @@ fn sweep_heartbeats(hub: &HubInner, now: u64, heartbeat: u64, ping: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use switchboard_protocol::{CloseCode, Format, Payload as RawPayload};
+    use tokio::sync::mpsc::UnboundedReceiver;
+
+    use crate::conn::{ConnShared, Out};
+    use crate::hub::HubInner;
+    use crate::{Config, Server};
+
+    async fn hub(config: Config) -> Arc<HubInner> {
+        Server::new().config(config).build().await.unwrap().hub().inner
+    }
+
+    fn conn(hub: &HubInner) -> (Arc<ConnShared>, UnboundedReceiver<Out>) {
+        let (conn, rx) = ConnShared::new(
+            hub.new_conn_id(),
+            Format::Json,
+            hub.config.clone(),
+            Arc::default(),
+            hub.now_ms(),
+        );
+        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+        (conn, rx)
+    }
+
+    fn drain(rx: &mut UnboundedReceiver<Out>) -> Vec<Out> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeat_pings_every_interval_and_closes_after_two_silent_ones() {
+        let hub = hub(Config { heartbeat: Duration::from_secs(10), ..Config::default() }).await;
+        let (conn, mut rx) = conn(&hub);
+        tokio::time::sleep(Duration::from_millis(10_100)).await;
+        assert!(matches!(drain(&mut rx)[..], [Out::Ping]), "one ping after one interval");
+        // Something arrives at 15 s: the connection lives on past 20 s.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        conn.last_seen.store(hub.now_ms(), std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(drain(&mut rx).iter().all(|o| matches!(o, Out::Ping)), "alive: only pings");
+        // Then silence: closed with 4001 within 2 to 2.5 intervals of the last frame (15 s),
+        // so by 40 s.
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let out = drain(&mut rx);
+        assert!(out.iter().any(|o| matches!(o, Out::Close { code: CloseCode::HEARTBEAT_TIMEOUT, .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identification_deadline_closes_anonymous_connections_only() {
+        let hub = hub(Config { identify_timeout: Duration::from_secs(2), ..Config::default() }).await;
+        let (anonymous, mut rx) = conn(&hub);
+        hub.timers.identify_by(hub.now_ms() + 2000, &anonymous);
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        assert!(drain(&mut rx).is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(matches!(drain(&mut rx)[..], [Out::Close { code: CloseCode::IDENTIFICATION_TIMEOUT, .. }]));
+        assert_eq!(hub.timers.len(), 0, "the deadline entry is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acked_deliveries_are_resent_at_most_max_resends_times_and_stop_on_ack() {
+        let config = Config { ack_timeout: Duration::from_millis(300), max_resends: 5, ..Config::default() };
+        let hub = hub(config).await;
+        let (conn, mut rx) = conn(&hub);
+        super::send_acked(&hub, &conn, "alert", &RawPayload::json(&"fire").unwrap());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let frames: Vec<_> = drain(&mut rx)
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames.len(), 6, "the first send and 5 resends");
+        assert!(frames.iter().all(|f| f == &frames[0]), "resent with the same id");
+        assert!(conn.pending.lock().is_empty(), "given up after the last resend");
+        assert_eq!(hub.timers.len(), 0);
+
+        super::send_acked(&hub, &conn, "alert", &RawPayload::json(&"again").unwrap());
+        tokio::time::sleep(Duration::from_millis(650)).await;
+        assert_eq!(drain(&mut rx).len(), 3, "sent, then resent twice");
+        let id = *conn.pending.lock().keys().next().unwrap();
+        assert!(conn.resolve(switchboard_protocol::Id::new(id).unwrap(), Ok(RawPayload::null())));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(drain(&mut rx).is_empty(), "no resend after the ack");
+    }
+}

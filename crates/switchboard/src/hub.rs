@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -73,7 +73,7 @@ pub(crate) struct HubInner {
     /// Topic settings by pattern, from every namespace (first match wins), for server publishes.
     pub(crate) topic_settings: Vec<(Pattern, TopicSettings)>,
     pub(crate) timers: Timers,
-    pub(crate) started: Instant,
+    pub(crate) started: tokio::time::Instant,
     pub(crate) next_conn: AtomicU64,
     pub(crate) stats: Stats,
     pub(crate) shutdown: CancellationToken,

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
@@ -200,7 +199,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             topics: crate::fanout::Topics::new(),
             topic_settings,
             timers: crate::housekeeping::Timers::default(),
-            started: Instant::now(),
+            started: tokio::time::Instant::now(),
             next_conn: std::sync::atomic::AtomicU64::new(1),
             stats: Stats::default(),
             shutdown: CancellationToken::new(),
