@@ -90,13 +90,11 @@ async fn echo(raw: RawPayload) -> RawPayload {
     raw
 }
 
-#[derive(Deserialize)]
-struct Add {
-    a: f64,
-    b: f64,
-}
-
-async fn add(Payload(Add { a, b }): Payload<Add>) -> Result<Value, Error> {
+async fn add(Payload(args): Payload<Value>) -> Result<Value, Error> {
+    let number = |k: &str| args.as_object().and_then(|o| o.get(k)).and_then(Value::as_f64);
+    let (Some(a), Some(b)) = (number("a"), number("b")) else {
+        return Err(Error::bad_request("add takes {\"a\": number, \"b\": number}"));
+    };
     let sum = a + b;
     // Integers stay integers on the wire when they can.
     if sum.fract() == 0.0 && sum.abs() < 9.007_199_254_740_992e15 {

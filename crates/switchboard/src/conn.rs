@@ -338,14 +338,17 @@ impl Conn {
         }
     }
 
-    /// Sends a `~challenge` during identification and waits for the answer (bounded by the
-    /// identification timeout). A client that gives up (`~err`) refuses identification.
+    /// Sends a `~challenge` during identification and waits for the answer. A client that gives
+    /// up (`~err`) refuses identification; one that does not answer is closed with 4504 when the
+    /// identification timeout expires.
     ///
     /// # Errors
     /// `NOT_AUTHORIZED` when the client gives up or does not answer in time.
     pub async fn challenge<T: Serialize + ?Sized>(&self, quest: &T) -> Result<RawPayload, Error> {
+        // No deadline of its own: the identification deadline closes the connection with 4504
+        // while this waits (this bound is only a backstop, well past it).
         self.request(wire::types::CHALLENGE, quest)
-            .timeout(self.0.config.identify_timeout)
+            .timeout(self.0.config.identify_timeout * 2 + Duration::from_secs(1))
             .await
             .map_err(|_| Error::not_authorized("challenge failed"))
     }

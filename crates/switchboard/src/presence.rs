@@ -182,7 +182,8 @@ pub(crate) async fn status(
         if now_listed {
             directory_change(hub, after.clone(), true).await;
         } else if was_listed {
-            directory_change(hub, before.clone(), false).await;
+            // The announcement carries the profile as it is now (unavailable, or without alias).
+            directory_change(hub, after.clone(), false).await;
         }
         let info = Bytes::from(serde_json::to_vec(&after).unwrap_or_default());
         let topics = conn.topics.lock().clone();

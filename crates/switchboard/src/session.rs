@@ -170,6 +170,9 @@ pub(crate) async fn run<S, T>(
             }
             transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
             transport.flush().await;
+            // Read (and drop) what the peer still sends until its close or EOF: closing a socket
+            // with unread input makes the kernel reset it, and the close frame would be lost.
+            while let Inbound::Data { .. } | Inbound::Control = transport.recv().await {}
         };
         // A slow consumer gets longer: its close frame waits behind its backlog in the socket.
         let patience = if end.code == CloseCode::SLOW_CONSUMER { 5 } else { 1 };
