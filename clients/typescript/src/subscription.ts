@@ -1,0 +1,159 @@
+/**
+ * One topic subscription that survives reconnects (Phoenix's `channel.js`, for topics).
+ *
+ * It remembers the last `epoch`/`seq` it delivered and resubscribes with them, so the server can
+ * replay what was missed. Publications that arrive while a `~sub` is in flight are held and
+ * delivered, in `seq` order, once the reply says where the stream stands. A publication whose
+ * `seq` was already delivered in the current epoch is dropped.
+ */
+import { Emitter } from "./emitter.js";
+import { SwitchboardError } from "./errors.js";
+import type { TopicPresence } from "./presence.js";
+import type { Publication, StreamPosition, SubscribeReply } from "./types.js";
+
+export type SubscriptionState = "pending" | "active" | "resubscribing" | "closed";
+
+/** Emitted for every `~sub` reply. */
+export interface SubscribedInfo extends StreamPosition {
+  readonly topic: string;
+  /** True when the server replayed everything missed since the position we gave. */
+  readonly recovered: boolean;
+  /** True after a reconnect (false for the first subscription). */
+  readonly resubscribed: boolean;
+}
+
+/** Emitted after a reconnect: `recovered: false` means publications were lost, reload your state. */
+export interface RecoveryInfo extends StreamPosition {
+  readonly topic: string;
+  readonly recovered: boolean;
+  /** Where the stream stood before the link dropped. */
+  readonly previous: StreamPosition;
+}
+
+export type SubscriptionEvents<T> = {
+  message: Publication<T>;
+  subscribed: SubscribedInfo;
+  recovery: RecoveryInfo;
+  /** The subscription ended (`unsubscribe()`, a refused resubscription, or the client closed). */
+  closed: { readonly error?: SwitchboardError };
+};
+
+/** What a subscription needs from the client. */
+export interface SubscriptionHost {
+  unsubscribe(sub: Subscription<unknown>): Promise<void>;
+  presenceOf(sub: Subscription<unknown>): TopicPresence;
+}
+
+export class Subscription<T = unknown> {
+  private readonly emitter = new Emitter<SubscriptionEvents<T>>();
+  private position: StreamPosition | undefined;
+  private held: Publication<T>[] | null = null;
+  private current: SubscriptionState = "pending";
+  private everSubscribed = false;
+
+  /** @internal Created by `SwitchboardClient.subscribe`. */
+  constructor(
+    readonly topic: string,
+    private readonly host: SubscriptionHost,
+    since?: StreamPosition,
+  ) {
+    this.position = since;
+  }
+
+  get state(): SubscriptionState {
+    return this.current;
+  }
+
+  /** The epoch of the topic's history, once known. */
+  get epoch(): string | undefined {
+    return this.position?.epoch;
+  }
+
+  /** The last `seq` delivered (or the topic's `seq` when we subscribed). */
+  get seq(): number | undefined {
+    return this.position?.seq;
+  }
+
+  on<K extends keyof SubscriptionEvents<T>>(event: K, listener: (payload: SubscriptionEvents<T>[K]) => void): () => void {
+    return this.emitter.on(event, listener);
+  }
+
+  once<K extends keyof SubscriptionEvents<T>>(event: K, listener: (payload: SubscriptionEvents<T>[K]) => void): () => void {
+    return this.emitter.once(event, listener);
+  }
+
+  /** The topic's presence, kept in sync from `~who {topic}` and `~presence` (created on first use). */
+  get presence(): TopicPresence {
+    return this.host.presenceOf(this as unknown as Subscription<unknown>);
+  }
+
+  /** Leaves the topic. */
+  unsubscribe(): Promise<void> {
+    return this.host.unsubscribe(this as unknown as Subscription<unknown>);
+  }
+
+  // ---- driven by the client -------------------------------------------------------------
+
+  /** @internal The `~sub` payload for the next (re)subscription. */
+  request(): { topic: string; since?: StreamPosition } {
+    this.held ??= [];
+    return this.position === undefined ? { topic: this.topic } : { topic: this.topic, since: this.position };
+  }
+
+  /** @internal The server answered `~sub`. */
+  subscribed(reply: SubscribeReply): SubscribedInfo {
+    const since = this.position;
+    const resubscribed = this.everSubscribed;
+    const recovered = since !== undefined && reply.recovered === true;
+    const held = (this.held ?? []).sort((a, b) => a.seq - b.seq);
+    this.held = null;
+    this.everSubscribed = true;
+    this.current = "active";
+    // Recovered: the replay continues from `since` (before or after this reply). Otherwise the
+    // stream restarts where the server says it stands now.
+    this.position = recovered ? { epoch: reply.epoch, seq: since.seq } : { epoch: reply.epoch, seq: reply.seq };
+    const info: SubscribedInfo = { topic: this.topic, epoch: reply.epoch, seq: reply.seq, recovered, resubscribed };
+    this.emitter.emit("subscribed", info);
+    if (resubscribed && since !== undefined) {
+      this.emitter.emit("recovery", { topic: this.topic, epoch: reply.epoch, seq: reply.seq, recovered, previous: since });
+    }
+    for (const pub of held) this.deliver(pub, !recovered);
+    return info;
+  }
+
+  /** @internal A publication of this topic arrived. */
+  receive(pub: Publication<T>): void {
+    if (this.current === "closed") return;
+    if (this.held !== null) this.held.push(pub);
+    else this.deliver(pub, false);
+  }
+
+  /** @internal The link dropped: the next ready resubscribes. */
+  disconnected(): void {
+    if (this.current === "active") this.current = "resubscribing";
+    this.held = null;
+  }
+
+  /** @internal The `~sub` failed for a reason other than the link dropping. */
+  failed(): void {
+    this.held = null;
+  }
+
+  /** @internal */
+  close(error?: SwitchboardError): void {
+    if (this.current === "closed") return;
+    this.current = "closed";
+    this.held = null;
+    this.emitter.emit("closed", error === undefined ? {} : { error });
+    this.emitter.removeAll();
+  }
+
+  private deliver(pub: Publication<T>, force: boolean): void {
+    const pos = this.position;
+    if (typeof pub.seq === "number" && pos !== undefined) {
+      if (!force && pub.seq <= pos.seq) return; // already delivered
+      if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
+    }
+    this.emitter.emit("message", pub);
+  }
+}

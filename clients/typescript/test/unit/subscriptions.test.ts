@@ -1,0 +1,177 @@
+/** Subscriptions: delivery, dedupe, acknowledged deliveries, resubscription with recovery. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { Publication, RecoveryInfo } from "../../src/index.js";
+import { flush } from "../support/fake-clock.js";
+import type { FakeSocket } from "../support/fake-transport.js";
+import { fakeClient, readyClient } from "../support/setup.js";
+
+const msg = (socket: FakeSocket, topic: string, seq: number, data: unknown = seq, id?: number) =>
+  id === undefined ? socket.push("~msg", { topic, data, seq }) : socket.push("~msg", { topic, data, seq }, id);
+
+describe("subscribe()", () => {
+  it("sends ~sub, resolves on the reply and delivers publications", async () => {
+    const { client, transport } = await readyClient();
+    const got: Publication<string>[] = [];
+    const subscribing = client.subscribe<string>("chat/a", (p) => got.push(p));
+    assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a" });
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 4, recovered: false });
+    const sub = await subscribing;
+    assert.equal(sub.state, "active");
+    assert.equal(sub.epoch, "e1");
+    assert.equal(sub.seq, 4);
+    transport.last.push("~msg", { topic: "chat/a", event: "said", data: "hi", seq: 5, from: { conn: "c2", user: "bob" } });
+    assert.deepEqual(got, [{ topic: "chat/a", event: "said", data: "hi", seq: 5, from: { conn: "c2", user: "bob" } }]);
+    assert.equal(sub.seq, 5);
+  });
+
+  it("drops a publication whose seq was already delivered", async () => {
+    const { client, transport } = await readyClient();
+    const got: number[] = [];
+    const p = client.subscribe<number>("chat/a", (m) => got.push(m.seq));
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 0, recovered: false });
+    await p;
+    for (const seq of [1, 2, 2, 1, 3]) msg(transport.last, "chat/a", seq);
+    assert.deepEqual(got, [1, 2, 3]);
+  });
+
+  it("acknowledges acked deliveries and drops resends by id", async () => {
+    const { client, transport } = await readyClient();
+    const got: Publication[] = [];
+    const p = client.subscribe("acked/x", (m) => got.push(m));
+    transport.last.ok("~sub", { topic: "acked/x", epoch: "e", seq: 0, recovered: false });
+    await p;
+    msg(transport.last, "acked/x", 1, "a", 90);
+    msg(transport.last, "acked/x", 1, "a", 90);
+    assert.equal(got.length, 1);
+    assert.equal(got[0]?.ackId, 90);
+    assert.deepEqual(transport.last.ofType("~ok"), [
+      { type: "~ok", payload: null, id: 90 },
+      { type: "~ok", payload: null, id: 90 },
+    ]);
+  });
+
+  it("rejects with the server's code when refused", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.subscribe("group/g");
+    transport.last.err("~sub", "FORBIDDEN", "server-side joins only");
+    await assert.rejects(p, { code: "FORBIDDEN" });
+    assert.deepEqual(client.topicsSubscribed, []);
+  });
+
+  it("waits for the connection when offline, within its timeout", async () => {
+    const { client, transport, clock } = fakeClient();
+    const p = client.subscribe("chat/a", undefined, { timeoutMs: 10_000 });
+    const late = client.subscribe("chat/b", undefined, { timeoutMs: 10 });
+    const rejected = assert.rejects(late, { code: "TIMEOUT" });
+    void client.connect();
+    await clock.advance(10);
+    await rejected;
+    transport.last.accept();
+    await flush();
+    assert.deepEqual(transport.last.ofType("~sub").map((m) => m.payload), [{ topic: "chat/a" }]);
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e", seq: 0, recovered: false });
+    assert.equal((await p).topic, "chat/a");
+  });
+
+  it("delivers publications of server-side groups through the client's message event", async () => {
+    const { client, transport } = await readyClient();
+    const got: string[] = [];
+    client.on("message", (m) => got.push(m.topic));
+    msg(transport.last, "group/g1", 1);
+    assert.deepEqual(got, ["group/g1"]);
+  });
+
+  it("unsubscribes", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.subscribe("chat/a");
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e", seq: 0, recovered: false });
+    const sub = await p;
+    const closed: unknown[] = [];
+    sub.on("closed", (c) => closed.push(c));
+    const done = sub.unsubscribe();
+    assert.deepEqual(transport.last.request("~unsub").payload, { topic: "chat/a" });
+    transport.last.ok("~unsub", { topics: ["chat/a"] });
+    await done;
+    assert.equal(sub.state, "closed");
+    assert.equal(closed.length, 1);
+    msg(transport.last, "chat/a", 1);
+  });
+});
+
+describe("resubscription after a reconnect", () => {
+  async function subscribed() {
+    const setup = await readyClient();
+    const got: number[] = [];
+    const p = setup.client.subscribe<number>("chat/a", (m) => got.push(m.seq));
+    setup.transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 10, recovered: false });
+    const sub = await p;
+    msg(setup.transport.last, "chat/a", 11);
+    const recoveries: RecoveryInfo[] = [];
+    setup.client.on("recovery", (r) => recoveries.push(r));
+    setup.transport.last.drop(1006);
+    assert.equal(sub.state, "resubscribing");
+    await setup.clock.advance(100);
+    setup.transport.last.accept();
+    await flush();
+    return { ...setup, sub, got, recoveries };
+  }
+
+  it("resubscribes with the last epoch and seq", async () => {
+    const { transport } = await subscribed();
+    assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e1", seq: 11 } });
+  });
+
+  it("delivers recovered publications in order, even if they arrive before the reply and out of order", async () => {
+    const { transport, got, recoveries, sub } = await subscribed();
+    msg(transport.last, "chat/a", 13);
+    msg(transport.last, "chat/a", 12);
+    assert.deepEqual(got, [11], "held until the reply");
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 14, recovered: true });
+    await flush();
+    msg(transport.last, "chat/a", 14);
+    msg(transport.last, "chat/a", 12); // duplicate
+    assert.deepEqual(got, [11, 12, 13, 14]);
+    assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e1", seq: 14, recovered: true, previous: { epoch: "e1", seq: 11 } }]);
+    assert.equal(sub.state, "active");
+  });
+
+  it("delivers recovered publications that follow the reply", async () => {
+    const { transport, got } = await subscribed();
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 13, recovered: true });
+    await flush();
+    msg(transport.last, "chat/a", 12);
+    msg(transport.last, "chat/a", 13);
+    assert.deepEqual(got, [11, 12, 13]);
+  });
+
+  it("tells the application when recovery failed and restarts from the new epoch", async () => {
+    const { transport, got, recoveries, sub } = await subscribed();
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e2", seq: 0, recovered: false });
+    await flush();
+    assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e2", seq: 0, recovered: false, previous: { epoch: "e1", seq: 11 } }]);
+    assert.equal(sub.epoch, "e2");
+    msg(transport.last, "chat/a", 1);
+    assert.deepEqual(got, [11, 1]);
+  });
+
+  it("ends the subscription if the resubscription is refused", async () => {
+    const { transport, sub, client } = await subscribed();
+    const closed: unknown[] = [];
+    sub.on("closed", (c) => closed.push(c));
+    transport.last.err("~sub", "FORBIDDEN", "no longer allowed");
+    await flush();
+    assert.equal(sub.state, "closed");
+    assert.equal((closed[0] as { error: { code: string } }).error.code, "FORBIDDEN");
+    assert.deepEqual(client.topicsSubscribed, []);
+  });
+
+  it("retries on the next connection if the link drops during resubscription", async () => {
+    const { transport, clock } = await subscribed();
+    transport.last.drop(1006);
+    await clock.advance(100);
+    transport.last.accept();
+    await flush();
+    assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e1", seq: 11 } });
+  });
+});
