@@ -38,7 +38,8 @@ pub trait Broker: Send + Sync + 'static {
     fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()>;
     /// Sends a publication to every other node subscribed to `topic`.
     fn publish(&self, from: &NodeId, topic: &str, publication: Bytes) -> BackendFuture<'_, ()>;
-    /// Sends a message to one node (`Some`) or every other node (`None`).
+    /// Sends a message to one node (`Some`) or every other node (`None`). A message for one node
+    /// that is not in the cluster fails with [`BackendError::NoSuchNode`](crate::BackendError).
     fn send(&self, from: &NodeId, to: Option<&NodeId>, message: Bytes) -> BackendFuture<'_, ()>;
 }
 
@@ -126,6 +127,9 @@ impl Broker for MemoryBroker {
                 .map(|(_, s)| s.clone())
                 .collect()
         };
+        if to.is_some() && sinks.is_empty() {
+            return Box::pin(std::future::ready(Err(crate::BackendError::NoSuchNode)));
+        }
         for sink in sinks {
             sink.node_message(message.clone());
         }

@@ -134,6 +134,11 @@ pub async fn broker(a: &dyn Broker, b: &dyn Broker) {
     a.send(&na, None, Bytes::from("all")).await.unwrap();
     a.send(&na, Some(&nb), Bytes::from("to-b")).await.unwrap();
     b.send(&nb, Some(&na), Bytes::from("to-a")).await.unwrap();
+    let nowhere: NodeId = Arc::from("no-such-node");
+    assert!(
+        matches!(a.send(&na, Some(&nowhere), Bytes::from("lost")).await, Err(BackendError::NoSuchNode)),
+        "a message for an unknown node is an error, not a silent loss"
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while rb.0.lock().len() < 12 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -59,6 +59,9 @@ pub enum BackendError {
     /// The per-user connection cap refused a new connection (policy `refuse_new`).
     #[error("too many connections for this user")]
     Limit,
+    /// A message addressed to one node found no such node in the cluster.
+    #[error("no such node")]
+    NoSuchNode,
 }
 
 /// The four backends a server runs on.

@@ -100,7 +100,10 @@ pub(crate) async fn relay_request(
     };
     if let Err(e) = hub.to_nodes(Some(node), &msg).await {
         hub.relayed.lock().remove(&req);
-        return Err(RequestError::Backend(e.to_string()));
+        return Err(match e {
+            crate::HubError::NotFound => RequestError::NotFound,
+            e => RequestError::Backend(e.to_string()),
+        });
     }
     // The remote side times out first; this margin covers the trip back.
     let result = tokio::time::timeout(timeout + Duration::from_secs(1), rx).await;

@@ -70,6 +70,8 @@ pub(crate) struct ConnShared {
     pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
     /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
     pub(crate) last_seen: AtomicU64,
+    /// When the credentials expire (server clock, ms; 0: never). A refresh moves it.
+    pub(crate) expires_at: AtomicU64,
     /// Next id of a request we send (our id space).
     next_id: AtomicU64,
     pub(crate) pending: Mutex<HashMap<u64, Pending>>,
@@ -100,6 +102,7 @@ impl ConnShared {
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
             last_seen: AtomicU64::new(now_ms),
+            expires_at: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             identity: RwLock::new(None),

@@ -4,7 +4,8 @@
 //! Identification deadlines and ack resends all use one fixed delay each, so their queues are
 //! already in deadline order: a sweep pops from the front only what is due, O(due).
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,17 +15,28 @@ use switchboard_protocol::{CloseCode, Payload as RawPayload, encode};
 use crate::conn::{ConnShared, Pending};
 use crate::hub::HubInner;
 
+/// A credential expiry: (due, connection id), earliest first.
+type Expiry = Reverse<(u64, Arc<str>)>;
+
 /// Deadlines waiting for the sweeper. Entries hold weak references: a connection that is gone
 /// is skipped and its entries drain within one delay, so nothing outlives it for long.
 #[derive(Default)]
 pub(crate) struct Timers {
     idents: Mutex<VecDeque<(u64, Weak<ConnShared>)>>,
     acks: Mutex<VecDeque<(u64, Weak<ConnShared>, u64)>>,
+    /// Credential expiries differ per connection: a heap, earliest first.
+    expiries: Mutex<BinaryHeap<Expiry>>,
 }
 
 impl Timers {
     pub(crate) fn len(&self) -> usize {
-        self.idents.lock().len() + self.acks.lock().len()
+        self.idents.lock().len() + self.acks.lock().len() + self.expiries.lock().len()
+    }
+
+    /// Closes `conn` with 4003 at `at_ms` unless its expiry was moved by then (`~refresh`).
+    pub(crate) fn expire_at(&self, at_ms: u64, conn: &ConnShared) {
+        conn.expires_at.store(at_ms, std::sync::atomic::Ordering::Release);
+        self.expiries.lock().push(Reverse((at_ms, conn.id.clone())));
     }
 
     pub(crate) fn identify_by(&self, deadline_ms: u64, conn: &Arc<ConnShared>) {
@@ -92,6 +104,7 @@ pub(crate) async fn run(hub: Weak<HubInner>) {
         let now = hub.now_ms();
         sweep_idents(&hub, now);
         sweep_acks(&hub, now);
+        sweep_expiries(&hub, now);
         if now >= next_check {
             next_check = now + half;
             ping = !ping;
@@ -114,6 +127,24 @@ fn sweep_idents(hub: &HubInner, now: u64) {
             && conn.identity.read().is_none()
         {
             conn.close(CloseCode::IDENTIFICATION_TIMEOUT, "identification timeout", true);
+        }
+    }
+}
+
+fn sweep_expiries(hub: &HubInner, now: u64) {
+    loop {
+        let entry = {
+            let mut heap = hub.timers.expiries.lock();
+            match heap.peek() {
+                Some(Reverse((due, _))) if *due <= now => heap.pop(),
+                _ => None,
+            }
+        };
+        let Some(Reverse((due, id))) = entry else { break };
+        if let Some(conn) = hub.local(&id)
+            && conn.expires_at.load(std::sync::atomic::Ordering::Acquire) == due
+        {
+            conn.close(CloseCode::CREDENTIALS_EXPIRED, "credentials expired", true);
         }
     }
 }

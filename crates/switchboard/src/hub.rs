@@ -147,11 +147,10 @@ impl HubInner {
     pub(crate) async fn to_nodes(&self, to: Option<&str>, msg: &NodeMsg) -> Result<(), HubError> {
         let bytes = msg.encode();
         let to: Option<NodeId> = to.map(Arc::from);
-        self.backends
-            .broker
-            .send(&self.node, to.as_ref(), bytes)
-            .await
-            .map_err(|e| HubError::Backend(e.to_string()))
+        self.backends.broker.send(&self.node, to.as_ref(), bytes).await.map_err(|e| match e {
+            switchboard_core::BackendError::NoSuchNode => HubError::NotFound,
+            e => HubError::Backend(e.to_string()),
+        })
     }
 
     pub(crate) async fn close_conns(&self, conns: &[ConnRef], code: CloseCode, reason: &str) {
@@ -262,8 +261,11 @@ impl Hub {
             Some(node) if node != &*self.inner.node => {
                 let msg =
                     NodeMsg::ToConn { conn: conn.to_owned(), kind: kind.to_owned(), payload: frame.payload };
-                self.inner.to_nodes(Some(node), &msg).await?;
-                Ok(1)
+                match self.inner.to_nodes(Some(node), &msg).await {
+                    Ok(()) => Ok(1),
+                    Err(HubError::NotFound) => Ok(0),
+                    Err(e) => Err(e),
+                }
             }
             _ => Ok(0),
         }

@@ -95,7 +95,11 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         };
         let data = accept.welcome.clone();
         if let Err(e) = admit(&server, &conn, ns, accept, hello.meta).await {
+            let refused = e.code() == codes::LIMIT;
             respond(&conn, &msg, Err(e));
+            if refused {
+                conn.close(CloseCode::TOO_MANY_CONNECTIONS, "too many connections for this user", false);
+            }
             return;
         }
         let hub = &server.hub.inner;
@@ -127,6 +131,9 @@ async fn admit<S>(
 ) -> Result<(), Error> {
     let hub = &server.hub.inner;
     let user = accept.user.clone();
+    if let Some(ttl) = accept.expires_in {
+        hub.timers.expire_at(hub.now_ms() + millis(ttl), conn);
+    }
     // The identity is set before the registry call, so that a connection dropped meanwhile is
     // unregistered by its cleanup.
     *conn.identity.write() = Some(Identified {
@@ -157,10 +164,7 @@ async fn admit<S>(
             *conn.identity.write() = None;
             conn.identifying.store(false, Ordering::Release);
             match e {
-                BackendError::Limit => {
-                    conn.close(CloseCode::TOO_MANY_CONNECTIONS, "too many connections for this user", false);
-                    Err(Error::limit("too many connections for this user"))
-                }
+                BackendError::Limit => Err(Error::limit("too many connections for this user")),
                 _ => Err(Error::unavailable("identification is unavailable, try again")),
             }
         }
@@ -188,6 +192,11 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
     if let Some(i) = conn.identity.write().as_mut() {
         i.session = accept.session;
     }
+    let hub = &server.hub.inner;
+    match accept.expires_in {
+        Some(ttl) => hub.timers.expire_at(hub.now_ms() + millis(ttl), conn),
+        None => conn.expires_at.store(0, Ordering::Release),
+    }
     let welcome = wire::Welcome {
         conn: conn.id.to_string(),
         user: user.as_deref().map(str::to_owned),
@@ -196,4 +205,8 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
         heartbeat: u64::try_from(server.hub.inner.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
     };
     RawPayload::encode(conn.format, &welcome).map_err(|_| Error::failed())
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -30,6 +30,7 @@ pub struct Accept {
     pub(crate) available: bool,
     pub(crate) public: RawPayload,
     pub(crate) session: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) expires_in: Option<std::time::Duration>,
 }
 
 impl Accept {
@@ -69,6 +70,15 @@ impl Accept {
     #[must_use]
     pub fn public<T: Serialize + ?Sized>(mut self, data: &T) -> Self {
         self.public = RawPayload::json(data).unwrap_or_default();
+        self
+    }
+
+    /// The credentials expire after `ttl` (a token's `exp`, say): unless a `~refresh` is accepted
+    /// before then, the connection is closed with 4003 and the client reconnects with fresh
+    /// credentials.
+    #[must_use]
+    pub fn expires_in(mut self, ttl: std::time::Duration) -> Self {
+        self.expires_in = Some(ttl);
         self
     }
 
