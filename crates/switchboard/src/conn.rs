@@ -65,6 +65,8 @@ pub(crate) struct ConnShared {
     pub(crate) queued: AtomicUsize,
     /// Set once a close was requested; nothing is queued after.
     closing: AtomicBool,
+    /// Set once the connection was told to stop at once (it may already be closing).
+    killed: AtomicBool,
     /// Wakes the task when it must stop at once (slow consumer): it may be blocked writing.
     pub(crate) kill: Notify,
     pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
@@ -99,6 +101,7 @@ impl ConnShared {
             tx,
             queued: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
             kill: Notify::new(),
             kill_reason: Mutex::new(None),
             last_seen: AtomicU64::new(now_ms),
@@ -166,9 +169,11 @@ impl ConnShared {
         }
     }
 
-    /// Closes at once, skipping the queue (the writer may be stuck on a full socket).
+    /// Closes at once, skipping the queue (the writer may be stuck on a full socket). Works on
+    /// a connection that is already closing too: its queued close may be stuck behind a backlog.
     pub(crate) fn kill(&self, code: CloseCode, reason: &str) {
-        if !self.closing.swap(true, Ordering::AcqRel) {
+        self.closing.store(true, Ordering::Release);
+        if !self.killed.swap(true, Ordering::AcqRel) {
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
             self.kill.notify_one();
         }

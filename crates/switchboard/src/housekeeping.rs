@@ -192,7 +192,12 @@ fn sweep_heartbeats(hub: &HubInner, now: u64, heartbeat: u64, ping: bool) {
         for conn in conns {
             let seen = conn.last_seen.load(std::sync::atomic::Ordering::Relaxed);
             if now.saturating_sub(seen) > 2 * heartbeat {
-                conn.close(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout", true);
+                if conn.is_closing() {
+                    // Already closing and still silent: its close is stuck behind a backlog.
+                    conn.kill(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout");
+                } else {
+                    conn.close(CloseCode::HEARTBEAT_TIMEOUT, "heartbeat timeout", true);
+                }
             } else if ping {
                 conn.ping();
             }
@@ -248,6 +253,17 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(15)).await;
         let out = drain(&mut rx);
         assert!(out.iter().any(|o| matches!(o, Out::Close { code: CloseCode::HEARTBEAT_TIMEOUT, .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_stuck_behind_a_backlog_becomes_a_kill() {
+        let hub = hub(Config { heartbeat: Duration::from_secs(10), ..Config::default() }).await;
+        let (conn, _rx) = conn(&hub);
+        // A close queued behind frames the writer cannot flush (nothing drains `_rx` here).
+        conn.close(CloseCode::KICKED, "kicked", true);
+        tokio::time::sleep(Duration::from_secs(26)).await;
+        let (code, _) = conn.kill_reason.lock().clone().expect("killed");
+        assert_eq!(code, CloseCode::HEARTBEAT_TIMEOUT);
     }
 
     #[tokio::test(start_paused = true)]
