@@ -291,13 +291,7 @@ impl Hub {
         user: &str,
         frame: &SharedFrame,
     ) -> Result<usize, HubError> {
-        let all = self
-            .inner
-            .backends
-            .users
-            .connections(user)
-            .await
-            .map_err(|e| HubError::Backend(e.to_string()))?;
+        let all = self.user_connections(user).await?;
         let local = self.inner.local_user_conns(user);
         let mut reached = local.iter().filter(|c| frame.push_to(c).is_ok()).count();
         let remote = all.iter().filter(|c| c.node != self.inner.node).count();
@@ -368,13 +362,7 @@ impl Hub {
         code: CloseCode,
         reason: &str,
     ) -> Result<usize, HubError> {
-        let all = self
-            .inner
-            .backends
-            .users
-            .connections(user)
-            .await
-            .map_err(|e| HubError::Backend(e.to_string()))?;
+        let all = self.user_connections(user).await?;
         let local = self.inner.local_user_conns(user);
         for c in &local {
             c.close(code, reason, true);
