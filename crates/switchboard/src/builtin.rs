@@ -17,6 +17,11 @@ fn encode<T: Serialize>(conn: &ConnShared, value: &T) -> Result<RawPayload, Erro
     RawPayload::encode(conn.format, value).map_err(|_| Error::failed())
 }
 
+/// Payloads whose fields are all optional accept `null` (or no payload) as "all defaults".
+fn decode_or_default<T: serde::de::DeserializeOwned + Default>(payload: &RawPayload) -> Result<T, Error> {
+    if payload.is_null() { Ok(T::default()) } else { Ok(payload.decode()?) }
+}
+
 fn topic(name: &str) -> Result<Topic, Error> {
     Topic::new(name).map_err(|e| Error::bad_request(e.to_string()))
 }
@@ -89,7 +94,7 @@ async fn handle<S: Clone + Send + Sync + 'static>(
             Ok(RawPayload::null())
         }
         wire::types::UNSUB => {
-            let unsub: wire::Unsubscribe = msg.payload.decode()?;
+            let unsub: wire::Unsubscribe = decode_or_default(&msg.payload)?;
             let mine = conn.topics.lock().clone();
             let leave: Vec<Topic> = match (&unsub.topic, &unsub.prefix) {
                 (Some(t), None) => {
@@ -133,7 +138,7 @@ async fn handle<S: Clone + Send + Sync + 'static>(
             encode(conn, &peer)
         }
         wire::types::WHO => {
-            let who: wire::Who = msg.payload.decode()?;
+            let who: wire::Who = decode_or_default(&msg.payload)?;
             encode(conn, &crate::presence::who(hub, conn, who.topic.as_deref()).await?)
         }
         wire::types::DM => {

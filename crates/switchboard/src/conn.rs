@@ -25,8 +25,8 @@ pub(crate) enum Out {
     Frame(Bytes),
     /// A WebSocket ping.
     Ping,
-    /// Send `~bye` (when `bye`), then close with this code.
-    Close { code: CloseCode, reason: String, bye: bool },
+    /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
+    Close { code: CloseCode, reason: String, bye: bool, jump: Option<String> },
 }
 
 /// A per-connection inbound filter (see [`Conn::add_filter`]).
@@ -164,8 +164,12 @@ impl ConnShared {
 
     /// Queues a close after what is already queued. The first close wins.
     pub(crate) fn close(&self, code: CloseCode, reason: &str, bye: bool) {
+        self.close_with(code, reason, bye, None);
+    }
+
+    fn close_with(&self, code: CloseCode, reason: &str, bye: bool, jump: Option<String>) {
         if !self.closing.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Out::Close { code, reason: reason.to_owned(), bye });
+            let _ = self.tx.send(Out::Close { code, reason: reason.to_owned(), bye, jump });
         }
     }
 
@@ -364,6 +368,12 @@ impl Conn {
     /// Closes the connection with `code` after what is queued, sending `~bye` first.
     pub fn close(&self, code: CloseCode, reason: &str) {
         self.0.close(code, reason, true);
+    }
+
+    /// Asks the client to reconnect to another server: sends `~bye` with `jump: url`, then
+    /// closes with 4000 (a client reconnects there, with backoff).
+    pub fn redirect(&self, url: &str, reason: &str) {
+        self.0.close_with(CloseCode::RECONNECT, reason, true, Some(url.to_owned()));
     }
 
     /// Adds an inbound filter to this connection only: it sees each application message's type

@@ -34,8 +34,8 @@ impl<S> FromContext<S> for RawPayload {
     }
 }
 
-/// The `meta` of the connection's `~hello`, decoded into `T` (`BAD_REQUEST` if absent or
-/// malformed; take `Option<Meta<T>>`… no: take `Meta<Option<T>>` to accept its absence).
+/// The `meta` of the connection's `~hello`, decoded into `T` (`BAD_REQUEST` if malformed; an
+/// absent meta decodes as `null`, so take `Meta<Option<T>>` to accept its absence).
 #[derive(Debug, Clone, Default)]
 pub struct Meta<T>(pub T);
 

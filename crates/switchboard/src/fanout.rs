@@ -205,7 +205,10 @@ pub(crate) async fn subscribe(
         Some(since) => {
             let since = Position { epoch: since.epoch.as_str().into(), seq: since.seq };
             let r = hub.backends.history.recover(topic, &since).await.map_err(unavailable)?;
-            (r.position, r.publications, r.complete)
+            // An incomplete recovery replays nothing: the client reloads its state instead, and
+            // a partial replay would only be applied twice.
+            let replay = if r.complete { r.publications } else { Vec::new() };
+            (r.position, replay, r.complete)
         }
         None => (hub.backends.history.position(topic).await.map_err(unavailable)?, Vec::new(), false),
     };
@@ -232,8 +235,10 @@ pub(crate) async fn subscribe(
         unsubscribe(hub, conn, topic).await;
         return Err(Error::unavailable("the connection is closing"));
     }
-    if first_here {
-        hub.backends.broker.subscribe(&hub.node, topic).await.map_err(unavailable)?;
+    if first_here && let Err(e) = hub.backends.broker.subscribe(&hub.node, topic).await {
+        drop(_order);
+        unsubscribe(hub, conn, topic).await;
+        return Err(unavailable(e));
     }
     let answer = wire::Subscribed {
         topic: topic.to_string(),

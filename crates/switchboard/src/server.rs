@@ -278,6 +278,12 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         let token = self.inner.hub.inner.shutdown.clone();
         let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        // Small frames must not wait for Nagle's algorithm: replies are latency-bound.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await?;
         self.closed().await;
         Ok(())

@@ -27,13 +27,14 @@ struct Ending {
     code: CloseCode,
     reason: String,
     bye: bool,
+    jump: Option<String>,
 }
 
 impl Ending {
     fn protocol(e: &DecodeError) -> Self {
         let code =
             if matches!(e, DecodeError::TooBig) { CloseCode::TOO_BIG } else { CloseCode::PROTOCOL_ERROR };
-        Self { code, reason: e.to_string(), bye: false }
+        Self { code, reason: e.to_string(), bye: false, jump: None }
     }
 }
 
@@ -78,8 +79,8 @@ pub(crate) async fn run<S, T>(
                                 transport.feed(Outbound::Data(bytes), binary).await
                             }
                             Out::Ping => transport.feed(Outbound::Ping, binary).await,
-                            Out::Close { code, reason, bye } => {
-                                close = Some(Ending { code, reason, bye });
+                            Out::Close { code, reason, bye, jump } => {
+                                close = Some(Ending { code, reason, bye, jump });
                                 break;
                             }
                         };
@@ -161,7 +162,7 @@ pub(crate) async fn run<S, T>(
         tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
         let goodbye = async {
             if end.bye {
-                let bye = wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: None };
+                let bye = wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: end.jump.clone() };
                 if let Ok(frame) =
                     switchboard_protocol::encode_value(conn.format, wire::types::BYE, &bye, None)
                 {
@@ -190,7 +191,7 @@ fn killed<S>(server: &ServerInner<S>, conn: &ConnShared) -> Ending {
     if code == CloseCode::SLOW_CONSUMER {
         server.hub.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
-    Ending { code, reason, bye: false }
+    Ending { code, reason, bye: false, jump: None }
 }
 
 fn millis(d: Duration) -> u64 {

@@ -40,8 +40,12 @@ async fn lock(conn: Conn) {
     conn.add_filter(|kind, _| if kind.as_str() == "tag" { Err(Error::forbidden("locked")) } else { Ok(()) });
 }
 
+async fn moving(conn: Conn) {
+    conn.redirect("ws://other.example/ws", "moving you");
+}
+
 fn ns() -> Namespace {
-    Namespace::new("main").identify(identify).on("tag", tag).on("lock", lock)
+    Namespace::new("main").identify(identify).on("tag", tag).on("lock", lock).on("move", moving)
 }
 
 async fn hello(addr: std::net::SocketAddr, identity: Value) -> (Client, Result<Value, Value>) {
@@ -182,4 +186,15 @@ async fn hub_requests_time_out_and_report_client_errors() {
     }
     let missing = hub.request("nobody.1", "question", &json!(3), Duration::from_millis(100)).await;
     assert!(matches!(missing, Err(switchboard::RequestError::NotFound)), "{missing:?}");
+}
+
+#[tokio::test]
+async fn redirect_sends_bye_with_jump_then_4000() {
+    let board = Server::new().namespace(ns()).build().await.unwrap();
+    let addr = serve(&board).await;
+    let (mut c, _) = hello(addr, json!({"user": "ada"})).await;
+    c.send(json!(["move", null])).await;
+    assert_eq!(c.closed().await.0, 4000);
+    let bye = c.expect(|m| m[0] == "~bye").await;
+    assert_eq!(bye[1], json!({"code": 4000, "reason": "moving you", "jump": "ws://other.example/ws"}));
 }
