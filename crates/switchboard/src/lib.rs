@@ -14,6 +14,9 @@
 //! - [`Hub`]: send to connections, users or everyone, request a client, publish, kick.
 //! - [`Config`]: every limit of the protocol.
 //!
+//! Guides: `docs/getting-started.md` (the library), `docs/topics.md` (topics, delivery
+//! guarantees, presence), `docs/protocol.md` (the wire protocol), `docs/architecture.md`.
+//!
 //! ```no_run
 //! use switchboard::{Accept, Error, Namespace, Payload, Server, TopicOptions};
 //!
@@ -42,7 +45,6 @@
 //!     board.serve(tokio::net::TcpListener::bind("127.0.0.1:8080").await?).await
 //! }
 //! ```
-#![doc = ""]
 
 mod builtin;
 mod cluster;

@@ -387,3 +387,4 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
         board.spawn(socket, format, request);
     })
 }
+
