@@ -2,8 +2,10 @@
 //! so that clients written against the protocol alone can test themselves against it.
 //!
 //! ```text
-//! switchboard-fixture --listen 127.0.0.1:PORT
+//! switchboard-fixture --listen 127.0.0.1:PORT [--redis redis://HOST:PORT]
 //! ```
+//!
+//! With `--redis`, fixtures on the same Redis form one cluster (`switchboard-redis`).
 //!
 //! Prints `listening on ADDR` once ready, logs to stderr (`RUST_LOG`), exits cleanly on SIGTERM.
 
@@ -256,19 +258,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    if let Some(url) = args.redis {
-        anyhow::bail!("--redis {url}: the Redis backend is not built yet (switchboard-redis)");
-    }
     let main = main_namespace();
     let admin =
         Namespace::new("admin").extends(&main).identify(identify_root).on("kick", kick).allow_info(true);
-    let board = Server::new()
-        .config(config())
-        .public("status", status)
-        .namespace(main)
-        .namespace(admin)
-        .build()
-        .await?;
+    let mut server = Server::new();
+    if let Some(url) = &args.redis {
+        let backends =
+            switchboard_redis::RedisBackends::connect(url, switchboard_redis::RedisOptions::default())
+                .await
+                .with_context(|| format!("--redis {url}"))?;
+        server = server.backends(backends);
+    }
+    let board =
+        server.config(config()).public("status", status).namespace(main).namespace(admin).build().await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
     println!("listening on {}", listener.local_addr()?);
