@@ -4,14 +4,16 @@
 //! Order: a publication is appended to history (which assigns its sequence number) and fanned
 //! out locally under the topic's order lock, and a subscription with `since` replays history
 //! under the same lock, so every subscriber sees sequence numbers in order, with no gap between
-//! the replay and live publications.
+//! the replay and live publications. Publications from other nodes do not take that lock: while
+//! a subscription reads history it is *pending*, and what arrives meanwhile is buffered and
+//! delivered after the replay (skipping what the replay already covered).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use switchboard_core::Position;
 use switchboard_protocol::{Format, Id, MapWriter, Payload as RawPayload, Topic, encode, wire};
@@ -26,6 +28,19 @@ use crate::topic::TopicSettings;
 pub(crate) struct TopicState {
     pub(crate) settings: TopicSettings,
     pub(crate) subs: RwLock<HashMap<Arc<str>, Arc<ConnShared>>>,
+    /// Subscriptions still reading history, with what was published meanwhile. Lock order:
+    /// `pending` before `subs`, everywhere.
+    pending: Mutex<HashMap<Arc<str>, Buffered>>,
+}
+
+/// Publications (with their sequence numbers) held for a subscription that is reading history.
+type Buffered = Vec<(u64, Record)>;
+
+impl TopicState {
+    fn is_unused(&self) -> bool {
+        let pending = self.pending.lock();
+        pending.is_empty() && self.subs.read().is_empty()
+    }
 }
 
 /// The local topic registry.
@@ -69,7 +84,7 @@ impl Topics {
 }
 
 /// A publication as history keeps it and the broker carries it (JSON).
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     event: Option<String>,
@@ -157,6 +172,12 @@ fn delivery_payload(topic: &str, seq: u64, record: &Record, format: Format) -> O
 fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &Record) {
     let payloads: PerFormat<Option<RawPayload>> = PerFormat::default();
     let frames: PerFormat<Option<Bytes>> = PerFormat::default();
+    // Held through the delivery: a subscription that finishes its replay meanwhile sees this
+    // publication either in its buffer or as a live subscriber, never neither.
+    let mut pending = state.pending.lock();
+    for buffer in pending.values_mut() {
+        buffer.push((seq, record.clone()));
+    }
     let subs = state.subs.read();
     for conn in subs.values() {
         if record.skip.as_deref() == Some(&*conn.id) {
@@ -172,6 +193,29 @@ fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &R
             frames.get(format, || encode(format, wire::types::MSG, payload, None).ok())
         {
             let _ = conn.push(frame.clone());
+        }
+    }
+    drop(subs);
+    drop(pending);
+}
+
+/// Delivers one publication to one connection (replays and buffered publications).
+fn deliver_one(
+    hub: &HubInner,
+    conn: &Arc<ConnShared>,
+    topic: &str,
+    settings: TopicSettings,
+    seq: u64,
+    record: &Record,
+) {
+    if record.skip.as_deref() == Some(&*conn.id) {
+        return;
+    }
+    if let Some(payload) = delivery_payload(topic, seq, record, conn.format) {
+        if settings.acked {
+            crate::housekeeping::send_acked(hub, conn, wire::types::MSG, &payload);
+        } else {
+            let _ = conn.push_message(wire::types::MSG, &payload, None);
         }
     }
 }
@@ -200,46 +244,67 @@ pub(crate) async fn subscribe(
     }
     let settings = hub.settings_for(topic);
     let unavailable = |_| Error::unavailable("the topic's history is unavailable");
-    let _order = hub.topics.order(topic).lock().await;
-    let (position, replay, recovered) = match &since {
-        Some(since) => {
-            let since = Position { epoch: since.epoch.as_str().into(), seq: since.seq };
-            let r = hub.backends.history.recover(topic, &since).await.map_err(unavailable)?;
-            // An incomplete recovery replays nothing: the client reloads its state instead, and
-            // a partial replay would only be applied twice.
-            let replay = if r.complete { r.publications } else { Vec::new() };
-            (r.position, replay, r.complete)
-        }
-        None => (hub.backends.history.position(topic).await.map_err(unavailable)?, Vec::new(), false),
-    };
-    let first_here = if already {
-        false
+    let order = hub.topics.order(topic).lock().await;
+    // 1. Become pending: from here on, publications from other nodes are buffered for us.
+    let state = if already {
+        None
     } else {
-        let state = {
+        let (state, created) = {
             let mut shard = hub.topics.map.shard(topic).write();
-            shard
+            let created = !shard.contains_key(topic.as_str());
+            let state = shard
                 .entry(Arc::from(topic.as_str()))
-                .or_insert_with(|| Arc::new(TopicState { settings, subs: RwLock::new(HashMap::new()) }))
-                .clone()
-        };
-        let first = {
-            let mut subs = state.subs.write();
-            subs.insert(conn.id.clone(), conn.clone());
-            subs.len() == 1
+                .or_insert_with(|| {
+                    Arc::new(TopicState {
+                        settings,
+                        subs: RwLock::new(HashMap::new()),
+                        pending: Mutex::new(HashMap::new()),
+                    })
+                })
+                .clone();
+            state.pending.lock().insert(conn.id.clone(), Vec::new());
+            (state, created)
         };
         conn.topics.lock().push(topic.clone());
-        first
+        let failed = if conn.is_closing() {
+            Some(Error::unavailable("the connection is closing"))
+        } else if created {
+            // The node hears the topic before reading its history, so nothing falls between.
+            hub.backends.broker.subscribe(&hub.node, topic).await.err().map(unavailable)
+        } else {
+            None
+        };
+        if let Some(e) = failed {
+            drop(order);
+            unsubscribe(hub, conn, topic).await;
+            return Err(e);
+        }
+        Some(state)
     };
-    if conn.is_closing() {
-        drop(_order);
-        unsubscribe(hub, conn, topic).await;
-        return Err(Error::unavailable("the connection is closing"));
-    }
-    if first_here && let Err(e) = hub.backends.broker.subscribe(&hub.node, topic).await {
-        drop(_order);
-        unsubscribe(hub, conn, topic).await;
-        return Err(unavailable(e));
-    }
+    // 2. Read history.
+    let read = match &since {
+        Some(since) => {
+            let since = Position { epoch: since.epoch.as_str().into(), seq: since.seq };
+            hub.backends.history.recover(topic, &since).await.map(|r| {
+                // An incomplete recovery replays nothing: the client reloads its state instead,
+                // and a partial replay would only be applied twice.
+                let replay = if r.complete { r.publications } else { Vec::new() };
+                (r.position, replay, r.complete)
+            })
+        }
+        None => hub.backends.history.position(topic).await.map(|p| (p, Vec::new(), false)),
+    };
+    let (position, replay, recovered) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            drop(order);
+            if state.is_some() {
+                unsubscribe(hub, conn, topic).await;
+            }
+            return Err(unavailable(e));
+        }
+    };
+    // 3. The reply, then the replay.
     let answer = wire::Subscribed {
         topic: topic.to_string(),
         epoch: position.epoch.to_string(),
@@ -249,21 +314,25 @@ pub(crate) async fn subscribe(
     if let Some(id) = reply {
         conn.reply(id, RawPayload::encode(conn.format, &answer).map_err(|_| Error::failed()));
     }
+    let mut covered = position.seq;
     for p in replay {
+        covered = covered.max(p.seq);
         match serde_json::from_slice::<Record>(&p.data) {
-            Ok(record) => {
-                if let Some(payload) = delivery_payload(topic, p.seq, &record, conn.format) {
-                    if settings.acked {
-                        crate::housekeeping::send_acked(hub, conn, wire::types::MSG, &payload);
-                    } else {
-                        let _ = conn.push_message(wire::types::MSG, &payload, None);
-                    }
-                }
-            }
+            Ok(record) => deliver_one(hub, conn, topic, settings, p.seq, &record),
             Err(e) => tracing::error!(error = %e, %topic, "undecodable publication in history"),
         }
     }
-    drop(_order);
+    // 4. Go live: what arrived meanwhile and was not covered, then everything new.
+    if let Some(state) = &state {
+        let mut pending = state.pending.lock();
+        if let Some(buffer) = pending.remove(&conn.id) {
+            for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
+                deliver_one(hub, conn, topic, settings, *seq, record);
+            }
+            state.subs.write().insert(conn.id.clone(), conn.clone());
+        }
+    }
+    drop(order);
     if settings.presence && !already {
         crate::presence::topic_join(hub, conn, topic).await;
     }
@@ -286,11 +355,10 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
         let mut shard = hub.topics.map.shard(topic).write();
         if let Some(state) = shard.get(topic) {
             settings = state.settings;
-            let mut subs = state.subs.write();
-            subs.remove(&*conn.id);
-            if subs.is_empty() {
+            state.pending.lock().remove(&*conn.id);
+            state.subs.write().remove(&*conn.id);
+            if state.is_unused() {
                 last = true;
-                drop(subs);
                 shard.remove(topic);
             }
         }

@@ -387,4 +387,3 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
         board.spawn(socket, format, request);
     })
 }
-
