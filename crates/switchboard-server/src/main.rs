@@ -1,0 +1,187 @@
+//! `switchboard`: the standalone Switchboard server.
+//!
+//! ```text
+//! switchboard [--listen ADDR] [--config FILE] [--dev] [--log-format text|json]
+//! ```
+//!
+//! Configuration layers: defaults < TOML file < `SWITCHBOARD_*` environment (nested keys with
+//! `__`) < flags. With no configuration at all it runs in development mode. Prints
+//! `listening on ADDR` once ready; SIGTERM or Ctrl-C closes every connection with 1001 and
+//! exits 0. See the crate's README for every key.
+
+mod api;
+mod client;
+mod config;
+mod demo;
+mod jwt;
+mod metrics;
+mod namespaces;
+mod stats;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::Parser;
+use switchboard::Server;
+use switchboard::core::Backends;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{LogFormat, Overrides};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "The Switchboard realtime server")]
+struct Args {
+    /// Address to listen on [default: 127.0.0.1:8080] (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Development mode: `{"name": N}` identifies anyone as N. Never in production.
+    #[arg(long)]
+    dev: bool,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let overrides =
+        Overrides { listen: args.listen, dev: args.dev.then_some(true), log_format: args.log_format };
+    let loaded = match config::load(args.config.as_deref(), &overrides) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(loaded.settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(loaded)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("switchboard: {e:#}");
+            ExitCode::from(if e.is::<StartError>() { 2 } else { 1 })
+        }
+    }
+}
+
+/// A problem with the configuration found while building the server (exit code 2).
+#[derive(Debug)]
+struct StartError(String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
+    let settings = loaded.settings;
+    if loaded.zero_config {
+        tracing::warn!(
+            "DEVELOPMENT MODE: no configuration given, so anyone may identify as any name with \
+             {{\"name\": N}} — never run this in production (give --config or SWITCHBOARD_* settings)"
+        );
+    } else if settings.dev {
+        tracing::warn!(
+            "DEVELOPMENT MODE (--dev): namespaces with identify = \"dev\" accept anyone as any \
+             name — never run this in production"
+        );
+    }
+    let handle = metrics::install()?;
+    let backends = Backends::memory();
+    let presence = backends.presence.clone();
+    let (stats_ns, secret) = stats::namespace();
+    let mut server = Server::new().config(settings.limits.to_config()).backends(backends);
+    for ns in namespaces::build(&settings).map_err(StartError)? {
+        server = server.namespace(ns);
+    }
+    let board = server
+        .namespace(stats_ns)
+        .build()
+        .await
+        .map_err(|e| StartError(format!("invalid configuration: {e}")))?;
+    let ready = Arc::new(AtomicBool::new(true));
+    let api = Arc::new(api::Api {
+        hub: board.hub(),
+        presence,
+        key: settings.api_key.clone(),
+        stats: stats::Stats::start(board.clone(), secret),
+        metrics: handle,
+        ready: ready.clone(),
+    });
+    if api.key.is_none() {
+        tracing::warn!("no api_key configured (SWITCHBOARD_API_KEY): the HTTP API under /api is disabled");
+    }
+    let mut app = board.router().merge(api::router(api));
+    // The chat page identifies with {"name": N}: only where `main` takes that.
+    let demo = settings.namespaces.get("main").is_some_and(|n| n.identify == config::IdentifyMode::Dev);
+    if demo {
+        app = app.merge(demo::router());
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    println!("listening on {address}");
+    tracing::info!(%address, path = %settings.limits.path, "listening");
+    if demo {
+        tracing::warn!("development chat page: http://{address}/");
+    }
+    let stop = CancellationToken::new();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let serving = tokio::spawn(
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing connections with 1001");
+    ready.store(false, Ordering::Release);
+    board.shutdown().await;
+    stop.cancel();
+    match tokio::time::timeout(std::time::Duration::from_secs(5), serving).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!("HTTP connections still open after 5 s; exiting anyway"),
+    }
+    tracing::info!("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

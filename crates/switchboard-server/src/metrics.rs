@@ -1,0 +1,57 @@
+//! Prometheus series, all prefixed `switchboard_`, refreshed on every scrape.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde_json::Value;
+use switchboard::Hub;
+
+/// Installs the global recorder and describes the series.
+///
+/// # Errors
+/// When a recorder is already installed.
+pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("switchboard_proxy_request_duration_seconds".to_owned()),
+            &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .install_recorder()?;
+    metrics::describe_gauge!("switchboard_connections", "Open client connections on this node");
+    metrics::describe_gauge!("switchboard_users", "Users with a connection on this node");
+    metrics::describe_gauge!("switchboard_topics", "Topics with a local subscriber");
+    metrics::describe_counter!("switchboard_connections_total", "Connections accepted since start");
+    metrics::describe_counter!("switchboard_messages_in_total", "Messages received from clients");
+    metrics::describe_counter!("switchboard_messages_out_total", "Messages sent to clients");
+    metrics::describe_counter!(
+        "switchboard_slow_consumer_closes_total",
+        "Connections closed as slow consumers (4002)"
+    );
+    metrics::describe_histogram!(
+        "switchboard_proxy_request_duration_seconds",
+        "Latency of calls to the application (identification, forwarded messages)"
+    );
+    metrics::describe_counter!("switchboard_proxy_requests_total", "Calls to the application by outcome");
+    metrics::describe_counter!("switchboard_api_commands_total", "HTTP API commands executed");
+    // Present from the first scrape on.
+    metrics::counter!("switchboard_api_commands_total").absolute(0);
+    Ok(handle)
+}
+
+/// Copies the registry sizes and the `~info` counters into the series.
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn update(hub: &Hub, info: &Value) {
+    let sizes = hub.registry_sizes();
+    let count = |k: &str| info.get(k).and_then(Value::as_u64);
+    metrics::gauge!("switchboard_connections").set(count("connections").unwrap_or(0) as f64);
+    metrics::gauge!("switchboard_users").set(sizes.users as f64);
+    metrics::gauge!("switchboard_topics").set(sizes.topics as f64);
+    for (key, series) in [
+        ("connections_total", "switchboard_connections_total"),
+        ("messages_in", "switchboard_messages_in_total"),
+        ("messages_out", "switchboard_messages_out_total"),
+        ("slow_consumers", "switchboard_slow_consumer_closes_total"),
+    ] {
+        if let Some(v) = count(key) {
+            metrics::counter!(series).absolute(v);
+        }
+    }
+}
