@@ -53,7 +53,7 @@ impl<V> Sharded<V> {
 
 /// Counters for `~info` and metrics.
 #[derive(Default)]
-pub(crate) struct Stats {
+pub(crate) struct Counters {
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
@@ -75,7 +75,7 @@ pub(crate) struct HubInner {
     pub(crate) timers: Timers,
     pub(crate) started: tokio::time::Instant,
     pub(crate) next_conn: AtomicU64,
-    pub(crate) stats: Stats,
+    pub(crate) stats: Counters,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) dm_audit: Option<crate::presence::DmAudit>,
@@ -438,6 +438,38 @@ impl Hub {
         Ok(crate::fanout::unsubscribe(&self.inner, &conn, topic).await)
     }
 
+    /// Counters of this node (what `~info` reports), for metrics.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let s = &self.inner.stats;
+        Stats {
+            connections: self.inner.conns.len(),
+            users: self.inner.users.len(),
+            topics: self.inner.topics.len(),
+            messages_in: s.messages_in.load(Ordering::Relaxed),
+            messages_out: s.messages_out.load(Ordering::Relaxed),
+            slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
+            connections_total: s.connections_total.load(Ordering::Relaxed),
+            uptime: self.inner.started.elapsed(),
+        }
+    }
+
+    /// Who is present in a topic (where presence is on), across the cluster.
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the presence backend fails.
+    pub async fn presence(&self, topic: &str) -> Result<Vec<switchboard_protocol::wire::Peer>, HubError> {
+        crate::presence::list(&self.inner, topic).await.map_err(|e| HubError::Backend(e.message().to_owned()))
+    }
+
+    /// The directory: available connections with an alias, across the cluster.
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the presence backend fails.
+    pub async fn directory(&self) -> Result<Vec<switchboard_protocol::wire::Peer>, HubError> {
+        self.presence(crate::presence::DIRECTORY).await
+    }
+
     /// Sizes of the internal registries (connections, users, topics with local subscribers,
     /// pending timers): what a leak test checks goes back to zero.
     #[must_use]
@@ -468,6 +500,29 @@ impl Hub {
         crate::housekeeping::send_acked(&self.inner, &conn, kind, &payload);
         Ok(())
     }
+}
+
+/// Counters of one node ([`Hub::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Users with a connection now.
+    pub users: usize,
+    /// Topics with a local subscriber now.
+    pub topics: usize,
+    /// Messages received since start.
+    pub messages_in: u64,
+    /// Messages sent since start.
+    pub messages_out: u64,
+    /// Connections closed as slow consumers (4002) since start.
+    pub slow_consumers: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Time since start.
+    #[serde(skip)]
+    pub uptime: Duration,
 }
 
 /// Sizes of the hub's registries ([`Hub::registry_sizes`]).

@@ -94,6 +94,7 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
             }
         };
         let data = accept.welcome.clone();
+        let groups = accept.groups.clone();
         if let Err(e) = admit(&server, &conn, ns, accept, hello.meta).await {
             let refused = e.code() == codes::LIMIT;
             respond(&conn, &msg, Err(e));
@@ -115,6 +116,17 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
             }
         };
         respond(&conn, &msg, RawPayload::encode(conn.format, &welcome).map_err(|_| Error::failed()));
+        // Groups after the welcome, so that no delivery precedes it.
+        for group in groups {
+            match switchboard_protocol::Topic::new(&group) {
+                Ok(topic) => {
+                    if let Err(e) = crate::fanout::subscribe(hub, &conn, &topic, None, None).await {
+                        tracing::warn!(group, error = %e, "could not join a group at identification");
+                    }
+                }
+                Err(e) => tracing::warn!(group, error = %e, "invalid group name at identification"),
+            }
+        }
         crate::presence::on_identified(hub, &conn).await;
         conn.identifying.store(false, Ordering::Release);
     }))

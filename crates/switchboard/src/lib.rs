@@ -71,7 +71,7 @@ pub use conn::{Conn, Request, RequestError, SendError};
 pub use error::{Error, IntoReply};
 pub use extract::{FromRef, Meta, Payload, Session, State, User};
 pub use handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
-pub use hub::{Hub, HubError, RegistrySizes};
+pub use hub::{Hub, HubError, RegistrySizes, Stats};
 pub use namespace::{Accept, Namespace};
 pub use presence::DirectMessageEvent;
 pub use server::{BuildError, Server, Switchboard, subprotocol};

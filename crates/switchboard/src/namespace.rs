@@ -31,6 +31,7 @@ pub struct Accept {
     pub(crate) public: RawPayload,
     pub(crate) session: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) expires_in: Option<std::time::Duration>,
+    pub(crate) groups: Vec<String>,
 }
 
 impl Accept {
@@ -79,6 +80,15 @@ impl Accept {
     #[must_use]
     pub fn expires_in(mut self, ttl: std::time::Duration) -> Self {
         self.expires_in = Some(ttl);
+        self
+    }
+
+    /// Topics (groups) the server puts the connection in right after the welcome, without
+    /// permission checks, as [`Hub::join`](crate::Hub::join) would. An invalid topic name is
+    /// skipped with a warning.
+    #[must_use]
+    pub fn join(mut self, topics: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.groups.extend(topics.into_iter().map(Into::into));
         self
     }
 

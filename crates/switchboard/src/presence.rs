@@ -100,11 +100,11 @@ pub(crate) async fn on_gone(hub: &HubInner, conn: &ConnShared) {
     }
 }
 
-async fn topic_diff(hub: &HubInner, topic: &str, peer: wire::Peer, join: bool) {
-    let diff = if join {
-        wire::PresenceDiff { topic: topic.to_owned(), joins: vec![peer], leaves: Vec::new() }
-    } else {
-        wire::PresenceDiff { topic: topic.to_owned(), joins: Vec::new(), leaves: vec![peer] }
+async fn topic_change(hub: &HubInner, topic: &str, leave: Option<wire::Peer>, join: Option<wire::Peer>) {
+    let diff = wire::PresenceDiff {
+        topic: topic.to_owned(),
+        joins: join.into_iter().collect(),
+        leaves: leave.into_iter().collect(),
     };
     let Some(payload) = json(&diff) else { return };
     let frame = SharedFrame::new(wire::types::PRESENCE, payload.clone());
@@ -118,7 +118,7 @@ pub(crate) async fn topic_join(hub: &HubInner, conn: &ConnShared, topic: &str) {
     if let Err(e) = hub.backends.presence.join(topic, &conn.id, info).await {
         tracing::warn!(error = %e, topic, "topic presence could not be updated");
     }
-    topic_diff(hub, topic, peer, true).await;
+    topic_change(hub, topic, None, Some(peer)).await;
 }
 
 pub(crate) async fn topic_leave(hub: &HubInner, conn: &ConnShared, topic: &str) {
@@ -126,10 +126,10 @@ pub(crate) async fn topic_leave(hub: &HubInner, conn: &ConnShared, topic: &str) 
     if let Err(e) = hub.backends.presence.leave(topic, &conn.id).await {
         tracing::warn!(error = %e, topic, "topic presence could not be updated");
     }
-    topic_diff(hub, topic, peer, false).await;
+    topic_change(hub, topic, Some(peer), None).await;
 }
 
-async fn list(hub: &HubInner, key: &str) -> Result<Vec<wire::Peer>, Error> {
+pub(crate) async fn list(hub: &HubInner, key: &str) -> Result<Vec<wire::Peer>, Error> {
     let entries =
         hub.backends.presence.list(key).await.map_err(|_| Error::unavailable("presence is unavailable"))?;
     Ok(entries.iter().filter_map(|e| serde_json::from_slice(&e.info).ok()).collect())
@@ -189,6 +189,8 @@ pub(crate) async fn status(
         let topics = conn.topics.lock().clone();
         for topic in topics.iter().filter(|t| hub.settings_for(t).presence) {
             let _ = hub.backends.presence.join(topic, &conn.id, info.clone()).await;
+            // A profile change is the old profile leaving and the new one joining.
+            topic_change(hub, topic, Some(before.clone()), Some(after.clone())).await;
         }
     }
     Ok(after)

@@ -24,7 +24,7 @@ use tracing::Instrument;
 use crate::cluster::NodeSink;
 use crate::conn::ConnShared;
 use crate::handler::{Erased, erase};
-use crate::hub::{HubInner, Sharded, Stats};
+use crate::hub::{Counters, HubInner, Sharded};
 use crate::namespace::NsRuntime;
 use crate::presence::{DirectMessageEvent, DmAudit};
 use crate::transport::{Transport, Tungstenite, ws_config};
@@ -201,7 +201,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             timers: crate::housekeeping::Timers::default(),
             started: tokio::time::Instant::now(),
             next_conn: std::sync::atomic::AtomicU64::new(1),
-            stats: Stats::default(),
+            stats: Counters::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dm_audit: self.dm_audit,
