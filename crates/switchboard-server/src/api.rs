@@ -16,24 +16,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use switchboard::core::Presence;
 use switchboard::{CloseCode, Hub, HubError, RequestError};
-
-use crate::stats::Stats;
-
-/// The presence key of the directory in the presence backend.
-const DIRECTORY: &str = "~directory";
 
 /// What the API handlers share.
 pub(crate) struct Api {
     /// The hub: sends, publishes, requests, kicks.
     pub hub: Hub,
-    /// The presence backend, read for `/api/presence` and `/api/directory`.
-    pub presence: Arc<dyn Presence>,
     /// The API key; `None` disables the API.
     pub key: Option<String>,
-    /// `~info` counters.
-    pub stats: Stats,
     /// Prometheus exposition.
     pub metrics: PrometheusHandle,
     /// False once shutdown began.
@@ -190,13 +180,12 @@ pub(crate) struct PresenceCmd {
     topic: String,
 }
 
-async fn peers(api: &Api, key: &str) -> Result<Value, ApiError> {
-    let entries = api
-        .presence
-        .list(key)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()))?;
-    let peers: Vec<Value> = entries.iter().filter_map(|e| serde_json::from_slice(&e.info).ok()).collect();
+async fn peers(api: &Api, topic: Option<&str>) -> Result<Value, ApiError> {
+    let peers = match topic {
+        Some(topic) => api.hub.presence(topic).await,
+        None => api.hub.directory().await,
+    }
+    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string()))?;
     Ok(json!({ "peers": peers }))
 }
 
@@ -216,14 +205,7 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
             Ok(json!({ "delivered": delivered }))
         }
         Command::Broadcast(c) => {
-            let mut delivered = api.hub.broadcast(&c.kind, &c.payload, c.except.as_deref()).await?;
-            // The stats connection is identified too; it is not a client.
-            if let Some(stats) = api.stats.conn_id()
-                && c.except.as_deref() != Some(&stats)
-                && api.hub.conn(&stats).is_some()
-            {
-                delivered = delivered.saturating_sub(1);
-            }
+            let delivered = api.hub.broadcast(&c.kind, &c.payload, c.except.as_deref()).await?;
             Ok(json!({ "delivered": delivered }))
         }
         Command::Disconnect(c) => {
@@ -261,23 +243,17 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
                 Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", e.to_string())),
             }
         }
-        Command::Presence(c) => peers(api, &c.topic).await,
-        Command::Directory => peers(api, DIRECTORY).await,
+        Command::Presence(c) => peers(api, Some(&c.topic)).await,
+        Command::Directory => peers(api, None).await,
         Command::Info => Ok(info(api).await),
     }
 }
 
 async fn info(api: &Api) -> Value {
-    let mut info = api.stats.info().await;
-    let sizes = api.hub.registry_sizes();
-    // The stats connection itself is not a client.
-    let stats_conn = api.stats.conn_id().is_some_and(|id| api.hub.conn(&id).is_some());
-    info["connections"] = json!(sizes.connections.saturating_sub(usize::from(stats_conn)));
-    info["users"] = json!(sizes.users);
-    info["topics"] = json!(sizes.topics);
-    if let Some(ns) = info.get_mut("namespaces").and_then(Value::as_array_mut) {
-        ns.retain(|n| n != crate::stats::STATS_NAMESPACE);
-    }
+    let stats = api.hub.stats();
+    let mut info = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));
+    info["node"] = json!(api.hub.node());
+    info["uptime_ms"] = json!(u64::try_from(stats.uptime.as_millis()).unwrap_or(u64::MAX));
     info
 }
 
@@ -357,7 +333,7 @@ async fn batch(State(api): Shared, headers: HeaderMap, body: Bytes) -> Response 
 }
 
 async fn metrics_page(State(api): Shared) -> Response {
-    crate::metrics::update(&api.hub, &info(&api).await);
+    crate::metrics::update(&api.hub);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.metrics.render()).into_response()
 }
 

@@ -16,7 +16,6 @@ mod demo;
 mod jwt;
 mod metrics;
 mod namespaces;
-mod stats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use clap::Parser;
 use switchboard::Server;
-use switchboard::core::Backends;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{LogFormat, Overrides};
@@ -116,24 +114,15 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
         );
     }
     let handle = metrics::install()?;
-    let backends = Backends::memory();
-    let presence = backends.presence.clone();
-    let (stats_ns, secret) = stats::namespace();
-    let mut server = Server::new().config(settings.limits.to_config()).backends(backends);
+    let mut server = Server::new().config(settings.limits.to_config());
     for ns in namespaces::build(&settings).map_err(StartError)? {
         server = server.namespace(ns);
     }
-    let board = server
-        .namespace(stats_ns)
-        .build()
-        .await
-        .map_err(|e| StartError(format!("invalid configuration: {e}")))?;
+    let board = server.build().await.map_err(|e| StartError(format!("invalid configuration: {e}")))?;
     let ready = Arc::new(AtomicBool::new(true));
     let api = Arc::new(api::Api {
         hub: board.hub(),
-        presence,
         key: settings.api_key.clone(),
-        stats: stats::Stats::start(board.clone(), secret),
         metrics: handle,
         ready: ready.clone(),
     });

@@ -1,7 +1,6 @@
 //! Prometheus series, all prefixed `switchboard_`, refreshed on every scrape.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde_json::Value;
 use switchboard::Hub;
 
 /// Installs the global recorder and describes the series.
@@ -36,22 +35,15 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Copies the registry sizes and the `~info` counters into the series.
+/// Copies the hub's counters into the series.
 #[allow(clippy::cast_precision_loss)]
-pub(crate) fn update(hub: &Hub, info: &Value) {
-    let sizes = hub.registry_sizes();
-    let count = |k: &str| info.get(k).and_then(Value::as_u64);
-    metrics::gauge!("switchboard_connections").set(count("connections").unwrap_or(0) as f64);
-    metrics::gauge!("switchboard_users").set(sizes.users as f64);
-    metrics::gauge!("switchboard_topics").set(sizes.topics as f64);
-    for (key, series) in [
-        ("connections_total", "switchboard_connections_total"),
-        ("messages_in", "switchboard_messages_in_total"),
-        ("messages_out", "switchboard_messages_out_total"),
-        ("slow_consumers", "switchboard_slow_consumer_closes_total"),
-    ] {
-        if let Some(v) = count(key) {
-            metrics::counter!(series).absolute(v);
-        }
-    }
+pub(crate) fn update(hub: &Hub) {
+    let stats = hub.stats();
+    metrics::gauge!("switchboard_connections").set(stats.connections as f64);
+    metrics::gauge!("switchboard_users").set(stats.users as f64);
+    metrics::gauge!("switchboard_topics").set(stats.topics as f64);
+    metrics::counter!("switchboard_connections_total").absolute(stats.connections_total);
+    metrics::counter!("switchboard_messages_in_total").absolute(stats.messages_in);
+    metrics::counter!("switchboard_messages_out_total").absolute(stats.messages_out);
+    metrics::counter!("switchboard_slow_consumer_closes_total").absolute(stats.slow_consumers);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchboard::{
-    Accept, Conn, Error, Hub, Meta, Namespace, Payload, RawPayload, TopicOptions, TopicParams, User,
+    Accept, Conn, Error, Meta, Namespace, Payload, RawPayload, TopicOptions, TopicParams, User,
 };
 
 use crate::client::{AppClient, CallError};
@@ -84,18 +84,14 @@ fn namespace(
         IdentifyMode::Anonymous => ns.identify(|| async { Accept::anonymous() }),
         IdentifyMode::Jwt => {
             let verifier = shared.jwt.clone().expect("checked: [jwt] present");
-            ns.identify(move |conn: Conn, hub: Hub, Payload(identity): Payload<Value>| {
-                identify_jwt(verifier.clone(), conn, hub, identity)
-            })
+            ns.identify(move |Payload(identity): Payload<Value>| identify_jwt(verifier.clone(), identity))
         }
         IdentifyMode::Proxy => {
             let shared = shared.clone();
             let ns_name: Arc<str> = Arc::from(name);
-            ns.identify(
-                move |conn: Conn, hub: Hub, Payload(identity): Payload<Value>, meta: Option<Meta<Value>>| {
-                    identify_proxy(shared.clone(), ns_name.clone(), conn, hub, identity, meta.map(|m| m.0))
-                },
-            )
+            ns.identify(move |conn: Conn, Payload(identity): Payload<Value>, meta: Option<Meta<Value>>| {
+                identify_proxy(shared.clone(), ns_name.clone(), conn, identity, meta.map(|m| m.0))
+            })
         }
     };
     for (pattern, topic) in &s.topics {
@@ -150,35 +146,7 @@ async fn identify_dev(Payload(id): Payload<DevIdentity>) -> Result<Accept, Error
     Ok(Accept::user(name).alias(name))
 }
 
-/// Joins `groups` once the connection is identified (the hook runs before that).
-fn join_groups(hub: Hub, conn: Conn, groups: Vec<String>) {
-    if groups.is_empty() {
-        return;
-    }
-    tokio::spawn(async move {
-        for _ in 0..500 {
-            if conn.is_closed() {
-                return;
-            }
-            if conn.is_identified() {
-                for group in &groups {
-                    if let Err(e) = hub.join(conn.id(), group).await {
-                        tracing::warn!(group, error = %e, "could not join a group");
-                    }
-                }
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-}
-
-async fn identify_jwt(
-    verifier: Arc<Verifier>,
-    conn: Conn,
-    hub: Hub,
-    identity: Value,
-) -> Result<Accept, Error> {
+async fn identify_jwt(verifier: Arc<Verifier>, identity: Value) -> Result<Accept, Error> {
     let token = match &identity {
         Value::String(t) => t.as_str(),
         Value::Object(o) => o.get("token").and_then(Value::as_str).unwrap_or_default(),
@@ -198,8 +166,7 @@ async fn identify_jwt(
     if let Some(ttl) = id.expires_in {
         accept = accept.expires_in(ttl);
     }
-    join_groups(hub, conn, id.groups);
-    Ok(accept)
+    Ok(accept.join(id.groups))
 }
 
 /// The application's acceptance.
@@ -236,7 +203,6 @@ async fn identify_proxy(
     shared: Shared,
     ns: Arc<str>,
     conn: Conn,
-    hub: Hub,
     identity: Value,
     meta: Option<Value>,
 ) -> Result<Accept, Error> {
@@ -283,8 +249,7 @@ async fn identify_proxy(
     if let Some(public) = &accepted.public {
         accept = accept.public(public);
     }
-    join_groups(hub, conn, accepted.groups);
-    Ok(accept)
+    Ok(accept.join(accepted.groups))
 }
 
 async fn forward(
