@@ -1,0 +1,50 @@
+// Server memory per connection, measured from the outside.
+//
+//   cargo build --release -p switchboard-fixture
+//   target/release/switchboard-fixture --listen 127.0.0.1:0 &      # prints its port
+//   (ulimit -n 20000; node scripts/conn-memory.cjs PORT PID N [bare|hello|full])
+//
+// Opens N connections (spread over source addresses 127.0.0.2–51) and reports the growth of the
+// server's resident memory divided by N. `bare`: upgraded, nothing sent; `hello`: identified as
+// uN (the fixture gives every user an alias, so each identification is also a directory change
+// sent to every listed connection); `full`: identified and subscribed to two todo/ topics.
+// Needs the `ws` package of clients/typescript (npm ci there first).
+const path = require("path");
+const fs = require("fs");
+const WebSocket = require(path.join(__dirname, "../clients/typescript/node_modules/ws"));
+
+const [port, pid, n, mode = "full"] = [process.argv[2], process.argv[3], Number(process.argv[4]), process.argv[5]];
+const rss = () => Number(fs.readFileSync(`/proc/${pid}/statm`, "utf8").split(" ")[1]) * 4096;
+
+function open(i) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { localAddress: `127.0.0.${2 + (i % 50)}` });
+    ws.on("message", (d) => {
+      const m = JSON.parse(d.toString());
+      if (m[0] === "~ok" && m[2] === 1 && mode === "hello") return resolve(ws);
+      if (m[0] === "~ok" && m[2] === 1) {
+        ws.send(JSON.stringify(["~sub", { topic: `todo/a${i % 100}/x` }, 2]));
+        ws.send(JSON.stringify(["~sub", { topic: `todo/b/${i}` }, 3]));
+      }
+      if (m[0] === "~ok" && m[2] === 3) resolve(ws);
+    });
+    ws.on("open", () => {
+      if (mode === "bare") return resolve(ws);
+      ws.send(JSON.stringify(["~hello", { identity: { user: `u${i}`, password: `pw-u${i}` } }, 1]));
+    });
+    ws.on("error", reject);
+  });
+}
+
+(async () => {
+  const before = rss();
+  for (let i = 0; i < n; i += 100) {
+    await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => open(i + j)));
+  }
+  // Shorter than the fixture's 2 s identification timeout, so `bare` connections are still open.
+  await new Promise((r) => setTimeout(r, 300));
+  const after = rss();
+  console.log(JSON.stringify({ mode, connections: n, rss_before: before, rss_after: after,
+    bytes_per_connection: Math.round((after - before) / n) }));
+  process.exit(0);
+})();
