@@ -2,6 +2,7 @@
 // development chat served at `/` by the switchboard binary, chat in a room, see each other's
 // presence and availability, and exchange a direct message.
 // Usage: node chat.mjs HOST:PORT REPO_ROOT
+import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -55,9 +56,11 @@ try {
   await ada.press("#roomname", "Enter");
   await ada.waitForFunction(() => document.getElementById("title").textContent === "# games");
   await bob.waitForFunction(() => document.querySelectorAll("#presence li").length === 1);
-  if (process.env.SWITCHBOARD_ARTIFACTS) {
-    await bob.screenshot({ path: join(process.env.SWITCHBOARD_ARTIFACTS, "switchboard-server-demo.png") });
-  }
+  // Kept where the test run keeps its artifacts (the repository's artifacts/ by default).
+  const artifacts = process.env.SWITCHBOARD_ARTIFACTS ?? join(repo, "artifacts");
+  mkdirSync(artifacts, { recursive: true });
+  await ada.screenshot({ path: join(artifacts, "switchboard-server-demo-ada.png") });
+  await bob.screenshot({ path: join(artifacts, "switchboard-server-demo-bob.png") });
   if (errors.length > 0) throw new Error("page errors: " + errors.join("; "));
   console.log("browser chat ok");
 } catch (e) {
