@@ -188,6 +188,8 @@ pub(crate) enum Subscribe {
     Nobody,
     /// Only the user named by the pattern's parameter `owner_param`.
     OwnUser,
+    /// The application decides (`proxy.authorize_url`).
+    Proxy,
 }
 
 /// Who may publish.
@@ -198,6 +200,8 @@ pub(crate) enum Publish {
     Clients,
     /// Only the server (HTTP API).
     Server,
+    /// Clients, where the application allows it (`proxy.authorize_url`).
+    Proxy,
 }
 
 /// One topic pattern.
@@ -275,6 +279,9 @@ pub(crate) struct ProxySettings {
     pub identify_url: Option<String>,
     /// Where forwarded events and requests are POSTed.
     pub forward_url: Option<String>,
+    /// Where subscriptions and publications of topics with `subscribe`/`publish = "proxy"` are
+    /// POSTed for authorization.
+    pub authorize_url: Option<String>,
     /// Upgrade request headers passed along.
     #[serde(default)]
     pub headers: Vec<String>,
@@ -429,6 +436,11 @@ fn check(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
                 err(&format!("{key}.identify"), "`proxy` identification needs proxy.identify_url".into());
             }
             _ => {}
+        }
+        let proxied =
+            ns.topics.values().any(|t| t.subscribe == Subscribe::Proxy || t.publish == Publish::Proxy);
+        if proxied && s.proxy.as_ref().and_then(|p| p.authorize_url.as_ref()).is_none() {
+            err(&format!("{key}.topics"), "`proxy` subscribe/publish needs proxy.authorize_url".into());
         }
         if !ns.forward.is_empty() && s.proxy.as_ref().and_then(|p| p.forward_url.as_ref()).is_none() {
             err(&format!("{key}.forward"), "forwarding needs proxy.forward_url".into());

@@ -20,6 +20,8 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!("switchboard_connections_total", "Connections accepted since start");
     metrics::describe_counter!("switchboard_messages_in_total", "Messages received from clients");
     metrics::describe_counter!("switchboard_messages_out_total", "Messages sent to clients");
+    metrics::describe_counter!("switchboard_bytes_in_total", "Bytes of messages received from clients");
+    metrics::describe_counter!("switchboard_bytes_out_total", "Bytes of messages sent to clients");
     metrics::describe_counter!(
         "switchboard_slow_consumer_closes_total",
         "Connections closed as slow consumers (4002)"
@@ -45,5 +47,7 @@ pub(crate) fn update(hub: &Hub) {
     metrics::counter!("switchboard_connections_total").absolute(stats.connections_total);
     metrics::counter!("switchboard_messages_in_total").absolute(stats.messages_in);
     metrics::counter!("switchboard_messages_out_total").absolute(stats.messages_out);
+    metrics::counter!("switchboard_bytes_in_total").absolute(stats.bytes_in);
+    metrics::counter!("switchboard_bytes_out_total").absolute(stats.bytes_out);
     metrics::counter!("switchboard_slow_consumer_closes_total").absolute(stats.slow_consumers);
 }

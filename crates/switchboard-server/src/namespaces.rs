@@ -25,6 +25,8 @@ struct Shared {
     identify_url: Option<Arc<str>>,
     /// Where forwarded messages are POSTed.
     forward_url: Option<Arc<str>>,
+    /// Where subscriptions and publications are authorized.
+    authorize_url: Option<Arc<str>>,
     /// Upgrade headers passed to the application.
     headers: Arc<Vec<String>>,
 }
@@ -41,6 +43,7 @@ pub(crate) fn build(settings: &Settings) -> Result<Vec<Namespace>, String> {
         client: proxy.map(|p| AppClient::new(Duration::from_millis(p.timeout_ms))),
         identify_url: proxy.and_then(|p| p.identify_url.as_deref()).map(Arc::from),
         forward_url: proxy.and_then(|p| p.forward_url.as_deref()).map(Arc::from),
+        authorize_url: proxy.and_then(|p| p.authorize_url.as_deref()).map(Arc::from),
         headers: Arc::new(proxy.map(|p| p.headers.clone()).unwrap_or_default()),
     };
     let mut built: HashMap<&str, Namespace> = HashMap::new();
@@ -95,7 +98,7 @@ fn namespace(
         }
     };
     for (pattern, topic) in &s.topics {
-        ns = ns.topic(pattern, topic_options(topic));
+        ns = ns.topic(pattern, topic_options(topic, shared, name));
     }
     for kind in &s.forward {
         let shared = shared.clone();
@@ -108,8 +111,13 @@ fn namespace(
     ns
 }
 
-fn topic_options(t: &TopicSettings) -> TopicOptions {
+fn topic_options(t: &TopicSettings, shared: &Shared, ns: &str) -> TopicOptions {
     let mut o = TopicOptions::new();
+    let ask = |op: &'static str| {
+        let shared = shared.clone();
+        let ns: Arc<str> = Arc::from(ns);
+        move |conn: Conn, payload: RawPayload| authorize(shared.clone(), op, ns.clone(), conn, payload)
+    };
     o = match t.subscribe {
         Subscribe::Anyone => o,
         Subscribe::Nobody => o.server_joins_only(),
@@ -122,10 +130,13 @@ fn topic_options(t: &TopicSettings) -> TopicOptions {
                 }
             })
         }
+        Subscribe::Proxy => o.subscribe_if(ask("subscribe")),
     };
-    if t.publish == Publish::Clients {
-        o = o.clients_publish();
-    }
+    o = match t.publish {
+        Publish::Clients => o.clients_publish(),
+        Publish::Server => o,
+        Publish::Proxy => o.publish_if(ask("publish")),
+    };
     if t.history > 0 {
         let ttl = (t.history_ttl_secs > 0).then(|| Duration::from_secs(t.history_ttl_secs));
         o = o.history(t.history, ttl);
@@ -250,6 +261,43 @@ async fn identify_proxy(
         accept = accept.public(public);
     }
     Ok(accept.join(accepted.groups))
+}
+
+/// Asks the application whether `conn` may subscribe or publish (`op`): the `~sub`/`~pub`
+/// payload, the namespace, the connection and the user are POSTed to `proxy.authorize_url`;
+/// a 2xx answer allows, anything else refuses (`FORBIDDEN` with the application's message).
+async fn authorize(
+    shared: Shared,
+    op: &'static str,
+    ns: Arc<str>,
+    conn: Conn,
+    payload: RawPayload,
+) -> Result<(), Error> {
+    let (Some(client), Some(url)) = (&shared.client, &shared.authorize_url) else {
+        return Err(Error::forbidden("authorization is not configured"));
+    };
+    let payload: Value = payload.decode()?;
+    let body = json!({
+        "op": op,
+        "ns": &*ns,
+        "topic": payload.get("topic"),
+        "payload": payload,
+        "conn": conn.id(),
+        "user": conn.user().as_deref(),
+    });
+    let (status, answer) = client.post("authorize", url, &body).await.map_err(|e| match e {
+        CallError::Timeout => Error::timeout("the application did not answer in time"),
+        CallError::Failed(e) => {
+            tracing::warn!(error = %e, op, "authorization call failed");
+            Error::unavailable("the application is unavailable")
+        }
+    })?;
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        let (_, message) = app_error(&answer, "FORBIDDEN");
+        Err(Error::forbidden(message))
+    }
 }
 
 async fn forward(

@@ -26,6 +26,8 @@ async fn metrics_are_present_and_move() {
         "switchboard_topics",
         "switchboard_messages_in_total",
         "switchboard_messages_out_total",
+        "switchboard_bytes_in_total",
+        "switchboard_bytes_out_total",
         "switchboard_slow_consumer_closes_total",
         "switchboard_connections_total",
     ] {
@@ -48,6 +50,14 @@ async fn metrics_are_present_and_move() {
     assert!(
         series(&after, "switchboard_messages_out_total").unwrap()
             > series(&before, "switchboard_messages_out_total").unwrap()
+    );
+    // Seven messages of at least 10 bytes each came in (`["~ping",null,N]` alone is 16).
+    let bytes_in = series(&after, "switchboard_bytes_in_total").unwrap()
+        - series(&before, "switchboard_bytes_in_total").unwrap();
+    assert!(bytes_in >= 70.0, "{bytes_in}");
+    assert!(
+        series(&after, "switchboard_bytes_out_total").unwrap()
+            > series(&before, "switchboard_bytes_out_total").unwrap()
     );
 }
 

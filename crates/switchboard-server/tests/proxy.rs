@@ -36,6 +36,18 @@ async fn decide(call: &Value, path: &str) -> (u16, Value) {
         }
         return (403, json!({"error": {"message": "go away"}}));
     }
+    if path == "/authorize" {
+        let allowed = match call["op"].as_str() {
+            Some("subscribe") => call["user"] == "ada" && call["topic"] == "vip/lounge",
+            Some("publish") => call["payload"]["data"] != "spam",
+            _ => false,
+        };
+        return if allowed {
+            (204, Value::Null)
+        } else {
+            (403, json!({"error": {"message": "not for you"}}))
+        };
+    }
     match call["type"].as_str() {
         Some("add") => {
             (200, json!(call["payload"]["a"].as_f64().unwrap() + call["payload"]["b"].as_f64().unwrap()))
@@ -106,6 +118,7 @@ api_key = "{key}"
 [proxy]
 identify_url = "http://{app}/identify"
 forward_url = "http://{app}/forward"
+authorize_url = "http://{app}/authorize"
 headers = ["X-App"]
 timeout_ms = 500
 
@@ -115,6 +128,10 @@ forward = ["add", "whoami", "slow", "boom"]
 
 [namespaces.main.topics."group/{{g}}"]
 subscribe = "nobody"
+
+[namespaces.main.topics."vip/{{room}}"]
+subscribe = "proxy"
+publish = "proxy"
 "#,
         key = common::KEY
     );
@@ -182,4 +199,29 @@ async fn the_application_refuses() {
     assert_eq!(err["code"], "NOT_AUTHORIZED");
     assert_eq!(err["message"], "go away");
     assert_eq!(c.closed().await, Some(4500));
+}
+
+#[tokio::test]
+async fn the_application_authorizes_subscriptions_and_publications() {
+    let server = server().await;
+    let addr = server.addr;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let mut ada = Client { ws, next_id: 0, conn: String::new(), backlog: Vec::new() };
+    ada.call("~hello", json!({"identity": {"user": "ada", "password": "ok"}})).await.unwrap();
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+    let mut bob = Client { ws, next_id: 0, conn: String::new(), backlog: Vec::new() };
+    bob.call("~hello", json!({"identity": {"user": "bob", "password": "ok"}})).await.unwrap();
+
+    ada.call("~sub", json!({"topic": "vip/lounge"})).await.unwrap();
+    let refused = bob.call("~sub", json!({"topic": "vip/lounge"})).await.unwrap_err();
+    assert_eq!(
+        (refused["code"].as_str(), refused["message"].as_str()),
+        (Some("FORBIDDEN"), Some("not for you"))
+    );
+    let refused = ada.call("~sub", json!({"topic": "vip/other"})).await.unwrap_err();
+    assert_eq!(refused["code"], "FORBIDDEN");
+
+    assert_eq!(bob.call("~pub", json!({"topic": "vip/lounge", "data": "hello"})).await.unwrap()["seq"], 1);
+    let refused = bob.call("~pub", json!({"topic": "vip/lounge", "data": "spam"})).await.unwrap_err();
+    assert_eq!(refused["code"], "FORBIDDEN");
 }

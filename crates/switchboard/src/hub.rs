@@ -56,6 +56,8 @@ impl<V> Sharded<V> {
 pub(crate) struct Counters {
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) connections_total: AtomicU64,
 }
@@ -448,6 +450,8 @@ impl Hub {
             topics: self.inner.topics.len(),
             messages_in: s.messages_in.load(Ordering::Relaxed),
             messages_out: s.messages_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
             slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
             connections_total: s.connections_total.load(Ordering::Relaxed),
             uptime: self.inner.started.elapsed(),
@@ -516,6 +520,10 @@ pub struct Stats {
     pub messages_in: u64,
     /// Messages sent since start.
     pub messages_out: u64,
+    /// Bytes of messages received since start.
+    pub bytes_in: u64,
+    /// Bytes of messages sent since start.
+    pub bytes_out: u64,
     /// Connections closed as slow consumers (4002) since start.
     pub slow_consumers: u64,
     /// Connections accepted since start.

@@ -101,6 +101,7 @@ pub(crate) async fn run<S, T>(
                     break Some(killed(&server, &conn));
                 }
                 hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                hub.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
                 if close.is_some() {
                     break close;
                 }
@@ -135,6 +136,7 @@ pub(crate) async fn run<S, T>(
                     Inbound::Data { bytes, binary: is_binary } => {
                         conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
                         hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                        hub.stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         if is_binary != binary {
                             let kind = if is_binary { "binary" } else { "text" };
                             break Some(Ending::protocol(&DecodeError::WrongFrame(kind, conn.format.name())));
