@@ -114,7 +114,7 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
         );
     }
     let handle = metrics::install()?;
-    let mut server = Server::new().config(settings.limits.to_config());
+    let mut server = Server::new().config(settings.limits.to_config()).on_request_done(metrics::request_done);
     for ns in namespaces::build(&settings).map_err(StartError)? {
         server = server.namespace(ns);
     }

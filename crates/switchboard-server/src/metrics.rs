@@ -13,7 +13,16 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
             Matcher::Full("switchboard_proxy_request_duration_seconds".to_owned()),
             &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
         )?
+        .set_buckets_for_metric(
+            Matcher::Full("switchboard_request_duration_seconds".to_owned()),
+            &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
+        )?
         .install_recorder()?;
+    metrics::describe_histogram!(
+        "switchboard_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time from receiving a client request to its reply, by type and outcome"
+    );
     metrics::describe_gauge!("switchboard_connections", "Open client connections on this node");
     metrics::describe_gauge!("switchboard_users", "Users with a connection on this node");
     metrics::describe_gauge!("switchboard_topics", "Topics with a local subscriber");
@@ -35,6 +44,15 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     // Present from the first scrape on.
     metrics::counter!("switchboard_api_commands_total").absolute(0);
     Ok(handle)
+}
+
+/// Records one answered client request (the framework's `on_request_done` hook). Unknown
+/// types are not used as labels, so clients cannot grow the series without bound.
+pub(crate) fn request_done(done: &switchboard::RequestDone<'_>) {
+    let kind = if done.error == Some("NOT_FOUND") { "unknown".to_owned() } else { done.kind.to_owned() };
+    let outcome = if done.error.is_some() { "error" } else { "ok" };
+    metrics::histogram!("switchboard_request_duration_seconds", "type" => kind, "outcome" => outcome)
+        .record(done.duration.as_secs_f64());
 }
 
 /// Copies the hub's counters into the series.

@@ -56,6 +56,11 @@ async fn metrics_are_present_and_move() {
         - series(&before, "switchboard_bytes_in_total").unwrap();
     assert!(bytes_in >= 70.0, "{bytes_in}");
     assert!(
+        after.contains("switchboard_request_duration_seconds_count{type=\"~sub\",outcome=\"ok\"} 1")
+            || after.contains("switchboard_request_duration_seconds_count{outcome=\"ok\",type=\"~sub\"} 1"),
+        "the ~sub request timed:\n{after}"
+    );
+    assert!(
         series(&after, "switchboard_bytes_out_total").unwrap()
             > series(&before, "switchboard_bytes_out_total").unwrap()
     );

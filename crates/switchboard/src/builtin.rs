@@ -65,7 +65,9 @@ pub(crate) fn dispatch<S: Clone + Send + Sync + 'static>(
     let server = server.clone();
     let conn = conn.clone();
     Some(Box::pin(async move {
+        let started = tokio::time::Instant::now();
         let result = guarded(handle(&server, &conn, ns, &msg)).await;
+        crate::session::observe(&server.hub.inner, &msg, started, &result);
         // `~sub` queues its own reply (before the recovered publications): null means done.
         if msg.kind.as_str() == wire::types::SUB && result.as_ref().is_ok_and(RawPayload::is_null) {
             return;

@@ -81,6 +81,8 @@ pub(crate) struct HubInner {
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) dm_audit: Option<crate::presence::DmAudit>,
+    /// Called after each request a handler answered (metrics).
+    pub(crate) request_done: Option<crate::session::RequestHook>,
     /// Requests this node relayed to other nodes, waiting for their replies.
     pub(crate) relayed: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Result<RawPayload, RequestError>>>>,
 }

@@ -75,6 +75,7 @@ pub use hub::{Hub, HubError, RegistrySizes, Stats};
 pub use namespace::{Accept, Namespace};
 pub use presence::DirectMessageEvent;
 pub use server::{BuildError, Server, Switchboard, subprotocol};
+pub use session::RequestDone;
 pub use switchboard_core as core;
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::{CloseCode, Format, Payload as RawPayload, codes};

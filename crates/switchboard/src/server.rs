@@ -29,7 +29,7 @@ use crate::namespace::NsRuntime;
 use crate::presence::{DirectMessageEvent, DmAudit};
 use crate::transport::{Transport, Tungstenite, ws_config};
 use crate::upgrade::{UpgradeHook, negotiate};
-use crate::{Config, Error, Handler, Hub, IntoReply, Namespace, Rejection, UpgradeRequest};
+use crate::{Config, Error, Handler, Hub, IntoReply, Namespace, Rejection, RequestDone, UpgradeRequest};
 
 type ReplyHandler<S> = Erased<S, Result<RawPayload, Error>>;
 
@@ -63,6 +63,7 @@ pub struct Server<S = ()> {
     upgrade_hook: Option<UpgradeHook>,
     backends: Backends,
     dm_audit: Option<DmAudit>,
+    request_done: Option<crate::session::RequestHook>,
 }
 
 impl Server<()> {
@@ -102,6 +103,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             upgrade_hook: None,
             backends: Backends::memory(),
             dm_audit: None,
+            request_done: None,
         }
     }
 
@@ -168,6 +170,22 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         self
     }
 
+    /// Called after every request (a message with an id) that a handler or a reserved message
+    /// answered: its type, how long it took, and the error code if it failed. For latency
+    /// histograms; keep it cheap, it runs on the connection's task.
+    ///
+    /// ```
+    /// use switchboard::Server;
+    /// let server = Server::new().on_request_done(|done| {
+    ///     println!("{} took {:?} ({:?})", done.kind, done.duration, done.error);
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_request_done(mut self, hook: impl Fn(&RequestDone<'_>) + Send + Sync + 'static) -> Self {
+        self.request_done = Some(Arc::new(hook));
+        self
+    }
+
     /// Builds the server and joins its backends. Must run inside a tokio runtime.
     ///
     /// # Errors
@@ -205,6 +223,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             dm_audit: self.dm_audit,
+            request_done: self.request_done,
             relayed: parking_lot::Mutex::new(HashMap::new()),
         });
         hub.backends

@@ -22,6 +22,33 @@ use crate::{Conn, Ctx, Error};
 
 pub(crate) type Task = BoxFuture<'static, ()>;
 
+/// A request that was answered ([`Server::on_request_done`](crate::Server::on_request_done)).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestDone<'a> {
+    /// The message type.
+    pub kind: &'a str,
+    /// From the start of its handling (filters included) to its reply.
+    pub duration: Duration,
+    /// The error code, if it failed.
+    pub error: Option<&'a str>,
+}
+
+pub(crate) type RequestHook = Arc<dyn Fn(&RequestDone<'_>) + Send + Sync>;
+
+/// Tells the request hook about an answered request.
+pub(crate) fn observe(
+    hub: &crate::hub::HubInner,
+    msg: &Message,
+    started: tokio::time::Instant,
+    result: &Result<RawPayload, Error>,
+) {
+    if let (Some(hook), Some(_)) = (&hub.request_done, msg.id) {
+        let error = result.as_ref().err().map(Error::code);
+        hook(&RequestDone { kind: msg.kind.as_str(), duration: started.elapsed(), error });
+    }
+}
+
 /// How a connection ends: the close frame to send, if any.
 struct Ending {
     code: CloseCode,
@@ -314,6 +341,7 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
     msg: Message,
 ) -> Task {
     Box::pin(async move {
+        let started = tokio::time::Instant::now();
         let handle = Conn(conn.clone());
         let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
         let result = guarded(async {
@@ -344,6 +372,7 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
             handler(&ctx)?.await
         })
         .await;
+        observe(&server.hub.inner, &msg, started, &result);
         respond(&conn, &msg, result);
     })
 }
