@@ -31,5 +31,8 @@ cargo build --workspace --bins --locked
 echo "==> cargo test"
 cargo test --workspace --locked
 
+echo "==> the conformance suite again, against two fixtures on one Redis (docs/cluster.md)"
+SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture
+
 echo "==> TypeScript client tests"
 (cd clients/typescript && npm test)

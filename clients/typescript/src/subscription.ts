@@ -22,11 +22,15 @@ export interface SubscribedInfo extends StreamPosition {
   readonly resubscribed: boolean;
 }
 
-/** Emitted after a reconnect: `recovered: false` means publications were lost, reload your state. */
+/**
+ * Emitted after a reconnect: `recovered: false` means publications were lost, reload your state.
+ * Also emitted (with `recovered: false` and an empty `epoch`) when the topic's stream restarted
+ * while subscribed — its `seq` went back because the server lost its history (a Redis restart).
+ */
 export interface RecoveryInfo extends StreamPosition {
   readonly topic: string;
   readonly recovered: boolean;
-  /** Where the stream stood before the link dropped. */
+  /** Where the stream stood before the link dropped (or before it restarted). */
   readonly previous: StreamPosition;
 }
 
@@ -151,8 +155,14 @@ export class Subscription<T = unknown> {
   private deliver(pub: Publication<T>, force: boolean): void {
     const pos = this.position;
     if (typeof pub.seq === "number" && pos !== undefined) {
-      if (!force && pub.seq <= pos.seq) return; // already delivered
-      if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
+      if (!force && pub.seq === pos.seq) return; // already delivered
+      if (!force && pub.seq < pos.seq) {
+        // The server never goes back within a stream: this is a new one (its history was lost,
+        // e.g. a Redis restart). Publications around it may be missing: the application reloads,
+        // and the next resubscription must not claim the old epoch (it gets recovered: false).
+        this.position = { epoch: "", seq: pub.seq };
+        this.emitter.emit("recovery", { topic: this.topic, epoch: "", seq: pub.seq, recovered: false, previous: pos });
+      } else if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
     }
     this.emitter.emit("message", pub);
   }

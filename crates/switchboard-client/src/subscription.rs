@@ -92,6 +92,14 @@ pub enum TopicEvent {
         /// The topic's last sequence number when it was subscribed again.
         seq: u64,
     },
+    /// The topic's stream restarted while subscribed (the server lost its history, e.g. a
+    /// Redis restart, or the topic was idle long enough for it to expire): `seq` went back to
+    /// `seq`. Publications around the restart may be missing: reload the application's state.
+    /// The next resubscription reports `recovered: false`.
+    Restarted {
+        /// The first sequence number of the new stream that was delivered.
+        seq: u64,
+    },
     /// Peers joined or left the topic (only with [`SubscribeOptions::presence`]).
     Presence(PresenceDiff),
     /// The server refused to subscribe again after a reconnection (`FORBIDDEN`…); the stream

@@ -81,12 +81,24 @@ impl Entry {
     }
 
     fn deliver(&mut self, d: Delivery) -> bool {
+        let mut restarted = false;
         if let Some(pos) = &mut self.position {
             // `seq` 0 would mean "not numbered": never a duplicate by number.
-            if d.seq != 0 && d.seq <= pos.seq {
+            if d.seq != 0 && d.seq == pos.seq {
                 return false;
             }
+            if d.seq != 0 && d.seq < pos.seq {
+                // The server never goes back within a stream: this is a new one (its history
+                // was lost). The old epoch no longer describes where we are, so the next
+                // resubscription must not claim it: an empty epoch gets `recovered: false`.
+                pos.epoch = String::new();
+                pos.seq = d.seq;
+                restarted = true;
+            }
             pos.seq = pos.seq.max(d.seq);
+        }
+        if restarted {
+            self.fan_out(&TopicEvent::Restarted { seq: d.seq });
         }
         let event = TopicEvent::Publication(Publication::from(d));
         for (_, tx) in &self.sinks {

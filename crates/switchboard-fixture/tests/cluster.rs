@@ -13,56 +13,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
-
-/// A `redis-server` on a free port, without persistence, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (Debian package redis-server)");
-        let redis = Redis { port, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !redis.answers() {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn answers(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two fixtures on one Redis (bound as `let (_redis, a, b)`, the Redis is dropped last).
 fn cluster() -> (Redis, Fixture, Fixture) {
@@ -301,14 +255,36 @@ async fn dm_by_alias_and_by_conn_crosses_nodes() {
     assert_eq!(m[1]["data"], "hi alice");
     assert_eq!(m[1]["from"]["conn"], bob.conn.as_str());
     alice.err_code("~dm", json!({"to": {"alias": "nobody"}, "data": 1}), "NOT_FOUND").await;
-    // Unavailable on node B: refused from node A.
+    // Unavailable on node B (so out of the directory): refused from node A as on one node.
     bob.ok("~status", json!({"available": false})).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match alice.call("~dm", json!({"to": {"conn": bob.conn}, "data": 2})).await {
-            Err(e) if e["code"] == "UNAVAILABLE" || e["code"] == "NOT_FOUND" => break,
-            r => assert!(tokio::time::Instant::now() < deadline, "dm to an unavailable peer: {r:?}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    alice.err_code("~dm", json!({"to": {"conn": bob.conn}, "data": 2}), "UNAVAILABLE").await;
+    alice.err_code("~dm", json!({"to": {"alias": "bob"}, "data": 2}), "NOT_FOUND").await;
+    // A connection id of a node that does not exist, and of one that does but without it.
+    alice.err_code("~dm", json!({"to": {"conn": "nonode.1"}, "data": 3}), "NOT_FOUND").await;
+    let ghost = format!("{}.fffff", bob.conn.rsplit_once('.').expect("node.n").0);
+    alice.err_code("~dm", json!({"to": {"conn": ghost}, "data": 3}), "NOT_FOUND").await;
+    bob.expect_none("a refused ~dm", QUIET, |m| ty(m) == "~dm").await;
+}
+
+#[tokio::test]
+async fn info_adds_up_every_node() {
+    let (_redis, fa, fb) = cluster();
+    let mut alice = Client::user(&fa, "alice").await;
+    let _bob = Client::user(&fb, "bob").await;
+    let _alice2 = Client::user(&fb, "alice").await;
+    alice.ok("~sub", json!({"topic": "chat/a"})).await;
+    let mut root = Client::connect(&fa).await;
+    root.hello(json!({"ns": "admin", "identity": {"user": "root", "password": "pw-root"}}))
+        .await
+        .expect("root accepted");
+    let info = root.ok("~info", json!({"detail": true})).await;
+    assert_eq!(info["connections"], 4, "{info}");
+    assert_eq!(info["users"], 3, "alice counts once: {info}");
+    assert_eq!(info["nodes"].as_array().map(Vec::len), Some(2), "{info}");
+    assert_eq!(info["unreachable"], json!([]), "{info}");
+    let users = info["detail"]["users"].as_array().expect("detail.users");
+    let alice_entry = users.iter().find(|u| u["user"] == "alice").expect("alice listed");
+    assert_eq!(alice_entry["connections"], 2, "{info}");
+    let topics = info["detail"]["topics"].as_array().expect("detail.topics");
+    assert!(topics.iter().any(|t| t["topic"] == "chat/a" && t["subscribers"] == 1), "{info}");
 }

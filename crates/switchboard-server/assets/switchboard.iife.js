@@ -1216,8 +1216,11 @@ var Switchboard = (() => {
     deliver(pub, force) {
       const pos = this.position;
       if (typeof pub.seq === "number" && pos !== void 0) {
-        if (!force && pub.seq <= pos.seq) return;
-        if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
+        if (!force && pub.seq === pos.seq) return;
+        if (!force && pub.seq < pos.seq) {
+          this.position = { epoch: "", seq: pub.seq };
+          this.emitter.emit("recovery", { topic: this.topic, epoch: "", seq: pub.seq, recovered: false, previous: pos });
+        } else if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
       }
       this.emitter.emit("message", pub);
     }

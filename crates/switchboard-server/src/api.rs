@@ -245,16 +245,16 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
         }
         Command::Presence(c) => peers(api, Some(&c.topic)).await,
         Command::Directory => peers(api, None).await,
-        Command::Info => Ok(info(api).await),
+        Command::Info => info(api).await,
     }
 }
 
-async fn info(api: &Api) -> Value {
-    let stats = api.hub.stats();
-    let mut info = serde_json::to_value(stats).unwrap_or_else(|_| json!({}));
+async fn info(api: &Api) -> Result<Value, ApiError> {
+    let cluster = api.hub.cluster_stats().await?;
+    let mut info = serde_json::to_value(cluster).unwrap_or_else(|_| json!({}));
     info["node"] = json!(api.hub.node());
-    info["uptime_ms"] = json!(u64::try_from(stats.uptime.as_millis()).unwrap_or(u64::MAX));
-    info
+    info["uptime_ms"] = json!(u64::try_from(api.hub.stats().uptime.as_millis()).unwrap_or(u64::MAX));
+    Ok(info)
 }
 
 type Shared = State<Arc<Api>>;

@@ -31,6 +31,41 @@ pub(crate) struct Settings {
     pub proxy: Option<ProxySettings>,
     /// Namespaces by name.
     pub namespaces: BTreeMap<String, NamespaceSettings>,
+    /// Redis: servers on the same Redis form one cluster. None: in-memory, one server.
+    pub redis: Option<RedisSettings>,
+}
+
+/// The Redis backends (`switchboard-redis`), for running several servers as one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisSettings {
+    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (one Redis, with its replicas or Sentinel), or
+    /// `redis+cluster://HOST:PORT[,HOST:PORT…]` (Redis Cluster seed nodes).
+    pub url: String,
+    /// Prefix of every key and channel, so that several clusters share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// How long one Redis operation may take before it fails.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_prefix() -> String {
+    switchboard_redis::RedisOptions::default().prefix
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    ms(switchboard_redis::RedisOptions::default().timeout)
+}
+
+impl RedisSettings {
+    /// The backend options.
+    pub(crate) fn options(&self) -> switchboard_redis::RedisOptions {
+        let mut o = switchboard_redis::RedisOptions::default();
+        o.prefix.clone_from(&self.prefix);
+        o.timeout = Duration::from_millis(self.timeout_ms);
+        o
+    }
 }
 
 /// Log output format.
@@ -305,6 +340,7 @@ impl Default for Settings {
             jwt: None,
             proxy: None,
             namespaces: BTreeMap::new(),
+            redis: None,
         }
     }
 }
@@ -339,6 +375,14 @@ pub(crate) struct Overrides {
     pub dev: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisUrl>,
+}
+
+/// `--redis URL`: the `redis.url` key alone.
+#[derive(Debug, Serialize)]
+pub(crate) struct RedisUrl {
+    pub url: String,
 }
 
 /// A configuration error, already phrased with key and source.
@@ -370,8 +414,8 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-const TOP_LEVEL_KEYS: [&str; 8] =
-    ["listen", "dev", "api_key", "log_format", "limits", "jwt", "proxy", "namespaces"];
+const TOP_LEVEL_KEYS: [&str; 9] =
+    ["listen", "dev", "api_key", "log_format", "limits", "jwt", "proxy", "namespaces", "redis"];
 
 /// Loads the configuration from all layers and checks it.
 pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {

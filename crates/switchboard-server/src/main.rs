@@ -1,7 +1,7 @@
 //! `switchboard`: the standalone Switchboard server.
 //!
 //! ```text
-//! switchboard [--listen ADDR] [--config FILE] [--dev] [--log-format text|json]
+//! switchboard [--listen ADDR] [--config FILE] [--dev] [--log-format text|json] [--redis URL]
 //! ```
 //!
 //! Configuration layers: defaults < TOML file < `SWITCHBOARD_*` environment (nested keys with
@@ -45,12 +45,20 @@ struct Args {
     /// Log format [default: text].
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Redis URL: servers on the same Redis form one cluster (`redis://HOST:PORT`, or
+    /// `redis+cluster://HOST:PORT,…` for Redis Cluster) [default: in-memory, one server].
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let overrides =
-        Overrides { listen: args.listen, dev: args.dev.then_some(true), log_format: args.log_format };
+    let overrides = Overrides {
+        listen: args.listen,
+        dev: args.dev.then_some(true),
+        log_format: args.log_format,
+        redis: args.redis.map(|url| config::RedisUrl { url }),
+    };
     let loaded = match config::load(args.config.as_deref(), &overrides) {
         Ok(l) => l,
         Err(e) => {
@@ -88,6 +96,14 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// A Redis URL without its password, for logs and errors.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://…@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt()
@@ -115,6 +131,13 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
     }
     let handle = metrics::install()?;
     let mut server = Server::new().config(settings.limits.to_config()).on_request_done(metrics::request_done);
+    if let Some(redis) = &settings.redis {
+        let backends = switchboard_redis::RedisBackends::connect(&redis.url, redis.options())
+            .await
+            .with_context(|| format!("cannot use Redis at {}", redact(&redis.url)))?;
+        tracing::info!(redis = %redact(&redis.url), prefix = %redis.prefix, "cluster backends on Redis");
+        server = server.backends(backends);
+    }
     for ns in namespaces::build(&settings).map_err(StartError)? {
         server = server.namespace(ns);
     }

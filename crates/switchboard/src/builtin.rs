@@ -2,7 +2,6 @@
 //! and `~refresh`.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use switchboard_protocol::{Message, MessageType, Payload as RawPayload, Topic, wire};
@@ -154,7 +153,7 @@ async fn handle<S: Clone + Send + Sync + 'static>(
             }
             let request: wire::InfoRequest =
                 if msg.payload.is_null() { Default::default() } else { msg.payload.decode()? };
-            encode(conn, &info(server, request.detail))
+            encode(conn, &info(server, request.detail).await?)
         }
         wire::types::REFRESH => crate::identify::refresh(server, conn, ns, &msg.payload).await,
         other => Err(Error::not_found(format!("no reserved message {other}"))
@@ -162,18 +161,15 @@ async fn handle<S: Clone + Send + Sync + 'static>(
     }
 }
 
-/// `~info` statistics.
+/// `~info` statistics: the cluster's (see [`Hub::cluster_stats`](crate::Hub::cluster_stats)).
 #[derive(Serialize)]
 struct Info {
+    /// The node that answered.
     node: String,
+    /// Its uptime.
     uptime_ms: u64,
-    connections: usize,
-    users: usize,
-    topics: usize,
-    messages_in: u64,
-    messages_out: u64,
-    slow_consumers: u64,
-    connections_total: u64,
+    #[serde(flatten)]
+    cluster: crate::ClusterStats,
     namespaces: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<Detail>,
@@ -197,33 +193,26 @@ struct UserInfo {
     connections: usize,
 }
 
-fn info<S>(server: &ServerInner<S>, detail: bool) -> Info {
-    let hub = &server.hub.inner;
-    let stats = &hub.stats;
-    Info {
-        node: hub.node.to_string(),
-        uptime_ms: hub.now_ms(),
-        connections: hub.conns.len(),
-        users: hub.users.len(),
-        topics: hub.topics.len(),
-        messages_in: stats.messages_in.load(Ordering::Relaxed),
-        messages_out: stats.messages_out.load(Ordering::Relaxed),
-        slow_consumers: stats.slow_consumers.load(Ordering::Relaxed),
-        connections_total: stats.connections_total.load(Ordering::Relaxed),
+async fn info<S>(server: &ServerInner<S>, detail: bool) -> Result<Info, Error> {
+    let hub = &server.hub;
+    let cluster = hub.cluster_stats().await.map_err(|e| Error::unavailable(e.to_string()))?;
+    let detail = detail.then(|| Detail {
+        topics: cluster
+            .topic_subscribers
+            .iter()
+            .map(|(t, n)| TopicInfo { topic: t.clone(), subscribers: *n })
+            .collect(),
+        users: cluster
+            .user_connections
+            .iter()
+            .map(|(u, n)| UserInfo { user: u.clone(), connections: *n })
+            .collect(),
+    });
+    Ok(Info {
+        node: hub.node().to_owned(),
+        uptime_ms: hub.inner.now_ms(),
+        cluster,
         namespaces: server.namespaces.iter().map(|n| n.name.to_string()).collect(),
-        detail: detail.then(|| Detail {
-            topics: hub
-                .topics
-                .names()
-                .into_iter()
-                .map(|(t, n)| TopicInfo { topic: t.to_string(), subscribers: n })
-                .collect(),
-            users: server
-                .hub
-                .local_users()
-                .into_iter()
-                .map(|(u, n)| UserInfo { user: u.to_string(), connections: n })
-                .collect(),
-        }),
-    }
+        detail,
+    })
 }

@@ -62,6 +62,19 @@ pub(crate) enum NodeMsg {
         payload: RawPayload,
         timeout_ms: u64,
     },
+    /// A `~dm` for a connection of the receiving node, answered with a `Reply` (the recipient's
+    /// profile, an error, or `missing`).
+    Direct {
+        from: String,
+        req: u64,
+        conn: String,
+        payload: RawPayload,
+    },
+    /// A statistics query, answered with a `Reply` carrying the node's report.
+    Stats {
+        from: String,
+        req: u64,
+    },
     Reply {
         req: u64,
         ok: Option<RawPayload>,
@@ -87,17 +100,49 @@ pub(crate) async fn relay_request(
     payload: RawPayload,
     timeout: Duration,
 ) -> Result<RawPayload, RequestError> {
-    let req = NEXT_RELAY.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    hub.relayed.lock().insert(req, tx);
-    let msg = NodeMsg::Request {
-        from: hub.node.to_string(),
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let make = |from: String, req: u64| NodeMsg::Request {
+        from,
         req,
         conn: conn.to_owned(),
         kind: kind.to_owned(),
         payload,
-        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        timeout_ms,
     };
+    // The remote side times out first; the margin covers the trip back.
+    ask_node(hub, node, make, timeout + Duration::from_secs(1)).await
+}
+
+/// How long a node may take to answer a relayed `~dm`.
+const DIRECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the node of `conn` to deliver a `~dm` (encoded `payload`); returns the recipient's profile.
+pub(crate) async fn relay_direct(
+    hub: &HubInner,
+    node: &str,
+    conn: &str,
+    payload: RawPayload,
+) -> Result<switchboard_protocol::wire::Peer, crate::Error> {
+    let make = |from: String, req: u64| NodeMsg::Direct { from, req, conn: conn.to_owned(), payload };
+    match ask_node(hub, node, make, DIRECT_TIMEOUT).await {
+        Ok(peer) => peer.decode().map_err(|_| crate::Error::failed()),
+        Err(RequestError::NotFound) => Err(crate::Error::not_found("no such connection")),
+        Err(RequestError::Remote(body)) => Err(crate::Error::new(body.code, body.message)),
+        Err(_) => Err(crate::Error::unavailable("the recipient's server did not answer")),
+    }
+}
+
+/// Sends `make(this node, request number)` to `node` and waits for its `Reply`.
+pub(crate) async fn ask_node(
+    hub: &HubInner,
+    node: &str,
+    make: impl FnOnce(String, u64) -> NodeMsg,
+    timeout: Duration,
+) -> Result<RawPayload, RequestError> {
+    let req = NEXT_RELAY.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    hub.relayed.lock().insert(req, tx);
+    let msg = make(hub.node.to_string(), req);
     if let Err(e) = hub.to_nodes(Some(node), &msg).await {
         hub.relayed.lock().remove(&req);
         return Err(match e {
@@ -105,8 +150,7 @@ pub(crate) async fn relay_request(
             e => RequestError::Backend(e.to_string()),
         });
     }
-    // The remote side times out first; this margin covers the trip back.
-    let result = tokio::time::timeout(timeout + Duration::from_secs(1), rx).await;
+    let result = tokio::time::timeout(timeout, rx).await;
     hub.relayed.lock().remove(&req);
     match result {
         Ok(Ok(r)) => r,
@@ -196,6 +240,37 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
                 };
                 if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
                     tracing::warn!(error = %e, "could not send a relayed reply back");
+                }
+            });
+        }
+        NodeMsg::Direct { from, req, conn, payload } => {
+            let reply = match hub.local(&conn) {
+                None => NodeMsg::Reply { req, ok: None, err: None, missing: true },
+                Some(c) => match crate::presence::deliver_direct(&c, payload) {
+                    Ok(peer) => match RawPayload::json(&peer) {
+                        Ok(peer) => NodeMsg::Reply { req, ok: Some(peer), err: None, missing: false },
+                        Err(_) => NodeMsg::Reply { req, ok: None, err: None, missing: false },
+                    },
+                    Err(e) if e.code() == "NOT_FOUND" => {
+                        NodeMsg::Reply { req, ok: None, err: None, missing: true }
+                    }
+                    Err(e) => NodeMsg::Reply { req, ok: None, err: Some(e.to_body()), missing: false },
+                },
+            };
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
+                    tracing::warn!(error = %e, "could not answer a relayed direct message");
+                }
+            });
+        }
+        NodeMsg::Stats { from, req } => {
+            let reply =
+                NodeMsg::Reply { req, ok: crate::info::report_payload(hub), err: None, missing: false };
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
+                    tracing::warn!(error = %e, "could not answer a statistics query");
                 }
             });
         }

@@ -7,6 +7,15 @@
 //! the replay and live publications. Publications from other nodes do not take that lock: while
 //! a subscription reads history it is *pending*, and what arrives meanwhile is buffered and
 //! delivered after the replay (skipping what the replay already covered).
+//!
+//! Between nodes, publications of several publishers can arrive out of `seq` order (each got its
+//! number from history, then published on its own), and a node can miss some (its broker
+//! connection was down). Every publication therefore passes the topic's [`Sequencer`] before
+//! reaching local subscribers: it releases them in `seq` order, holds a publication that comes
+//! early, and when the missing one has not come within [`GAP_WAIT`] reads it from history. A gap
+//! that history cannot fill closes the topic's subscribers with 4000 (reconnect) where the topic
+//! keeps history, so that their recovery says `recovered: false`; elsewhere the jump in `seq` is
+//! all that shows.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -16,7 +25,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use switchboard_core::Position;
-use switchboard_protocol::{Format, Id, MapWriter, Payload as RawPayload, Topic, encode, wire};
+use switchboard_protocol::{CloseCode, Format, Id, MapWriter, Payload as RawPayload, Topic, encode, wire};
 
 use crate::Error;
 use crate::conn::ConnShared;
@@ -31,10 +40,97 @@ pub(crate) struct TopicState {
     /// Subscriptions still reading history, with what was published meanwhile. Lock order:
     /// `pending` before `subs`, everywhere.
     pending: Mutex<HashMap<Arc<str>, Buffered>>,
+    /// Puts publications in `seq` order. Lock order: `sequencer` before `pending`.
+    sequencer: Mutex<Sequencer>,
 }
 
 /// Publications (with their sequence numbers) held for a subscription that is reading history.
 type Buffered = Vec<(u64, Record)>;
+
+/// How long a publication that came early waits for the ones before it, before they are read
+/// from history.
+pub(crate) const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Releases a topic's publications in `seq` order (see the module documentation).
+#[derive(Default)]
+pub(crate) struct Sequencer {
+    /// The stream being delivered; `None` until the first subscription read the position.
+    epoch: Option<Arc<str>>,
+    /// The next `seq` to release.
+    next: u64,
+    /// Publications that came early (or before the position was known), unordered.
+    held: Vec<(Arc<str>, u64, Record)>,
+    /// Whether a gap check is scheduled.
+    checking: bool,
+}
+
+/// What a sequencer decided: publications to release now, in order, and whether to schedule a
+/// gap check (for `(epoch, seq)`, the publication waited for).
+type Released = (Vec<(u64, Record)>, Option<(Arc<str>, u64)>);
+
+impl Sequencer {
+    /// Starts (or restarts) the stream at `epoch`, releasing from `next`.
+    fn start(&mut self, epoch: &Arc<str>, next: u64) -> Released {
+        self.epoch = Some(epoch.clone());
+        self.next = next;
+        self.release()
+    }
+
+    /// A publication arrives.
+    fn push(&mut self, epoch: &Arc<str>, seq: u64, record: Record) -> Released {
+        let Some(current) = &self.epoch else {
+            self.held.push((epoch.clone(), seq, record));
+            return (Vec::new(), None);
+        };
+        if current != epoch {
+            // The stream restarted (history lost or expired): what is held of the old stream
+            // goes out in order, and the new one starts at 1.
+            let mut old = std::mem::take(&mut self.held);
+            old.sort_by_key(|(_, seq, _)| *seq);
+            let mut out: Vec<_> = old.into_iter().map(|(_, seq, r)| (seq, r)).collect();
+            self.held.push((epoch.clone(), seq, record));
+            let (more, check) = self.start(epoch, 1);
+            out.extend(more);
+            return (out, check);
+        }
+        if seq < self.next {
+            return (Vec::new(), None);
+        }
+        self.held.push((epoch.clone(), seq, record));
+        self.release()
+    }
+
+    /// Releases what follows `next` without a gap; drops what is older or of another stream.
+    fn release(&mut self) -> Released {
+        let Some(epoch) = self.epoch.clone() else { return (Vec::new(), None) };
+        self.held.retain(|(e, seq, _)| *e == epoch && *seq >= self.next);
+        self.held.sort_by_key(|(_, seq, _)| std::cmp::Reverse(*seq));
+        let mut out = Vec::new();
+        while let Some((_, seq, _)) = self.held.last() {
+            if *seq > self.next {
+                break;
+            }
+            let (_, seq, record) = self.held.pop().expect("a last element");
+            if seq == self.next {
+                out.push((seq, record));
+                self.next += 1;
+            }
+        }
+        let check = (!self.held.is_empty() && !self.checking).then(|| {
+            self.checking = true;
+            (epoch, self.next)
+        });
+        (out, check)
+    }
+
+    /// Gives up on the gap before the first held publication.
+    fn skip_gap(&mut self) -> Released {
+        if let Some(first) = self.held.iter().map(|(_, seq, _)| *seq).min() {
+            self.next = first;
+        }
+        self.release()
+    }
+}
 
 impl TopicState {
     fn is_unused(&self) -> bool {
@@ -116,29 +212,126 @@ pub(crate) async fn publish(
         .await
         .map_err(|e| HubError::Backend(e.to_string()))?;
     if let Some(state) = hub.topics.get(topic) {
-        deliver(hub, topic, &state, position.seq, &record);
+        sequenced(hub, topic, &state, &position.epoch, position.seq, record);
     }
-    let mut wire = BytesMut::with_capacity(bytes.len() + 8);
-    wire.put_u64(position.seq);
-    wire.extend_from_slice(&bytes);
+    let wire = encode_publication(&position, &bytes);
     hub.backends
         .broker
-        .publish(&hub.node, topic, wire.freeze())
+        .publish(&hub.node, topic, wire)
         .await
         .map_err(|e| HubError::Backend(e.to_string()))?;
     Ok(position.seq)
 }
 
+/// What the broker carries: `seq` (8 bytes, big-endian), the epoch's length (1 byte), the epoch,
+/// and the record (JSON).
+fn encode_publication(position: &Position, record: &[u8]) -> Bytes {
+    let epoch = position.epoch.as_bytes();
+    let epoch = &epoch[..epoch.len().min(255)];
+    let mut wire = BytesMut::with_capacity(9 + epoch.len() + record.len());
+    wire.put_u64(position.seq);
+    wire.put_u8(u8::try_from(epoch.len()).unwrap_or(u8::MAX));
+    wire.extend_from_slice(epoch);
+    wire.extend_from_slice(record);
+    wire.freeze()
+}
+
+fn decode_publication(wire: &[u8]) -> Option<(Arc<str>, u64, Record)> {
+    let seq = u64::from_be_bytes(wire.get(..8)?.try_into().ok()?);
+    let len = usize::from(*wire.get(8)?);
+    let epoch = std::str::from_utf8(wire.get(9..9 + len)?).ok()?;
+    let record = serde_json::from_slice(wire.get(9 + len..)?).ok()?;
+    Some((Arc::from(epoch), seq, record))
+}
+
 /// A publication from another node.
-pub(crate) fn deliver_remote(hub: &HubInner, topic: &str, wire: &Bytes) {
+pub(crate) fn deliver_remote(hub: &Arc<HubInner>, topic: &str, wire: &Bytes) {
     let Some(state) = hub.topics.get(topic) else { return };
-    if wire.len() < 8 {
+    match decode_publication(wire) {
+        Some((epoch, seq, record)) => sequenced(hub, topic, &state, &epoch, seq, record),
+        None => tracing::error!(topic, "undecodable publication from another node"),
+    }
+}
+
+/// Passes a publication through the topic's sequencer, delivering what it releases.
+fn sequenced(hub: &HubInner, topic: &str, state: &TopicState, epoch: &Arc<str>, seq: u64, record: Record) {
+    let mut sequencer = state.sequencer.lock();
+    let (out, check) = sequencer.push(epoch, seq, record);
+    for (seq, record) in &out {
+        deliver(hub, topic, state, *seq, record);
+    }
+    drop(sequencer);
+    if let Some((epoch, waiting_for)) = check {
+        schedule_gap_check(hub, topic, epoch, waiting_for);
+    }
+}
+
+fn schedule_gap_check(hub: &HubInner, topic: &str, epoch: Arc<str>, waiting_for: u64) {
+    let Some(hub) = hub.myself() else { return };
+    let topic: Arc<str> = Arc::from(topic);
+    tokio::spawn(async move {
+        tokio::time::sleep(GAP_WAIT).await;
+        fill_gap(&hub, &topic, epoch, waiting_for).await;
+    });
+}
+
+/// The publication `waiting_for` has not come: read it (and what follows) from history; a gap
+/// that history cannot fill is skipped, and where the topic keeps history its subscribers are
+/// closed with 4000 so that they recover (and learn `recovered: false`).
+async fn fill_gap(hub: &Arc<HubInner>, topic: &str, epoch: Arc<str>, waiting_for: u64) {
+    let Some(state) = hub.topics.get(topic) else { return };
+    let still_waiting = |s: &Sequencer| s.epoch.as_ref() == Some(&epoch) && s.next == waiting_for;
+    if !still_waiting(&state.sequencer.lock()) {
+        rearm(hub, topic, &state);
         return;
     }
-    let seq = u64::from_be_bytes(wire[..8].try_into().unwrap_or_default());
-    match serde_json::from_slice::<Record>(&wire[8..]) {
-        Ok(record) => deliver(hub, topic, &state, seq, &record),
-        Err(e) => tracing::error!(error = %e, topic, "undecodable publication from another node"),
+    let since = Position { epoch: epoch.clone(), seq: waiting_for.saturating_sub(1) };
+    let recovery = hub.backends.history.recover(topic, &since).await;
+    let mut sequencer = state.sequencer.lock();
+    if !still_waiting(&sequencer) {
+        drop(sequencer);
+        rearm(hub, topic, &state);
+        return;
+    }
+    if let Ok(r) = recovery
+        && r.complete
+        && r.position.epoch == epoch
+    {
+        for p in r.publications {
+            if let Ok(record) = serde_json::from_slice::<Record>(&p.data) {
+                sequencer.held.push((epoch.clone(), p.seq, record));
+            }
+        }
+    }
+    let (mut out, _) = sequencer.release();
+    if sequencer.next == waiting_for {
+        tracing::warn!(topic, %epoch, missing = waiting_for, "publications missed and not in history");
+        if state.settings.history.size > 0 {
+            for conn in state.subs.read().values() {
+                conn.close(CloseCode::RECONNECT, "publications were missed: resubscribe with since", true);
+            }
+        }
+        out.extend(sequencer.skip_gap().0);
+    }
+    for (seq, record) in &out {
+        deliver(hub, topic, &state, *seq, record);
+    }
+    sequencer.checking = false;
+    drop(sequencer);
+    rearm(hub, topic, &state);
+}
+
+/// Schedules the next gap check if publications are still held.
+fn rearm(hub: &HubInner, topic: &str, state: &TopicState) {
+    let mut sequencer = state.sequencer.lock();
+    sequencer.checking = false;
+    let (out, check) = sequencer.release();
+    for (seq, record) in &out {
+        deliver(hub, topic, state, *seq, record);
+    }
+    drop(sequencer);
+    if let Some((epoch, waiting_for)) = check {
+        schedule_gap_check(hub, topic, epoch, waiting_for);
     }
 }
 
@@ -259,6 +452,7 @@ pub(crate) async fn subscribe(
                         settings,
                         subs: RwLock::new(HashMap::new()),
                         pending: Mutex::new(HashMap::new()),
+                        sequencer: Mutex::new(Sequencer::default()),
                     })
                 })
                 .clone();
@@ -322,8 +516,19 @@ pub(crate) async fn subscribe(
             Err(e) => tracing::error!(error = %e, %topic, "undecodable publication in history"),
         }
     }
-    // 4. Go live: what arrived meanwhile and was not covered, then everything new.
+    // 4. Go live: what arrived meanwhile and was not covered, then everything new. The first
+    // subscription of this node starts the topic's sequencer right after what it covered.
     if let Some(state) = &state {
+        let mut sequencer = state.sequencer.lock();
+        if sequencer.epoch.is_none() {
+            let (out, check) = sequencer.start(&position.epoch, covered + 1);
+            for (seq, record) in &out {
+                deliver(hub, topic, state, *seq, record);
+            }
+            if let Some((epoch, waiting_for)) = check {
+                schedule_gap_check(hub, topic, epoch, waiting_for);
+            }
+        }
         let mut pending = state.pending.lock();
         if let Some(buffer) = pending.remove(&conn.id) {
             for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
@@ -331,6 +536,8 @@ pub(crate) async fn subscribe(
             }
             state.subs.write().insert(conn.id.clone(), conn.clone());
         }
+        drop(pending);
+        drop(sequencer);
     }
     drop(order);
     if settings.presence && !already {
@@ -370,4 +577,78 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
         crate::presence::topic_leave(hub, conn, topic).await;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> Record {
+        Record { event: None, data: RawPayload::json(&n).unwrap(), from: None, skip: None }
+    }
+
+    fn seqs(released: &Released) -> Vec<u64> {
+        released.0.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    #[test]
+    fn holds_until_the_position_is_known_then_releases_in_order() {
+        let e: Arc<str> = Arc::from("e1");
+        let mut s = Sequencer::default();
+        assert!(seqs(&s.push(&e, 7, record(7))).is_empty());
+        assert!(seqs(&s.push(&e, 5, record(5))).is_empty());
+        // The subscription covered up to 5: 6 is awaited, 7 stays held, a check is scheduled.
+        let r = s.start(&e, 6);
+        assert!(seqs(&r).is_empty());
+        assert_eq!(r.1, Some((e.clone(), 6)));
+        assert_eq!(seqs(&s.push(&e, 6, record(6))), [6, 7]);
+        assert_eq!(seqs(&s.push(&e, 8, record(8))), [8]);
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates() {
+        let e: Arc<str> = Arc::from("e1");
+        let mut s = Sequencer::default();
+        s.start(&e, 1);
+        assert_eq!(seqs(&s.push(&e, 1, record(1))), [1]);
+        let r = s.push(&e, 3, record(3));
+        assert!(seqs(&r).is_empty());
+        assert_eq!(r.1, Some((e.clone(), 2)), "a gap check for 2");
+        // Only one check at a time.
+        assert_eq!(s.push(&e, 4, record(4)).1, None);
+        assert_eq!(seqs(&s.push(&e, 2, record(2))), [2, 3, 4]);
+        assert!(seqs(&s.push(&e, 3, record(3))).is_empty(), "a duplicate is dropped");
+    }
+
+    #[test]
+    fn a_new_epoch_flushes_the_old_stream_and_starts_at_one() {
+        let e1: Arc<str> = Arc::from("e1");
+        let e2: Arc<str> = Arc::from("e2");
+        let mut s = Sequencer::default();
+        s.start(&e1, 10);
+        assert!(seqs(&s.push(&e1, 12, record(12))).is_empty());
+        assert_eq!(seqs(&s.push(&e2, 1, record(1))), [12, 1]);
+        assert_eq!(seqs(&s.push(&e2, 2, record(2))), [2]);
+    }
+
+    #[test]
+    fn skipping_a_gap_releases_what_follows() {
+        let e: Arc<str> = Arc::from("e1");
+        let mut s = Sequencer::default();
+        s.start(&e, 1);
+        s.push(&e, 4, record(4));
+        s.push(&e, 5, record(5));
+        assert_eq!(seqs(&s.skip_gap()), [4, 5]);
+        assert_eq!(seqs(&s.push(&e, 6, record(6))), [6]);
+    }
+
+    #[test]
+    fn publications_carry_their_epoch_between_nodes() {
+        let position = Position { epoch: Arc::from("ep"), seq: 42 };
+        let wire = encode_publication(&position, br#"{"data":1}"#);
+        let (epoch, seq, record) = decode_publication(&wire).unwrap();
+        assert_eq!((&*epoch, seq), ("ep", 42));
+        assert_eq!(record.data.decode::<u64>().unwrap(), 1);
+        assert!(decode_publication(&wire[..9]).is_none());
+    }
 }

@@ -63,6 +63,8 @@ pub(crate) struct Counters {
 }
 
 pub(crate) struct HubInner {
+    /// This hub, for tasks it spawns.
+    pub(crate) me: std::sync::Weak<HubInner>,
     /// This server's id in the cluster; prefixes every connection id.
     pub(crate) node: NodeId,
     pub(crate) config: Arc<Config>,
@@ -88,6 +90,11 @@ pub(crate) struct HubInner {
 }
 
 impl HubInner {
+    /// This hub, shared (`None` once it is dropped).
+    pub(crate) fn myself(&self) -> Option<Arc<HubInner>> {
+        self.me.upgrade()
+    }
+
     /// Milliseconds since the server started: the coarse clock of liveness checks.
     pub(crate) fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
@@ -442,7 +449,7 @@ impl Hub {
         Ok(crate::fanout::unsubscribe(&self.inner, &conn, topic).await)
     }
 
-    /// Counters of this node (what `~info` reports), for metrics.
+    /// Counters of this node, for metrics ([`Hub::cluster_stats`] adds up every node).
     #[must_use]
     pub fn stats(&self) -> Stats {
         let s = &self.inner.stats;

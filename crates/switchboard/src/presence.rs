@@ -202,48 +202,46 @@ pub(crate) async fn direct(hub: &HubInner, conn: &ConnShared, dm: wire::DirectMe
     if !me.available {
         return Err(Error::unavailable("you are not available"));
     }
-    let target: wire::Peer = match &dm.to {
-        wire::DmTarget::Conn(id) => match hub.local(id) {
-            Some(c) => peer_of(&c).ok_or_else(|| Error::not_found("no such connection"))?,
+    let target_conn: String = match &dm.to {
+        wire::DmTarget::Conn(id) => id.clone(),
+        wire::DmTarget::Alias(alias) => match hub.deliver_target_by_alias(alias) {
+            Some(p) => p.conn,
             None => list(hub, DIRECTORY)
                 .await?
                 .into_iter()
-                .find(|p| &p.conn == id)
-                .ok_or_else(|| Error::not_found("no such connection"))?,
+                .find(|p| p.alias.as_deref() == Some(alias))
+                .map(|p| p.conn)
+                .ok_or_else(|| Error::not_found("no such alias"))?,
         },
-        wire::DmTarget::Alias(alias) => {
-            let local = hub.deliver_target_by_alias(alias);
-            match local {
-                Some(p) => p,
-                None => list(hub, DIRECTORY)
-                    .await?
-                    .into_iter()
-                    .find(|p| p.alias.as_deref() == Some(alias))
-                    .ok_or_else(|| Error::not_found("no such alias"))?,
-            }
-        }
     };
-    if !target.available {
-        return Err(Error::unavailable("the recipient is not available"));
-    }
     let from = wire::DmSender { conn: me.conn, user: me.user, alias: me.alias };
     let delivery = wire::DirectDelivery { from: from.clone(), data: dm.data.clone() };
     let payload = json(&delivery).ok_or_else(|| Error::bad_request("the message cannot be encoded"))?;
-    match hub.local(&target.conn) {
-        Some(c) => {
-            SharedFrame::new(wire::types::DM, payload).push_to(&c).map_err(|_| Error::unavailable("gone"))?;
-        }
-        None => {
-            let node = HubInner::node_of(&target.conn).unwrap_or_default().to_owned();
-            let msg =
-                NodeMsg::ToConn { conn: target.conn.clone(), kind: wire::types::DM.to_owned(), payload };
-            hub.to_nodes(Some(&node), &msg).await.map_err(|_| Error::unavailable("unreachable"))?;
-        }
-    }
+    let target = match hub.local(&target_conn) {
+        Some(c) => deliver_direct(&c, payload)?,
+        None => match HubInner::node_of(&target_conn) {
+            Some(node) if node != &*hub.node => {
+                // The target's own node checks and delivers, so that a connection that is not in
+                // the directory (unavailable, no alias) gets the same answer as on one node.
+                crate::cluster::relay_direct(hub, node, &target_conn, payload).await?
+            }
+            _ => return Err(Error::not_found("no such connection")),
+        },
+    };
     if let Some(audit) = &hub.dm_audit {
         audit(&DirectMessageEvent { from, to_conn: target.conn, to_user: target.user, data: dm.data });
     }
     Ok(())
+}
+
+/// Delivers a `~dm` to a local connection if it is identified and available; returns its profile.
+pub(crate) fn deliver_direct(target: &ConnShared, payload: RawPayload) -> Result<wire::Peer, Error> {
+    let peer = peer_of(target).ok_or_else(|| Error::not_found("no such connection"))?;
+    if !peer.available {
+        return Err(Error::unavailable("the recipient is not available"));
+    }
+    SharedFrame::new(wire::types::DM, payload).push_to(target).map_err(|_| Error::unavailable("gone"))?;
+    Ok(peer)
 }
 
 impl HubInner {

@@ -208,7 +208,8 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .collect();
         let node: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
         let config = Arc::new(self.config);
-        let hub = Arc::new(HubInner {
+        let hub = Arc::new_cyclic(|me| HubInner {
+            me: me.clone(),
             node: node.clone(),
             config: config.clone(),
             backends: self.backends,
@@ -229,6 +230,11 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         hub.backends
             .broker
             .attach(node, Arc::new(NodeSink(Arc::downgrade(&hub))))
+            .await
+            .map_err(|e| BuildError::Backend(e.to_string()))?;
+        hub.backends
+            .presence
+            .join(crate::info::NODES, &hub.node, bytes::Bytes::from_static(b"{}"))
             .await
             .map_err(|e| BuildError::Backend(e.to_string()))?;
         tokio::spawn(crate::housekeeping::run(Arc::downgrade(&hub)));
@@ -336,6 +342,7 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
         let hub = &self.inner.hub.inner;
         hub.shutdown.cancel();
         self.closed().await;
+        let _ = hub.backends.presence.leave(crate::info::NODES, &hub.node).await;
         let _ = hub.backends.broker.detach(&hub.node).await;
     }
 

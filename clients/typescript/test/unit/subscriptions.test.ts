@@ -31,8 +31,24 @@ describe("subscribe()", () => {
     const p = client.subscribe<number>("chat/a", (m) => got.push(m.seq));
     transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 0, recovered: false });
     await p;
-    for (const seq of [1, 2, 2, 1, 3]) msg(transport.last, "chat/a", seq);
+    for (const seq of [1, 2, 2, 3]) msg(transport.last, "chat/a", seq);
     assert.deepEqual(got, [1, 2, 3]);
+  });
+
+  it("takes a seq that goes back as a restarted stream: delivers it and reports a failed recovery", async () => {
+    const { client, transport } = await readyClient();
+    const got: number[] = [];
+    const recoveries: RecoveryInfo[] = [];
+    client.on("recovery", (r) => recoveries.push(r));
+    const p = client.subscribe<number>("chat/a", (m) => got.push(m.seq));
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 7, recovered: false });
+    const sub = await p;
+    for (const seq of [8, 1, 2]) msg(transport.last, "chat/a", seq);
+    assert.deepEqual(got, [8, 1, 2]);
+    assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "", seq: 1, recovered: false, previous: { epoch: "e1", seq: 8 } }]);
+    // The old epoch no longer describes the stream: the next resubscription cannot claim it.
+    assert.equal(sub.epoch, "");
+    assert.equal(sub.seq, 2);
   });
 
   it("acknowledges acked deliveries and drops resends by id", async () => {
@@ -130,7 +146,7 @@ describe("resubscription after a reconnect", () => {
     transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 14, recovered: true });
     await flush();
     msg(transport.last, "chat/a", 14);
-    msg(transport.last, "chat/a", 12); // duplicate
+    msg(transport.last, "chat/a", 14); // duplicate
     assert.deepEqual(got, [11, 12, 13, 14]);
     assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e1", seq: 14, recovered: true, previous: { epoch: "e1", seq: 11 } }]);
     assert.equal(sub.state, "active");

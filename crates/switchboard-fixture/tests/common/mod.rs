@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -44,11 +45,28 @@ pub(crate) const MAX_ID: u64 = (1 << 53) - 1;
 // The fixture process
 // ---------------------------------------------------------------------------------------------
 
-/// A running `switchboard-fixture`, killed when dropped.
+/// How many fixture processes one [`Fixture`] runs: `SWITCHBOARD_FIXTURE_NODES` (default 1).
+///
+/// With 2 or more, the fixture is a cluster (protocol.md appendix A: "With `--redis`, several
+/// fixtures form one cluster: everything below holds across them"): a `redis-server` on a free
+/// port and that many fixture processes on it, and every client connects to the next node in
+/// turn. `scripts/test.sh` runs this whole suite once on one fixture and once on two.
+pub(crate) fn nodes_from_env() -> usize {
+    match std::env::var("SWITCHBOARD_FIXTURE_NODES") {
+        Ok(v) => v.parse().ok().filter(|n| (1..=8).contains(n)).unwrap_or_else(|| {
+            panic!("SWITCHBOARD_FIXTURE_NODES must be a number of nodes from 1 to 8, not {v:?}")
+        }),
+        Err(_) => 1,
+    }
+}
+
+/// The conformance fixture under test: one `switchboard-fixture` process, or several on one
+/// Redis (see [`nodes_from_env`]). Killed when dropped.
 pub(crate) struct Fixture {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<u8>>>,
+    nodes: Vec<Node>,
+    next: AtomicUsize,
+    // Dropped after the nodes (fields drop in declaration order).
+    _redis: Option<Redis>,
 }
 
 impl Fixture {
@@ -57,8 +75,73 @@ impl Fixture {
         Fixture::start_with(&[])
     }
 
-    /// Starts the fixture with extra arguments (after `--listen 127.0.0.1:0`).
+    /// Starts the fixture with extra arguments (after `--listen 127.0.0.1:0`). Arguments that
+    /// already name a Redis (`--redis`) start exactly one process.
     pub(crate) fn start_with(extra: &[&str]) -> Fixture {
+        let count = if extra.contains(&"--redis") { 1 } else { nodes_from_env() };
+        if count == 1 {
+            return Fixture { nodes: vec![Node::start(extra)], next: AtomicUsize::new(0), _redis: None };
+        }
+        let redis = Redis::start();
+        let url = redis.url();
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend(["--redis", &url]);
+        let nodes = (0..count).map(|_| Node::start(&args)).collect();
+        Fixture { nodes, next: AtomicUsize::new(0), _redis: Some(redis) }
+    }
+
+    /// How many processes serve this fixture.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The address of the next node in turn (always the same one on a single fixture).
+    pub(crate) fn addr(&self) -> SocketAddr {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+        self.nodes[i].addr
+    }
+
+    /// `ws://ADDR/ws` of the next node in turn.
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr())
+    }
+
+    /// Every node's stderr so far.
+    pub(crate) fn log(&self) -> String {
+        self.nodes.iter().map(Node::log).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Kills every node at once (SIGKILL: no close frames, no goodbyes), as a crashed machine.
+    pub(crate) fn kill(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.child.kill();
+            let _ = node.child.wait();
+        }
+    }
+
+    /// Sends SIGTERM to every node and waits (up to 10 s each) for them to exit; returns the
+    /// first node's exit status after checking that the others exited the same way.
+    pub(crate) fn terminate(&mut self) -> ExitStatus {
+        for node in &self.nodes {
+            node.signal_term();
+        }
+        let statuses: Vec<ExitStatus> = self.nodes.iter_mut().map(Node::wait_exit).collect();
+        for s in &statuses[1..] {
+            assert_eq!(s.code(), statuses[0].code(), "the nodes exited differently: {statuses:?}");
+        }
+        statuses[0]
+    }
+}
+
+/// One `switchboard-fixture` process, killed when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Node {
+    fn start(extra: &[&str]) -> Node {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard-fixture"))
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -68,7 +151,6 @@ impl Fixture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn switchboard-fixture");
-
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut stderr = child.stderr.take().expect("stderr piped");
         let log2 = Arc::clone(&log);
@@ -125,32 +207,23 @@ impl Fixture {
             .unwrap_or_else(|| panic!("first stdout line is not `listening on ADDR`: {line:?}"));
         let addr: SocketAddr = addr_text.parse().unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
         assert_ne!(addr.port(), 0, "the fixture must print the real bound port: {line:?}");
-        Fixture { child, addr, log }
+        Node { child, addr, log }
     }
 
-    /// The bound address.
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `ws://ADDR/ws`.
-    pub(crate) fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// The fixture's stderr so far.
-    pub(crate) fn log(&self) -> String {
+    fn log(&self) -> String {
         String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
-    /// Sends SIGTERM and waits (up to 10 s) for the process to exit.
-    pub(crate) fn terminate(&mut self) -> ExitStatus {
+    fn signal_term(&self) {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status()
             .expect("run kill -TERM");
         assert!(status.success(), "kill -TERM failed");
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -162,7 +235,7 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
+impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -179,6 +252,80 @@ impl Drop for Fixture {
             };
             eprintln!("---- switchboard-fixture stderr (tail) ----\n{tail}\n----");
         }
+    }
+}
+
+/// A `redis-server` on a free port, without persistence, killed on drop.
+pub(crate) struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    /// Starts `redis-server` (Debian package `redis-server`) and waits until it answers PING.
+    pub(crate) fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Redis::start_on(port)
+    }
+
+    /// Kills the server (losing everything it held) and starts an empty one on the same port.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        let port = self.port;
+        let fresh = Redis::start_on(port);
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old);
+    }
+
+    /// Kills the server; [`Redis::restart`] brings it back.
+    pub(crate) fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        let redis = Redis { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !redis.answers() {
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    /// Whether the server answers PING now.
+    pub(crate) fn answers(&self) -> bool {
+        use std::io::Write as _;
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,150 @@
+//! Faults in a cluster, as clients see them: two fixture processes on one real `redis-server`;
+//! Redis restarted mid-stream (losing everything), a node killed without a goodbye.
+//!
+//! What must hold (docs/cluster.md): nodes reconnect and resubscribe by themselves; a
+//! publication that cannot reach Redis is an error to its publisher, never a silent loss; a
+//! subscriber whose stream may have a gap learns it from recovery (`recovered: false`); a dead
+//! node's connections leave presence, the directory and the user registry.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Publishes on `chat/r` until it succeeds (Redis coming back); returns the reply and how many
+/// attempts failed, each with `UNAVAILABLE`.
+async fn publish_until_ok(c: &mut Client, data: Value) -> (Value, usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut failed = 0;
+    loop {
+        match c.call("~pub", json!({"topic": "chat/r", "data": data})).await {
+            Ok(r) => return (r, failed),
+            Err(e) => {
+                assert_eq!(e["code"], "UNAVAILABLE", "a publication Redis cannot take: {e}");
+                failed += 1;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "publishing never worked again after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_restart_mid_stream() {
+    let mut redis = Redis::start();
+    let fa = Fixture::start_with(&["--redis", &redis.url()]);
+    let fb = Fixture::start_with(&["--redis", &redis.url()]);
+    let mut alice = Client::user(&fa, "alice").await;
+    let mut bob = Client::user(&fb, "bob").await;
+    let sub = bob.ok("~sub", json!({"topic": "chat/r"})).await;
+    alice.ok("~sub", json!({"topic": "chat/r"})).await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    for n in 1..=3 {
+        let r = alice.ok("~pub", json!({"topic": "chat/r", "data": n})).await;
+        assert_eq!(r["seq"], n);
+    }
+    for n in 1..=3 {
+        assert_eq!(bob.wait_type("~msg").await[1]["seq"], n);
+    }
+
+    // Redis is gone: a publication is refused, not lost.
+    redis.stop();
+    alice.err_code("~pub", json!({"topic": "chat/r", "data": "lost?"}), "UNAVAILABLE").await;
+
+    // Redis is back, empty: the nodes reconnect and resubscribe by themselves, and the topic
+    // starts a new stream.
+    redis.restart();
+    let (r, _) = publish_until_ok(&mut alice, json!("after")).await;
+    assert_eq!(r["seq"], 1, "a new stream starts at 1: {r}");
+    let m = bob
+        .wait_for_within("the first publication after the restart", Duration::from_secs(15), |m| {
+            ty(m) == "~msg" && m[1]["data"] == "after"
+        })
+        .await;
+    assert_eq!(m[1]["seq"], 1, "{m}");
+    bob.expect_none("the refused publication", QUIET, |m| ty(m) == "~msg" && m[1]["data"] == "lost?").await;
+
+    // A client that comes back with its old position learns that the gap cannot be filled.
+    // (Right after the restart, identification may answer UNAVAILABLE until the node has
+    // written its registrations back: a client retries, as after any UNAVAILABLE.)
+    let mut carol = Client::connect(&fb).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match carol.hello(json!({"identity": password_identity("carol")})).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e["code"], "UNAVAILABLE", "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "identification never worked again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let r = carol.ok("~sub", json!({"topic": "chat/r", "since": {"epoch": epoch, "seq": 3}})).await;
+    assert_eq!(r["recovered"], false, "{r}");
+    assert_ne!(r["epoch"], epoch.as_str(), "{r}");
+
+    // Presence and users were written back by their owners: bob is still listed on node A.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let who = alice.ok("~who", json!({"topic": "chat/r"})).await;
+        let listed =
+            who["peers"].as_array().is_some_and(|p| p.iter().any(|p| p["conn"] == bob.conn.as_str()));
+        let delivered = alice.ok("tell", json!({"user": "bob", "type": "note", "payload": 1})).await;
+        if listed && delivered["delivered"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "bob was not listed again: {who} {delivered}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_no_trace_and_its_clients_recover_elsewhere() {
+    let redis = Redis::start();
+    let mut fa = Fixture::start_with(&["--redis", &redis.url()]);
+    let fb = Fixture::start_with(&["--redis", &redis.url()]);
+    let mut alice = Client::user(&fa, "alice").await;
+    let mut bob = Client::user(&fb, "bob").await;
+    let sub = alice.ok("~sub", json!({"topic": "chat/k"})).await;
+    bob.ok("~sub", json!({"topic": "chat/k"})).await;
+    let r = bob.ok("~pub", json!({"topic": "chat/k", "data": 1, "echo": true})).await;
+    assert_eq!(r["seq"], 1);
+    assert_eq!(alice.wait_type("~msg").await[1]["seq"], 1);
+    let alice_conn = alice.conn.clone();
+
+    // Node A dies: alice's socket just ends (no close frame).
+    fa.kill();
+    match alice.try_close_within(Duration::from_secs(5)).await {
+        Err(e) => assert!(e.contains("without a close frame"), "{e}"),
+        Ok(close) => panic!("a dead server sends no close frame, got {close:?}"),
+    }
+
+    // Meanwhile the stream goes on on node B.
+    bob.ok("~pub", json!({"topic": "chat/k", "data": 2})).await;
+    bob.ok("~pub", json!({"topic": "chat/k", "data": 3})).await;
+
+    // Alice reconnects to node B and recovers everything she missed, in order.
+    let mut alice = Client::user(&fb, "alice").await;
+    let r = alice.ok("~sub", json!({"topic": "chat/k", "since": {"epoch": sub["epoch"], "seq": 1}})).await;
+    assert_eq!(r["recovered"], true, "{r}");
+    assert_eq!(alice.wait_type("~msg").await[1]["seq"], 2);
+    assert_eq!(alice.wait_type("~msg").await[1]["seq"], 3);
+
+    // The dead node's connection leaves presence and the user registry once its heartbeat
+    // expires (15 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        let who = bob.ok("~who", json!({"topic": "chat/k"})).await;
+        let conns: Vec<&str> =
+            who["peers"].as_array().expect("peers").iter().filter_map(|p| p["conn"].as_str()).collect();
+        let told = bob.ok("tell", json!({"user": "alice", "type": "note", "payload": 1})).await;
+        if !conns.contains(&alice_conn.as_str()) && told["delivered"] == 1 {
+            assert!(conns.contains(&alice.conn.as_str()), "alice's new connection is listed: {who}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the dead connection stayed: {who} {told}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
