@@ -191,7 +191,7 @@ async fn publish(hub: Hub, Payload(p): Payload<Publish>) -> Result<Value, Error>
 }
 
 async fn ack_me(hub: Hub, conn: Conn, Payload(s): Payload<Shout>) -> Result<(), Error> {
-    Ok(hub.send_acked(conn.id(), &s.kind, &s.payload)?)
+    Ok(hub.send_acked(conn.id(), &s.kind, &s.payload).await?)
 }
 
 async fn own_private(User(user): User, params: TopicParams) -> Result<(), Error> {

@@ -23,6 +23,12 @@ pub(crate) enum NodeMsg {
         kind: String,
         payload: RawPayload,
     },
+    /// An acknowledged delivery for a connection of the receiving node.
+    ToConnAcked {
+        conn: String,
+        kind: String,
+        payload: RawPayload,
+    },
     ToUser {
         user: String,
         kind: String,
@@ -187,6 +193,14 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
         NodeMsg::ToConn { conn, kind, payload } => {
             if let Some(c) = hub.local(&conn) {
                 let _ = SharedFrame::new(&kind, payload).push_to(&c);
+            }
+        }
+        NodeMsg::ToConnAcked { conn, kind, payload } => {
+            if let Some(c) = hub.local(&conn) {
+                match payload.to_format(c.format) {
+                    Ok(payload) => crate::housekeeping::send_acked(hub, &c, &kind, &payload),
+                    Err(e) => tracing::warn!(error = %e, "an acknowledged delivery cannot be encoded"),
+                }
             }
         }
         NodeMsg::ToUser { user, kind, payload } => {

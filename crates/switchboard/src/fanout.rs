@@ -1,12 +1,12 @@
 //! Topics: the local subscriber registry, publishing (encode once, fan out), subscribing with
 //! recovery, and what arrives from other nodes.
 //!
-//! Order: a publication is appended to history (which assigns its sequence number) and fanned
-//! out locally under the topic's order lock, and a subscription with `since` replays history
-//! under the same lock, so every subscriber sees sequence numbers in order, with no gap between
-//! the replay and live publications. Publications from other nodes do not take that lock: while
-//! a subscription reads history it is *pending*, and what arrives meanwhile is buffered and
-//! delivered after the replay (skipping what the replay already covered).
+//! Order: a publication is appended to history (which assigns its sequence number), then passes
+//! the topic's sequencer (below) to the local subscribers, and goes to the other nodes. While a
+//! subscription reads history it is *pending*: what the sequencer releases meanwhile is buffered
+//! for it and delivered after the replay (skipping what the replay already covered), so every
+//! subscriber sees sequence numbers in order, with no gap between the replay and live
+//! publications. Subscriptions of one topic take its order lock, one at a time.
 //!
 //! Between nodes, publications of several publishers can arrive out of `seq` order (each got its
 //! number from history, then published on its own), and a node can miss some (its broker
@@ -142,7 +142,7 @@ impl TopicState {
 /// The local topic registry.
 pub(crate) struct Topics {
     map: Sharded<Arc<TopicState>>,
-    /// Striped order locks: publications and recoveries of one topic are serialized.
+    /// Striped order locks: subscriptions of one topic are serialized.
     order: Box<[tokio::sync::Mutex<()>]>,
     hasher: RandomState,
 }
@@ -204,7 +204,8 @@ pub(crate) async fn publish(
     let settings = hub.settings_for(topic);
     let record = Record { event, data, from, skip: skip.map(|s| s.to_string()) };
     let bytes = Bytes::from(serde_json::to_vec(&record).map_err(|e| HubError::Encode(e.to_string()))?);
-    let _order = hub.topics.order(topic).lock().await;
+    // No lock: concurrent publications of one topic are numbered by history and put back in
+    // order by the sequencer, so they pipeline (several appends and broker publishes in flight).
     let position = hub
         .backends
         .history

@@ -495,23 +495,40 @@ impl Hub {
         }
     }
 
-    /// Sends `[kind, payload, id]` to a local connection as an acknowledged delivery: resent
-    /// with the same id every [`Config::ack_timeout`], at most [`Config::max_resends`] times,
-    /// until the client answers `~ok`.
+    /// Sends `[kind, payload, id]` to a connection, on any node, as an acknowledged delivery:
+    /// resent with the same id every [`Config::ack_timeout`], at most [`Config::max_resends`]
+    /// times, until the client answers `~ok`. The connection's own node keeps the delivery.
+    ///
+    /// ```
+    /// # async fn demo(hub: switchboard::Hub, conn: &str) -> Result<(), switchboard::HubError> {
+    /// hub.send_acked(conn, "invoice", &serde_json::json!({"id": 7})).await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`HubError::NotFound`] when the connection is not on this node; [`HubError::Encode`].
-    pub fn send_acked<T: Serialize + ?Sized>(
+    /// [`HubError::NotFound`] when no node has the connection (for one on another node: when
+    /// that node is gone; a connection that just closed there is not reported);
+    /// [`HubError::Encode`]; [`HubError::Backend`].
+    pub async fn send_acked<T: Serialize + ?Sized>(
         &self,
         conn: &str,
         kind: &str,
         payload: &T,
     ) -> Result<(), HubError> {
-        let conn = self.inner.local(conn).ok_or(HubError::NotFound)?;
-        let payload =
-            RawPayload::encode(conn.format, payload).map_err(|e| HubError::Encode(e.to_string()))?;
-        crate::housekeeping::send_acked(&self.inner, &conn, kind, &payload);
-        Ok(())
+        if let Some(c) = self.inner.local(conn) {
+            let payload =
+                RawPayload::encode(c.format, payload).map_err(|e| HubError::Encode(e.to_string()))?;
+            crate::housekeeping::send_acked(&self.inner, &c, kind, &payload);
+            return Ok(());
+        }
+        match HubInner::node_of(conn) {
+            Some(node) if node != &*self.inner.node => {
+                let payload = RawPayload::json(payload).map_err(|e| HubError::Encode(e.to_string()))?;
+                let msg = NodeMsg::ToConnAcked { conn: conn.to_owned(), kind: kind.to_owned(), payload };
+                self.inner.to_nodes(Some(node), &msg).await
+            }
+            _ => Err(HubError::NotFound),
+        }
     }
 }
 

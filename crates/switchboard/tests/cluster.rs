@@ -128,3 +128,70 @@ async fn recovery_on_one_node_while_another_publishes_has_no_gap() {
         next += 1;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishers_on_two_nodes_reach_every_subscriber_in_seq_order() {
+    let (a, b) = cluster().await;
+    let (addr_a, addr_b) = (serve(&a).await, serve(&b).await);
+    let (mut on_a, _) = Client::identified(addr_a, "ada").await;
+    let (mut on_b, _) = Client::identified(addr_b, "bob").await;
+    on_a.call("~sub", json!({"topic": "chat/busy"})).await.unwrap();
+    on_b.call("~sub", json!({"topic": "chat/busy"})).await.unwrap();
+
+    // Eight publishers, four per node, all at once: numbers are taken from the shared history
+    // in one order and travel in another; every subscriber must still see 1, 2, 3, …
+    let (tasks, each) = (8u64, 150u64);
+    let publishers: Vec<_> = (0..tasks)
+        .map(|t| {
+            let hub = if t % 2 == 0 { a.hub() } else { b.hub() };
+            tokio::spawn(async move {
+                for i in 0..each {
+                    hub.publish("chat/busy", None, &json!([t, i])).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    for client in [&mut on_a, &mut on_b] {
+        for seq in 1..=tasks * each {
+            let m = client.expect(|m| m[0] == "~msg").await;
+            assert_eq!(m[1]["seq"], seq, "out of order or missing: {m}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_delivery_to_a_connection_on_another_node() {
+    let backends = Backends {
+        broker: Arc::new(MemoryBroker::new()),
+        history: Arc::new(MemoryHistory::new()),
+        presence: Arc::new(MemoryPresence::new()),
+        users: Arc::new(MemoryUsers::new()),
+    };
+    let mut config = Config::default();
+    config.ack_timeout = std::time::Duration::from_millis(200);
+    let node =
+        || Server::new().config(config.clone()).backends(backends.clone()).namespace(main_ns()).build();
+    let (a, b) = (node().await.unwrap(), node().await.unwrap());
+    let addr_b = serve(&b).await;
+    let (mut bob, welcome) = Client::identified(addr_b, "bob").await;
+    let conn = welcome["conn"].as_str().unwrap().to_owned();
+
+    a.hub().send_acked(&conn, "invoice", &json!({"n": 42})).await.unwrap();
+    let first = bob.expect(|m| m[0] == "invoice").await;
+    assert_eq!(first[1], json!({"n": 42}));
+    let id = first[2].as_u64().expect("an acknowledged delivery carries an id");
+    // Not answered: node B resends the same message with the same id.
+    let again = bob.expect(|m| m[0] == "invoice").await;
+    assert_eq!(again, first);
+    bob.send(json!(["~ok", null, id])).await;
+    // A connection that does not exist anywhere.
+    let missing = format!("{}.ffff", conn.rsplit_once('.').unwrap().0);
+    a.hub().send_acked(&missing, "invoice", &1).await.unwrap();
+    assert!(matches!(
+        a.hub().send_acked("nonode.1", "invoice", &1).await,
+        Err(switchboard::HubError::NotFound)
+    ));
+}
