@@ -132,7 +132,11 @@ async fn states_follow_the_connection_and_the_close_codes() {
     drop(srv); // the link ends without a close frame: 1006
     h.wait_state(|s| !s.is_ready()).await;
     let srv = h.ready().await;
-    assert_eq!(h.client.stats().connections, 4);
+
+    srv.close(1012, "service restart");
+    h.wait_state(|s| !s.is_ready()).await;
+    let srv = h.ready().await;
+    assert_eq!(h.client.stats().connections, 5);
 
     srv.close(4503, "kicked");
     let state = h.wait_state(State::is_closed).await;

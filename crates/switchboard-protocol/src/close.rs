@@ -40,10 +40,20 @@ impl CloseCode {
     /// 4504: no successful `~hello` within the identification timeout.
     pub const IDENTIFICATION_TIMEOUT: Self = Self(4504);
 
-    /// Whether a client should reconnect after this close (4000–4499, 1001 and 1006).
+    /// Whether a client should reconnect after this close: 4000–4499 (protocol.md §8), and the
+    /// link failures 1001 (going away), 1005 (no status), 1006 (lost) and 1011–1014 (server
+    /// error, restart, try again later, bad gateway). The TypeScript client uses the same rule.
+    ///
+    /// ```
+    /// use switchboard_protocol::CloseCode;
+    /// assert!(CloseCode::RECONNECT.reconnects());
+    /// assert!(CloseCode(1012).reconnects());
+    /// assert!(!CloseCode::KICKED.reconnects());
+    /// assert!(!CloseCode::NORMAL.reconnects());
+    /// ```
     #[must_use]
     pub fn reconnects(self) -> bool {
-        matches!(self.0, 1001 | 1006 | 4000..=4499)
+        matches!(self.0, 1001 | 1005 | 1006 | 1011..=1014 | 4000..=4499)
     }
 }
 
