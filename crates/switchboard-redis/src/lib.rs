@@ -46,6 +46,7 @@
 //! scripts, which a cluster would refuse. Use one Redis (with replicas/Sentinel in front if needed).
 
 mod broker;
+mod conn;
 mod core;
 mod history;
 mod presence;
@@ -139,6 +140,9 @@ pub enum ConnectError {
     /// Redis did not answer.
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
+    /// The options cannot work with this Redis (e.g. a prefix with `{` or `}` on a cluster).
+    #[error("invalid Redis options: {0}")]
+    InvalidOptions(String),
 }
 
 /// Builds [`Backends`] on Redis.
@@ -154,9 +158,15 @@ impl RedisBackends {
     ///
     /// [`ConnectError`] if the URL is invalid or Redis is unreachable.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
-        let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let core = core::Core::connect(client.clone(), options).await?;
-        let broker = broker::RedisBroker::start(client, core.clone()).await?;
+        let target = conn::Target::parse(url)?;
+        if target.is_cluster() && options.prefix.contains(['{', '}']) {
+            return Err(ConnectError::InvalidOptions(
+                "on a Redis Cluster the prefix must not contain '{' or '}' (it is part of every hash tag)"
+                    .to_owned(),
+            ));
+        }
+        let core = core::Core::connect(&target, options).await?;
+        let broker = broker::RedisBroker::start(&target, core.clone()).await?;
         Ok(Backends {
             broker: Arc::new(broker),
             history: Arc::new(history::RedisHistory::new(core.clone())),
