@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use redis::FromRedisValue;
 use switchboard_core::{BackendError, NodeId};
 
 use crate::conn::{Conn, Target};
@@ -135,6 +136,9 @@ pub(crate) struct Core {
     pub(crate) options: RedisOptions,
     mirror: Mutex<Mirror>,
     liveness: Mutex<Liveness>,
+    /// Cluster: each master's address and run id at the last heartbeat (a master that restarted
+    /// without persistence lost this owner's entries in its slots).
+    masters: Mutex<Option<HashMap<String, String>>>,
     /// Entry writes take it shared; rewriting lost entries takes it exclusively, so that a leave
     /// racing with the rewrite cannot be undone by it, and no entry is written under an owner
     /// id being replaced.
@@ -159,10 +163,15 @@ impl Core {
             options,
             mirror: Mutex::new(Mirror::default()),
             liveness: Mutex::new(Liveness::default()),
+            masters: Mutex::new(None),
             gate: tokio::sync::RwLock::new(()),
         });
         let owner = core.owner();
         core.claim(&owner).await.map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        if target.is_cluster() {
+            // The masters' run ids to compare the next heartbeats with.
+            core.masters_changed().await;
+        }
         tokio::spawn(heartbeat(Arc::downgrade(&core)));
         Ok(core)
     }
@@ -220,8 +229,9 @@ impl Core {
         Ok(())
     }
 
-    /// Refreshes the heartbeat (never creates it); returns whether the key was still there.
-    async fn beat(&self) -> Result<bool, BackendError> {
+    /// Refreshes the heartbeat (never creates it): whether the key was still there, and (on a
+    /// cluster) whether a master restarted or appeared since the last beat.
+    async fn beat(&self) -> Result<Beat, BackendError> {
         let owner = self.owner();
         let mut set = redis::cmd("SET");
         set.arg(self.keys.alive(&owner)).arg(1).arg("PX").arg(Self::millis(self.options.owner_ttl)).arg("XX");
@@ -230,7 +240,31 @@ impl Core {
             // `P:owners` may be on another node that lost it: keep this owner listed.
             let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.owners()).arg(&*owner)).await?;
         }
-        Ok(refreshed.is_some())
+        let restarted = matches!(self.conn, Conn::Cluster(_)) && self.masters_changed().await;
+        Ok(Beat { present: refreshed.is_some(), restarted })
+    }
+
+    /// Cluster: asks every master for its run id; true if one differs from the last answer (or a
+    /// master is new). No answer is no news.
+    async fn masters_changed(&self) -> bool {
+        let v = self.query::<redis::Value>(redis::cmd("INFO").arg("server")).await;
+        let Ok(redis::Value::Map(answers)) = v else {
+            return false;
+        };
+        let mut now = HashMap::new();
+        for (addr, info) in answers {
+            let (Ok(addr), Ok(info)) = (String::from_redis_value(addr), String::from_redis_value(info))
+            else {
+                return false;
+            };
+            let Some(run_id) = info.lines().find_map(|l| l.strip_prefix("run_id:")) else { return false };
+            now.insert(addr, run_id.trim().to_owned());
+        }
+        let mut masters = self.masters.lock();
+        let changed =
+            masters.as_ref().is_some_and(|before| now.iter().any(|(addr, id)| before.get(addr) != Some(id)));
+        *masters = Some(now);
+        changed
     }
 
     /// Lists an entry in its owner's set (before the entry is written, so that a crash in
@@ -369,6 +403,12 @@ impl Core {
         self.rewrite().await
     }
 
+    /// Writes this owner's entries again under the same owner id (a master lost some of them).
+    async fn rewrite_all(&self) -> Result<usize, BackendError> {
+        let _gate = self.gate.write().await;
+        self.rewrite().await
+    }
+
     /// Writes this owner's entries again (call with the gate held exclusively).
     async fn rewrite(&self) -> Result<usize, BackendError> {
         let (mut presence, mut users) = {
@@ -392,36 +432,58 @@ impl Core {
     }
 }
 
+/// What a heartbeat found.
+struct Beat {
+    /// The heartbeat key was still there (else this owner id is dead).
+    present: bool,
+    /// A cluster master restarted or appeared (it may have lost entries of this owner).
+    restarted: bool,
+}
+
 async fn heartbeat(weak: Weak<Core>) {
     let interval = match weak.upgrade() {
         Some(core) => core.options.heartbeat,
         None => return,
     };
-    // A renewal is owed when the heartbeat was found missing and renewing failed.
-    let mut owed = false;
+    // Owed when found necessary and not done yet (Redis failed meanwhile).
+    let (mut owed_renew, mut owed_rewrite) = (false, false);
     loop {
         tokio::time::sleep(interval).await;
         let Some(core) = weak.upgrade() else { return };
-        let present = if owed { Ok(false) } else { core.beat().await };
-        match present {
-            Ok(true) => {}
-            Ok(false) => {
-                if !owed {
-                    tracing::warn!(owner = %core.owner(), "heartbeat key was gone: writing this node's entries again under a new owner id");
+        if !owed_renew {
+            match core.beat().await {
+                Ok(Beat { present: true, restarted }) => {
+                    if restarted {
+                        tracing::warn!("a Redis master restarted: writing this node's entries again");
+                        owed_rewrite = true;
+                    }
                 }
-                match core.renew().await {
-                    Ok(n) => {
-                        owed = false;
-                        tracing::debug!(entries = n, owner = %core.owner(), "entries written again");
-                    }
-                    Err(e) => {
-                        owed = true;
-                        tracing::warn!(error = %e, "could not write this node's entries again");
-                    }
+                Ok(Beat { present: false, .. }) => {
+                    tracing::warn!(owner = %core.owner(), "heartbeat key was gone: writing this node's entries again under a new owner id");
+                    owed_renew = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    continue;
                 }
             }
+        }
+        let result = if owed_renew {
+            core.renew().await
+        } else if owed_rewrite {
+            core.rewrite_all().await
+        } else {
+            Ok(0)
+        };
+        match result {
+            Ok(n) => {
+                if owed_renew || owed_rewrite {
+                    tracing::debug!(entries = n, owner = %core.owner(), "entries written again");
+                }
+                (owed_renew, owed_rewrite) = (false, false);
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeat failed");
+                tracing::warn!(error = %e, "could not write this node's entries again");
                 continue;
             }
         }
