@@ -29,10 +29,14 @@ pub(crate) fn keys(core: &Core, key: &str) -> [String; 4] {
 /// The join script, without the gate or the local copy (used by the rewrite too).
 pub(crate) async fn write_join(core: &Core, key: &str, conn: &str, info: &[u8]) -> Result<(), BackendError> {
     let owner = core.owner();
-    core.add_owned(&owner, &member('p', key, conn)).await?;
     let mut call = scripts::PRESENCE_JOIN.prepare_invoke();
     call.key(&keys(core, key)[..]).arg(conn).arg(info).arg(&*owner);
-    let _: i64 = core.invoke(&call).await?;
+    // Listed in the owner's set and written in one round trip (the set first on one Redis,
+    // where both go down one connection in this order).
+    let member = member('p', key, conn);
+    let (listed, written) = tokio::join!(core.add_owned(&owner, &member), core.invoke::<i64>(&call));
+    listed?;
+    written?;
     Ok(())
 }
 

@@ -55,20 +55,23 @@ pub(crate) async fn write_register(
         HashSet::new()
     };
     let owner = core.owner();
-    core.add_owned(&owner, &member('u', user, conn)).await?;
     let mut call = scripts::USERS_REGISTER.prepare_invoke();
     call.key(&keys[..]).arg(conn).arg(node).arg(&*owner).arg(limit).arg(policy);
     for o in &dead {
         call.arg(o);
     }
-    let mut reply: Vec<Value> = core.invoke(&call).await?;
+    // Listed in the owner's set and written in one round trip (see `presence::write_join`).
+    let listed = member('u', user, conn);
+    let (added, reply) = tokio::join!(core.add_owned(&owner, &listed), core.invoke::<Vec<Value>>(&call));
+    let mut reply = reply?;
+    added?;
     if reply.is_empty() {
         return Err(BackendError::Unavailable("redis: empty answer from the register script".to_owned()));
     }
     let status = reply.remove(0);
     if matches!(&status, Value::BulkString(s) if s == b"limit") {
         // Not registered: unlist it again (harmless if this fails: a member without an entry).
-        let _ = core.remove_owned(&owner, &member('u', user, conn)).await;
+        let _ = core.remove_owned(&owner, &listed).await;
         return Err(BackendError::Limit);
     }
     let evicted = pairs(reply)
