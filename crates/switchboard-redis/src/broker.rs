@@ -16,8 +16,9 @@
 //! pushes) and subscribes again what is missing — a subscription that failed, or that a master
 //! dropped because its slot moved — and pings every master.
 //!
-//! Publishing uses the shared multiplexed command connection (one per master on a cluster), so
-//! concurrent publishers are pipelined.
+//! Publishing: on one Redis a writer task sends what publishers queued as one pipeline per
+//! round trip (`write`); on a cluster each publication is a request on the cluster connection,
+//! which pipelines concurrent requests to each master.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -39,6 +40,16 @@ pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
     core: Arc<Core>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// One Redis: publications and node messages for the writer task. Cluster: `None`, each
+    /// is its own request (see `write`).
+    outgoing: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+}
+
+/// One message for the writer: channel, framed payload, and where its receiver count goes.
+struct Outgoing {
+    channel: Vec<u8>,
+    payload: Bytes,
+    done: tokio::sync::oneshot::Sender<Result<i64, BackendError>>,
 }
 
 impl Drop for RedisBroker {
@@ -149,7 +160,15 @@ impl RedisBroker {
                 ]
             }
         };
-        let broker = Self { shared, core, tasks };
+        let mut tasks = tasks;
+        let outgoing = if target.is_cluster() {
+            None
+        } else {
+            let (outgoing, queue) = tokio::sync::mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(write(core.clone(), queue)));
+            Some(outgoing)
+        };
+        let broker = Self { shared, core, tasks, outgoing };
         let wait = tokio::time::timeout(broker.shared.connect_timeout * 2, watch.wait_for(|up| *up)).await;
         match wait {
             Ok(Ok(_)) => Ok(broker),
@@ -181,11 +200,67 @@ impl RedisBroker {
         }
     }
 
+    /// PUBLISH through the writer task (one Redis), or SPUBLISH on the cluster connection; the
+    /// number of receivers.
     async fn publish_raw(&self, channel: Vec<u8>, payload: Bytes) -> Result<i64, BackendError> {
-        let verb = if matches!(self.shared.mode, Mode::Cluster(_)) { "SPUBLISH" } else { "PUBLISH" };
-        let mut cmd = redis::cmd(verb);
-        cmd.arg(channel).arg(&payload[..]);
-        self.core.query(&cmd).await
+        let Some(outgoing) = &self.outgoing else {
+            let mut cmd = redis::cmd("SPUBLISH");
+            cmd.arg(channel).arg(&payload[..]);
+            return self.core.query(&cmd).await;
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        outgoing
+            .send(Outgoing { channel, payload, done })
+            .map_err(|_| BackendError::Unavailable("redis: the broker is stopped".to_owned()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BackendError::Unavailable("redis: the broker is stopped".to_owned())))
+    }
+}
+
+/// At most this many messages go into one batch.
+const BATCH: usize = 512;
+
+/// One Redis: the writer drains the queue into one pipeline per batch, sends it, answers every
+/// caller, and takes the next batch. Under load batches grow by themselves (what queued during
+/// one round trip is the next batch); a lone publisher pays one round trip per message, as it
+/// awaits it. A caller's messages keep their order: it has one in flight at a time, and batches
+/// go one after the other. Compared with one request per message on the multiplexed connection
+/// (which pipelines concurrent requests too), `tests/throughput.rs` measured about the same with
+/// 1 and 4 publishers and more with 16 (≈ 220 k/s against 130–210 k/s), on a noisy machine.
+///
+/// Not on a cluster: a pipeline must stay in one hash slot there, so publishers on different
+/// topics gain nothing from batching, and a batch waiting for its slowest master measured about
+/// half the throughput with 4 publishers; the cluster connection already pipelines concurrent
+/// requests to each master.
+async fn write(core: Arc<Core>, mut queue: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for out in &batch {
+            pipe.cmd("PUBLISH").arg(&out.channel).arg(&out.payload[..]);
+        }
+        let mut conn = core.conn.clone();
+        let result: Result<Vec<i64>, BackendError> = core.run(pipe.query_async(&mut conn)).await;
+        match result {
+            Ok(counts) if counts.len() == batch.len() => {
+                for (out, count) in batch.drain(..).zip(counts) {
+                    let _ = out.done.send(Ok(count));
+                }
+            }
+            Ok(_) => {
+                for out in batch.drain(..) {
+                    let _ = out.done.send(Err(BackendError::Unavailable(
+                        "redis: unexpected answer to a publish pipeline".to_owned(),
+                    )));
+                }
+            }
+            Err(e) => {
+                for out in batch.drain(..) {
+                    let _ = out.done.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
 
