@@ -156,14 +156,26 @@ impl RedisCluster {
         let dir =
             std::env::temp_dir().join(format!("sb-redis-cluster-{}-{:08x}", std::process::id(), rand_u32()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let mut ports = Vec::new();
-        for _ in 0..3 {
-            ports.push(free_cluster_port(&ports));
+        let mut cluster = Self { dir, nodes: Vec::new() };
+        while cluster.nodes.len() < 3 {
+            // A port found free may be taken before redis-server binds it: then try another.
+            let mut tries = 0;
+            loop {
+                let taken: Vec<u16> = cluster.nodes.iter().map(|(p, _)| *p).collect();
+                cluster.nodes.push((free_cluster_port(&taken), None));
+                let i = cluster.nodes.len() - 1;
+                match cluster.spawn(i) {
+                    Ok(()) => break,
+                    Err(e) if tries < 3 => {
+                        tries += 1;
+                        eprintln!("cluster node did not start, trying another port: {e}");
+                        cluster.nodes.pop();
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
         }
-        let mut cluster = Self { dir, nodes: ports.iter().map(|p| (*p, None)).collect() };
-        for i in 0..3 {
-            cluster.spawn(i);
-        }
+        let ports = cluster.ports();
         let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let mut args = vec!["--cluster", "create"];
         args.extend(addrs.iter().map(String::as_str));
@@ -174,24 +186,42 @@ impl RedisCluster {
         cluster
     }
 
-    fn spawn(&mut self, i: usize) {
+    /// Starts node `i` and waits until it answers PING; the error tells why not (its log).
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
         let port = self.nodes[i].0;
         let conf = self.dir.join(format!("nodes-{port}.conf"));
-        let child = Command::new("redis-server")
+        let log = self.dir.join(format!("redis-{port}.log"));
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
             .arg("--cluster-config-file")
             .arg(&conf)
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--logfile")
+            .arg(&log)
             .args(["--save", "", "--appendonly", "no", "--cluster-node-timeout", "2000"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (Debian package redis-server)");
-        self.nodes[i].1 = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !ping(port) {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
+        loop {
+            // The answer must come from this process, not from another one on the same port.
+            if ping(port)
+                && redis_cli(&["-p", &port.to_string(), "info", "server"])
+                    .contains(&format!("process_id:{}\r", child.id()))
+            {
+                self.nodes[i].1 = Some(child);
+                return Ok(());
+            }
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                return Err(format!("redis-server did not answer PING on port {port}: {tail:?}"));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -271,7 +301,7 @@ impl RedisCluster {
     pub fn restart(&mut self, port: u16) {
         let i = self.nodes.iter().position(|(p, _)| *p == port).expect("a node of this cluster");
         self.kill(port);
-        self.spawn(i);
+        self.spawn(i).unwrap_or_else(|e| panic!("restarting a cluster node: {e}"));
         self.wait_ok();
     }
 
