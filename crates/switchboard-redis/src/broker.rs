@@ -1,13 +1,24 @@
-//! [`Broker`] on Redis pub/sub.
+//! [`Broker`] on Redis pub/sub (one Redis) or sharded pub/sub (Redis Cluster).
 //!
 //! Channels: `{prefix}:t:{topic}` per topic (subscribed while some attached node has a local
 //! subscriber), `{prefix}:n:{node}` per attached node, `{prefix}:b` for broadcasts. A message is
 //! `[u16 sender length][sender node id][body]`, so that a node never hears itself.
 //!
-//! One task owns the pub/sub connection: it reads messages and calls the sinks in arrival order,
-//! pings the connection, and on loss reconnects (with backoff) and subscribes again to every
-//! channel in `State::routes`, the set of channels the nodes want. Publishing uses the shared
-//! multiplexed command connection, so concurrent publishers are pipelined.
+//! One Redis: one task owns the pub/sub connection: it reads messages and calls the sinks in
+//! arrival order, pings the connection, and on loss reconnects (with backoff) and subscribes
+//! again to every channel in `State::routes`, the set of channels the nodes want.
+//!
+//! Redis Cluster: `SSUBSCRIBE`/`SPUBLISH`, so that a channel lives on the master of its slot and a
+//! publication crosses only that master. The subscriptions go through one RESP3 cluster
+//! connection whose pushes arrive on one channel, read by one task in arrival order. The client
+//! library resubscribes a node's channels when it reconnects to it; on top of that a maintenance
+//! task compares the channels wanted with the ones Redis confirmed (`ssubscribe`/`sunsubscribe`
+//! pushes) and subscribes again what is missing — a subscription that failed, or that a master
+//! dropped because its slot moved — and pings every master.
+//!
+//! Publishing: on one Redis a writer task sends what publishers queued as one pipeline per
+//! round trip (`write`); on a cluster each publication is a request on the cluster connection,
+//! which pipelines concurrent requests to each master.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,26 +27,49 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use redis::PushKind;
 use redis::aio::PubSubSink;
+use redis::cluster_async::ClusterConnection;
 use switchboard_core::{BackendError, BackendFuture, Broker, BrokerSink, NodeId};
 
 use crate::ConnectError;
+use crate::conn::Target;
 use crate::core::{Core, Keys, unavailable};
 
 pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
     core: Arc<Core>,
-    driver: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// One Redis: publications and node messages for the writer task. Cluster: `None`, each
+    /// is its own request (see `write`).
+    outgoing: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+}
+
+/// One message for the writer: channel, framed payload, and where its receiver count goes.
+struct Outgoing {
+    channel: Vec<u8>,
+    payload: Bytes,
+    done: tokio::sync::oneshot::Sender<Result<i64, BackendError>>,
 }
 
 impl Drop for RedisBroker {
     fn drop(&mut self) {
-        self.driver.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
+/// How subscriptions reach Redis.
+enum Mode {
+    /// A dedicated pub/sub connection (`SUBSCRIBE`), driven by `drive`.
+    Single(redis::Client),
+    /// A RESP3 cluster connection (`SSUBSCRIBE`); pushes are read by `drive_cluster`.
+    Cluster(ClusterConnection),
+}
+
 struct Shared {
-    client: redis::Client,
+    mode: Mode,
     keys: Keys,
     timeout: Duration,
     connect_timeout: Duration,
@@ -46,6 +80,8 @@ struct Shared {
     commands: tokio::sync::Mutex<()>,
     /// Whether the pub/sub connection is up.
     up: tokio::sync::watch::Sender<bool>,
+    /// Wakes the cluster maintenance task (a subscription was lost).
+    kick: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -57,6 +93,8 @@ struct State {
     topics: HashMap<Arc<str>, HashSet<NodeId>>,
     /// The channels wanted, and what arrives on each.
     routes: HashMap<Vec<u8>, Route>,
+    /// Cluster: the channels Redis confirmed a subscription to (and did not drop since).
+    confirmed: HashSet<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -86,20 +124,51 @@ fn unframe(payload: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 impl RedisBroker {
-    pub(crate) async fn start(client: redis::Client, core: Arc<Core>) -> Result<Self, ConnectError> {
+    pub(crate) async fn start(target: &Target, core: Arc<Core>) -> Result<Self, ConnectError> {
         let (up, mut watch) = tokio::sync::watch::channel(false);
+        let options = &core.options;
+        let (mode, pushes) = match target {
+            Target::Single(client) => (Mode::Single(client.clone()), None),
+            Target::Cluster(seeds) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let client = Target::cluster_client(seeds, options, Some(tx))?;
+                let conn = tokio::time::timeout(options.connect_timeout * 2, client.get_async_connection())
+                    .await
+                    .map_err(|_| ConnectError::Unreachable("timed out".to_owned()))?
+                    .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+                (Mode::Cluster(conn), Some(rx))
+            }
+        };
         let shared = Arc::new(Shared {
-            client,
+            mode,
             keys: core.keys.clone(),
-            timeout: core.options.timeout,
-            connect_timeout: core.options.connect_timeout,
-            ping_every: core.options.heartbeat,
+            timeout: options.timeout,
+            connect_timeout: options.connect_timeout,
+            ping_every: options.heartbeat,
             state: Mutex::new(State::default()),
             commands: tokio::sync::Mutex::new(()),
             up,
+            kick: tokio::sync::Notify::new(),
         });
-        let driver = tokio::spawn(drive(shared.clone()));
-        let broker = Self { shared, core, driver };
+        let tasks = match pushes {
+            None => vec![tokio::spawn(drive(shared.clone()))],
+            Some(pushes) => {
+                shared.up.send_replace(true);
+                vec![
+                    tokio::spawn(drive_cluster(Arc::downgrade(&shared), pushes)),
+                    tokio::spawn(maintain_cluster(Arc::downgrade(&shared))),
+                ]
+            }
+        };
+        let mut tasks = tasks;
+        let outgoing = if target.is_cluster() {
+            None
+        } else {
+            let (outgoing, queue) = tokio::sync::mpsc::unbounded_channel();
+            tasks.push(tokio::spawn(write(core.clone(), queue)));
+            Some(outgoing)
+        };
+        let broker = Self { shared, core, tasks, outgoing };
         let wait = tokio::time::timeout(broker.shared.connect_timeout * 2, watch.wait_for(|up| *up)).await;
         match wait {
             Ok(Ok(_)) => Ok(broker),
@@ -107,10 +176,14 @@ impl RedisBroker {
         }
     }
 
-    /// SUBSCRIBE or UNSUBSCRIBE on the current connection (call with `commands` held).
+    /// SUBSCRIBE or UNSUBSCRIBE (SSUBSCRIBE or SUNSUBSCRIBE on a cluster) on the current
+    /// connection (call with `commands` held).
     async fn command(&self, subscribe: bool, channels: Vec<Vec<u8>>) -> Result<(), BackendError> {
         if channels.is_empty() {
             return Ok(());
+        }
+        if let Mode::Cluster(conn) = &self.shared.mode {
+            return cluster_command(&self.shared, conn, subscribe, &channels).await;
         }
         let sink = self.shared.state.lock().sink.clone();
         let Some(mut sink) = sink else {
@@ -127,11 +200,205 @@ impl RedisBroker {
         }
     }
 
+    /// PUBLISH through the writer task (one Redis), or SPUBLISH on the cluster connection; the
+    /// number of receivers.
     async fn publish_raw(&self, channel: Vec<u8>, payload: Bytes) -> Result<i64, BackendError> {
-        let mut conn = self.core.conn.clone();
-        let mut cmd = redis::cmd("PUBLISH");
-        cmd.arg(channel).arg(&payload[..]);
-        self.core.run(cmd.query_async(&mut conn)).await
+        let Some(outgoing) = &self.outgoing else {
+            let mut cmd = redis::cmd("SPUBLISH");
+            cmd.arg(channel).arg(&payload[..]);
+            return self.core.query(&cmd).await;
+        };
+        let (done, answer) = tokio::sync::oneshot::channel();
+        outgoing
+            .send(Outgoing { channel, payload, done })
+            .map_err(|_| BackendError::Unavailable("redis: the broker is stopped".to_owned()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BackendError::Unavailable("redis: the broker is stopped".to_owned())))
+    }
+}
+
+/// At most this many messages go into one batch.
+const BATCH: usize = 512;
+
+/// One Redis: the writer drains the queue into one pipeline per batch, sends it, answers every
+/// caller, and takes the next batch. Under load batches grow by themselves (what queued during
+/// one round trip is the next batch); a lone publisher pays one round trip per message, as it
+/// awaits it. A caller's messages keep their order: it has one in flight at a time, and batches
+/// go one after the other. Compared with one request per message on the multiplexed connection
+/// (which pipelines concurrent requests too), `tests/throughput.rs` measured about the same with
+/// 1 and 4 publishers and more with 16 (≈ 220 k/s against 130–210 k/s), on a noisy machine.
+///
+/// Not on a cluster: a pipeline must stay in one hash slot there, so publishers on different
+/// topics gain nothing from batching, and a batch waiting for its slowest master measured about
+/// half the throughput with 4 publishers; the cluster connection already pipelines concurrent
+/// requests to each master.
+async fn write(core: Arc<Core>, mut queue: tokio::sync::mpsc::UnboundedReceiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        for out in &batch {
+            pipe.cmd("PUBLISH").arg(&out.channel).arg(&out.payload[..]);
+        }
+        let mut conn = core.conn.clone();
+        let result: Result<Vec<i64>, BackendError> = core.run(pipe.query_async(&mut conn)).await;
+        match result {
+            Ok(counts) if counts.len() == batch.len() => {
+                for (out, count) in batch.drain(..).zip(counts) {
+                    let _ = out.done.send(Ok(count));
+                }
+            }
+            Ok(_) => {
+                for out in batch.drain(..) {
+                    let _ = out.done.send(Err(BackendError::Unavailable(
+                        "redis: unexpected answer to a publish pipeline".to_owned(),
+                    )));
+                }
+            }
+            Err(e) => {
+                for out in batch.drain(..) {
+                    let _ = out.done.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// SSUBSCRIBE / SUNSUBSCRIBE, one channel at a time (channels of different slots may live on
+/// different masters). Every channel is tried; the first error is returned. A wanted channel
+/// that failed stays wanted: the maintenance task subscribes to it later.
+async fn cluster_command(
+    shared: &Shared,
+    conn: &ClusterConnection,
+    subscribe: bool,
+    channels: &[Vec<u8>],
+) -> Result<(), BackendError> {
+    let mut result = Ok(());
+    for channel in channels {
+        let mut conn = conn.clone();
+        let call = async {
+            if subscribe { conn.ssubscribe(channel).await } else { conn.sunsubscribe(channel).await }
+        };
+        match tokio::time::timeout(shared.timeout, call).await {
+            Ok(Ok(())) => {
+                let mut st = shared.state.lock();
+                if subscribe {
+                    st.confirmed.insert(channel.clone());
+                } else {
+                    st.confirmed.remove(channel);
+                }
+            }
+            Ok(Err(e)) => {
+                if result.is_ok() {
+                    result = Err(unavailable(&e));
+                }
+            }
+            Err(_) => {
+                if result.is_ok() {
+                    result = Err(BackendError::Unavailable("redis: pub/sub command timed out".to_owned()));
+                }
+            }
+        }
+    }
+    result
+}
+
+/// Cluster: reads the pushes (messages and subscription changes) in arrival order.
+async fn drive_cluster(
+    weak: std::sync::Weak<Shared>,
+    mut pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    while let Some(push) = pushes.recv().await {
+        let Some(shared) = weak.upgrade() else { return };
+        let mut data = push.data.iter();
+        let channel = match data.next() {
+            Some(redis::Value::BulkString(c)) => Some(c.as_slice()),
+            _ => None,
+        };
+        match (push.kind, channel) {
+            (PushKind::SMessage, Some(channel)) => {
+                if let Some(redis::Value::BulkString(payload)) = data.next() {
+                    dispatch(&shared, channel, payload);
+                }
+            }
+            (PushKind::SSubscribe, Some(channel)) => {
+                shared.state.lock().confirmed.insert(channel.to_vec());
+            }
+            (PushKind::SUnsubscribe, Some(channel)) => {
+                let wanted = {
+                    let mut st = shared.state.lock();
+                    st.confirmed.remove(channel);
+                    st.routes.contains_key(channel)
+                };
+                if wanted {
+                    // A master dropped it (its slot moved): subscribe again where it lives now.
+                    tracing::debug!("redis sharded pub/sub: a wanted channel was unsubscribed by the server");
+                    shared.kick.notify_one();
+                }
+            }
+            (PushKind::Disconnection, _) => {
+                // The client library resubscribes that node's channels when it reconnects; which
+                // channels lived there is not told, so check them all once it is back.
+                tracing::warn!("redis sharded pub/sub: a connection to a cluster node was lost");
+                shared.state.lock().confirmed.clear();
+                shared.kick.notify_one();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Cluster: subscribes again to wanted channels Redis did not confirm, unsubscribes confirmed
+/// channels nobody wants, and pings every master.
+async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
+    let Some((every, ping_every)) =
+        weak.upgrade().map(|s| (s.ping_every.min(Duration::from_secs(1)), s.ping_every))
+    else {
+        return;
+    };
+    let mut last_ping = tokio::time::Instant::now();
+    loop {
+        {
+            let Some(shared) = weak.upgrade() else { return };
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = shared.kick.notified() => {
+                    // Let the client reconnect and learn the new slot owners first.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        let Some(shared) = weak.upgrade() else { return };
+        let Mode::Cluster(conn) = &shared.mode else { return };
+        if last_ping.elapsed() >= ping_every {
+            last_ping = tokio::time::Instant::now();
+            let mut c = conn.clone();
+            let ping = redis::cmd("PING");
+            let pong = tokio::time::timeout(shared.timeout, ping.query_async::<redis::Value>(&mut c)).await;
+            if !matches!(pong, Ok(Ok(_))) {
+                tracing::warn!("redis sharded pub/sub: ping failed");
+            }
+        }
+        let _commands = shared.commands.lock().await;
+        let (missing, extra) = {
+            let st = shared.state.lock();
+            let missing: Vec<Vec<u8>> =
+                st.routes.keys().filter(|c| !st.confirmed.contains(*c)).cloned().collect();
+            let extra: Vec<Vec<u8>> =
+                st.confirmed.iter().filter(|c| !st.routes.contains_key(*c)).cloned().collect();
+            (missing, extra)
+        };
+        if !missing.is_empty() {
+            match cluster_command(&shared, conn, true, &missing).await {
+                Ok(()) => {
+                    tracing::debug!(channels = missing.len(), "redis sharded pub/sub: subscribed again")
+                }
+                Err(e) => tracing::debug!(error = %e, "redis sharded pub/sub: subscribing again failed"),
+            }
+        }
+        if !extra.is_empty() {
+            let _ = cluster_command(&shared, conn, false, &extra).await;
+        }
     }
 }
 
@@ -283,21 +550,21 @@ async fn drive(shared: Arc<Shared>) {
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
         tokio::time::sleep(wait)
     };
+    let Mode::Single(client) = &shared.mode else { return };
     loop {
-        let pubsub =
-            match tokio::time::timeout(shared.connect_timeout, shared.client.get_async_pubsub()).await {
-                Ok(Ok(pubsub)) => pubsub,
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "redis pub/sub: cannot connect");
-                    retry(&mut backoff).await;
-                    continue;
-                }
-                Err(_) => {
-                    tracing::debug!("redis pub/sub: connecting timed out");
-                    retry(&mut backoff).await;
-                    continue;
-                }
-            };
+        let pubsub = match tokio::time::timeout(shared.connect_timeout, client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis pub/sub: cannot connect");
+                retry(&mut backoff).await;
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("redis pub/sub: connecting timed out");
+                retry(&mut backoff).await;
+                continue;
+            }
+        };
         let (mut sink, mut stream) = pubsub.split();
         {
             let _commands = shared.commands.lock().await;
@@ -321,7 +588,11 @@ async fn drive(shared: Arc<Shared>) {
             tokio::select! {
                 biased;
                 msg = stream.next() => match msg {
-                    Some(msg) => dispatch(&shared, &msg),
+                    Some(msg) => {
+                        if let Ok(channel) = msg.get_channel::<Vec<u8>>() {
+                            dispatch(&shared, &channel, msg.get_payload_bytes());
+                        }
+                    }
                     None => break,
                 },
                 _ = &mut dead => break,
@@ -352,16 +623,15 @@ async fn watchdog(
     }
 }
 
-fn dispatch(shared: &Shared, msg: &redis::Msg) {
-    let Ok(channel) = msg.get_channel::<Vec<u8>>() else { return };
-    let Some((from, body)) = unframe(msg.get_payload_bytes()) else {
+fn dispatch(shared: &Shared, channel: &[u8], payload: &[u8]) {
+    let Some((from, body)) = unframe(payload) else {
         tracing::warn!("redis pub/sub: a message without a sender");
         return;
     };
     let not_from = |n: &NodeId| n.as_bytes() != from;
     let (sinks, topic): (Vec<Arc<dyn BrokerSink>>, Option<Arc<str>>) = {
         let st = shared.state.lock();
-        match st.routes.get(&channel) {
+        match st.routes.get(channel) {
             None => return,
             Some(Route::Topic(topic)) => (
                 st.topics

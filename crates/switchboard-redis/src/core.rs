@@ -1,20 +1,41 @@
 //! What the four backends share: the command connection, key names, this process's heartbeat
-//! (its liveness as an *owner* of presence and user entries), the sweeping of dead owners, and
-//! the local copy of this owner's entries that is written again when Redis lost them.
+//! (its liveness as an *owner* of presence and user entries), deciding which owners are dead,
+//! the sweeping of dead owners, and the local copy of this owner's entries that is written again
+//! when Redis lost them.
+//!
+//! Liveness works the same on one Redis and on a Redis Cluster, where a script may only touch
+//! the keys of one hash slot:
+//!
+//! - An owner's heartbeat key `{P:o:OWNER}:a` is created once (`SET NX`) and afterwards only
+//!   refreshed (`SET XX`), never created again: once it expired or was lost, the owner id is
+//!   dead *for good*. The owner notices at its next heartbeat, takes a new id and writes its
+//!   entries again under it. So "dead" is a final verdict that can be cached and passed to a
+//!   script of another slot without a race; "alive" is only a snapshot.
+//! - Scripts never read heartbeat keys. Readers (`list`, `connections`) get entries with their
+//!   owners, check the owners' heartbeat keys (one `EXISTS` each, concurrently; alive verdicts
+//!   are cached for one heartbeat interval, dead ones for good), drop and prune the dead ones.
+//!   `register` checks the owners of the user's entries first (fresh), then runs one script
+//!   on the user's slot that drops the entries of the dead owners and applies the cap; an owner
+//!   it was not told about counts as alive, which can only make the cap stricter, never looser.
+//! - Each owner lists its entries in `{P:o:OWNER}:e` (added before the entry is written) and
+//!   registers itself in `P:owners`; every owner sweeps dead owners' sets, removing each listed
+//!   entry with a per-slot script that checks the entry still names the dead owner.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::FromRedisValue;
 use switchboard_core::{BackendError, NodeId};
 
+use crate::conn::{Conn, Target};
 use crate::{ConnectError, RedisOptions, scripts};
 
-/// Key and channel names. Keys of one topic, presence key or user share a hash tag (`{…}`).
+/// Key and channel names. The keys of one topic, presence key, user or owner share a hash tag
+/// (`{P:h:TOPIC}`…), so that each script touches one hash slot.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
     prefix: String,
@@ -23,10 +44,6 @@ pub(crate) struct Keys {
 impl Keys {
     pub(crate) fn new(prefix: &str) -> Self {
         Self { prefix: prefix.to_owned() }
-    }
-
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
     }
 
     pub(crate) fn topic_channel(&self, topic: &str) -> Vec<u8> {
@@ -41,39 +58,50 @@ impl Keys {
         format!("{}:b", self.prefix).into_bytes()
     }
 
-    /// `{prefix}:alive:` — the heartbeat key of an owner follows.
-    pub(crate) fn alive_prefix(&self) -> String {
-        format!("{}:alive:", self.prefix)
-    }
-
-    /// `{prefix}:o:` — the set of an owner's entries follows.
-    pub(crate) fn owned_prefix(&self) -> String {
-        format!("{}:o:", self.prefix)
-    }
-
+    /// The set of live owners' ids (`P:owners`).
     pub(crate) fn owners(&self) -> String {
         format!("{}:owners", self.prefix)
     }
 
+    /// An owner's heartbeat key (`{P:o:OWNER}:a`).
+    pub(crate) fn alive(&self, owner: &str) -> String {
+        format!("{{{}:o:{owner}}}:a", self.prefix)
+    }
+
+    /// The set of an owner's entries (`{P:o:OWNER}:e`), same slot as its heartbeat.
+    pub(crate) fn owned(&self, owner: &str) -> String {
+        format!("{{{}:o:{owner}}}:e", self.prefix)
+    }
+
     /// The base of a presence key's Redis keys (`:z` order, `:i` info, `:w` owner, `:n` counter).
     pub(crate) fn presence(&self, key: &str) -> String {
-        format!("{}:p:{{{key}}}", self.prefix)
+        format!("{{{}:p:{key}}}", self.prefix)
     }
 
     /// The base of a user's keys (`:z` order, `:h` owner and node, `:n` counter).
     pub(crate) fn user(&self, user: &str) -> String {
-        format!("{}:u:{{{user}}}", self.prefix)
+        format!("{{{}:u:{user}}}", self.prefix)
     }
 
     /// The base of a topic's history keys (`:m` epoch and seq, `:s` stream).
     pub(crate) fn history(&self, topic: &str) -> String {
-        format!("{}:h:{{{topic}}}", self.prefix)
+        format!("{{{}:h:{topic}}}", self.prefix)
     }
 }
 
 /// How an entry is named in its owner's set: kind, key length, key, connection.
 pub(crate) fn member(kind: char, key: &str, conn: &str) -> String {
     format!("{kind}{}:{key}{conn}", key.len())
+}
+
+/// The inverse of [`member`].
+pub(crate) fn parse_member(m: &str) -> Option<(char, &str, &str)> {
+    let kind = m.chars().next().filter(char::is_ascii_alphabetic)?;
+    let rest = &m[1..];
+    let (len, rest) = rest.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let key = rest.get(..len)?;
+    Some((kind, key, &rest[len..]))
 }
 
 /// This owner's live entries, written again if Redis loses them.
@@ -84,16 +112,36 @@ struct Mirror {
     users: HashMap<(String, String), (u64, NodeId)>,
 }
 
+/// What this process knows about other owners.
+#[derive(Default)]
+struct Liveness {
+    /// Owners whose heartbeat key was gone: dead for good.
+    dead: HashSet<String>,
+    /// Owners seen alive, and when.
+    alive: HashMap<String, Instant>,
+}
+
+/// At most this many dead owners are remembered (then the cache starts again).
+const DEAD_CACHE: usize = 10_000;
+/// At most this many entries of dead owners are swept per owner and heartbeat.
+const SWEEP_BATCH: usize = 500;
+
 pub(crate) struct Core {
-    /// Commands (multiplexed; reconnects by itself).
-    pub(crate) conn: ConnectionManager,
+    /// Commands (multiplexed; reconnects by itself; on a cluster, routed by slot).
+    pub(crate) conn: Conn,
     pub(crate) keys: Keys,
-    /// This process's owner id (random), the name of its heartbeat key.
-    pub(crate) owner: String,
+    /// This process's current owner id (random), the name of its heartbeat key. It changes when
+    /// the heartbeat key was found gone.
+    owner: Mutex<Arc<str>>,
     pub(crate) options: RedisOptions,
     mirror: Mutex<Mirror>,
+    liveness: Mutex<Liveness>,
+    /// Cluster: each master's address and run id at the last heartbeat (a master that restarted
+    /// without persistence lost this owner's entries in its slots).
+    masters: Mutex<Option<HashMap<String, String>>>,
     /// Entry writes take it shared; rewriting lost entries takes it exclusively, so that a leave
-    /// racing with the rewrite cannot be undone by it.
+    /// racing with the rewrite cannot be undone by it, and no entry is written under an owner
+    /// id being replaced.
     gate: tokio::sync::RwLock<()>,
 }
 
@@ -101,35 +149,36 @@ pub(crate) fn unavailable(e: &redis::RedisError) -> BackendError {
     BackendError::Unavailable(format!("redis: {e}"))
 }
 
+fn new_owner() -> Arc<str> {
+    Arc::from(format!("{:016x}", rand::random::<u64>()))
+}
+
 impl Core {
-    pub(crate) async fn connect(
-        client: redis::Client,
-        options: RedisOptions,
-    ) -> Result<Arc<Self>, ConnectError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(options.connect_timeout))
-            .set_response_timeout(Some(options.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            options.connect_timeout * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| ConnectError::Unreachable("timed out".to_owned()))?
-        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    pub(crate) async fn connect(target: &Target, options: RedisOptions) -> Result<Arc<Self>, ConnectError> {
+        let conn = target.command_connection(&options).await?;
         let core = Arc::new(Self {
             conn,
             keys: Keys::new(&options.prefix),
-            owner: format!("{:016x}", rand::random::<u64>()),
+            owner: Mutex::new(new_owner()),
             options,
             mirror: Mutex::new(Mirror::default()),
+            liveness: Mutex::new(Liveness::default()),
+            masters: Mutex::new(None),
             gate: tokio::sync::RwLock::new(()),
         });
-        core.beat().await.map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        let owner = core.owner();
+        core.claim(&owner).await.map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+        if target.is_cluster() {
+            // The masters' run ids to compare the next heartbeats with.
+            core.masters_changed().await;
+        }
         tokio::spawn(heartbeat(Arc::downgrade(&core)));
         Ok(core)
+    }
+
+    /// This process's current owner id.
+    pub(crate) fn owner(&self) -> Arc<str> {
+        self.owner.lock().clone()
     }
 
     /// Runs one Redis operation under the configured timeout.
@@ -144,6 +193,21 @@ impl Core {
         }
     }
 
+    /// Runs one command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, BackendError> {
+        let mut conn = self.conn.clone();
+        self.run(cmd.query_async(&mut conn)).await
+    }
+
+    /// Runs one script.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        let mut conn = self.conn.clone();
+        self.run(call.invoke_async(&mut conn)).await
+    }
+
     /// Shared access for entry writes (see `gate`).
     pub(crate) async fn write_gate(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
         self.gate.read().await
@@ -153,30 +217,156 @@ impl Core {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
     }
 
-    /// Refreshes the heartbeat; returns whether the key was still there.
-    async fn beat(&self) -> Result<bool, BackendError> {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
-            .arg(format!("{}{}", self.keys.alive_prefix(), self.owner))
-            .arg(1)
-            .arg("PX")
-            .arg(Self::millis(self.options.owner_ttl))
-            .arg("GET")
-            .cmd("SADD")
-            .arg(self.keys.owners())
-            .arg(&self.owner)
-            .ignore();
-        let (previous,): (Option<String>,) = self.run(pipe.query_async(&mut conn)).await?;
-        Ok(previous.is_some())
+    /// Creates a new owner's heartbeat key and registers the owner.
+    async fn claim(&self, owner: &str) -> Result<(), BackendError> {
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.alive(owner)).arg(1).arg("PX").arg(Self::millis(self.options.owner_ttl)).arg("NX");
+        let created: Option<String> = self.query(&set).await?;
+        if created.is_none() {
+            return Err(BackendError::Unavailable("redis: owner id already taken".to_owned()));
+        }
+        let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.owners()).arg(owner)).await?;
+        Ok(())
     }
 
-    /// Removes the entries of owners whose heartbeat expired.
+    /// Refreshes the heartbeat (never creates it): whether the key was still there, and (on a
+    /// cluster) whether a master restarted or appeared since the last beat.
+    async fn beat(&self) -> Result<Beat, BackendError> {
+        let owner = self.owner();
+        let mut set = redis::cmd("SET");
+        set.arg(self.keys.alive(&owner)).arg(1).arg("PX").arg(Self::millis(self.options.owner_ttl)).arg("XX");
+        let refreshed: Option<String> = self.query(&set).await?;
+        if refreshed.is_some() {
+            // `P:owners` may be on another node that lost it: keep this owner listed.
+            let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.owners()).arg(&*owner)).await?;
+        }
+        let restarted = matches!(self.conn, Conn::Cluster(_)) && self.masters_changed().await;
+        Ok(Beat { present: refreshed.is_some(), restarted })
+    }
+
+    /// Cluster: asks every master for its run id; true if one differs from the last answer (or a
+    /// master is new). No answer is no news.
+    async fn masters_changed(&self) -> bool {
+        let v = self.query::<redis::Value>(redis::cmd("INFO").arg("server")).await;
+        let Ok(redis::Value::Map(answers)) = v else {
+            return false;
+        };
+        let mut now = HashMap::new();
+        for (addr, info) in answers {
+            let (Ok(addr), Ok(info)) = (String::from_redis_value(addr), String::from_redis_value(info))
+            else {
+                return false;
+            };
+            let Some(run_id) = info.lines().find_map(|l| l.strip_prefix("run_id:")) else { return false };
+            now.insert(addr, run_id.trim().to_owned());
+        }
+        let mut masters = self.masters.lock();
+        let changed =
+            masters.as_ref().is_some_and(|before| now.iter().any(|(addr, id)| before.get(addr) != Some(id)));
+        *masters = Some(now);
+        changed
+    }
+
+    /// Lists an entry in its owner's set (before the entry is written, so that a crash in
+    /// between leaves at worst a member naming no entry).
+    pub(crate) async fn add_owned(&self, owner: &str, member: &str) -> Result<(), BackendError> {
+        let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.owned(owner)).arg(member)).await?;
+        Ok(())
+    }
+
+    /// Unlists an entry from this owner's set (after it was removed).
+    pub(crate) async fn remove_owned(&self, owner: &str, member: &str) -> Result<(), BackendError> {
+        let _: i64 = self.query(redis::cmd("SREM").arg(self.keys.owned(owner)).arg(member)).await?;
+        Ok(())
+    }
+
+    /// Which of `owners` are dead. This owner is alive; `fresh` ignores cached alive verdicts.
+    pub(crate) async fn dead_among<'a>(
+        &self,
+        owners: impl IntoIterator<Item = &'a str>,
+        fresh: bool,
+    ) -> Result<HashSet<String>, BackendError> {
+        let me = self.owner();
+        let mut dead = HashSet::new();
+        let mut unknown = Vec::new();
+        {
+            let l = self.liveness.lock();
+            let now = Instant::now();
+            for o in owners {
+                if o == &*me || dead.contains(o) || unknown.contains(&o) {
+                    continue;
+                }
+                if l.dead.contains(o) {
+                    dead.insert(o.to_owned());
+                } else if fresh
+                    || l.alive.get(o).is_none_or(|seen| now.duration_since(*seen) > self.options.heartbeat)
+                {
+                    unknown.push(o);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(dead);
+        }
+        let checks = unknown.iter().map(|o| {
+            let cmd = redis::cmd("EXISTS").arg(self.keys.alive(o)).to_owned();
+            async move { self.query::<i64>(&cmd).await }
+        });
+        let answers = futures_util::future::join_all(checks).await;
+        let mut l = self.liveness.lock();
+        let now = Instant::now();
+        for (o, exists) in unknown.into_iter().zip(answers) {
+            if exists? == 0 {
+                if l.dead.len() >= DEAD_CACHE {
+                    l.dead.clear();
+                }
+                l.dead.insert(o.to_owned());
+                l.alive.remove(o);
+                dead.insert(o.to_owned());
+            } else {
+                l.alive.insert(o.to_owned(), now);
+            }
+        }
+        Ok(dead)
+    }
+
+    /// Removes the entries of owners whose heartbeat expired, using their sets; returns how many
+    /// members were looked at.
     async fn sweep(&self) -> Result<u64, BackendError> {
-        let mut conn = self.conn.clone();
-        let mut call = scripts::SWEEP.prepare_invoke();
-        call.key(self.keys.owners()).arg(self.keys.prefix()).arg(500);
-        self.run(call.invoke_async(&mut conn)).await
+        let owners: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(self.keys.owners())).await?;
+        let dead = self.dead_among(owners.iter().map(String::as_str), true).await?;
+        let mut swept = 0;
+        for o in dead {
+            let members: Vec<String> =
+                self.query(redis::cmd("SPOP").arg(self.keys.owned(&o)).arg(SWEEP_BATCH)).await?;
+            swept += members.len() as u64;
+            let mut by_object: HashMap<(char, &str), Vec<&str>> = HashMap::new();
+            for m in &members {
+                if let Some((kind, key, conn)) = parse_member(m) {
+                    by_object.entry((kind, key)).or_default().push(conn);
+                }
+            }
+            for ((kind, key), conns) in by_object {
+                let (script, keys) = match kind {
+                    'p' => (&*scripts::PRESENCE_PRUNE, crate::presence::keys(self, key).to_vec()),
+                    'u' => (&*scripts::USERS_PRUNE, crate::users::keys(self, key).to_vec()),
+                    _ => continue,
+                };
+                let mut call = script.prepare_invoke();
+                call.key(keys);
+                for conn in conns {
+                    call.arg(conn).arg(&o);
+                }
+                let _: i64 = self.invoke(&call).await?;
+            }
+            if members.len() < SWEEP_BATCH {
+                let left: i64 = self.query(redis::cmd("SCARD").arg(self.keys.owned(&o))).await?;
+                if left == 0 {
+                    let _: i64 = self.query(redis::cmd("SREM").arg(self.keys.owners()).arg(&o)).await?;
+                }
+            }
+        }
+        Ok(swept)
     }
 
     pub(crate) fn remember_presence(&self, key: &str, conn: &str, info: Bytes) {
@@ -202,10 +392,25 @@ impl Core {
         self.mirror.lock().users.remove(&(user.to_owned(), conn.to_owned()));
     }
 
-    /// Writes this owner's entries again (Redis lost them, or another owner swept them while
-    /// this one was cut off).
-    async fn rewrite(&self) -> Result<usize, BackendError> {
+    /// Takes a new owner id (the current one is dead for good: its heartbeat key was gone) and
+    /// writes this owner's entries again under it.
+    async fn renew(&self) -> Result<usize, BackendError> {
         let _gate = self.gate.write().await;
+        let owner = new_owner();
+        self.claim(&owner).await?;
+        let old = std::mem::replace(&mut *self.owner.lock(), owner);
+        self.liveness.lock().dead.insert(old.to_string());
+        self.rewrite().await
+    }
+
+    /// Writes this owner's entries again under the same owner id (a master lost some of them).
+    async fn rewrite_all(&self) -> Result<usize, BackendError> {
+        let _gate = self.gate.write().await;
+        self.rewrite().await
+    }
+
+    /// Writes this owner's entries again (call with the gate held exclusively).
+    async fn rewrite(&self) -> Result<usize, BackendError> {
         let (mut presence, mut users) = {
             let m = self.mirror.lock();
             let p: Vec<_> =
@@ -227,40 +432,65 @@ impl Core {
     }
 }
 
+/// What a heartbeat found.
+struct Beat {
+    /// The heartbeat key was still there (else this owner id is dead).
+    present: bool,
+    /// A cluster master restarted or appeared (it may have lost entries of this owner).
+    restarted: bool,
+}
+
 async fn heartbeat(weak: Weak<Core>) {
     let interval = match weak.upgrade() {
         Some(core) => core.options.heartbeat,
         None => return,
     };
-    // A rewrite is owed when the heartbeat was found missing and rewriting failed.
-    let mut owed = false;
+    // Owed when found necessary and not done yet (Redis failed meanwhile).
+    let (mut owed_renew, mut owed_rewrite) = (false, false);
     loop {
         tokio::time::sleep(interval).await;
         let Some(core) = weak.upgrade() else { return };
-        match core.beat().await {
-            Ok(present) => {
-                if !present || owed {
-                    if !present {
-                        tracing::warn!(owner = %core.owner, "heartbeat key was gone: writing this node's entries again");
-                    }
-                    match core.rewrite().await {
-                        Ok(n) => {
-                            owed = false;
-                            tracing::debug!(entries = n, "entries written again");
-                        }
-                        Err(e) => {
-                            owed = true;
-                            tracing::warn!(error = %e, "could not write this node's entries again");
-                        }
+        if !owed_renew {
+            match core.beat().await {
+                Ok(Beat { present: true, restarted }) => {
+                    if restarted {
+                        tracing::warn!("a Redis master restarted: writing this node's entries again");
+                        owed_rewrite = true;
                     }
                 }
-                match core.sweep().await {
-                    Ok(0) => {}
-                    Ok(n) => tracing::debug!(entries = n, "swept entries of dead nodes"),
-                    Err(e) => tracing::warn!(error = %e, "could not sweep dead nodes"),
+                Ok(Beat { present: false, .. }) => {
+                    tracing::warn!(owner = %core.owner(), "heartbeat key was gone: writing this node's entries again under a new owner id");
+                    owed_renew = true;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                    continue;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        let result = if owed_renew {
+            core.renew().await
+        } else if owed_rewrite {
+            core.rewrite_all().await
+        } else {
+            Ok(0)
+        };
+        match result {
+            Ok(n) => {
+                if owed_renew || owed_rewrite {
+                    tracing::debug!(entries = n, owner = %core.owner(), "entries written again");
+                }
+                (owed_renew, owed_rewrite) = (false, false);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not write this node's entries again");
+                continue;
+            }
+        }
+        match core.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(entries = n, "swept entries of dead nodes"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep dead nodes"),
         }
     }
 }
@@ -275,11 +505,35 @@ mod tests {
         assert_eq!(k.topic_channel("chat/a"), b"sb:t:chat/a");
         assert_eq!(k.node_channel("n1"), b"sb:n:n1");
         assert_eq!(k.broadcast_channel(), b"sb:b");
-        assert_eq!(k.presence("~directory"), "sb:p:{~directory}");
-        assert_eq!(k.user("ada"), "sb:u:{ada}");
-        assert_eq!(k.history("chat/a"), "sb:h:{chat/a}");
-        // The sweep script parses KIND LEN ':' KEY CONN; a key may contain ':' and digits.
+        assert_eq!(k.presence("~directory"), "{sb:p:~directory}");
+        assert_eq!(k.user("ada"), "{sb:u:ada}");
+        assert_eq!(k.history("chat/a"), "{sb:h:chat/a}");
+        assert_eq!(k.alive("o1"), "{sb:o:o1}:a");
+        assert_eq!(k.owned("o1"), "{sb:o:o1}:e");
+        // A key may contain ':' and digits.
         assert_eq!(member('p', "chat:1/a", "c.7"), "p8:chat:1/ac.7");
         assert_eq!(member('u', "", "c"), "u0:c");
+        assert_eq!(parse_member("p8:chat:1/ac.7"), Some(('p', "chat:1/a", "c.7")));
+        assert_eq!(parse_member("u0:c"), Some(('u', "", "c")));
+        assert_eq!(parse_member("u9:c"), None);
+        assert_eq!(parse_member("x"), None);
+    }
+
+    /// Every key of one object is in one hash slot, whatever the name holds.
+    #[test]
+    fn one_slot_per_object() {
+        fn tag(key: &str) -> &str {
+            let open = key.find('{').unwrap();
+            let close = open + 1 + key[open + 1..].find('}').unwrap();
+            assert!(close > open + 1, "a non-empty hash tag in {key}");
+            &key[open + 1..close]
+        }
+        let k = Keys::new("sb");
+        for name in ["chat/a", "", "}", "{", "a}b{c}", "{x}"] {
+            for base in [k.presence(name), k.user(name), k.history(name), k.alive(name), k.owned(name)] {
+                let base = base.trim_end_matches(":a").trim_end_matches(":e");
+                assert_eq!(tag(&format!("{base}:z")), tag(&format!("{base}:n")), "{base}");
+            }
+        }
     }
 }

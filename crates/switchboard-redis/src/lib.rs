@@ -1,36 +1,68 @@
 //! # switchboard-redis
 //!
-//! The Redis backend of Switchboard: several servers on one Redis behave as one. It implements the
-//! four contracts of [`switchboard_core`] and nothing else — it never sees a socket, a handler or a
-//! protocol message.
+//! The Redis backend of Switchboard: several servers on one Redis, or on one Redis Cluster,
+//! behave as one. It implements the four contracts of [`switchboard_core`] and nothing else — it
+//! never sees a socket, a handler or a protocol message.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), switchboard_redis::ConnectError> {
 //! use switchboard_redis::{RedisBackends, RedisOptions};
+//! // One Redis:
 //! let backends = RedisBackends::connect("redis://127.0.0.1:6379", RedisOptions::default()).await?;
+//! // A Redis Cluster, given by one or more seed nodes:
+//! let backends = RedisBackends::connect(
+//!     "redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
+//!     RedisOptions::default(),
+//! )
+//! .await?;
 //! // Server::builder().backends(backends) ...
 //! # let _ = backends;
 //! # Ok(()) }
 //! ```
 //!
+//! ## Which Redis
+//!
+//! - `redis://[user:password@]host:port[/db]` (anything [`redis::Client::open`] takes): one Redis
+//!   (with replicas or Sentinel in front if needed). Pub/sub is `SUBSCRIBE`/`PUBLISH`.
+//! - `redis+cluster://[user:password@]host:port[,host:port…]`: a Redis Cluster (Redis ≥ 7, for
+//!   sharded pub/sub). The seeds are only where to start: the client learns every master from
+//!   them and follows slot moves. Pub/sub is sharded (`SSUBSCRIBE`/`SPUBLISH`), so a publication
+//!   crosses only the master of its channel's slot; every Lua script touches one slot. The prefix
+//!   must not contain `{` or `}`. `rediss+cluster://` (TLS) is refused: this build has no TLS.
+//!
+//! Both use the same keys and the same code paths; only the pub/sub commands differ.
+//!
 //! Key names below use `P` for [`RedisOptions::prefix`]; `{…}` in a key is a literal Redis hash
-//! tag (`sb:h:{chat/lobby}:m`), so that the keys of one topic, presence key or user stay together.
+//! tag: all keys of one topic, presence key, user or owner share one, so they live in one slot.
 //!
 //! | contract | Redis data | notes |
 //! |---|---|---|
-//! | [`Broker`](switchboard_core::Broker) | pub/sub: `P:t:TOPIC` per topic (subscribed only while the node has local subscribers), `P:n:NODE` per node, `P:b` for broadcasts | one dedicated pub/sub connection read by one task, in arrival order; reconnects and resubscribes by itself; publishes on a multiplexed connection (concurrent callers are pipelined); `send` to a node nobody listens for is `NoSuchNode` |
-//! | [`History`](switchboard_core::History) | per topic a hash `P:h:{TOPIC}:m` (epoch, seq) and a stream `P:h:{TOPIC}:s` with entry ids `SEQ-1` | every call is one Lua script, so sequence numbers are consecutive across nodes; exact `MAXLEN`; TTL per entry (filtered on read, and the keys expire after inactivity); a lost hash means a new epoch |
-//! | [`Presence`](switchboard_core::Presence) | per key a sorted set `P:p:{KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner) | entries of an owner whose heartbeat expired are dropped when read, and swept |
-//! | [`Users`](switchboard_core::Users) | per user a sorted set `P:u:{USER}:z` (registration order) and a hash `…:h` (conn → owner and node) | the cap and its policy are applied by one Lua script; connections of dead owners neither count nor are listed |
+//! | [`Broker`](switchboard_core::Broker) | channels `P:t:TOPIC` per topic (subscribed only while the node has local subscribers), `P:n:NODE` per node, `P:b` for broadcasts | one subscriber connection read by one task, in arrival order; resubscribes by itself after a reconnection (cluster: also when a master drops a channel whose slot moved); publishes in batches, one pipeline per round trip (one Redis), or as concurrent requests pipelined per master (cluster); `send` to a node nobody listens for is `NoSuchNode` |
+//! | [`History`](switchboard_core::History) | per topic a hash `{P:h:TOPIC}:m` (epoch, seq) and a stream `{P:h:TOPIC}:s` with entry ids `SEQ-1` | every call is one Lua script, so sequence numbers are consecutive across nodes; exact `MAXLEN`; TTL per entry (filtered on read, and the keys expire after inactivity); a lost hash means a new epoch |
+//! | [`Presence`](switchboard_core::Presence) | per key a sorted set `{P:p:KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner) | entries of dead owners are dropped when read, and swept |
+//! | [`Users`](switchboard_core::Users) | per user a sorted set `{P:u:USER}:z` (registration order) and a hash `…:h` (conn → owner and node) | the cap and its policy are applied by one Lua script; connections of dead owners neither count nor are listed |
 //!
 //! ## Liveness
 //!
-//! Each [`RedisBackends::connect`] is one *owner*: it refreshes `P:alive:OWNER` every
-//! [`RedisOptions::heartbeat`] with a TTL of [`RedisOptions::owner_ttl`]. Presence and user entries
-//! record their owner; reading them drops (and deletes) the entries of owners whose heartbeat is
-//! gone, and every owner periodically sweeps the entries of dead owners, so a crashed node leaves
-//! no zombies. When an owner finds its own heartbeat key missing (Redis restarted or flushed, or it
-//! was cut off for longer than the TTL) it writes its live entries again.
+//! Each [`RedisBackends::connect`] is one *owner* with a random id. Its heartbeat key
+//! `{P:o:OWNER}:a` is created once (`SET NX`) and then refreshed every [`RedisOptions::heartbeat`]
+//! with a TTL of [`RedisOptions::owner_ttl`], but never created again (`SET XX`): an owner id
+//! whose key expired or was lost is dead for good. Presence and user entries record their owner,
+//! and each owner lists its entries in `{P:o:OWNER}:e` and itself in `P:owners`.
+//!
+//! No script reads a heartbeat key (that would cross slots on a cluster). Reading presence or a
+//! user's connections returns entries with their owners; the owners' heartbeat keys are checked
+//! (alive verdicts cached for one heartbeat interval, dead ones for good) and entries of dead
+//! owners are dropped and deleted. Registering with a cap first checks the owners of the user's
+//! entries, then one script on the user's slot drops the dead owners' entries and applies the
+//! cap; an owner it was not told about counts as alive, so a race can make the cap stricter,
+//! never looser. Every owner periodically sweeps the sets of dead owners, so a crashed node
+//! leaves no zombies even in keys nobody reads.
+//!
+//! When an owner finds its heartbeat key gone (Redis restarted or flushed, or it was cut off for
+//! longer than the TTL), it takes a new owner id and writes its live entries again. On a cluster
+//! it also compares the masters' run ids at each heartbeat: when a master restarted (it may have
+//! lost entries in its slots), it writes its entries again.
 //!
 //! ## Failures
 //!
@@ -38,14 +70,9 @@
 //! here panics on a Redis error. A publication that cannot reach Redis is an error to the caller.
 //! Publications sent while a node's subscription connection is down are lost for that node
 //! (at-most-once); history sequence numbers let the framework and clients see the gap.
-//!
-//! ## Not supported
-//!
-//! Redis Cluster (sharded pub/sub, `SSUBSCRIBE`/`SPUBLISH`): keys of one topic or user already
-//! share a hash tag, but the liveness checks read other owners' heartbeat keys from inside
-//! scripts, which a cluster would refuse. Use one Redis (with replicas/Sentinel in front if needed).
 
 mod broker;
+mod conn;
 mod core;
 mod history;
 mod presence;
@@ -139,6 +166,9 @@ pub enum ConnectError {
     /// Redis did not answer.
     #[error("Redis is unreachable: {0}")]
     Unreachable(String),
+    /// The options cannot work with this Redis (e.g. a prefix with `{` or `}` on a cluster).
+    #[error("invalid Redis options: {0}")]
+    InvalidOptions(String),
 }
 
 /// Builds [`Backends`] on Redis.
@@ -146,17 +176,26 @@ pub enum ConnectError {
 pub struct RedisBackends;
 
 impl RedisBackends {
-    /// Connects to `url` (`redis://[user:password@]host:port[/db]`) and returns the four backends.
+    /// Connects to `url` and returns the four backends: `redis://[user:password@]host:port[/db]`
+    /// for one Redis, `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis
+    /// Cluster (sharded pub/sub; see the crate documentation).
     ///
     /// Fails if Redis does not answer now; afterwards the backends reconnect by themselves.
     ///
     /// # Errors
     ///
-    /// [`ConnectError`] if the URL is invalid or Redis is unreachable.
+    /// [`ConnectError`] if the URL is invalid (`rediss+cluster://` included: no TLS in this
+    /// build), Redis is unreachable, or the prefix contains `{` or `}` on a cluster.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
-        let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-        let core = core::Core::connect(client.clone(), options).await?;
-        let broker = broker::RedisBroker::start(client, core.clone()).await?;
+        let target = conn::Target::parse(url)?;
+        if target.is_cluster() && options.prefix.contains(['{', '}']) {
+            return Err(ConnectError::InvalidOptions(
+                "on a Redis Cluster the prefix must not contain '{' or '}' (it is part of every hash tag)"
+                    .to_owned(),
+            ));
+        }
+        let core = core::Core::connect(&target, options).await?;
+        let broker = broker::RedisBroker::start(&target, core.clone()).await?;
         Ok(Backends {
             broker: Arc::new(broker),
             history: Arc::new(history::RedisHistory::new(core.clone())),

@@ -1,8 +1,10 @@
 //! The Lua scripts (sent with EVALSHA; `redis::Script` loads them again after a Redis restart).
 //!
-//! Liveness: an *owner* (one `RedisBackends::connect`) keeps `{prefix}:alive:{owner}` alive; its
-//! presence and user entries name it, and are listed in its set `{prefix}:o:{owner}` as
-//! `KIND LEN ':' KEY CONN` (see `core::member`) so that a dead owner's entries can be swept.
+//! Every script touches the keys of ONE hash slot (one topic, one presence key or one user:
+//! their keys share a hash tag), so that they run on a Redis Cluster as on one Redis. No script
+//! reads another owner's heartbeat: liveness is decided by the caller (see `core`), and a script
+//! is told which owners are dead — a verdict that is final, since an owner id never comes back
+//! once its heartbeat key expired.
 
 use std::sync::LazyLock;
 
@@ -15,16 +17,6 @@ local function tomap(t)
   for k = 1, #t, 2 do m[t[k]] = t[k + 1] end
   return m
 end
-local alive_cache = {}
-local function alive(prefix, me, o)
-  if o == me then return true end
-  local a = alive_cache[o]
-  if a == nil then
-    a = redis.call('EXISTS', prefix .. o) == 1
-    alive_cache[o] = a
-  end
-  return a
-end
 local function owner_of(v)
   return string.match(v, '^([^\n]*)\n')
 end
@@ -34,44 +26,40 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}{body}"))
 }
 
-/// KEYS: z, i, w, n, owned-set-of-owner. ARGV: conn, info, owner, member, owned-prefix.
+/// KEYS: z, i, w, n. ARGV: conn, info, owner.
 pub(crate) static PRESENCE_JOIN: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, i, w, n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local conn, owner, member = ARGV[1], ARGV[3], ARGV[4]
-local prev = redis.call('HGET', w, conn)
-if prev and prev ~= owner then redis.call('SREM', ARGV[5] .. prev, member) end
+local conn = ARGV[1]
 if not redis.call('ZSCORE', z, conn) then
   redis.call('ZADD', z, redis.call('INCR', n), conn)
 end
 redis.call('HSET', i, conn, ARGV[2])
-redis.call('HSET', w, conn, owner)
-redis.call('SADD', KEYS[5], member)
+redis.call('HSET', w, conn, ARGV[3])
 return 1
 ",
     )
 });
 
-/// KEYS: z, i, w, n. ARGV: conn, member, owned-prefix.
+/// KEYS: z, i, w, n. ARGV: conn. Returns the entry's owner (or nil).
 pub(crate) static PRESENCE_LEAVE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, i, w, n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local conn = ARGV[1]
 local prev = redis.call('HGET', w, conn)
-if prev then redis.call('SREM', ARGV[3] .. prev, ARGV[2]) end
 redis.call('ZREM', z, conn)
 redis.call('HDEL', i, conn)
 redis.call('HDEL', w, conn)
 if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, i, w, n) end
-return 1
+return prev
 ",
     )
 });
 
-/// KEYS: z, i, w, n. ARGV: alive-prefix, owned-prefix, member-prefix, me.
-/// Returns conn, info, conn, info… in join order; drops entries of dead owners.
+/// KEYS: z, i, w, n. Returns conn, info, owner, conn, info, owner… in join order (an entry
+/// without info or owner is dropped).
 pub(crate) static PRESENCE_LIST: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -84,14 +72,14 @@ local out = {}
 for _, c in ipairs(conns) do
   local o = owners[c]
   local info = infos[c]
-  if o and info and alive(ARGV[1], ARGV[4], o) then
+  if o and info then
     out[#out + 1] = c
     out[#out + 1] = info
+    out[#out + 1] = o
   else
     redis.call('ZREM', z, c)
     redis.call('HDEL', i, c)
     redis.call('HDEL', w, c)
-    if o then redis.call('SREM', ARGV[2] .. o, ARGV[3] .. c) end
   end
 end
 if #out == 0 then redis.call('DEL', z, i, w, n) end
@@ -100,30 +88,48 @@ return out
     )
 });
 
-/// KEYS: z, h, n, owned-set-of-owner. ARGV: conn, node, owner, cap (0: none), policy (`e`|`r`),
-/// alive-prefix, owned-prefix, member-prefix.
+/// KEYS: z, i, w, n. ARGV: conn, owner, conn, owner… — removes each entry still owned by that
+/// (dead) owner. Returns how many went.
+pub(crate) static PRESENCE_PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local z, i, w, n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local gone = 0
+for k = 1, #ARGV, 2 do
+  local c = ARGV[k]
+  if redis.call('HGET', w, c) == ARGV[k + 1] then
+    redis.call('ZREM', z, c)
+    redis.call('HDEL', i, c)
+    redis.call('HDEL', w, c)
+    gone = gone + 1
+  end
+end
+if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, i, w, n) end
+return gone
+",
+    )
+});
+
+/// KEYS: z, h, n. ARGV: conn, node, owner, cap (0: none), policy (`e`|`r`), dead owners….
+/// Entries of the dead owners are dropped; every other entry counts against the cap.
 /// Returns `{'ok', evicted conn, its node, …}` or `{'limit'}`.
 pub(crate) static USERS_REGISTER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, h, n = KEYS[1], KEYS[2], KEYS[3]
 local conn, node, owner, cap, policy = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local ap, op, mp = ARGV[6], ARGV[7], ARGV[8]
+local dead = {}
+for k = 6, #ARGV do dead[ARGV[k]] = true end
 local vals = tomap(redis.call('HGETALL', h))
 local function remove(c)
-  local v = vals[c]
   redis.call('ZREM', z, c)
   redis.call('HDEL', h, c)
-  if v then
-    local o = owner_of(v)
-    if o then redis.call('SREM', op .. o, mp .. c) end
-  end
 end
 local live = {}
 for _, c in ipairs(redis.call('ZRANGE', z, 0, -1)) do
   local v = vals[c]
   local o = v and owner_of(v)
-  if c ~= conn and o and alive(ap, owner, o) then
+  if c ~= conn and o and not dead[o] then
     live[#live + 1] = c
   else
     remove(c)
@@ -141,32 +147,27 @@ if cap > 0 and #live >= cap then
 end
 redis.call('ZADD', z, redis.call('INCR', n), conn)
 redis.call('HSET', h, conn, owner .. '\n' .. node)
-redis.call('SADD', KEYS[4], mp .. conn)
 return out
 ",
     )
 });
 
-/// KEYS: z, h, n. ARGV: conn, owned-prefix, member.
+/// KEYS: z, h, n. ARGV: conn. Returns the entry's owner (or nil).
 pub(crate) static USERS_UNREGISTER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, h, n = KEYS[1], KEYS[2], KEYS[3]
 local v = redis.call('HGET', h, ARGV[1])
-if v then
-  local o = owner_of(v)
-  if o then redis.call('SREM', ARGV[2] .. o, ARGV[3]) end
-end
 redis.call('ZREM', z, ARGV[1])
 redis.call('HDEL', h, ARGV[1])
 if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, h, n) end
-return 1
+if v then return owner_of(v) end
+return nil
 ",
     )
 });
 
-/// KEYS: z, h, n. ARGV: alive-prefix, owned-prefix, member-prefix, me.
-/// Returns conn, node, conn, node… in registration order; drops entries of dead owners.
+/// KEYS: z, h, n. Returns conn, node, owner, conn, node, owner… in registration order.
 pub(crate) static USERS_LIST: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -178,13 +179,13 @@ local out = {}
 for _, c in ipairs(conns) do
   local v = vals[c]
   local o = v and owner_of(v)
-  if o and alive(ARGV[1], ARGV[4], o) then
+  if o then
     out[#out + 1] = c
     out[#out + 1] = string.match(v, '\n(.*)$') or ''
+    out[#out + 1] = o
   else
     redis.call('ZREM', z, c)
     redis.call('HDEL', h, c)
-    if o then redis.call('SREM', ARGV[2] .. o, ARGV[3] .. c) end
   end
 end
 if #out == 0 then redis.call('DEL', z, h, n) end
@@ -193,52 +194,24 @@ return out
     )
 });
 
-/// KEYS: owners. ARGV: prefix, batch. Removes the entries of owners whose heartbeat expired
-/// (at most about `batch` per call); returns how many were looked at.
-pub(crate) static SWEEP: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: z, h, n. ARGV: conn, owner, conn, owner… — removes each entry still owned by that
+/// (dead) owner. Returns how many went.
+pub(crate) static USERS_PRUNE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
-local p = ARGV[1]
-local batch = tonumber(ARGV[2])
-local swept = 0
-for _, o in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if swept >= batch then break end
-  if redis.call('EXISTS', p .. ':alive:' .. o) == 0 then
-    local set = p .. ':o:' .. o
-    for _, m in ipairs(redis.call('SPOP', set, batch)) do
-      local kind, len = string.match(m, '^(%a)(%d+):')
-      if kind then
-        local start = 3 + #len
-        local key = string.sub(m, start, start + tonumber(len) - 1)
-        local conn = string.sub(m, start + tonumber(len))
-        if kind == 'p' then
-          local b = p .. ':p:{' .. key .. '}'
-          if redis.call('HGET', b .. ':w', conn) == o then
-            redis.call('ZREM', b .. ':z', conn)
-            redis.call('HDEL', b .. ':i', conn)
-            redis.call('HDEL', b .. ':w', conn)
-            if redis.call('ZCARD', b .. ':z') == 0 then
-              redis.call('DEL', b .. ':z', b .. ':i', b .. ':w', b .. ':n')
-            end
-          end
-        elseif kind == 'u' then
-          local b = p .. ':u:{' .. key .. '}'
-          local v = redis.call('HGET', b .. ':h', conn)
-          if v and owner_of(v) == o then
-            redis.call('ZREM', b .. ':z', conn)
-            redis.call('HDEL', b .. ':h', conn)
-            if redis.call('ZCARD', b .. ':z') == 0 then
-              redis.call('DEL', b .. ':z', b .. ':h', b .. ':n')
-            end
-          end
-        end
-      end
-      swept = swept + 1
-    end
-    if redis.call('SCARD', set) == 0 then redis.call('SREM', KEYS[1], o) end
+local z, h, n = KEYS[1], KEYS[2], KEYS[3]
+local gone = 0
+for k = 1, #ARGV, 2 do
+  local c = ARGV[k]
+  local v = redis.call('HGET', h, c)
+  if v and owner_of(v) == ARGV[k + 1] then
+    redis.call('ZREM', z, c)
+    redis.call('HDEL', h, c)
+    gone = gone + 1
   end
 end
-return swept
+if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, h, n) end
+return gone
 ",
     )
 });

@@ -57,9 +57,9 @@ async fn entries_of_a_dead_node_disappear() {
     let swept = eventually(Duration::from_secs(3), async || {
         let mut c =
             redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{p}:*")).query_async(&mut c).await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("*{p}:*")).query_async(&mut c).await.unwrap();
         !keys.iter().any(|k| k.contains("~directory"))
-            && keys.iter().filter(|k| k.starts_with(&format!("{p}:o:"))).count() == 1
+            && keys.iter().filter(|k| k.starts_with(&format!("{{{p}:o:")) && k.ends_with(":e")).count() == 1
     })
     .await;
     assert!(swept, "the sweep removed the dead node's directory entry and its set");
