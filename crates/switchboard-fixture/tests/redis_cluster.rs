@@ -48,19 +48,18 @@ impl RedisCluster {
             std::env::temp_dir().join(format!("sb-fixture-cluster-{}-{:08x}", std::process::id(), seed()));
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let mut cluster = RedisCluster { dir, ports: Vec::new(), children: Vec::new() };
-        // Ports ≤ 55535 whose cluster bus port (+10000) is free too.
+        // Ports ≤ 55535 whose cluster bus port (+10000) is free too; a port may be taken between
+        // the check and redis-server's bind, then another is tried.
         let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
         let mut tries = 0;
         while cluster.ports.len() < 3 {
             tries += 1;
             assert!(tries < 1000, "no free port pairs for a cluster");
-            let p = 20_000 + u16::try_from(seed() % 35_535).expect("in range");
-            if !cluster.ports.contains(&p) && free(p) && free(p + 10_000) {
-                cluster.ports.push(p);
+            let port = 20_000 + u16::try_from(seed() % 35_535).expect("in range");
+            if cluster.ports.contains(&port) || !free(port) || !free(port + 10_000) {
+                continue;
             }
-        }
-        for port in cluster.ports.clone() {
-            let child = Command::new("redis-server")
+            let mut child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
                 .arg("--cluster-config-file")
                 .arg(cluster.dir.join(format!("nodes-{port}.conf")))
@@ -71,11 +70,24 @@ impl RedisCluster {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-server must be installed (Debian package redis-server)");
-            cluster.children.push(child);
             let deadline = Instant::now() + Duration::from_secs(10);
-            while !answers(port) {
-                assert!(Instant::now() < deadline, "redis-server did not answer PING on port {port}");
+            // The answer must come from this process, not another one on the same port.
+            let pid = child.id();
+            let ours = || {
+                answers(port)
+                    && redis_cli(&["-p", &port.to_string(), "info", "server"])
+                        .contains(&format!("process_id:{pid}\r"))
+            };
+            while !ours() && Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            if ours() {
+                cluster.ports.push(port);
+                cluster.children.push(child);
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("redis-server did not start on port {port}; trying another");
             }
         }
         let addrs: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();

@@ -14,7 +14,8 @@
 //! library resubscribes a node's channels when it reconnects to it; on top of that a maintenance
 //! task compares the channels wanted with the ones Redis confirmed (`ssubscribe`/`sunsubscribe`
 //! pushes) and subscribes again what is missing — a subscription that failed, or that a master
-//! dropped because its slot moved — and pings every master.
+//! dropped because its slot moved — and, once per heartbeat interval, subscribes again to every
+//! wanted channel (idempotent; it repairs losses nobody reported) and pings every master.
 //!
 //! Publishing: on one Redis a writer task sends what publishers queued as one pipeline per
 //! round trip (`write`); on a cluster each publication is a request on the cluster connection,
@@ -264,23 +265,34 @@ async fn write(core: Arc<Core>, mut queue: tokio::sync::mpsc::UnboundedReceiver<
     }
 }
 
-/// SSUBSCRIBE / SUNSUBSCRIBE, one channel at a time (channels of different slots may live on
-/// different masters). Every channel is tried; the first error is returned. A wanted channel
-/// that failed stays wanted: the maintenance task subscribes to it later.
+/// SSUBSCRIBE / SUNSUBSCRIBE, one command per channel (channels of different slots may live on
+/// different masters), all at once, so that a master that is down costs one timeout, not one per
+/// channel. Every channel is tried; the first error is returned. A wanted channel that failed
+/// stays wanted: the maintenance task subscribes to it later.
 async fn cluster_command(
     shared: &Shared,
     conn: &ClusterConnection,
     subscribe: bool,
     channels: &[Vec<u8>],
 ) -> Result<(), BackendError> {
-    let mut result = Ok(());
-    for channel in channels {
+    let calls = channels.iter().map(|channel| {
         let mut conn = conn.clone();
-        let call = async {
-            if subscribe { conn.ssubscribe(channel).await } else { conn.sunsubscribe(channel).await }
-        };
-        match tokio::time::timeout(shared.timeout, call).await {
-            Ok(Ok(())) => {
+        async move {
+            let call = async {
+                if subscribe { conn.ssubscribe(channel).await } else { conn.sunsubscribe(channel).await }
+            };
+            let result = match tokio::time::timeout(shared.timeout, call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(unavailable(&e)),
+                Err(_) => Err(BackendError::Unavailable("redis: pub/sub command timed out".to_owned())),
+            };
+            (channel, result)
+        }
+    });
+    let mut first_error = Ok(());
+    for (channel, result) in futures_util::future::join_all(calls).await {
+        match result {
+            Ok(()) => {
                 let mut st = shared.state.lock();
                 if subscribe {
                     st.confirmed.insert(channel.clone());
@@ -288,19 +300,14 @@ async fn cluster_command(
                     st.confirmed.remove(channel);
                 }
             }
-            Ok(Err(e)) => {
-                if result.is_ok() {
-                    result = Err(unavailable(&e));
-                }
-            }
-            Err(_) => {
-                if result.is_ok() {
-                    result = Err(BackendError::Unavailable("redis: pub/sub command timed out".to_owned()));
+            Err(e) => {
+                if first_error.is_ok() {
+                    first_error = Err(e);
                 }
             }
         }
     }
-    result
+    first_error
 }
 
 /// Cluster: reads the pushes (messages and subscription changes) in arrival order.
@@ -348,8 +355,9 @@ async fn drive_cluster(
     }
 }
 
-/// Cluster: subscribes again to wanted channels Redis did not confirm, unsubscribes confirmed
-/// channels nobody wants, and pings every master.
+/// Cluster: subscribes again to wanted channels Redis did not confirm (and, once per heartbeat
+/// interval, to every wanted channel), unsubscribes confirmed channels nobody wants, and pings
+/// every master.
 async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
     let Some((every, ping_every)) =
         weak.upgrade().map(|s| (s.ping_every.min(Duration::from_secs(1)), s.ping_every))
@@ -370,7 +378,12 @@ async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
         }
         let Some(shared) = weak.upgrade() else { return };
         let Mode::Cluster(conn) = &shared.mode else { return };
-        if last_ping.elapsed() >= ping_every {
+        // Once per heartbeat interval: ping, and subscribe again to every wanted channel, not only
+        // to those not confirmed. The confirmations can be wrong: the client library may replace
+        // a node's connection (and lose its subscriptions) without telling, which the tests saw
+        // after another master restarted. SSUBSCRIBE of a subscribed channel changes nothing.
+        let full = last_ping.elapsed() >= ping_every;
+        if full {
             last_ping = tokio::time::Instant::now();
             let mut c = conn.clone();
             let ping = redis::cmd("PING");
@@ -383,7 +396,7 @@ async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
         let (missing, extra) = {
             let st = shared.state.lock();
             let missing: Vec<Vec<u8>> =
-                st.routes.keys().filter(|c| !st.confirmed.contains(*c)).cloned().collect();
+                st.routes.keys().filter(|c| full || !st.confirmed.contains(*c)).cloned().collect();
             let extra: Vec<Vec<u8>> =
                 st.confirmed.iter().filter(|c| !st.routes.contains_key(*c)).cloned().collect();
             (missing, extra)

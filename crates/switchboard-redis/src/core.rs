@@ -17,9 +17,11 @@
 //!   `register` checks the owners of the user's entries first (fresh), then runs one script
 //!   on the user's slot that drops the entries of the dead owners and applies the cap; an owner
 //!   it was not told about counts as alive, which can only make the cap stricter, never looser.
-//! - Each owner lists its entries in `{P:o:OWNER}:e` (added before the entry is written) and
+//! - Each owner lists its entries in `{P:o:OWNER}:e` (sent together with the entry's write) and
 //!   registers itself in `P:owners`; every owner sweeps dead owners' sets, removing each listed
-//!   entry with a per-slot script that checks the entry still names the dead owner.
+//!   entry with a per-slot script that checks the entry still names the dead owner. An entry
+//!   whose listing was lost (a crash between the two writes on a cluster, or the master of the
+//!   owner's set restarted empty) is not swept, but readers still drop it once its owner is dead.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -267,8 +269,8 @@ impl Core {
         changed
     }
 
-    /// Lists an entry in its owner's set (before the entry is written, so that a crash in
-    /// between leaves at worst a member naming no entry).
+    /// Lists an entry in its owner's set (sent with the entry's write; a member naming no entry
+    /// is harmless: the sweep checks the entry's owner before removing it).
     pub(crate) async fn add_owned(&self, owner: &str, member: &str) -> Result<(), BackendError> {
         let _: i64 = self.query(redis::cmd("SADD").arg(self.keys.owned(owner)).arg(member)).await?;
         Ok(())
