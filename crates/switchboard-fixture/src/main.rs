@@ -2,7 +2,7 @@
 //! so that clients written against the protocol alone can test themselves against it.
 //!
 //! ```text
-//! switchboard-fixture --listen 127.0.0.1:PORT [--redis redis://HOST:PORT]
+//! switchboard-fixture --listen 127.0.0.1:PORT [--redis redis://HOST:PORT | redis+cluster://HOST:PORT,…]
 //! ```
 //!
 //! With `--redis`, fixtures on the same Redis form one cluster (`switchboard-redis`).
@@ -29,8 +29,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free one; the line `listening on ADDR` tells which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Redis URL: several fixtures on one Redis form a cluster.
-    #[arg(long)]
+    /// Redis URL: several fixtures on one Redis form a cluster (`redis://HOST:PORT`, or
+    /// `redis+cluster://HOST:PORT,…` for a Redis Cluster).
+    #[arg(long, value_name = "URL")]
     redis: Option<String>,
 }
 

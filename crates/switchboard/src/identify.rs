@@ -115,6 +115,9 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
                 heartbeat: u64::try_from(hub.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
             }
         };
+        // In the directory before the welcome (a `~who` right after it lists this connection, on
+        // any node); announced to the others after it, so that no delivery precedes it.
+        let listed = crate::presence::enter_directory(hub, &conn).await;
         respond(&conn, &msg, RawPayload::encode(conn.format, &welcome).map_err(|_| Error::failed()));
         // Groups after the welcome, so that no delivery precedes it.
         for group in groups {
@@ -127,7 +130,9 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
                 Err(e) => tracing::warn!(group, error = %e, "invalid group name at identification"),
             }
         }
-        crate::presence::on_identified(hub, &conn).await;
+        if let Some(peer) = listed {
+            crate::presence::directory_announce(hub, peer, true).await;
+        }
         conn.identifying.store(false, Ordering::Release);
     }))
 }

@@ -67,28 +67,38 @@ async fn spread(hub: &HubInner, local: impl FnOnce(&SharedFrame), msg: NodeMsg, 
 
 /// Announces `peer` to the directory (`~peer`) and records it.
 async fn directory_change(hub: &HubInner, peer: wire::Peer, online: bool) {
+    directory_store(hub, &peer, online).await;
+    directory_announce(hub, peer, online).await;
+}
+
+/// Records `peer` in (or removes it from) the directory.
+async fn directory_store(hub: &HubInner, peer: &wire::Peer, online: bool) {
     let presence = &hub.backends.presence;
     let stored = if online {
-        presence.join(DIRECTORY, &peer.conn, Bytes::from(serde_json::to_vec(&peer).unwrap_or_default())).await
+        presence.join(DIRECTORY, &peer.conn, Bytes::from(serde_json::to_vec(peer).unwrap_or_default())).await
     } else {
         presence.leave(DIRECTORY, &peer.conn).await
     };
     if let Err(e) = stored {
         tracing::warn!(error = %e, "the directory could not be updated");
     }
+}
+
+/// Tells the directory's members, on every node, that `peer` came or went (`~peer`).
+pub(crate) async fn directory_announce(hub: &HubInner, peer: wire::Peer, online: bool) {
     let Some(payload) = json(&wire::PeerChange { peer, online }) else { return };
     let frame = SharedFrame::new(wire::types::PEER, payload.clone());
     let msg = NodeMsg::ToDirectory { kind: wire::types::PEER.to_owned(), payload };
     spread(hub, |f| deliver_to_directory(hub, f), msg, &frame).await;
 }
 
-/// After identification: joins the directory if aliased and available.
-pub(crate) async fn on_identified(hub: &HubInner, conn: &ConnShared) {
-    if listed(conn)
-        && let Some(peer) = peer_of(conn)
-    {
-        directory_change(hub, peer, true).await;
-    }
+/// At identification, before the welcome: records a listed (aliased, available) connection in
+/// the directory, so that `~who` on any node lists it once its client knows it is identified.
+/// Returns the profile to announce after the welcome ([`directory_announce`]).
+pub(crate) async fn enter_directory(hub: &HubInner, conn: &ConnShared) -> Option<wire::Peer> {
+    let peer = peer_of(conn).filter(|_| listed(conn))?;
+    directory_store(hub, &peer, true).await;
+    Some(peer)
 }
 
 /// On disconnect: leaves the directory.
