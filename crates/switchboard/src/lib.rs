@@ -56,6 +56,7 @@ mod fanout;
 mod frame;
 mod handler;
 mod housekeeping;
+mod http1;
 mod hub;
 mod identify;
 mod namespace;
@@ -65,6 +66,7 @@ mod session;
 mod topic;
 mod transport;
 mod upgrade;
+mod ws;
 
 pub use config::{CapPolicy, Config};
 pub use conn::{Conn, Request, RequestError, SendError};

@@ -159,6 +159,9 @@ pub(crate) async fn run<S, T>(
                     Inbound::Closed => break None,
                     Inbound::TooBig => break Some(Ending::protocol(&DecodeError::TooBig)),
                     Inbound::Invalid => break Some(Ending::protocol(&DecodeError::Syntax("UTF-8"))),
+                    Inbound::Refused(code, reason) => {
+                        break Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None });
+                    }
                     Inbound::Control => conn.last_seen.store(hub.now_ms(), Ordering::Relaxed),
                     Inbound::Data { bytes, binary: is_binary } => {
                         conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
