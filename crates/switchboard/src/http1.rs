@@ -120,6 +120,37 @@ fn is(headers: &HeaderMap, name: header::HeaderName, value: &str) -> bool {
     headers.get(name).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(value.as_bytes()))
 }
 
+/// Headers that only drive the handshake itself.
+const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_EXTENSIONS,
+];
+
+/// The request as the connection keeps it: without the handshake's own headers, which mean
+/// nothing once upgraded and cost ~150 bytes each for the connection's lifetime. (The upgrade
+/// hook saw them all.)
+fn without_handshake_headers(request: Arc<UpgradeRequest>) -> UpgradeRequest {
+    let mut request = Arc::try_unwrap(request).unwrap_or_else(|shared| (*shared).clone());
+    let all = std::mem::take(&mut request.headers);
+    let kept = all.keys_len() - HANDSHAKE_HEADERS.iter().filter(|h| all.contains_key(*h)).count();
+    let mut headers = HeaderMap::with_capacity(kept);
+    let mut name = None;
+    for (next, value) in all {
+        // `into_iter` names a header only at its first value.
+        if next.is_some() {
+            name = next;
+        }
+        if let Some(name) = name.as_ref().filter(|n| !HANDSHAKE_HEADERS.contains(n)) {
+            headers.append(name.clone(), value);
+        }
+    }
+    request.headers = headers;
+    request
+}
+
 /// Answers a refused request and closes the connection.
 async fn refuse(tcp: &mut TcpStream, status: StatusCode, body: &str, extra: &str) {
     let response = format!(
@@ -186,15 +217,16 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
             .get(header::SEC_WEBSOCKET_KEY)
             .ok_or((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing"))
     };
-    let key = match check {
-        Ok(key) => key,
+    let accept = match check {
+        Ok(key) => derive_accept_key(key.as_bytes()),
         Err((status, body)) => return refuse(&mut tcp, status, body, "").await,
     };
+    let request = Arc::new(without_handshake_headers(request));
     let protocol =
         if named { format!("sec-websocket-protocol: {}\r\n", format.subprotocol()) } else { String::new() };
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-accept: {}\r\n{protocol}\r\n",
-        derive_accept_key(key.as_bytes()),
+        accept,
     );
     if tcp.write_all(response.as_bytes()).await.is_err() {
         return;
@@ -227,6 +259,16 @@ mod tests {
         let many: String = (0..=MAX_HEADERS).map(|i| format!("h{i}: v\r\n")).collect();
         let raw = format!("GET /ws HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse(raw.as_bytes()).unwrap_err().0, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+
+    #[test]
+    fn the_handshake_headers_are_not_kept() {
+        let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: a=1\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\nCookie: b=2\r\nSec-WebSocket-Protocol: switchboard.v1.json\r\n\r\n";
+        let head = parse(raw).unwrap().unwrap();
+        let kept = without_handshake_headers(Arc::new(UpgradeRequest::new(head.headers, head.uri, None)));
+        let names: Vec<_> = kept.headers.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["host", "cookie", "sec-websocket-protocol"]);
+        assert_eq!(kept.cookie("b"), Some("2"));
     }
 
     #[test]

@@ -61,6 +61,7 @@ mod hub;
 mod identify;
 mod namespace;
 mod presence;
+mod queue;
 mod server;
 mod session;
 mod topic;
