@@ -367,20 +367,27 @@ impl Outbox {
         }
     }
 
-    /// The unwritten bytes, as slices: header and payload of up to `WRITE_FRAMES` frames.
-    fn slices<'a>(&'a self, slices: &mut Vec<IoSlice<'a>>) {
+    /// The unwritten bytes, as slices (header and payload of up to `WRITE_FRAMES` frames);
+    /// returns how many of `slices` it filled.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 2 * WRITE_FRAMES]) -> usize {
+        let mut count = 0;
+        let mut push = |slice: &'a [u8]| {
+            if !slice.is_empty() {
+                slices[count] = IoSlice::new(slice);
+                count += 1;
+            }
+        };
         for (i, frame) in self.frames[self.at..].iter().take(WRITE_FRAMES).enumerate() {
             let skip = if i == 0 { self.offset } else { 0 };
             let head = &frame.head[..usize::from(frame.head_len)];
             if skip < head.len() {
-                slices.push(IoSlice::new(&head[skip..]));
-                if !frame.payload.is_empty() {
-                    slices.push(IoSlice::new(&frame.payload));
-                }
+                push(&head[skip..]);
+                push(&frame.payload);
             } else {
-                slices.push(IoSlice::new(&frame.payload[skip - head.len()..]));
+                push(&frame.payload[skip - head.len()..]);
             }
         }
+        count
     }
 }
 
@@ -442,17 +449,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Writes queued frames until none is left (or the socket would block).
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
+            // On the stack of this call: nothing is allocated to write.
+            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+            let count = self.out.slices(&mut slices);
             let n = if self.io.is_write_vectored() {
-                let mut slices = Vec::with_capacity(2 * WRITE_FRAMES);
-                self.out.slices(&mut slices);
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
             } else {
-                // One contiguous copy on the stack of this call, of what one write may take.
+                // One contiguous copy of what one write may take.
                 let mut scratch = [0u8; SCRATCH];
                 let mut filled = 0;
-                let mut slices = Vec::with_capacity(2 * WRITE_FRAMES);
-                self.out.slices(&mut slices);
-                for slice in &slices {
+                for slice in &slices[..count] {
                     let take = slice.len().min(SCRATCH - filled);
                     scratch[filled..filled + take].copy_from_slice(&slice[..take]);
                     filled += take;

@@ -327,3 +327,71 @@ async fn bytes_received_with_the_upgrade_request_are_decoded() {
         _ => panic!("expected the text frame"),
     }
 }
+
+/// A socket that takes at most `step` bytes per write, vectored or not, and records them.
+struct Trickle {
+    step: usize,
+    vectored: bool,
+    written: Vec<u8>,
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, _: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let n = buf.len().min(self.step);
+        self.written.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut n = 0;
+        for buf in bufs {
+            let take = buf.len().min(self.step - n);
+            self.written.extend_from_slice(&buf[..take]);
+            n += take;
+            if n == self.step {
+                break;
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn partial_writes_resume_where_they_stopped() {
+    for vectored in [true, false] {
+        for step in [1, 3, 7, 200, 10_000] {
+            let mut ws = WebSocket::new(Trickle { step, vectored, written: Vec::new() }, 1024, b"");
+            let mut expected = Vec::new();
+            for i in 0..200usize {
+                let payload = Bytes::from(vec![i as u8; i * 7]);
+                expected.extend(server_frame(OP_BINARY, &payload));
+                assert!(ws.feed(Outbound::Data(payload), true).await);
+            }
+            assert!(ws.flush().await);
+            assert_eq!(ws.io.written, expected, "step {step}, vectored {vectored}");
+            assert!(ws.out.is_empty() && ws.out.bytes == 0);
+        }
+    }
+}
