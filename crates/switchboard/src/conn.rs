@@ -91,7 +91,8 @@ pub(crate) struct ConnShared {
     closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
     killed: AtomicBool,
-    /// Wakes the task when it must stop at once (slow consumer): it may be blocked writing.
+    /// Wakes the task when it must stop at once (slow consumer) while it is blocked writing;
+    /// when it waits for its queue, the queue's interruption wakes it.
     pub(crate) kill: Notify,
     pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
     /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
@@ -203,8 +204,15 @@ impl ConnShared {
         self.closing.store(true, Ordering::Release);
         if !self.killed.swap(true, Ordering::AcqRel) {
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
+            // Wakes the task whether it waits for its queue or is stuck writing.
+            self.queue.interrupt();
             self.kill.notify_one();
         }
+    }
+
+    /// Whether [`ConnShared::kill`] was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_closing(&self) -> bool {

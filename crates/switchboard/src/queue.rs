@@ -22,11 +22,16 @@ struct State<T> {
     items: VecDeque<T>,
     /// Set when the reader is gone: nothing is accepted any more.
     closed: bool,
+    /// Set when the reader must stop at once, whatever is queued (see `interrupt`).
+    interrupted: bool,
 }
 
 impl<T> Queue<T> {
     pub(crate) fn new() -> Self {
-        Self { state: Mutex::new(State { items: VecDeque::new(), closed: false }), ready: Notify::new() }
+        Self {
+            state: Mutex::new(State { items: VecDeque::new(), closed: false, interrupted: false }),
+            ready: Notify::new(),
+        }
     }
 
     /// Appends an item; gives it back if the reader is gone.
@@ -44,8 +49,8 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// Moves up to `limit` items into `buf`, waiting for at least one; 0 once closed and empty.
-    /// Cancel-safe: items are taken only when the call returns.
+    /// Moves up to `limit` items into `buf`, waiting for at least one; 0 once interrupted, or
+    /// closed and empty. Cancel-safe: items are taken only when the call returns.
     pub(crate) async fn recv_many(&self, buf: &mut Vec<T>, limit: usize) -> usize {
         loop {
             let notified = self.ready.notified();
@@ -53,6 +58,9 @@ impl<T> Queue<T> {
             notified.as_mut().enable();
             {
                 let mut state = self.state.lock();
+                if state.interrupted {
+                    return 0;
+                }
                 let n = state.items.len().min(limit);
                 if n > 0 {
                     buf.extend(state.items.drain(..n));
@@ -73,6 +81,13 @@ impl<T> Queue<T> {
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<T> {
         self.state.lock().items.pop_front()
+    }
+
+    /// Makes the reader's `recv_many` return 0 at once, now and from now on, even with items
+    /// queued (the connection is being killed).
+    pub(crate) fn interrupt(&self) {
+        self.state.lock().interrupted = true;
+        self.ready.notify_one();
     }
 
     /// Refuses further items and drops the queued ones (the reader is gone).
@@ -103,6 +118,16 @@ mod tests {
         q.close();
         assert_eq!(q.send(9), Err(9));
         assert_eq!(q.recv_many(&mut buf, 3).await, 0);
+    }
+
+    #[tokio::test]
+    async fn an_interrupt_comes_before_what_is_queued() {
+        let q = Queue::new();
+        q.send(1).unwrap();
+        q.interrupt();
+        let mut buf = Vec::new();
+        assert_eq!(q.recv_many(&mut buf, 3).await, 0);
+        assert!(buf.is_empty());
     }
 
     #[tokio::test]

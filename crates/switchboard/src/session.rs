@@ -118,10 +118,10 @@ pub(crate) async fn run<S, T>(
     let ending: Option<Ending> = loop {
         tokio::select! {
             biased;
-            () = conn.kill.notified() => break Some(killed(&server, &conn)),
+            // A kill (slow consumer) interrupts the queue: 0 before anything queued.
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
-                    break None;
+                    break conn.is_killed().then(|| killed(&server, &conn));
                 }
                 let mut written = 0;
                 let mut close = None;
