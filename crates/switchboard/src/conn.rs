@@ -14,7 +14,7 @@ use serde::Serialize;
 use switchboard_protocol::{
     CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic, encode, wire,
 };
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use crate::queue::Queue;
 use crate::{Config, Error, UpgradeRequest};
@@ -91,9 +91,6 @@ pub(crate) struct ConnShared {
     closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
     killed: AtomicBool,
-    /// Wakes the task when it must stop at once (slow consumer) while it is blocked writing;
-    /// when it waits for its queue, the queue's interruption wakes it.
-    pub(crate) kill: Notify,
     pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
     /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
     pub(crate) last_seen: AtomicU64,
@@ -126,7 +123,6 @@ impl ConnShared {
             queued: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
             kill_reason: Mutex::new(None),
             last_seen: AtomicU64::new(now_ms),
             expires_at: AtomicU64::new(0),
@@ -206,8 +202,12 @@ impl ConnShared {
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
             // Wakes the task whether it waits for its queue or is stuck writing.
             self.queue.interrupt();
-            self.kill.notify_one();
         }
+    }
+
+    /// Resolves once [`ConnShared::kill`] was called (for a task blocked writing).
+    pub(crate) async fn killed(&self) {
+        self.queue.interrupted().await;
     }
 
     /// Whether [`ConnShared::kill`] was called.

@@ -191,7 +191,8 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
         let body = "unknown subprotocol: use switchboard.v1.json or switchboard.v1.msgpack";
         return refuse(&mut tcp, StatusCode::BAD_REQUEST, body, "").await;
     };
-    let request = Arc::new(UpgradeRequest::new(head.headers, head.uri, Some(remote)));
+    let uri = if head.uri == server.endpoint { server.endpoint.clone() } else { head.uri };
+    let request = Arc::new(UpgradeRequest::new(head.headers, uri, Some(remote)));
     if let Some(hook) = &server.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {

@@ -83,6 +83,23 @@ impl<T> Queue<T> {
         Poll::Pending
     }
 
+    /// Waits until the queue is interrupted (for a reader stuck writing: it is not in
+    /// `recv_many` then, so the waker slot is free; items arriving meanwhile wake it for
+    /// nothing, and it waits again).
+    pub(crate) async fn interrupted(&self) {
+        poll_fn(|cx| {
+            let mut state = self.state.lock();
+            if state.interrupted {
+                return Poll::Ready(());
+            }
+            if !state.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                state.reader = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
     /// Takes the next item, if any.
     #[cfg(test)]
     pub(crate) fn try_recv(&self) -> Option<T> {

@@ -205,6 +205,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .flat_map(|ns| ns.topics.iter().map(|r| (r.pattern.clone(), r.options.settings)))
             .collect();
         let node: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+        let endpoint = http::Uri::try_from(self.config.path.as_str()).unwrap_or_default();
         let config = Arc::new(self.config);
         let hub = Arc::new(HubInner {
             node: node.clone(),
@@ -237,6 +238,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 namespaces: compiled,
                 public: self.public.into_iter().collect(),
                 upgrade_hook: self.upgrade_hook,
+                endpoint,
             }),
         })
     }
@@ -248,6 +250,9 @@ pub(crate) struct ServerInner<S> {
     pub(crate) namespaces: Vec<NsRuntime<S>>,
     pub(crate) public: HashMap<String, ReplyHandler<S>>,
     pub(crate) upgrade_hook: Option<UpgradeHook>,
+    /// The endpoint's URI, shared by the upgrade requests that name exactly it (most do), so
+    /// that each connection need not keep a copy.
+    pub(crate) endpoint: http::Uri,
 }
 
 /// A running server. Cheap to clone.

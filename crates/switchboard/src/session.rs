@@ -67,12 +67,15 @@ impl Inflight {
 
     /// Waits for one to finish (cancel-safe); lets go of the set once none is left.
     async fn next(&mut self) -> Option<()> {
-        let set = self.0.as_mut()?;
-        let done = set.next().await;
-        if set.is_empty() {
-            self.0 = None;
-        }
-        done
+        std::future::poll_fn(|cx| {
+            let Some(set) = self.0.as_mut() else { return std::task::Poll::Ready(None) };
+            let done = set.poll_next_unpin(cx);
+            if done.is_ready() && set.is_empty() {
+                self.0 = None;
+            }
+            done
+        })
+        .await
     }
 }
 
@@ -108,13 +111,11 @@ pub(crate) async fn run<S, T>(
     tracing::debug!(format = %conn.format, "connected");
 
     let binary = conn.format.is_binary();
-    let max_inflight = hub.config.max_inflight.max(1);
     let mut inflight = Inflight::default();
     let mut batch = Vec::new();
     let mut draining = false;
     // While shutting down: how long running handlers may still take.
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    let shutdown = hub.shutdown.clone();
     let ending: Option<Ending> = loop {
         tokio::select! {
             biased;
@@ -148,7 +149,7 @@ pub(crate) async fn run<S, T>(
                 // A full socket blocks the write: a kill (slow consumer) must still get through.
                 let (ok, kill) = tokio::select! {
                     ok = write => (ok, false),
-                    () = conn.kill.notified() => (false, true),
+                    () = conn.killed() => (false, true),
                 };
                 // Not kept between batches: an idle connection holds no buffer.
                 batch = Vec::new();
@@ -171,7 +172,7 @@ pub(crate) async fn run<S, T>(
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
             }
-            () = shutdown.cancelled(), if !draining => {
+            () = hub.shutdown.cancelled(), if !draining => {
                 draining = true;
                 if inflight.is_empty() {
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
@@ -183,7 +184,7 @@ pub(crate) async fn run<S, T>(
                 grace = None;
                 conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
             }
-            inbound = transport.recv(), if !draining && inflight.len() < max_inflight => {
+            inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
                 match inbound {
                     Inbound::Closed => break None,
                     Inbound::TooBig => break Some(Ending::protocol(&DecodeError::TooBig)),

@@ -31,10 +31,9 @@ use crate::transport::{Inbound, Outbound, Transport};
 
 /// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
 const SCRATCH: usize = 8 * 1024;
-/// Frames queued before `feed` starts writing on its own.
+/// Frames queued before `feed` starts writing on its own (they are shared `Bytes`, not
+/// copies, so their size does not matter here).
 const FEED_FRAMES: usize = 128;
-/// Bytes queued before `feed` starts writing on its own.
-const FEED_BYTES: usize = 64 * 1024;
 /// Frames handed to one vectored write (two slices each: header and payload).
 const WRITE_FRAMES: usize = 64;
 
@@ -171,12 +170,15 @@ pub(crate) struct Decoder {
     /// A fragmented message in progress (boxed: rare, and large next to the rest).
     partial: Option<Box<Partial>>,
     /// Largest message, in bytes.
-    max: usize,
+    max: u32,
+    /// Where reading stands (kept here, in what would be padding).
+    state: ReadState,
 }
 
 impl Decoder {
     pub(crate) fn new(max: usize) -> Self {
-        Self { buf: BytesMut::new(), partial: None, max }
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        Self { buf: BytesMut::new(), partial: None, max, state: ReadState::Open }
     }
 
     /// Appends received bytes.
@@ -214,7 +216,7 @@ impl Decoder {
             };
             if head.opcode < OP_CLOSE {
                 let before = self.partial.as_ref().map_or(0, |p| p.data.len());
-                if head.len.saturating_add(before as u64) > self.max as u64 {
+                if head.len.saturating_add(before as u64) > u64::from(self.max) {
                     return Some(Event::TooBig);
                 }
                 match (head.opcode, &self.partial) {
@@ -330,29 +332,33 @@ impl OutFrame {
 #[derive(Default)]
 struct Outbox {
     frames: Vec<OutFrame>,
-    /// Index of the first frame not completely written.
-    at: usize,
     /// Bytes of `frames[at]` already written.
     offset: usize,
-    /// Bytes queued and not written.
-    bytes: usize,
+    /// Index of the first frame not completely written.
+    at: u32,
+    /// Our close frame is queued: nothing but it may follow (kept here, in what would be
+    /// padding; it survives the reset when the frames are written).
+    close_sent: bool,
 }
 
 impl Outbox {
     fn push(&mut self, frame: OutFrame) {
-        self.bytes += frame.len();
         self.frames.push(frame);
     }
 
     fn is_empty(&self) -> bool {
-        self.at == self.frames.len()
+        self.at as usize == self.frames.len()
+    }
+
+    /// Frames queued and not completely written.
+    fn len(&self) -> usize {
+        self.frames.len() - self.at as usize
     }
 
     /// Marks `n` more bytes written.
     fn advance(&mut self, mut n: usize) {
-        self.bytes -= n;
         while n > 0 {
-            let left = self.frames[self.at].len() - self.offset;
+            let left = self.frames[self.at as usize].len() - self.offset;
             if n < left {
                 self.offset += n;
                 return;
@@ -363,7 +369,7 @@ impl Outbox {
         }
         if self.is_empty() {
             // Let go of the list (and the payloads went with the frames).
-            *self = Self::default();
+            *self = Self { close_sent: self.close_sent, ..Self::default() };
         }
     }
 
@@ -377,7 +383,7 @@ impl Outbox {
                 count += 1;
             }
         };
-        for (i, frame) in self.frames[self.at..].iter().take(WRITE_FRAMES).enumerate() {
+        for (i, frame) in self.frames[self.at as usize..].iter().take(WRITE_FRAMES).enumerate() {
             let skip = if i == 0 { self.offset } else { 0 };
             let head = &frame.head[..usize::from(frame.head_len)];
             if skip < head.len() {
@@ -408,9 +414,6 @@ pub(crate) struct WebSocket<S> {
     io: S,
     decoder: Decoder,
     out: Outbox,
-    read: ReadState,
-    /// Our close frame is queued: nothing but it may follow.
-    close_sent: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -421,14 +424,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if !received.is_empty() {
             decoder.extend(received);
         }
-        Self { io, decoder, out: Outbox::default(), read: ReadState::Open, close_sent: false }
+        Self { io, decoder, out: Outbox::default() }
     }
 
     fn queue_close(&mut self, code: Option<u16>, reason: &str) {
-        if self.close_sent {
+        if self.out.close_sent {
             return;
         }
-        self.close_sent = true;
+        self.out.close_sent = true;
         let payload = match code {
             None => Bytes::new(),
             Some(code) => {
@@ -483,17 +486,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
         loop {
-            if self.read == ReadState::Done {
+            if self.decoder.state == ReadState::Done {
                 return Poll::Ready(Inbound::Closed);
             }
             // Pongs and close replies go out without waiting for the next batch.
             if !self.out.is_empty()
                 && let Poll::Ready(Err(_)) = self.poll_flush(cx)
             {
-                self.read = ReadState::Done;
+                self.decoder.state = ReadState::Done;
                 return Poll::Ready(Inbound::Closed);
             }
-            if self.read == ReadState::Open
+            if self.decoder.state == ReadState::Open
                 && let Some(event) = self.decoder.decode()
             {
                 return Poll::Ready(self.on_event(event));
@@ -502,14 +505,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let mut buf = ReadBuf::new(&mut scratch);
             match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
                 Ok(()) if !buf.filled().is_empty() => {
-                    if self.read == ReadState::Open {
+                    if self.decoder.state == ReadState::Open {
                         self.decoder.extend(buf.filled());
                     } else {
                         return Poll::Ready(Inbound::Control);
                     }
                 }
                 Ok(()) | Err(_) => {
-                    self.read = ReadState::Done;
+                    self.decoder.state = ReadState::Done;
                     self.decoder.clear();
                     return Poll::Ready(Inbound::Closed);
                 }
@@ -519,13 +522,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn on_event(&mut self, event: Event) -> Inbound {
         let stop = |this: &mut Self, read| {
-            this.read = read;
+            this.decoder.state = read;
             this.decoder.clear();
         };
         match event {
             Event::Message { bytes, binary } => Inbound::Data { bytes, binary },
             Event::Ping(payload) => {
-                if !self.close_sent {
+                if !self.out.close_sent {
                     self.out.push(OutFrame::new(OP_PONG, payload));
                 }
                 Inbound::Control
@@ -565,7 +568,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
             Outbound::Ping => self.out.push(OutFrame::new(OP_PING, Bytes::new())),
             Outbound::Close(code, reason) => self.queue_close(Some(code), reason),
         }
-        if self.out.frames.len() - self.out.at >= FEED_FRAMES || self.out.bytes >= FEED_BYTES {
+        if self.out.len() >= FEED_FRAMES {
             return poll_fn(|cx| self.poll_write_out(cx)).await.is_ok();
         }
         true
