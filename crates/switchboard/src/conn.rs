@@ -14,8 +14,9 @@ use serde::Serialize;
 use switchboard_protocol::{
     CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic, encode, wire,
 };
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use crate::queue::Queue;
 use crate::{Config, Error, UpgradeRequest};
 
 /// Something for a connection's writer.
@@ -27,6 +28,29 @@ pub(crate) enum Out {
     Ping,
     /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
     Close { code: CloseCode, reason: String, bye: bool, jump: Option<String> },
+}
+
+/// The connection task's end of its queue; dropping it closes the queue (later sends fail, as
+/// with a channel whose receiver is gone).
+pub(crate) struct Receiver(Arc<ConnShared>);
+
+impl Receiver {
+    /// Moves up to `limit` queued items into `buf`, waiting for one; cancel-safe.
+    pub(crate) async fn recv_many(&mut self, buf: &mut Vec<Out>, limit: usize) -> usize {
+        self.0.queue.recv_many(buf, limit).await
+    }
+
+    /// The next queued item, if any.
+    #[cfg(test)]
+    pub(crate) fn try_recv(&mut self) -> Option<Out> {
+        self.0.queue.try_recv()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.0.queue.close();
+    }
 }
 
 /// A per-connection inbound filter (see [`Conn::add_filter`]).
@@ -61,14 +85,12 @@ pub(crate) struct ConnShared {
     pub(crate) config: Arc<Config>,
     pub(crate) upgrade: Arc<UpgradeRequest>,
     /// The writer's queue; its byte size is tracked in `queued` (the queue is bounded in bytes).
-    tx: mpsc::UnboundedSender<Out>,
+    queue: Queue<Out>,
     pub(crate) queued: AtomicUsize,
     /// Set once a close was requested; nothing is queued after.
     closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
     killed: AtomicBool,
-    /// Wakes the task when it must stop at once (slow consumer): it may be blocked writing.
-    pub(crate) kill: Notify,
     pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
     /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
     pub(crate) last_seen: AtomicU64,
@@ -91,18 +113,16 @@ impl ConnShared {
         config: Arc<Config>,
         upgrade: Arc<UpgradeRequest>,
         now_ms: u64,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Out>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (Arc<Self>, Receiver) {
         let shared = Arc::new(Self {
             id,
             format,
             config,
             upgrade,
-            tx,
+            queue: Queue::new(),
             queued: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
             kill_reason: Mutex::new(None),
             last_seen: AtomicU64::new(now_ms),
             expires_at: AtomicU64::new(0),
@@ -113,6 +133,7 @@ impl ConnShared {
             filters: RwLock::new(Vec::new()),
             topics: Mutex::new(Vec::new()),
         });
+        let rx = Receiver(shared.clone());
         (shared, rx)
     }
 
@@ -129,7 +150,7 @@ impl ConnShared {
             self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
             return Err(SendError::SlowConsumer);
         }
-        self.tx.send(Out::Frame(frame)).map_err(|_| SendError::Closed)
+        self.queue.send(Out::Frame(frame)).map_err(|_| SendError::Closed)
     }
 
     pub(crate) fn push_message(
@@ -158,7 +179,7 @@ impl ConnShared {
 
     pub(crate) fn ping(&self) {
         if !self.closing.load(Ordering::Acquire) {
-            let _ = self.tx.send(Out::Ping);
+            let _ = self.queue.send(Out::Ping);
         }
     }
 
@@ -169,7 +190,7 @@ impl ConnShared {
 
     fn close_with(&self, code: CloseCode, reason: &str, bye: bool, jump: Option<String>) {
         if !self.closing.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Out::Close { code, reason: reason.to_owned(), bye, jump });
+            let _ = self.queue.send(Out::Close { code, reason: reason.to_owned(), bye, jump });
         }
     }
 
@@ -179,8 +200,19 @@ impl ConnShared {
         self.closing.store(true, Ordering::Release);
         if !self.killed.swap(true, Ordering::AcqRel) {
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
-            self.kill.notify_one();
+            // Wakes the task whether it waits for its queue or is stuck writing.
+            self.queue.interrupt();
         }
+    }
+
+    /// Resolves once [`ConnShared::kill`] was called (for a task blocked writing).
+    pub(crate) async fn killed(&self) {
+        self.queue.interrupted().await;
+    }
+
+    /// Whether [`ConnShared::kill`] was called.
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_closing(&self) -> bool {

@@ -211,9 +211,8 @@ mod tests {
     use std::time::Duration;
 
     use switchboard_protocol::{CloseCode, Format, Payload as RawPayload};
-    use tokio::sync::mpsc::UnboundedReceiver;
 
-    use crate::conn::{ConnShared, Out};
+    use crate::conn::{ConnShared, Out, Receiver};
     use crate::hub::HubInner;
     use crate::{Config, Server};
 
@@ -221,7 +220,7 @@ mod tests {
         Server::new().config(config).build().await.unwrap().hub().inner
     }
 
-    fn conn(hub: &HubInner) -> (Arc<ConnShared>, UnboundedReceiver<Out>) {
+    fn conn(hub: &HubInner) -> (Arc<ConnShared>, Receiver) {
         let (conn, rx) = ConnShared::new(
             hub.new_conn_id(),
             Format::Json,
@@ -233,8 +232,8 @@ mod tests {
         (conn, rx)
     }
 
-    fn drain(rx: &mut UnboundedReceiver<Out>) -> Vec<Out> {
-        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    fn drain(rx: &mut Receiver) -> Vec<Out> {
+        std::iter::from_fn(|| rx.try_recv()).collect()
     }
 
     #[tokio::test(start_paused = true)]

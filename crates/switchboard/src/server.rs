@@ -15,8 +15,6 @@ use switchboard_core::Backends;
 use switchboard_protocol::{Format, Payload as RawPayload};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -27,7 +25,7 @@ use crate::handler::{Erased, erase};
 use crate::hub::{Counters, HubInner, Sharded};
 use crate::namespace::NsRuntime;
 use crate::presence::{DirectMessageEvent, DmAudit};
-use crate::transport::{Transport, Tungstenite, ws_config};
+use crate::transport::Transport;
 use crate::upgrade::{UpgradeHook, negotiate};
 use crate::{Config, Error, Handler, Hub, IntoReply, Namespace, Rejection, RequestDone, UpgradeRequest};
 
@@ -207,6 +205,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .flat_map(|ns| ns.topics.iter().map(|r| (r.pattern.clone(), r.options.settings)))
             .collect();
         let node: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+        let endpoint = http::Uri::try_from(self.config.path.as_str()).unwrap_or_default();
         let config = Arc::new(self.config);
         let hub = Arc::new_cyclic(|me| HubInner {
             me: me.clone(),
@@ -245,6 +244,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 namespaces: compiled,
                 public: self.public.into_iter().collect(),
                 upgrade_hook: self.upgrade_hook,
+                endpoint,
             }),
         })
     }
@@ -255,7 +255,10 @@ pub(crate) struct ServerInner<S> {
     pub(crate) state: S,
     pub(crate) namespaces: Vec<NsRuntime<S>>,
     pub(crate) public: HashMap<String, ReplyHandler<S>>,
-    upgrade_hook: Option<UpgradeHook>,
+    pub(crate) upgrade_hook: Option<UpgradeHook>,
+    /// The endpoint's URI, shared by the upgrade requests that name exactly it (most do), so
+    /// that each connection need not keep a copy.
+    pub(crate) endpoint: http::Uri,
 }
 
 /// A running server. Cheap to clone.
@@ -298,18 +301,45 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     /// Serves the endpoint on `listener` until [`Switchboard::shutdown`] is called; returns once
     /// every connection has closed.
     ///
+    /// This path does its own HTTP/1.1 upgrade and runs Switchboard's own WebSocket
+    /// implementation, which holds no buffers while a connection is idle; it answers only the
+    /// endpoint (404 elsewhere) and HTTP/1.1 (no HTTP/2 WebSocket). To serve other routes, or
+    /// over HTTP/2, mount [`Switchboard::router`] in an axum application instead.
+    ///
     /// # Errors
-    /// Errors of the listener.
+    /// None today: failed accepts are logged and retried, as `axum::serve` does.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
-        let token = self.inner.hub.inner.shutdown.clone();
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
-        // Small frames must not wait for Nagle's algorithm: replies are latency-bound.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let hub = &self.inner.hub.inner;
+        let token = hub.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                () = token.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            // Small frames must not wait for Nagle's algorithm: replies are latency-bound.
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::warn!(error = %e, "could not set TCP_NODELAY");
             }
-        });
-        axum::serve(listener, app).with_graceful_shutdown(token.cancelled_owned()).await?;
+            let board = self.clone();
+            let token = token.clone();
+            hub.tracker.spawn(async move {
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = crate::http1::handshake(board, tcp, remote) => {}
+                }
+            });
+        }
+        drop(listener);
         self.closed().await;
         Ok(())
     }
@@ -322,12 +352,15 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let config = ws_config(&self.inner.hub.inner.config);
-        let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        self.spawn(Tungstenite(ws), format, Arc::new(request));
+        let ws = crate::ws::WebSocket::new(io, self.inner.hub.inner.config.max_message_size, b"");
+        self.spawn(ws, format, Arc::new(request));
     }
 
-    fn spawn<T: Transport>(&self, transport: T, format: Format, request: Arc<UpgradeRequest>) {
+    pub(crate) fn inner(&self) -> &Arc<ServerInner<S>> {
+        &self.inner
+    }
+
+    pub(crate) fn spawn<T: Transport>(&self, transport: T, format: Format, request: Arc<UpgradeRequest>) {
         let hub = &self.inner.hub.inner;
         if hub.shutdown.is_cancelled() {
             return;
@@ -351,6 +384,16 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
         hub.tracker.close();
         hub.tracker.wait().await;
     }
+}
+
+/// Accept errors that concern one connection only (as `axum::serve` classifies them).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
 }
 
 fn connection<S: Clone + Send + Sync + 'static, T: Transport>(

@@ -13,9 +13,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use switchboard_protocol::{CloseCode, DecodeError, ErrorBody, Message, Payload as RawPayload, codes, wire};
-use tokio::sync::mpsc;
 
-use crate::conn::{ConnShared, Out};
+use crate::conn::{ConnShared, Out, Receiver};
 use crate::server::ServerInner;
 use crate::transport::{Inbound, Outbound, Transport};
 use crate::{Conn, Ctx, Error};
@@ -49,6 +48,37 @@ pub(crate) fn observe(
     }
 }
 
+/// The connection's running handler futures; the set is allocated only while one runs.
+#[derive(Default)]
+struct Inflight(Option<FuturesUnordered<Task>>);
+
+impl Inflight {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesUnordered::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, task: Task) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(task);
+    }
+
+    /// Waits for one to finish (cancel-safe); lets go of the set once none is left.
+    async fn next(&mut self) -> Option<()> {
+        std::future::poll_fn(|cx| {
+            let Some(set) = self.0.as_mut() else { return std::task::Poll::Ready(None) };
+            let done = set.poll_next_unpin(cx);
+            if done.is_ready() && set.is_empty() {
+                self.0 = None;
+            }
+            done
+        })
+        .await
+    }
+}
+
 /// How a connection ends: the close frame to send, if any.
 struct Ending {
     code: CloseCode,
@@ -69,7 +99,7 @@ pub(crate) async fn run<S, T>(
     server: Arc<ServerInner<S>>,
     mut transport: T,
     conn: Arc<ConnShared>,
-    mut rx: mpsc::UnboundedReceiver<Out>,
+    mut rx: Receiver,
 ) where
     S: Clone + Send + Sync + 'static,
     T: Transport,
@@ -81,24 +111,23 @@ pub(crate) async fn run<S, T>(
     tracing::debug!(format = %conn.format, "connected");
 
     let binary = conn.format.is_binary();
-    let max_inflight = hub.config.max_inflight.max(1);
-    let mut inflight: FuturesUnordered<Task> = FuturesUnordered::new();
+    let mut inflight = Inflight::default();
     let mut batch = Vec::new();
     let mut draining = false;
     // While shutting down: how long running handlers may still take.
     let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    let shutdown = hub.shutdown.clone();
     let ending: Option<Ending> = loop {
         tokio::select! {
             biased;
-            () = conn.kill.notified() => break Some(killed(&server, &conn)),
+            // A kill (slow consumer) interrupts the queue: 0 before anything queued.
             n = rx.recv_many(&mut batch, 256) => {
                 if n == 0 {
-                    break None;
+                    break conn.is_killed().then(|| killed(&server, &conn));
                 }
                 let mut written = 0;
                 let mut close = None;
-                let write = async {
+                // Boxed: only while writing, and it need not widen the task's future.
+                let write = Box::pin(async {
                     for out in batch.drain(..) {
                         let ok = match out {
                             Out::Frame(bytes) => {
@@ -116,13 +145,14 @@ pub(crate) async fn run<S, T>(
                         }
                     }
                     transport.flush().await
-                };
+                });
                 // A full socket blocks the write: a kill (slow consumer) must still get through.
                 let (ok, kill) = tokio::select! {
                     ok = write => (ok, false),
-                    () = conn.kill.notified() => (false, true),
+                    () = conn.killed() => (false, true),
                 };
-                batch.clear();
+                // Not kept between batches: an idle connection holds no buffer.
+                batch = Vec::new();
                 conn.queued.fetch_sub(written, Ordering::AcqRel);
                 if kill {
                     break Some(killed(&server, &conn));
@@ -142,7 +172,7 @@ pub(crate) async fn run<S, T>(
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
             }
-            () = shutdown.cancelled(), if !draining => {
+            () = hub.shutdown.cancelled(), if !draining => {
                 draining = true;
                 if inflight.is_empty() {
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
@@ -154,11 +184,14 @@ pub(crate) async fn run<S, T>(
                 grace = None;
                 conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
             }
-            inbound = transport.recv(), if !draining && inflight.len() < max_inflight => {
+            inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
                 match inbound {
                     Inbound::Closed => break None,
                     Inbound::TooBig => break Some(Ending::protocol(&DecodeError::TooBig)),
                     Inbound::Invalid => break Some(Ending::protocol(&DecodeError::Syntax("UTF-8"))),
+                    Inbound::Refused(code, reason) => {
+                        break Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None });
+                    }
                     Inbound::Control => conn.last_seen.store(hub.now_ms(), Ordering::Relaxed),
                     Inbound::Data { bytes, binary: is_binary } => {
                         conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
@@ -186,10 +219,11 @@ pub(crate) async fn run<S, T>(
     };
     drop(inflight);
     // The connection is gone for everyone else before its last bytes are written.
-    cleanup(&server, &conn).await;
+    // Boxed, like the goodbye below: run once, they need not widen the task's future.
+    Box::pin(cleanup(&server, &conn)).await;
     if let Some(end) = ending {
         tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
-        let goodbye = async {
+        let goodbye = Box::pin(async {
             if end.bye {
                 let bye = wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: end.jump.clone() };
                 if let Ok(frame) =
@@ -203,7 +237,7 @@ pub(crate) async fn run<S, T>(
             // Read (and drop) what the peer still sends until its close or EOF: closing a socket
             // with unread input makes the kernel reset it, and the close frame would be lost.
             while let Inbound::Data { .. } | Inbound::Control = transport.recv().await {}
-        };
+        });
         // A slow consumer gets longer: its close frame waits behind its backlog in the socket.
         let patience = if end.code == CloseCode::SLOW_CONSUMER { 5 } else { 1 };
         let _ = tokio::time::timeout(Duration::from_secs(patience), goodbye).await;

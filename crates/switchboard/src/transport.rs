@@ -1,16 +1,16 @@
 //! The socket behind a small interface, so that the WebSocket implementation can be swapped.
 //!
-//! Two implementations: axum's `WebSocket` (servers mounted in a router) and tokio-tungstenite
-//! over any already-upgraded IO ([`Switchboard::accept`](crate::Switchboard::accept)).
+//! Two implementations: axum's `WebSocket` (servers mounted in a router with
+//! [`Switchboard::router`](crate::Switchboard::router)) and our own lean one, `ws::WebSocket`,
+//! for the connections that [`Switchboard::serve`](crate::Switchboard::serve) upgrades itself
+//! and those handed to [`Switchboard::accept`](crate::Switchboard::accept). The lean one holds no
+//! buffer while idle and writes shared payloads without copying them (see `ws.rs`).
 
 use std::future::Future;
 
 use axum::extract::ws::{self, WebSocket};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{self as ts, protocol::frame::coding::CloseCode as TsCloseCode};
 
 /// One thing read from the socket.
 pub(crate) enum Inbound {
@@ -24,6 +24,9 @@ pub(crate) enum Inbound {
     TooBig,
     /// The peer sent a frame WebSocket itself refuses (invalid UTF-8 in a text frame).
     Invalid,
+    /// The peer broke RFC 6455 (reserved bits, unknown opcode, unmasked frame, …): close with
+    /// this code (1002, or 1007) and reason.
+    Refused(u16, &'static str),
 }
 
 /// One thing to write.
@@ -84,49 +87,4 @@ fn classify_axum(e: &axum::Error) -> Inbound {
     } else {
         Inbound::Closed
     }
-}
-
-/// tokio-tungstenite over any upgraded IO.
-pub(crate) struct Tungstenite<S>(pub(crate) WebSocketStream<S>);
-
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Tungstenite<S> {
-    async fn recv(&mut self) -> Inbound {
-        match self.0.next().await {
-            Some(Ok(ts::Message::Text(t))) => Inbound::Data { bytes: Bytes::from(t), binary: false },
-            Some(Ok(ts::Message::Binary(b))) => Inbound::Data { bytes: b, binary: true },
-            Some(Ok(ts::Message::Ping(_) | ts::Message::Pong(_) | ts::Message::Frame(_))) => Inbound::Control,
-            Some(Ok(ts::Message::Close(_))) | None => Inbound::Closed,
-            Some(Err(ts::Error::Capacity(_))) => Inbound::TooBig,
-            Some(Err(ts::Error::Utf8(_))) => Inbound::Invalid,
-            Some(Err(_)) => Inbound::Closed,
-        }
-    }
-
-    async fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> bool {
-        let msg = match frame {
-            Outbound::Data(bytes) if binary => ts::Message::Binary(bytes),
-            Outbound::Data(bytes) => match ts::Utf8Bytes::try_from(bytes) {
-                Ok(text) => ts::Message::Text(text),
-                Err(_) => return true,
-            },
-            Outbound::Ping => ts::Message::Ping(Bytes::new()),
-            Outbound::Close(code, reason) => ts::Message::Close(Some(ts::protocol::CloseFrame {
-                code: TsCloseCode::from(code),
-                reason: ts::Utf8Bytes::from(reason),
-            })),
-        };
-        self.0.feed(msg).await.is_ok()
-    }
-
-    async fn flush(&mut self) -> bool {
-        self.0.flush().await.is_ok()
-    }
-}
-
-/// The tungstenite settings for a connection: small read buffer, message limit.
-pub(crate) fn ws_config(config: &crate::Config) -> ts::protocol::WebSocketConfig {
-    ts::protocol::WebSocketConfig::default()
-        .read_buffer_size(config.read_buffer_size)
-        .max_message_size(Some(config.max_message_size))
-        .max_frame_size(Some(config.max_message_size))
 }

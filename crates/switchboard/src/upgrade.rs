@@ -18,7 +18,10 @@ use switchboard_protocol::Format;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct UpgradeRequest {
-    /// The request's headers.
+    /// The request's headers. On connections upgraded by
+    /// [`Switchboard::serve`](crate::Switchboard::serve), those of the handshake itself
+    /// (`Connection`, `Upgrade`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are dropped once
+    /// the upgrade hook has seen them, to save memory per connection.
     pub headers: HeaderMap,
     /// The request's URI (path and query).
     pub uri: Uri,

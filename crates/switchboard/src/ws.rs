@@ -1,0 +1,584 @@
+//! Our own server side of WebSocket (RFC 6455) over any byte stream, for the connections that
+//! [`Switchboard::serve`](crate::Switchboard::serve) and
+//! [`Switchboard::accept`](crate::Switchboard::accept) upgrade themselves.
+//!
+//! Why not tungstenite here: an idle connection should cost only its state, not buffers.
+//! Reading goes through a scratch array on the stack of one `poll` call; bytes are kept only
+//! while a frame is incomplete (or a fragmented message is being assembled), in a buffer sized
+//! for that frame and released once it is consumed. Writing keeps a list of frames (a header of
+//! at most 10 bytes and the payload's shared `Bytes`) and hands them to the socket with
+//! vectored writes, so a publication encoded once is never copied per recipient, and a batch of
+//! frames goes out in as few system calls as the socket takes. Text payloads we send are ours
+//! (encoded JSON), so they are not validated again.
+//!
+//! Inbound rules, as RFC 6455 has them for a server that negotiates no extension:
+//! client frames must be masked; RSV bits, unknown opcodes, fragmented or oversized (> 125
+//! bytes) control frames, a continuation with nothing to continue, a new message inside a
+//! fragmented one, and malformed close frames close with 1002; text must be UTF-8 (checked
+//! incrementally across fragments; 4501 like any frame that is not a message, or 1007 in a
+//! close reason); a message over the size limit closes with 1009 before its payload is read.
+//! Pings are answered with pongs; a close is answered with a close carrying the same code.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::transport::{Inbound, Outbound, Transport};
+
+/// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
+const SCRATCH: usize = 8 * 1024;
+/// Frames queued before `feed` starts writing on its own (they are shared `Bytes`, not
+/// copies, so their size does not matter here).
+const FEED_FRAMES: usize = 128;
+/// Frames handed to one vectored write (two slices each: header and payload).
+const WRITE_FRAMES: usize = 64;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// Close code for a violation of RFC 6455.
+pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+/// Close code for data inconsistent with its type (invalid UTF-8 in a close reason).
+pub(crate) const INVALID_DATA: u16 = 1007;
+
+/// What the decoder found in the bytes received so far.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A whole message (fragments joined, unmasked).
+    Message { bytes: Bytes, binary: bool },
+    /// A ping with its payload (to echo in the pong).
+    Ping(Bytes),
+    /// A pong.
+    Pong,
+    /// The peer's close frame: its code, if it gave one.
+    Close(Option<u16>),
+    /// A message over the size limit (1009).
+    TooBig,
+    /// A text message that is not UTF-8.
+    InvalidText,
+    /// The peer broke the protocol: close with this code and reason.
+    Fail(u16, &'static str),
+}
+
+/// A frame's header, parsed.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    len: u64,
+    /// Bytes of the header itself (2 to 14).
+    size: usize,
+}
+
+/// Parses a client frame's header; `Ok(None)` while incomplete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
+    let [b0, b1, ..] = *buf else { return Ok(None) };
+    if b0 & 0x70 != 0 {
+        return Err("reserved bits set without a negotiated extension");
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0F;
+    match opcode {
+        OP_CONTINUATION | OP_TEXT | OP_BINARY => {}
+        OP_CLOSE | OP_PING | OP_PONG => {
+            if !fin {
+                return Err("fragmented control frame");
+            }
+            if b1 & 0x7F > 125 {
+                return Err("control frame longer than 125 bytes");
+            }
+        }
+        _ => return Err("unknown opcode"),
+    }
+    if b1 & 0x80 == 0 {
+        return Err("unmasked client frame");
+    }
+    let (len, at) = match b1 & 0x7F {
+        126 => {
+            let Some(b) = buf.get(2..4) else { return Ok(None) };
+            (u64::from(u16::from_be_bytes([b[0], b[1]])), 4)
+        }
+        127 => {
+            let Some(b) = buf.get(2..10) else { return Ok(None) };
+            let len = u64::from_be_bytes(b.try_into().expect("8 bytes"));
+            if len >> 63 != 0 {
+                return Err("frame length with the most significant bit set");
+            }
+            (len, 10)
+        }
+        n => (u64::from(n), 2),
+    };
+    let Some(mask) = buf.get(at..at + 4) else { return Ok(None) };
+    Ok(Some(Head { fin, opcode, mask: mask.try_into().expect("4 bytes"), len, size: at + 4 }))
+}
+
+/// Unmasks (or masks) a whole payload in place.
+fn apply_mask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = data.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let unmasked = u32::from_ne_bytes(chunk.try_into().expect("4 bytes")) ^ word;
+        chunk.copy_from_slice(&unmasked.to_ne_bytes());
+    }
+    for (b, m) in chunks.into_remainder().iter_mut().zip(mask) {
+        *b ^= m;
+    }
+}
+
+/// A fragmented message being assembled.
+struct Partial {
+    binary: bool,
+    data: BytesMut,
+    /// How much of `data` is known to be UTF-8 (text only).
+    checked: usize,
+}
+
+impl Partial {
+    /// Checks the text received since the last call; an incomplete character at the end is
+    /// fine unless this is the last fragment.
+    fn check_utf8(&mut self, fin: bool) -> bool {
+        if self.binary {
+            return true;
+        }
+        match std::str::from_utf8(&self.data[self.checked..]) {
+            Ok(_) => {
+                self.checked = self.data.len();
+                true
+            }
+            Err(e) if e.error_len().is_none() && !fin => {
+                self.checked += e.valid_up_to();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Frames out of received bytes. Holds no allocation between messages.
+pub(crate) struct Decoder {
+    /// Received bytes not consumed yet: the start of a frame, or more frames after it.
+    buf: BytesMut,
+    /// A fragmented message in progress (boxed: rare, and large next to the rest).
+    partial: Option<Box<Partial>>,
+    /// Largest message, in bytes.
+    max: u32,
+    /// Where reading stands (kept here, in what would be padding).
+    state: ReadState,
+}
+
+impl Decoder {
+    pub(crate) fn new(max: usize) -> Self {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        Self { buf: BytesMut::new(), partial: None, max, state: ReadState::Open }
+    }
+
+    /// Appends received bytes.
+    pub(crate) fn extend(&mut self, bytes: &[u8]) {
+        if self.buf.is_empty() {
+            // Exactly what arrived (or what the frame being read still needs, see `decode`).
+            self.buf = BytesMut::from(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// Drops everything buffered.
+    fn clear(&mut self) {
+        self.buf = BytesMut::new();
+        self.partial = None;
+    }
+
+    /// The next event in the bytes received so far, if they hold one. After an error (too big,
+    /// not UTF-8, a violation) everything buffered is dropped: the stream cannot be trusted.
+    pub(crate) fn decode(&mut self) -> Option<Event> {
+        let event = self.next_event();
+        if matches!(event, Some(Event::TooBig | Event::InvalidText | Event::Fail(..))) {
+            self.clear();
+        }
+        event
+    }
+
+    fn next_event(&mut self) -> Option<Event> {
+        loop {
+            let head = match parse_head(&self.buf) {
+                Ok(Some(head)) => head,
+                Ok(None) => return None,
+                Err(reason) => return Some(Event::Fail(PROTOCOL_ERROR, reason)),
+            };
+            if head.opcode < OP_CLOSE {
+                let before = self.partial.as_ref().map_or(0, |p| p.data.len());
+                if head.len.saturating_add(before as u64) > u64::from(self.max) {
+                    return Some(Event::TooBig);
+                }
+                match (head.opcode, &self.partial) {
+                    (OP_CONTINUATION, None) => {
+                        return Some(Event::Fail(PROTOCOL_ERROR, "continuation frame without a message"));
+                    }
+                    (OP_TEXT | OP_BINARY, Some(_)) => {
+                        return Some(Event::Fail(PROTOCOL_ERROR, "new message inside a fragmented one"));
+                    }
+                    _ => {}
+                }
+            }
+            let len = usize::try_from(head.len).expect("bounded by the size limit or 125");
+            let need = head.size + len;
+            if self.buf.len() < need {
+                // Room for the rest of this frame, once, so that reads append without moving.
+                self.buf.reserve(need - self.buf.len());
+                return None;
+            }
+            let mut payload = self.buf.split_to(need);
+            payload.advance(head.size);
+            apply_mask(&mut payload, head.mask);
+            if self.buf.is_empty() {
+                // Let go of the allocation (the payload keeps what it needs).
+                self.buf = BytesMut::new();
+            }
+            match head.opcode {
+                OP_PING => return Some(Event::Ping(payload.freeze())),
+                OP_PONG => return Some(Event::Pong),
+                OP_CLOSE => return Some(close_event(&payload)),
+                OP_TEXT | OP_BINARY if head.fin => {
+                    let binary = head.opcode == OP_BINARY;
+                    if !binary && std::str::from_utf8(&payload).is_err() {
+                        return Some(Event::InvalidText);
+                    }
+                    return Some(Event::Message { bytes: payload.freeze(), binary });
+                }
+                OP_TEXT | OP_BINARY => {
+                    let mut partial =
+                        Box::new(Partial { binary: head.opcode == OP_BINARY, data: payload, checked: 0 });
+                    if !partial.check_utf8(false) {
+                        return Some(Event::InvalidText);
+                    }
+                    self.partial = Some(partial);
+                }
+                _ => {
+                    let partial = self.partial.as_mut().expect("checked above");
+                    partial.data.extend_from_slice(&payload);
+                    if !partial.check_utf8(head.fin) {
+                        return Some(Event::InvalidText);
+                    }
+                    if head.fin {
+                        let partial = self.partial.take().expect("checked above");
+                        return Some(Event::Message { bytes: partial.data.freeze(), binary: partial.binary });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The event of a received close frame's payload.
+fn close_event(payload: &[u8]) -> Event {
+    match payload {
+        [] => Event::Close(None),
+        [_] => Event::Fail(PROTOCOL_ERROR, "close frame with a one-byte payload"),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                Event::Fail(PROTOCOL_ERROR, "invalid close code")
+            } else if std::str::from_utf8(reason).is_err() {
+                Event::Fail(INVALID_DATA, "close reason is not UTF-8")
+            } else {
+                Event::Close(Some(code))
+            }
+        }
+    }
+}
+
+/// A frame to send: its header and its payload.
+struct OutFrame {
+    head: [u8; 10],
+    head_len: u8,
+    payload: Bytes,
+}
+
+impl OutFrame {
+    fn new(opcode: u8, payload: Bytes) -> Self {
+        let mut head = [0; 10];
+        head[0] = 0x80 | opcode;
+        let len = payload.len();
+        let head_len = if len < 126 {
+            head[1] = len as u8;
+            2
+        } else if let Ok(len) = u16::try_from(len) {
+            head[1] = 126;
+            head[2..4].copy_from_slice(&len.to_be_bytes());
+            4
+        } else {
+            head[1] = 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        Self { head, head_len, payload }
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.head_len) + self.payload.len()
+    }
+}
+
+/// Frames waiting to be written. Holds no allocation once written.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<OutFrame>,
+    /// Bytes of `frames[at]` already written.
+    offset: usize,
+    /// Index of the first frame not completely written.
+    at: u32,
+    /// Our close frame is queued: nothing but it may follow (kept here, in what would be
+    /// padding; it survives the reset when the frames are written).
+    close_sent: bool,
+}
+
+impl Outbox {
+    fn push(&mut self, frame: OutFrame) {
+        self.frames.push(frame);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.at as usize == self.frames.len()
+    }
+
+    /// Frames queued and not completely written.
+    fn len(&self) -> usize {
+        self.frames.len() - self.at as usize
+    }
+
+    /// Marks `n` more bytes written.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let left = self.frames[self.at as usize].len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.at += 1;
+            self.offset = 0;
+        }
+        if self.is_empty() {
+            // Let go of the list (and the payloads went with the frames).
+            *self = Self { close_sent: self.close_sent, ..Self::default() };
+        }
+    }
+
+    /// The unwritten bytes, as slices (header and payload of up to `WRITE_FRAMES` frames);
+    /// returns how many of `slices` it filled.
+    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 2 * WRITE_FRAMES]) -> usize {
+        let mut count = 0;
+        let mut push = |slice: &'a [u8]| {
+            if !slice.is_empty() {
+                slices[count] = IoSlice::new(slice);
+                count += 1;
+            }
+        };
+        for (i, frame) in self.frames[self.at as usize..].iter().take(WRITE_FRAMES).enumerate() {
+            let skip = if i == 0 { self.offset } else { 0 };
+            let head = &frame.head[..usize::from(frame.head_len)];
+            if skip < head.len() {
+                push(&head[skip..]);
+                push(&frame.payload);
+            } else {
+                push(&frame.payload[skip - head.len()..]);
+            }
+        }
+        count
+    }
+}
+
+/// Where reading stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadState {
+    /// Decoding frames.
+    Open,
+    /// After a violation: what arrives is read and dropped, so that closing the socket does not
+    /// reset it (and lose our close frame) because of unread input.
+    Discard,
+    /// The peer closed, or the socket ended or failed.
+    Done,
+}
+
+/// A server-side WebSocket over `S`.
+pub(crate) struct WebSocket<S> {
+    io: S,
+    decoder: Decoder,
+    out: Outbox,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// A connection over an upgraded stream; `received` holds bytes that arrived after the
+    /// HTTP request (usually none).
+    pub(crate) fn new(io: S, max_message_size: usize, received: &[u8]) -> Self {
+        let mut decoder = Decoder::new(max_message_size);
+        if !received.is_empty() {
+            decoder.extend(received);
+        }
+        Self { io, decoder, out: Outbox::default() }
+    }
+
+    fn queue_close(&mut self, code: Option<u16>, reason: &str) {
+        if self.out.close_sent {
+            return;
+        }
+        self.out.close_sent = true;
+        let payload = match code {
+            None => Bytes::new(),
+            Some(code) => {
+                // 125 bytes at most: the code and 123 bytes of reason, cut at a character.
+                let mut end = reason.len().min(123);
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let mut payload = Vec::with_capacity(2 + end);
+                payload.extend_from_slice(&code.to_be_bytes());
+                payload.extend_from_slice(&reason.as_bytes()[..end]);
+                Bytes::from(payload)
+            }
+        };
+        self.out.push(OutFrame::new(OP_CLOSE, payload));
+    }
+
+    /// Writes queued frames until none is left (or the socket would block).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            // On the stack of this call: nothing is allocated to write.
+            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+            let count = self.out.slices(&mut slices);
+            let n = if self.io.is_write_vectored() {
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
+            } else {
+                // One contiguous copy of what one write may take.
+                let mut scratch = [0u8; SCRATCH];
+                let mut filled = 0;
+                for slice in &slices[..count] {
+                    let take = slice.len().min(SCRATCH - filled);
+                    scratch[filled..filled + take].copy_from_slice(&slice[..take]);
+                    filled += take;
+                    if filled == SCRATCH {
+                        break;
+                    }
+                }
+                ready!(Pin::new(&mut self.io).poll_write(cx, &scratch[..filled]))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.out.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_write_out(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
+        loop {
+            if self.decoder.state == ReadState::Done {
+                return Poll::Ready(Inbound::Closed);
+            }
+            // Pongs and close replies go out without waiting for the next batch.
+            if !self.out.is_empty()
+                && let Poll::Ready(Err(_)) = self.poll_flush(cx)
+            {
+                self.decoder.state = ReadState::Done;
+                return Poll::Ready(Inbound::Closed);
+            }
+            if self.decoder.state == ReadState::Open
+                && let Some(event) = self.decoder.decode()
+            {
+                return Poll::Ready(self.on_event(event));
+            }
+            let mut scratch = [0u8; SCRATCH];
+            let mut buf = ReadBuf::new(&mut scratch);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                Ok(()) if !buf.filled().is_empty() => {
+                    if self.decoder.state == ReadState::Open {
+                        self.decoder.extend(buf.filled());
+                    } else {
+                        return Poll::Ready(Inbound::Control);
+                    }
+                }
+                Ok(()) | Err(_) => {
+                    self.decoder.state = ReadState::Done;
+                    self.decoder.clear();
+                    return Poll::Ready(Inbound::Closed);
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) -> Inbound {
+        let stop = |this: &mut Self, read| {
+            this.decoder.state = read;
+            this.decoder.clear();
+        };
+        match event {
+            Event::Message { bytes, binary } => Inbound::Data { bytes, binary },
+            Event::Ping(payload) => {
+                if !self.out.close_sent {
+                    self.out.push(OutFrame::new(OP_PONG, payload));
+                }
+                Inbound::Control
+            }
+            Event::Pong => Inbound::Control,
+            Event::Close(code) => {
+                self.queue_close(code, "");
+                stop(self, ReadState::Done);
+                Inbound::Closed
+            }
+            Event::TooBig => {
+                stop(self, ReadState::Discard);
+                Inbound::TooBig
+            }
+            Event::InvalidText => {
+                stop(self, ReadState::Discard);
+                Inbound::Invalid
+            }
+            Event::Fail(code, reason) => {
+                stop(self, ReadState::Discard);
+                Inbound::Refused(code, reason)
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket<S> {
+    async fn recv(&mut self) -> Inbound {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    async fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> bool {
+        match frame {
+            Outbound::Data(bytes) => {
+                self.out.push(OutFrame::new(if binary { OP_BINARY } else { OP_TEXT }, bytes));
+            }
+            Outbound::Ping => self.out.push(OutFrame::new(OP_PING, Bytes::new())),
+            Outbound::Close(code, reason) => self.queue_close(Some(code), reason),
+        }
+        if self.out.len() >= FEED_FRAMES {
+            return poll_fn(|cx| self.poll_write_out(cx)).await.is_ok();
+        }
+        true
+    }
+
+    async fn flush(&mut self) -> bool {
+        poll_fn(|cx| self.poll_flush(cx)).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+#[path = "ws_tests.rs"]
+mod tests;
