@@ -1,6 +1,8 @@
 // Node `ws` 8 peer for the bench, "plain" dialect (bench/DIALECTS.md).
 // Topics are Sets of sockets; publish = ws.send(payload) to each subscriber.
-// Default `ws` settings: no server-initiated heartbeat, permessage-deflate off (the ws 8 default).
+// Default `ws` settings (permessage-deflate off, no connection limit) plus the heartbeat from the
+// ws README ("How to detect and close broken connections?"): every 30 s each connection that did not
+// answer the previous ping is terminated, the others are pinged.
 import { WebSocketServer } from 'ws';
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 3000);
@@ -8,7 +10,26 @@ const topics = new Map(); // topic -> Set<WebSocket>
 
 const wss = new WebSocketServer({ host: '127.0.0.1', port });
 
+function heartbeat() {
+  this.isAlive = true;
+}
+
+const interval = setInterval(() => {
+  for (const ws of wss.clients) {
+    if (ws.isAlive === false) {
+      ws.terminate();
+      continue;
+    }
+    ws.isAlive = false;
+    ws.ping();
+  }
+}, 30000);
+
+wss.on('close', () => clearInterval(interval));
+
 wss.on('connection', (ws) => {
+  ws.isAlive = true;
+  ws.on('pong', heartbeat);
   const subscribed = new Set();
   ws.on('message', (data, isBinary) => {
     const msg = data.toString();
