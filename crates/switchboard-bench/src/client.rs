@@ -26,6 +26,8 @@ pub enum Dialect {
     SocketIo,
     /// The Switchboard protocol (JSON).
     Switchboard,
+    /// `wse` (npm): subprotocol `wse-default-json`, frames `{"c": command, "dat": data}`.
+    Wse,
 }
 
 impl Dialect {
@@ -35,6 +37,7 @@ impl Dialect {
             "plain" => Some(Self::Plain),
             "socketio" => Some(Self::SocketIo),
             "switchboard" => Some(Self::Switchboard),
+            "wse" => Some(Self::Wse),
             _ => None,
         }
     }
@@ -42,7 +45,7 @@ impl Dialect {
     /// The WebSocket URL path.
     pub fn path(self) -> &'static str {
         match self {
-            Self::Plain => "/",
+            Self::Plain | Self::Wse => "/",
             Self::SocketIo => "/socket.io/?EIO=4&transport=websocket",
             Self::Switchboard => "/ws",
         }
@@ -54,6 +57,7 @@ impl Dialect {
             Self::Plain => format!("s{topic}"),
             Self::SocketIo => eio::event(Some(id), "sub", &[topic]),
             Self::Switchboard => format!(r#"["~sub",{{"topic":"{topic}"}},{id}]"#),
+            Self::Wse => format!(r#"{{"c":"sub","dat":"{topic}"}}"#),
         }
     }
 
@@ -64,6 +68,7 @@ impl Dialect {
             Self::Plain => format!("p{topic} {payload}"),
             Self::SocketIo => eio::event(None, "pub", &[topic, payload]),
             Self::Switchboard => format!(r#"["~pub",{{"topic":"{topic}","data":"{payload}"}},{id}]"#),
+            Self::Wse => format!(r#"{{"c":"pub","dat":["{topic}","{payload}"]}}"#),
         }
     }
 
@@ -73,6 +78,7 @@ impl Dialect {
             Self::Plain => format!("e{id} {payload}"),
             Self::SocketIo => eio::event(Some(id), "echo", &[payload]),
             Self::Switchboard => format!(r#"["echo","{payload}",{id}]"#),
+            Self::Wse => format!(r#"{{"c":"echo","dat":"{id} {payload}"}}"#),
         }
     }
 
@@ -88,6 +94,12 @@ impl Dialect {
                 eio::Packet::Ack(id, _) => Some(id),
                 _ => None,
             },
+            Self::Wse => {
+                if frame.starts_with(r#"{"c":"k""#) {
+                    return Some(0);
+                }
+                frame.strip_prefix(r#"{"c":"echo","dat":""#)?.split(' ').next()?.parse().ok()
+            }
             Self::Switchboard => {
                 if !(frame.starts_with(r#"["~ok""#) || frame.starts_with(r#"["~err""#)) {
                     return None;
@@ -148,9 +160,25 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
     let tcp = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.context("connect")?;
     tcp.set_nodelay(true)?;
     let url = format!("ws://127.0.0.1:{port}{}", dialect.path());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.context("upgrade")?;
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
+    if dialect == Dialect::Wse {
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("wse-default-json"),
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.context("upgrade")?;
     match dialect {
         Dialect::Plain => {}
+        Dialect::Wse => {
+            ws.send(Message::text(r#"{"c":"hi","dat":{"payload":{}}}"#)).await?;
+            loop {
+                let f = next_text(&mut ws).await?;
+                if f.starts_with(r#"{"c":"welcome""#) {
+                    break;
+                }
+            }
+        }
         Dialect::SocketIo => {
             let open = next_text(&mut ws).await?;
             if !matches!(eio::parse(&open), eio::Packet::Open(_)) {
@@ -165,6 +193,9 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
                     _ => {}
                 }
             }
+            // Under load, socketioxide may answer `40` before the namespace's handlers are
+            // registered, and drops events that arrive in between: wait until an echo is answered.
+            socketio_ready(&mut ws).await?;
         }
         Dialect::Switchboard => {
             if let Some(token) = &opts.token {
@@ -183,6 +214,29 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
         }
     }
     Ok(ws)
+}
+
+/// Sends `echo` requests (ack id 0) every 200 ms until one is acknowledged (5 s at most).
+async fn socketio_ready(ws: &mut Ws) -> anyhow::Result<()> {
+    for _ in 0..25 {
+        ws.send(Message::text(eio::event(Some(0), "echo", &["ready"]))).await?;
+        let wait = tokio::time::sleep(Duration::from_millis(200));
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => break,
+                f = next_text(ws) => {
+                    let f = f?;
+                    match eio::parse(&f) {
+                        eio::Packet::Ack(0, _) => return Ok(()),
+                        eio::Packet::Ping => ws.send(Message::text("3")).await?,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    bail!("the Socket.IO namespace never answered an echo")
 }
 
 /// The next text frame (answering Engine.IO pings is the caller's business).
@@ -215,7 +269,7 @@ pub async fn subscribe(
             let f = next_text(ws).await?;
             if dialect == Dialect::SocketIo && f.as_str() == "2" {
                 ws.send(Message::text("3")).await?;
-            } else if dialect.reply_id(&f).is_some() {
+            } else if dialect.reply_id(&f).is_some_and(|id| dialect != Dialect::SocketIo || id >= 10) {
                 if f.starts_with(r#"["~err""#) {
                     bail!("subscription refused: {f:.120}");
                 }
@@ -245,6 +299,9 @@ mod tests {
         assert_eq!(p.len(), 100);
         assert_eq!(burst_of(&format!(r#"42["m","{p}"]"#)), Some(42));
         assert_eq!(burst_of(&p), Some(42));
+        assert_eq!(Dialect::Wse.reply_id(r#"{"c":"echo","dat":"5 xx"}"#), Some(5));
+        assert_eq!(Dialect::Wse.reply_id(r#"{"c":"k"}"#), Some(0));
+        assert_eq!(Dialect::Wse.reply_id(r##"{"c":"m","dat":"#0000000001#"}"##), None);
         assert_eq!(source(0), Ipv4Addr::new(127, 0, 0, 2));
     }
 }

@@ -68,9 +68,9 @@ impl Sizes {
             rounds: 3,
             s1_subscribers: vec![1_000],
             fanout_deliveries: 300_000,
-            measure: Duration::from_millis(1500),
+            measure: Duration::from_millis(1000),
             s2_conns: 100,
-            s3_conns: 4_000,
+            s3_conns: 1_500,
             s4_conns: 1_000,
             s6_users: 1_000,
             s7_subscribers: 2_000,
@@ -276,8 +276,8 @@ fn worker_specs(
         slow_every,
         concurrency: 64,
     };
-    // Two workers from 3,000 connections on (both cores busy while connecting), ≤ 15,000 each.
-    let min = if conns >= 3_000 { 2 } else { 1 };
+    // Two workers from 500 connections on (the receiving side uses both cores), ≤ 15,000 each.
+    let min = if conns >= 500 { 2 } else { 1 };
     let mut specs = plan(&base, conns, 15_000 / devices.max(1) * devices.max(1), min);
     if devices > 1 {
         let each = conns.div_ceil(specs.len()).div_ceil(devices) * devices;
@@ -308,7 +308,11 @@ where
     for round in 0..ctx.sizes.rounds {
         for t in targets {
             eprintln!("  {} round {} · {}", metrics[0].scenario, round + 1, t.name);
-            match f(t.clone(), round).await {
+            // Every measurement is bounded, whatever the server does.
+            let r = tokio::time::timeout(Duration::from_secs(300), f(t.clone(), round))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("measurement did not end within 300 s")));
+            match r {
                 Ok(values) => {
                     for (i, v, cpu) in values {
                         metrics[i].push(&t.name, v, cpu);
@@ -458,7 +462,9 @@ async fn sequential(
         let t0 = Instant::now();
         ws.send(Message::text(dialect.echo(&payload, id))).await?;
         loop {
-            let f = client::next_text(&mut ws).await?;
+            let f = tokio::time::timeout(Duration::from_secs(5), client::next_text(&mut ws))
+                .await
+                .with_context(|| format!("no reply to sequential request {id} within 5 s"))??;
             if !pong(&mut ws, dialect, &f).await? && dialect.reply_id(&f) == Some(id) {
                 break;
             }
@@ -479,12 +485,16 @@ async fn pipelined(
     window: u64,
     limit: Duration,
 ) -> anyhow::Result<(u64, f64)> {
-    let mut socks = Vec::new();
-    for i in 0..conns {
-        let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, &format!("p{i}")));
-        let opts = ConnectOptions { src: client::source(2 + i % 4), small_rcvbuf: false, token };
-        socks.push(client::connect(dialect, port, &opts).await?);
-    }
+    let socks: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(0..conns)
+        .map(|i| {
+            let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, &format!("p{i}")));
+            let opts = ConnectOptions { src: client::source(2 + i % 4), small_rcvbuf: false, token };
+            async move { client::connect(dialect, port, &opts).await }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let socks = socks.into_iter().collect::<anyhow::Result<Vec<Ws>>>()?;
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -507,7 +517,7 @@ async fn pipelined(
                     break;
                 }
                 let f = tokio::time::timeout(Duration::from_secs(10), client::next_text(&mut ws)).await??;
-                if !pong(&mut ws, dialect, &f).await? && dialect.reply_id(&f).is_some() {
+                if !pong(&mut ws, dialect, &f).await? && dialect.reply_id(&f).is_some_and(|id| id > 0) {
                     inflight -= 1;
                     total.fetch_add(1, Ordering::Relaxed);
                 }

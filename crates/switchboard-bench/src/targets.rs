@@ -73,7 +73,7 @@ impl Targets {
                 )),
                 None => missing.push((peer.to_owned(), "not installed (not in the manifest)".to_owned())),
                 Some(l) if l.starts_with('#') => {
-                    let why = l.splitn(2, '\t').nth(1).unwrap_or("not installed").trim();
+                    let why = l.split_once('\t').map_or("not installed", |x| x.1).trim();
                     let why = if why.starts_with("not installed") {
                         why.to_owned()
                     } else {
@@ -96,6 +96,11 @@ impl Targets {
             }
         }
         if let Some(only) = only {
+            for t in all.iter().filter(|t| !only.iter().any(|o| o == &t.name)) {
+                if PEERS.contains(&t.name.as_str()) {
+                    missing.push((t.name.clone(), "not run (--targets)".to_owned()));
+                }
+            }
             all.retain(|t| only.iter().any(|o| o == &t.name));
         }
         Self { all, missing }

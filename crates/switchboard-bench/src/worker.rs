@@ -113,7 +113,7 @@ pub fn main(spec: &str) -> anyhow::Result<()> {
 /// Opens one connection: handshake (JWT for Switchboard) and subscriptions.
 async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Ws> {
     let g = spec.first_conn + i;
-    let slow = spec.slow_every > 0 && i % spec.slow_every == 0;
+    let slow = spec.slow_every > 0 && i.is_multiple_of(spec.slow_every);
     let token = (spec.dialect == Dialect::Switchboard)
         .then(|| jwt::token(jwt::SECRET, &format!("u{}", g / spec.devices.max(1))));
     let opts = ConnectOptions {
@@ -183,7 +183,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
     let mut held = Vec::new();
     for (i, r) in results {
         match r {
-            Ok(ws) if spec.slow_every > 0 && i % spec.slow_every == 0 => held.push(ws),
+            Ok(ws) if spec.slow_every > 0 && i.is_multiple_of(spec.slow_every) => held.push(ws),
             Ok(ws) => {
                 readers += 1;
                 shared.alive.fetch_add(1, Ordering::Relaxed);
