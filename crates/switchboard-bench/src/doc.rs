@@ -93,7 +93,7 @@ with the server under test.\n\n",
     }
     s.push('\n');
     let _ = writeln!(s, "![Median relative to the reference]({})\n", info.chart);
-    s.push_str("## Goals\n\n| scenario | goal | verdict | figures |\n|---|---|---|---|\n");
+    s.push_str("## Goals\n\n| scenario | metric | goal | verdict | figures |\n|---|---|---|---|---|\n");
     for m in metrics {
         for g in &m.goals {
             let mark = match g.met {
@@ -101,7 +101,7 @@ with the server under test.\n\n",
                 Some(false) => "✗",
                 None => "? (not measured)",
             };
-            let _ = writeln!(s, "| {} | {} | {mark} | {} |", m.scenario, g.text, g.detail);
+            let _ = writeln!(s, "| {} | {} | {} | {mark} | {} |", m.scenario, m.metric, g.text, g.detail);
         }
     }
     s.push('\n');

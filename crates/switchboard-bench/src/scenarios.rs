@@ -600,7 +600,7 @@ pub async fn s3(ctx: &Ctx) -> Vec<Metric> {
             let workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(240)).await?;
             let (ok, failed, why) = (workers.readers, workers.failed, workers.first_error.clone());
             // Let the server settle (timers armed, buffers shrunk), then read.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(ctx.sizes.measure.max(Duration::from_secs(2))).await;
             let rss1 = server.rss();
             workers.stop().await;
             if failed > n / 100 || ok == 0 {
@@ -634,7 +634,7 @@ pub async fn s3(ctx: &Ctx) -> Vec<Metric> {
             .zip(so)
             .map_or(format!("socketio: {}", m.why("socketio")), |(a, b)| format!("{:.2}× less", b / a)),
     });
-    m.note = "Growth of the server's VmRSS from before the first connection to 3 s after the last one is identified \
+    m.note = "Growth of the server's VmRSS from before the first connection to 2–4 s after the last one is identified \
 (Switchboard: HS256 JWT) and subscribed to its 2 topics (`a<i % 100>`, `b<i>`), divided by the connections. \
 Heartbeats at each server's defaults."
         .into();
