@@ -51,8 +51,8 @@ impl Sizes {
         Self {
             rounds: 3,
             s1_subscribers: vec![1_000, 10_000],
-            fanout_deliveries: 2_000_000,
-            measure: Duration::from_secs(4),
+            fanout_deliveries: 1_000_000,
+            measure: Duration::from_millis(2500),
             s2_conns: 100,
             s3_conns: 19_000,
             s4_conns: 3_000,
