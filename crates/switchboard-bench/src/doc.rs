@@ -93,6 +93,10 @@ with the server under test.\n\n",
     }
     s.push('\n');
     let _ = writeln!(s, "![Median relative to the reference]({})\n", info.chart);
+    s.push_str(
+        "Where Switchboard misses a goal, the profiles and the causes are in \
+[benchmarks-findings.md](benchmarks-findings.md) (written by hand).\n\n",
+    );
     s.push_str("## Goals\n\n| scenario | metric | goal | verdict | figures |\n|---|---|---|---|---|\n");
     for m in metrics {
         for g in &m.goals {
