@@ -59,7 +59,16 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let nofile = procfs::raise_nofile();
     eprintln!("open files limit: {nofile}");
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
+        // On Ctrl-C or SIGTERM the run is dropped, and with it every server and worker process
+        // it started (they are killed on drop): nothing is left listening.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = run(args) => r,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            _ = term.recv() => anyhow::bail!("terminated"),
+        }
+    })
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
