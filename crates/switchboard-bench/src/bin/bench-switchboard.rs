@@ -1,0 +1,161 @@
+//! `bench-switchboard`: the Switchboard server of the benchmarks ("switchboard" dialect of
+//! `bench/DIALECTS.md`), written with the `switchboard` library the way an application would:
+//!
+//! - identification with an HS256 JWT: `["~hello", {"identity": {"token": JWT}}, id]`, user = `sub`;
+//! - topics `{name}` (one segment) that any identified client may subscribe to and publish on;
+//! - request `echo` (returns its payload), event/request `tell` `{"user", "data"}`: sends
+//!   `["m", data]` to every connection of that user (all devices, all nodes) through the `Hub`;
+//! - `--redis URL`: several servers on one Redis form a cluster (`switchboard-redis`).
+//!
+//! ```text
+//! bench-switchboard [--port P | PORT=P] [--redis redis://127.0.0.1:6379] [--queue-bytes N]
+//! ```
+//!
+//! Prints `listening <port>` once it accepts connections. Heartbeats stay at their defaults.
+
+use anyhow::Context;
+use clap::Parser;
+use serde::Deserialize;
+use switchboard::{
+    Accept, Config, Error, Format, Hub, Namespace, Payload, RawPayload, Server, TopicOptions, UpgradeRequest,
+};
+use switchboard_bench::jwt;
+use tokio_tungstenite::tungstenite::http;
+
+#[derive(Parser)]
+#[command(about = "The Switchboard server of the benchmarks")]
+struct Args {
+    /// Port on 127.0.0.1 (0: any; default: env PORT, else 0).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Redis URL: servers on one Redis form a cluster.
+    #[arg(long)]
+    redis: Option<String>,
+    /// HS256 secret of the identification tokens.
+    #[arg(long, default_value = jwt::SECRET)]
+    secret: String,
+    /// Outbound queue limit per connection (`Config::max_queue_bytes`; default 1 MiB).
+    #[arg(long)]
+    queue_bytes: Option<usize>,
+    /// Do the WebSocket handshake here on the raw `TcpStream` and hand the socket to
+    /// `Switchboard::accept` instead of `Switchboard::serve` (axum + hyper). An experiment for
+    /// docs/benchmarks-findings.md (S3); also enabled by env `BENCH_RAW_ACCEPT=1`.
+    #[arg(long)]
+    raw_accept: bool,
+}
+
+/// The identity a bench client sends in `~hello`.
+#[derive(Deserialize)]
+struct Identity {
+    /// An HS256 JWT whose `sub` is the user.
+    token: String,
+}
+
+/// `tell`: a message to every connection of a user.
+#[derive(Deserialize)]
+struct Tell {
+    /// Recipient.
+    user: String,
+    /// Sent as `["m", data]`.
+    #[serde(default)]
+    data: RawPayload,
+}
+
+async fn echo(raw: RawPayload) -> RawPayload {
+    raw
+}
+
+async fn tell(hub: Hub, Payload(t): Payload<Tell>) -> Result<usize, Error> {
+    Ok(hub.send_to_user(&t.user, "m", &t.data).await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let port = args.port.or_else(|| std::env::var("PORT").ok().and_then(|p| p.parse().ok())).unwrap_or(0);
+    let verifier = jwt::Verifier::new(&args.secret);
+    let identify = move |Payload(id): Payload<Identity>| {
+        let user = verifier.verify(&id.token);
+        async move {
+            match user {
+                Some(user) => Ok(Accept::user(user)),
+                None => Err(Error::not_authorized("invalid token")),
+            }
+        }
+    };
+    let main = Namespace::new("main")
+        .identify(identify)
+        .on("echo", echo)
+        .on("tell", tell)
+        .topic("{name}", TopicOptions::new().clients_publish());
+    let mut config = Config::default();
+    if let Some(bytes) = args.queue_bytes {
+        config.max_queue_bytes = bytes;
+    }
+    let mut server = Server::new().config(config);
+    if let Some(url) = &args.redis {
+        let backends =
+            switchboard_redis::RedisBackends::connect(url, switchboard_redis::RedisOptions::default())
+                .await
+                .with_context(|| format!("--redis {url}"))?;
+        server = server.backends(backends);
+    }
+    let board = server.namespace(main).build().await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("bind")?;
+    println!("listening {}", listener.local_addr()?.port());
+    if args.raw_accept || std::env::var("BENCH_RAW_ACCEPT").is_ok_and(|v| v == "1") {
+        loop {
+            let (tcp, addr) = listener.accept().await?;
+            let board = board.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                if let Some((tcp, headers, uri)) = handshake(tcp).await {
+                    board.accept(tcp, UpgradeRequest::new(headers, uri, Some(addr)), Format::Json).await;
+                }
+            });
+        }
+    }
+    board.serve(listener).await?;
+    Ok(())
+}
+
+/// A minimal server handshake on the raw socket (JSON subprotocol or none; no pipelined bytes
+/// after the request): small buffers only, nothing kept afterwards.
+async fn handshake(
+    mut tcp: tokio::net::TcpStream,
+) -> Option<(tokio::net::TcpStream, http::HeaderMap, http::Uri)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let end = loop {
+        let n = tcp.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() + n > 16 * 1024 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+    };
+    if end + 4 != buf.len() {
+        return None;
+    }
+    let text = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = text.split("\r\n");
+    let uri: http::Uri = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let mut headers = http::HeaderMap::new();
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        headers.append(
+            http::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+            http::HeaderValue::from_str(value.trim()).ok()?,
+        );
+    }
+    let key = headers.get("sec-websocket-key")?;
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let reply = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    tcp.write_all(reply.as_bytes()).await.ok()?;
+    Some((tcp, headers, uri))
+}

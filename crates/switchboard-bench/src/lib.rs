@@ -1,0 +1,17 @@
+//! Shared parts of the Switchboard benchmarks (issue #7): the dialects the load generator speaks
+//! (`bench/DIALECTS.md`), Engine.IO v4 framing, JWT tokens, `/proc` readings, statistics, the JSON
+//! result lines and the SVG chart.
+//!
+//! The binaries: `switchboard-bench` (load generator and orchestrator), `bench-reference` (the
+//! floor: raw tokio + WebSocket) and `bench-switchboard` (the framework, used as a user would).
+
+pub mod client;
+pub mod doc;
+pub mod eio;
+pub mod jwt;
+pub mod procfs;
+pub mod report;
+pub mod scenarios;
+pub mod svg;
+pub mod targets;
+pub mod worker;

@@ -1,0 +1,1142 @@
+//! Scenarios S1–S7 of issue #7. Each runs its targets interleaved (A B A B …) for the given
+//! rounds, starting a fresh server process per measurement, and returns [`Metric`]s.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, ConnectOptions, Dialect, Ws};
+use crate::jwt;
+use crate::report::{Goal, Metric, REFERENCE, SWITCHBOARD};
+use crate::targets::{Running, Target, Targets};
+use crate::worker::{TopicPlan, WorkerSpec, Workers, plan, unix_ns};
+
+/// Sizes and limits of a run.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// Rounds (each target measured once per round).
+    pub rounds: usize,
+    /// S1 subscriber counts.
+    pub s1_subscribers: Vec<usize>,
+    /// Deliveries aimed at per fan-out measurement.
+    pub fanout_deliveries: u64,
+    /// Time bound of one measurement.
+    pub measure: Duration,
+    /// S2 pipelined connections.
+    pub s2_conns: usize,
+    /// S3 idle connections.
+    pub s3_conns: usize,
+    /// S4 connections per measurement.
+    pub s4_conns: usize,
+    /// S6 users (3 connections each).
+    pub s6_users: usize,
+    /// S7 subscribers.
+    pub s7_subscribers: usize,
+    /// S7 queue limit given to the server (`--queue-bytes`).
+    pub s7_queue_bytes: usize,
+}
+
+impl Sizes {
+    /// The full run (issue sizes).
+    pub fn full() -> Self {
+        Self {
+            rounds: 3,
+            s1_subscribers: vec![1_000, 10_000],
+            fanout_deliveries: 1_000_000,
+            measure: Duration::from_millis(2500),
+            s2_conns: 100,
+            s3_conns: 19_000,
+            s4_conns: 3_000,
+            s6_users: 5_000,
+            s7_subscribers: 10_000,
+            s7_queue_bytes: 64 * 1024,
+        }
+    }
+
+    /// `--quick`: smaller sizes, shorter measurements, still 3 rounds.
+    pub fn quick() -> Self {
+        Self {
+            rounds: 3,
+            s1_subscribers: vec![1_000],
+            fanout_deliveries: 300_000,
+            measure: Duration::from_millis(1000),
+            s2_conns: 100,
+            s3_conns: 1_500,
+            s4_conns: 1_000,
+            s6_users: 1_000,
+            s7_subscribers: 2_000,
+            s7_queue_bytes: 64 * 1024,
+        }
+    }
+
+    /// Tiny sizes for tests.
+    pub fn smoke() -> Self {
+        Self {
+            rounds: 1,
+            s1_subscribers: vec![20],
+            fanout_deliveries: 2_000,
+            measure: Duration::from_millis(300),
+            s2_conns: 4,
+            s3_conns: 20,
+            s4_conns: 20,
+            s6_users: 10,
+            s7_subscribers: 200,
+            s7_queue_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// What every scenario needs.
+pub struct Ctx {
+    /// The targets.
+    pub targets: Targets,
+    /// `switchboard-bench` itself (workers).
+    pub exe: PathBuf,
+    /// Server logs.
+    pub logs: PathBuf,
+    /// Sizes.
+    pub sizes: Sizes,
+}
+
+impl Ctx {
+    /// Peer names (report order), installed or not.
+    pub fn peer_names(&self) -> Vec<String> {
+        crate::targets::PEERS.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// Marks the missing peers on a metric.
+    fn mark_missing(&self, m: &mut Metric) {
+        for (p, why) in &self.targets.missing {
+            m.mark(p, why);
+        }
+    }
+
+    /// Marks every target but Switchboard "n/a".
+    fn switchboard_only(&self, m: &mut Metric) {
+        m.mark(REFERENCE, "n/a");
+        for p in self.peer_names() {
+            m.mark(&p, "n/a");
+        }
+    }
+}
+
+/// A connection that sends bursts; its replies are drained (Engine.IO pings answered).
+struct Publisher {
+    /// The sending half.
+    sink: Arc<Mutex<SplitSink<Ws, Message>>>,
+    /// The drain task.
+    drain: tokio::task::JoinHandle<()>,
+}
+
+impl Publisher {
+    async fn connect(dialect: Dialect, port: u16, user: &str) -> anyhow::Result<Self> {
+        let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, user));
+        let opts = ConnectOptions { src: client::source(0), small_rcvbuf: false, token };
+        let (sink, mut stream) = client::connect(dialect, port, &opts).await?.split();
+        let sink = Arc::new(Mutex::new(sink));
+        let s2 = sink.clone();
+        let drain = tokio::spawn(async move {
+            while let Some(Ok(m)) = stream.next().await {
+                if dialect == Dialect::SocketIo && matches!(&m, Message::Text(t) if t.as_str() == "2") {
+                    let _ = s2.lock().await.send(Message::text("3")).await;
+                }
+            }
+        });
+        Ok(Self { sink, drain })
+    }
+
+    async fn send_all(&self, frames: Vec<String>) -> anyhow::Result<()> {
+        let mut sink = self.sink.lock().await;
+        for f in frames {
+            sink.feed(Message::text(f)).await?;
+        }
+        sink.flush().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.drain.abort();
+    }
+}
+
+/// Result of a fan-out measurement.
+struct Fanout {
+    /// Deliveries completed.
+    deliveries: u64,
+    /// Deliveries per second.
+    rate: f64,
+    /// Burst completion p50 (µs).
+    p50_us: f64,
+    /// Burst completion p99 (µs).
+    p99_us: f64,
+    /// Server CPU µs per delivery.
+    cpu_per_op: f64,
+}
+
+/// How a fan-out measurement sends.
+struct FanoutPlan {
+    /// Bursts to send at most.
+    bursts: u64,
+    /// Deliveries of one burst per reading connection.
+    per_conn: u64,
+    /// Bursts unfinished at once.
+    window: u64,
+    /// Time bound of the sending.
+    limit: Duration,
+}
+
+/// Sends bursts made of `frames(k)`, at most `plan.window` unfinished at once, and waits for
+/// every worker's `done`. Burst completion = last delivery − sending.
+async fn fanout(
+    workers: &mut Workers,
+    publisher: &Publisher,
+    server: &Running,
+    next_burst: &mut u64,
+    plan: &FanoutPlan,
+    frames: impl Fn(u64) -> Vec<String>,
+) -> anyhow::Result<Fanout> {
+    let base = *next_burst;
+    *next_burst += plan.bursts;
+    let readers = workers.phase(base, plan.bursts, plan.per_conn).await? as u64;
+    if readers == 0 {
+        bail!("no reader is connected");
+    }
+    let n_workers = workers.len();
+    let mut sent_at: HashMap<u64, u64> = HashMap::new();
+    let mut done: HashMap<u64, (usize, u64)> = HashMap::new();
+    let mut hist = Histogram::<u64>::new(3)?;
+    let (mut sent, mut completed) = (0u64, 0u64);
+    let cpu0 = server.cpu();
+    let start = Instant::now();
+    let mut last = start;
+    loop {
+        while sent < plan.bursts && sent - completed < plan.window && start.elapsed() < plan.limit {
+            let k = base + sent;
+            sent_at.insert(k, unix_ns());
+            publisher.send_all(frames(k)).await?;
+            sent += 1;
+        }
+        if completed == sent {
+            break;
+        }
+        let Some((_, k, t)) = workers.next_done(Duration::from_secs(10)).await else {
+            bail!("burst not complete after 10 s ({completed}/{sent} bursts done)");
+        };
+        let e = done.entry(k).or_insert((0, 0));
+        e.0 += 1;
+        e.1 = e.1.max(t);
+        if e.0 == n_workers {
+            let t0 = sent_at.get(&k).copied().unwrap_or(t);
+            let _ = hist.record(e.1.saturating_sub(t0) / 1000);
+            completed += 1;
+            last = Instant::now();
+        }
+    }
+    let secs = last.duration_since(start).as_secs_f64().max(1e-6);
+    let deliveries = completed * plan.per_conn * readers;
+    let cpu = server.cpu().saturating_sub(cpu0) as f64;
+    Ok(Fanout {
+        deliveries,
+        rate: deliveries as f64 / secs,
+        p50_us: hist.value_at_quantile(0.5) as f64,
+        p99_us: hist.value_at_quantile(0.99) as f64,
+        cpu_per_op: cpu / deliveries.max(1) as f64,
+    })
+}
+
+/// Worker layout for `conns` connections (`devices` per user, kept in one worker).
+fn worker_specs(
+    dialect: Dialect,
+    port: u16,
+    conns: usize,
+    devices: usize,
+    topics: TopicPlan,
+    slow_every: usize,
+) -> Vec<WorkerSpec> {
+    let base = WorkerSpec {
+        dialect,
+        port,
+        first_src: 0,
+        n_src: 4,
+        conns,
+        first_conn: 0,
+        devices,
+        topics,
+        slow_every,
+        concurrency: 64,
+    };
+    // Two workers from 500 connections on (the receiving side uses both cores), ≤ 15,000 each.
+    let min = if conns >= 500 { 2 } else { 1 };
+    let mut specs = plan(&base, conns, 15_000 / devices.max(1) * devices.max(1), min);
+    if devices > 1 {
+        let each = conns.div_ceil(specs.len()).div_ceil(devices) * devices;
+        for (w, s) in specs.iter_mut().enumerate() {
+            s.first_conn = w * each;
+            s.conns = each.min(conns.saturating_sub(w * each));
+        }
+        specs.retain(|s| s.conns > 0);
+    }
+    specs
+}
+
+/// Frames of one fan-out burst: `b` publications of a marked 100-byte payload on `topic`.
+fn publish_frames(dialect: Dialect, topic: &str, b: u64, k: u64) -> Vec<String> {
+    let payload = client::marked_payload(k, 100);
+    (0..b).map(|i| dialect.publish(topic, &payload, 1000 + i)).collect()
+}
+
+/// One round's values: (metric index, value, server CPU-µs per operation).
+type Values = Vec<(usize, f64, Option<f64>)>;
+
+/// Runs `f` for every round and target in A B A B order; failures become the metrics' notes.
+async fn interleave<F, Fut>(ctx: &Ctx, targets: &[Target], metrics: &mut [Metric], mut f: F)
+where
+    F: FnMut(Target, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Values>>,
+{
+    for round in 0..ctx.sizes.rounds {
+        for t in targets {
+            eprintln!("  {} round {} · {}", metrics[0].scenario, round + 1, t.name);
+            // Every measurement is bounded, whatever the server does.
+            let r = tokio::time::timeout(Duration::from_secs(300), f(t.clone(), round))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("measurement did not end within 300 s")));
+            match r {
+                Ok(values) => {
+                    for (i, v, cpu) in values {
+                        metrics[i].push(&t.name, v, cpu);
+                    }
+                }
+                Err(e) => {
+                    let e: String = format!("{e:#}").chars().take(160).collect();
+                    eprintln!("    {}: failed: {e}", t.name);
+                    for m in metrics.iter_mut() {
+                        m.mark(&t.name, &format!("failed: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    for m in metrics.iter_mut() {
+        ctx.mark_missing(m);
+    }
+}
+
+/// Sends the fan-out of one S1/S7 measurement set on a running server: subscribers in workers,
+/// one publisher, one fan-out per burst size. Returns one `Fanout` per burst size.
+async fn fanout_run(
+    ctx: &Ctx,
+    t: &Target,
+    server: &Running,
+    subs: usize,
+    slow_every: usize,
+    bursts_sizes: &[u64],
+) -> anyhow::Result<Vec<Fanout>> {
+    let specs = worker_specs(t.dialect, server.port, subs, 1, TopicPlan::One("t".into()), slow_every);
+    let mut workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(180)).await?;
+    if workers.failed > 0 {
+        let e = format!("{} of {subs} connections failed: {}", workers.failed, workers.first_error);
+        workers.stop().await;
+        bail!(e);
+    }
+    let publisher = Publisher::connect(t.dialect, server.port, "publisher").await?;
+    let mut next = 1;
+    let mut out = vec![];
+    for &b in bursts_sizes {
+        let plan = FanoutPlan {
+            bursts: (ctx.sizes.fanout_deliveries / (subs as u64 * b)).clamp(20, 20_000),
+            per_conn: b,
+            window: 4,
+            limit: ctx.sizes.measure,
+        };
+        let r = fanout(&mut workers, &publisher, server, &mut next, &plan, |k| {
+            publish_frames(t.dialect, "t", b, k)
+        })
+        .await;
+        match r {
+            Ok(f) => {
+                eprintln!(
+                    "    burst {b}: {:.0} deliveries/s, burst completion p50 {:.0} µs p99 {:.0} µs, {:.3} CPU-µs/delivery ({} deliveries)",
+                    f.rate, f.p50_us, f.p99_us, f.cpu_per_op, f.deliveries
+                );
+                out.push(f);
+            }
+            Err(e) => {
+                drop(publisher);
+                workers.stop().await;
+                return Err(e.context(format!("burst {b}")));
+            }
+        }
+    }
+    drop(publisher);
+    workers.stop().await;
+    Ok(out)
+}
+
+/// S1: fan-out to one topic, 1k and 10k subscribers, bursts of 1 and 10.
+pub async fn s1(ctx: &Ctx) -> Vec<Metric> {
+    let targets = ctx.targets.all.clone();
+    let mut all = Vec::new();
+    for &subs in &ctx.sizes.s1_subscribers {
+        let mut metrics = vec![];
+        for b in [1u64, 10] {
+            metrics.push(Metric::new(
+                "S1",
+                &format!("deliveries/s, {subs} subscribers, burst {b}"),
+                "deliveries/s",
+                true,
+            ));
+            metrics.push(Metric::new(
+                "S1",
+                &format!("p99 burst completion, {subs} subscribers, burst {b}"),
+                "µs",
+                false,
+            ));
+        }
+        interleave(ctx, &targets, &mut metrics, |t, _| async move {
+            let server = t.start(&[], &ctx.logs).await?;
+            let r = fanout_run(ctx, &t, &server, subs, 0, &[1, 10]).await;
+            server.stop().await;
+            Ok(r?
+                .into_iter()
+                .enumerate()
+                .flat_map(|(i, f)| [(2 * i, f.rate, Some(f.cpu_per_op)), (2 * i + 1, f.p99_us, None)])
+                .collect())
+        })
+        .await;
+        for m in &mut metrics {
+            if m.unit == "deliveries/s" {
+                m.goal_ratio(SWITCHBOARD, 0.85, REFERENCE);
+                m.goal_ratio(SWITCHBOARD, 1.0, "bun");
+                m.goal_ratio(SWITCHBOARD, 2.5, "ws");
+                m.goal_ratio(SWITCHBOARD, 5.0, "socketio");
+                m.goal_ratio(SWITCHBOARD, 2.0, "socketioxide");
+                m.note =
+                    "100-byte payloads; 4 bursts in flight; CPU-µs/op = server CPU time per delivery.".into();
+            } else {
+                m.note = "Time from sending a burst to its last delivery on the last subscriber (4 bursts in flight).".into();
+            }
+        }
+        all.extend(metrics);
+    }
+    all
+}
+
+/// Answers an Engine.IO ping if `f` is one; true if it was.
+async fn pong(ws: &mut Ws, dialect: Dialect, f: &str) -> anyhow::Result<bool> {
+    if dialect == Dialect::SocketIo && f == "2" {
+        ws.send(Message::text("3")).await?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// One connection's sequential echo latencies (ns), for `limit` or `count` calls after 200 warm-up calls.
+async fn sequential(
+    dialect: Dialect,
+    port: u16,
+    count: u64,
+    limit: Duration,
+) -> anyhow::Result<Histogram<u64>> {
+    let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, "seq"));
+    let opts = ConnectOptions { src: client::source(1), small_rcvbuf: false, token };
+    let mut ws = client::connect(dialect, port, &opts).await?;
+    let payload = "x".repeat(32);
+    let mut hist = Histogram::<u64>::new(3)?;
+    let start = Instant::now();
+    for id in 1..=count + 200 {
+        if id > 200 && start.elapsed() > limit {
+            break;
+        }
+        let t0 = Instant::now();
+        ws.send(Message::text(dialect.echo(&payload, id))).await?;
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(5), client::next_text(&mut ws))
+                .await
+                .with_context(|| format!("no reply to sequential request {id} within 5 s"))??;
+            if !pong(&mut ws, dialect, &f).await? && dialect.reply_id(&f) == Some(id) {
+                break;
+            }
+        }
+        if id > 200 {
+            hist.record(t0.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(hist)
+}
+
+/// `conns` connections each keeping up to `window` echo requests in flight for `limit`;
+/// returns (calls, calls/s).
+async fn pipelined(
+    dialect: Dialect,
+    port: u16,
+    conns: usize,
+    window: u64,
+    limit: Duration,
+) -> anyhow::Result<(u64, f64)> {
+    let socks: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(0..conns)
+        .map(|i| {
+            let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, &format!("p{i}")));
+            let opts = ConnectOptions { src: client::source(2 + i % 4), small_rcvbuf: false, token };
+            async move { client::connect(dialect, port, &opts).await }
+        })
+        .buffer_unordered(20)
+        .collect()
+        .await;
+    let socks = socks.into_iter().collect::<anyhow::Result<Vec<Ws>>>()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut ws in socks {
+        let (stop, total) = (stop.clone(), total.clone());
+        tasks.push(tokio::spawn(async move {
+            let payload = "x".repeat(32);
+            let (mut next, mut inflight) = (1u64, 0u64);
+            loop {
+                if !stop.load(Ordering::Relaxed) && inflight <= window / 2 {
+                    while inflight < window {
+                        ws.feed(Message::text(dialect.echo(&payload, next))).await?;
+                        next += 1;
+                        inflight += 1;
+                    }
+                    ws.flush().await?;
+                }
+                if inflight == 0 {
+                    break;
+                }
+                let f = tokio::time::timeout(Duration::from_secs(10), client::next_text(&mut ws)).await??;
+                if !pong(&mut ws, dialect, &f).await? && dialect.reply_id(&f).is_some_and(|id| id > 0) {
+                    inflight -= 1;
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    tokio::time::sleep(limit).await;
+    let calls = total.load(Ordering::Relaxed);
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok((calls, calls as f64 / secs))
+}
+
+/// S2: requests. One connection sequential (p50/p99), N connections pipelined (calls/s).
+pub async fn s2(ctx: &Ctx) -> Vec<Metric> {
+    let targets = ctx.targets.all.clone();
+    let conns = ctx.sizes.s2_conns;
+    let mut metrics = vec![
+        Metric::new("S2", "echo p50, 1 connection sequential", "µs", false),
+        Metric::new("S2", "echo p99, 1 connection sequential", "µs", false),
+        Metric::new(
+            "S2",
+            &format!("echo calls/s, {conns} connections pipelined (32 in flight each)"),
+            "calls/s",
+            true,
+        ),
+    ];
+    let measure = ctx.sizes.measure;
+    interleave(ctx, &targets, &mut metrics, |t, _| async move {
+        let server = t.start(&[], &ctx.logs).await?;
+        let r = async {
+            let cpu0 = server.cpu();
+            let hist = sequential(t.dialect, server.port, 50_000, measure).await?;
+            let seq_cpu = server.cpu().saturating_sub(cpu0) as f64 / hist.len().max(1) as f64;
+            let cpu1 = server.cpu();
+            let (calls, rate) = pipelined(t.dialect, server.port, conns, 32, measure).await?;
+            let cpu = server.cpu().saturating_sub(cpu1) as f64 / calls.max(1) as f64;
+            let p50 = hist.value_at_quantile(0.5) as f64 / 1000.0;
+            let p99 = hist.value_at_quantile(0.99) as f64 / 1000.0;
+            eprintln!("    sequential p50 {p50:.1} µs p99 {p99:.1} µs ({seq_cpu:.1} CPU-µs/call); pipelined {rate:.0} calls/s ({cpu:.2} CPU-µs/call)");
+            Ok::<Values, anyhow::Error>(vec![(0, p50, Some(seq_cpu)), (1, p99, None), (2, rate, Some(cpu))])
+        }
+        .await;
+        server.stop().await;
+        r
+    })
+    .await;
+    metrics[2].goal_ratio(SWITCHBOARD, 0.85, REFERENCE);
+    metrics[2].goal_ratio(SWITCHBOARD, 3.0, "socketio");
+    let (sb, re) = (metrics[0].median(SWITCHBOARD), metrics[0].median(REFERENCE));
+    metrics[0].goals.push(Goal {
+        text: "switchboard p50 ≤ reference p50 + 10 µs".into(),
+        met: sb.zip(re).map(|(a, b)| a <= b + 10.0),
+        detail: sb.zip(re).map_or("no value".into(), |(a, b)| format!("{a:.1} µs vs {b:.1} + 10 µs")),
+    });
+    metrics[0].note = "32-byte payloads. Round trip measured by the client (loopback, same machine).".into();
+    metrics
+}
+
+/// S3: idle connections (two topics each, heartbeats at the servers' defaults): memory per connection.
+pub async fn s3(ctx: &Ctx) -> Vec<Metric> {
+    let targets = ctx.targets.all.clone();
+    let n = ctx.sizes.s3_conns;
+    let mut metrics = vec![Metric::new(
+        "S3",
+        &format!("server memory per idle connection, {n} connections in 2 topics each"),
+        "bytes",
+        false,
+    )];
+    interleave(ctx, &targets, &mut metrics, |t, _| async move {
+        let server = t.start(&[], &ctx.logs).await?;
+        let r = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let rss0 = server.rss();
+            let specs = worker_specs(t.dialect, server.port, n, 1, TopicPlan::Idle, 0);
+            let workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(240)).await?;
+            let (ok, failed, why) = (workers.readers, workers.failed, workers.first_error.clone());
+            // Let the server settle (timers armed, buffers shrunk), then read.
+            tokio::time::sleep(ctx.sizes.measure.max(Duration::from_secs(2))).await;
+            let rss1 = server.rss();
+            workers.stop().await;
+            if failed > n / 100 || ok == 0 {
+                bail!("{failed} of {n} connections failed: {why}");
+            }
+            let per = rss1.saturating_sub(rss0) as f64 / ok as f64;
+            eprintln!(
+                "    {ok} connections ({failed} failed), RSS {} → {} MB, {per:.0} bytes/connection",
+                rss0 >> 20,
+                rss1 >> 20
+            );
+            Ok::<Values, anyhow::Error>(vec![(0, per, None)])
+        }
+        .await;
+        server.stop().await;
+        r
+    })
+    .await;
+    let m = &mut metrics[0];
+    let sb = m.median(SWITCHBOARD);
+    m.goals.push(Goal {
+        text: "switchboard ≤ 4 KB per connection".into(),
+        met: sb.map(|v| v <= 4096.0),
+        detail: sb.map_or("no value".into(), |v| format!("{v:.0} bytes, {:+.0} bytes from 2 KB", v - 2048.0)),
+    });
+    let so = m.median("socketio");
+    m.goals.push(Goal {
+        text: "switchboard ≥ 5× less than socketio".into(),
+        met: sb.zip(so).map(|(a, b)| b >= 5.0 * a),
+        detail: sb
+            .zip(so)
+            .map_or(format!("socketio: {}", m.why("socketio")), |(a, b)| format!("{:.2}× less", b / a)),
+    });
+    m.note = "Growth of the server's VmRSS from before the first connection to 2–4 s after the last one is identified \
+(Switchboard: HS256 JWT) and subscribed to its 2 topics (`a<i % 100>`, `b<i>`), divided by the connections. \
+Heartbeats at each server's defaults."
+        .into();
+    metrics
+}
+
+/// S4: connect (+ identify with an HS256 JWT for Switchboard; + Socket.IO connect) rate.
+pub async fn s4(ctx: &Ctx) -> Vec<Metric> {
+    let targets = ctx.targets.all.clone();
+    let n = ctx.sizes.s4_conns;
+    let mut metrics = vec![Metric::new(
+        "S4",
+        &format!("connections/s: connect + upgrade (+ identify), {n} connections, 50 at once"),
+        "connections/s",
+        true,
+    )];
+    interleave(ctx, &targets, &mut metrics, |t, round| async move {
+        let server = t.start(&[], &ctx.logs).await?;
+        let r = async {
+            let tokens: Vec<Option<String>> = (0..n)
+                .map(|i| {
+                    (t.dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, &format!("c{i}")))
+                })
+                .collect();
+            let cpu0 = server.cpu();
+            let start = Instant::now();
+            // Other source addresses every round: no TIME_WAIT left over from earlier rounds.
+            let first = 100 + (round % 3) * 50;
+            let port = server.port;
+            let dialect = t.dialect;
+            let results: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(tokens.into_iter().enumerate())
+                .map(|(i, token)| {
+                    let opts =
+                        ConnectOptions { src: client::source(first + i % 50), small_rcvbuf: false, token };
+                    async move { client::connect(dialect, port, &opts).await }
+                })
+                .buffer_unordered(50)
+                .collect()
+                .await;
+            let secs = start.elapsed().as_secs_f64();
+            let cpu = server.cpu().saturating_sub(cpu0) as f64;
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                bail!("{} of {n} connections failed: {e:#}", n - ok);
+            }
+            drop(results);
+            let rate = ok as f64 / secs;
+            eprintln!("    {rate:.0} connections/s, {:.0} CPU-µs/connection", cpu / ok as f64);
+            Ok::<Values, anyhow::Error>(vec![(0, rate, Some(cpu / ok as f64))])
+        }
+        .await;
+        server.stop().await;
+        r
+    })
+    .await;
+    metrics[0].goal_ratio(SWITCHBOARD, 0.5, REFERENCE);
+    metrics[0].note = "Connections stay open until the measurement ends (closing is not timed). Switchboard: \
+TCP connect + WebSocket upgrade + `~hello` with an HS256 JWT verified by the server, until its `~ok`. \
+Reference, ws, Bun: connect + upgrade. Socket.IO/socketioxide: connect + upgrade + Engine.IO open + `40` connect."
+        .into();
+    metrics
+}
+
+/// Starts `redis-server` on a free port (no persistence); returns it and its URL.
+async fn redis() -> anyhow::Result<(tokio::process::Child, String)> {
+    let port = crate::targets::free_port()?;
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("redis-server (apt-get install redis-server)")?;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok((child, format!("redis://127.0.0.1:{port}")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("redis-server did not start")
+}
+
+/// A latency histogram (µs) shared with a reader task.
+type SharedHist = Arc<StdMutex<Histogram<u64>>>;
+
+/// Reads deliveries whose payload is `#<ns since start, 16 digits>#`, records their latency.
+fn latency_reader(
+    mut ws: Ws,
+    start: Instant,
+    count: Arc<AtomicU64>,
+) -> (SharedHist, tokio::task::JoinHandle<()>) {
+    let hist: SharedHist = Arc::new(StdMutex::new(Histogram::new(3).expect("3 digits")));
+    let h = hist.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(Message::Text(t))) = ws.next().await {
+            let Some(at) = t.find('#') else { continue };
+            if let Some(ns) = t.get(at + 1..at + 17).and_then(|s| s.parse::<u64>().ok()) {
+                let now = start.elapsed().as_nanos() as u64;
+                let _ = h.lock().expect("not poisoned").record(now.saturating_sub(ns) / 1000);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    (hist, task)
+}
+
+/// An identified Switchboard connection from source address number `src`.
+async fn sb_conn(port: u16, user: &str, src: usize) -> anyhow::Result<Ws> {
+    let opts = ConnectOptions {
+        src: client::source(src),
+        small_rcvbuf: false,
+        token: Some(jwt::token(jwt::SECRET, user)),
+    };
+    client::connect(Dialect::Switchboard, port, &opts).await
+}
+
+/// S5: two Switchboard servers on one Redis; publish on A, subscribers on B.
+pub async fn s5(ctx: &Ctx) -> Vec<Metric> {
+    let mut metrics = vec![
+        Metric::new(
+            "S5",
+            "publications/s delivered cross-node (8 publishers on A, ≤ 64 ~pub in flight each; subscriber on B)",
+            "publications/s",
+            true,
+        ),
+        Metric::new("S5", "p99 latency at 10k publications/s, cross-node (A → Redis → B)", "µs", false),
+        Metric::new("S5", "p99 latency at 10k publications/s, same node (A → A)", "µs", false),
+        Metric::new("S5", "added p99 cross-node at 10k/s", "µs", false),
+    ];
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    let measure = ctx.sizes.measure.max(Duration::from_secs(2));
+    for round in 0..ctx.sizes.rounds {
+        eprintln!("  S5 round {} · switchboard ×2 + redis", round + 1);
+        let r = async {
+            let (mut redis, url) = redis().await?;
+            let args = vec!["--redis".to_owned(), url];
+            let r = async {
+                let a = sb.start(&args, &ctx.logs).await?;
+                let b = sb.start(&args, &ctx.logs).await?;
+                let r = s5_round(&a, &b, measure).await;
+                a.stop().await;
+                b.stop().await;
+                r
+            }
+            .await;
+            let _ = redis.start_kill();
+            let _ = redis.wait().await;
+            r
+        }
+        .await;
+        match r {
+            Ok(v) => {
+                for (i, (x, cpu)) in v.into_iter().enumerate() {
+                    metrics[i].push(SWITCHBOARD, x, cpu);
+                }
+            }
+            Err(e) => {
+                eprintln!("    failed: {e:#}");
+                for m in &mut metrics {
+                    m.mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let rate = metrics[0].median(SWITCHBOARD);
+    metrics[0].goals.push(Goal {
+        text: "≥ 50,000 publications/s delivered cross-node".into(),
+        met: rate.map(|r| r >= 50_000.0),
+        detail: rate.map_or("no value".into(), |r| format!("{r:.0}/s")),
+    });
+    metrics[0].note = "CPU-µs/op: both servers' CPU time per publication (Redis not included).".into();
+    let added = metrics[3].median(SWITCHBOARD);
+    metrics[3].goals.push(Goal {
+        text: "added p99 at 10k/s reported".into(),
+        met: added.map(|_| true),
+        detail: added.map_or("no value".into(), |a| format!("{a:.0} µs")),
+    });
+    metrics[3].note =
+        "Added p99 = p99 of a subscriber on B minus p99 of a subscriber on A, same publications (10 every ms from one connection on A).".into();
+    metrics
+}
+
+/// One S5 round: (value, CPU-µs per op) for each S5 metric.
+async fn s5_round(a: &Running, b: &Running, measure: Duration) -> anyhow::Result<Vec<(f64, Option<f64>)>> {
+    let d = Dialect::Switchboard;
+    // Throughput: subscriber on B, 8 pipelined publishers on A.
+    let mut sub = sb_conn(b.port, "sub-b", 1).await?;
+    client::subscribe(&mut sub, d, &["x".to_owned()], Duration::from_secs(5)).await?;
+    let received = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let (_, reader) = latency_reader(sub, start, received.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu0 = a.cpu() + b.cpu();
+    let mut pubs = Vec::new();
+    for i in 0..8 {
+        let mut ws = sb_conn(a.port, &format!("pub{i}"), 2 + i).await?;
+        let stop = stop.clone();
+        pubs.push(tokio::spawn(async move {
+            let (mut next, mut inflight) = (1u64, 0u64);
+            loop {
+                if !stop.load(Ordering::Relaxed) && inflight <= 32 {
+                    while inflight < 64 {
+                        let payload = format!("#{:016}#", start.elapsed().as_nanos() as u64);
+                        ws.feed(Message::text(d.publish("x", &payload, next))).await?;
+                        next += 1;
+                        inflight += 1;
+                    }
+                    ws.flush().await?;
+                }
+                if inflight == 0 {
+                    break;
+                }
+                let f = tokio::time::timeout(Duration::from_secs(10), client::next_text(&mut ws)).await??;
+                if d.reply_id(&f).is_some() {
+                    inflight -= 1;
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    let t0 = Instant::now();
+    tokio::time::sleep(measure).await;
+    stop.store(true, Ordering::Relaxed);
+    for p in pubs {
+        p.await??;
+    }
+    // Wait for the tail to arrive.
+    let mut last = received.load(Ordering::Relaxed);
+    let mut last_at = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = received.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+        last_at = Instant::now();
+    }
+    let secs = last_at.duration_since(t0).as_secs_f64();
+    let rate = last as f64 / secs;
+    let cpu = (a.cpu() + b.cpu()).saturating_sub(cpu0) as f64 / last.max(1) as f64;
+    reader.abort();
+    eprintln!(
+        "    {rate:.0} publications/s cross-node ({last} received), {cpu:.1} CPU-µs (both servers) per publication"
+    );
+    // Latency at 10k/s: one subscriber on B, one on A, one publisher on A, 10 publications every ms.
+    let mut on_b = sb_conn(b.port, "lat-b", 20).await?;
+    let mut on_a = sb_conn(a.port, "lat-a", 21).await?;
+    client::subscribe(&mut on_b, d, &["y".to_owned()], Duration::from_secs(5)).await?;
+    client::subscribe(&mut on_a, d, &["y".to_owned()], Duration::from_secs(5)).await?;
+    let start = Instant::now();
+    let n = Arc::new(AtomicU64::new(0));
+    let (hb, rb) = latency_reader(on_b, start, n.clone());
+    let (ha, ra) = latency_reader(on_a, start, n.clone());
+    let (mut sink, mut stream) = sb_conn(a.port, "lat-pub", 22).await?.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut id = 1;
+    let t1 = Instant::now();
+    while t1.elapsed() < measure {
+        tick.tick().await;
+        for _ in 0..10 {
+            let payload = format!("#{:016}#", start.elapsed().as_nanos() as u64);
+            sink.feed(Message::text(d.publish("y", &payload, id))).await?;
+            id += 1;
+        }
+        sink.flush().await?;
+    }
+    let sent_rate = (id - 1) as f64 / t1.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for t in [rb, ra, drain] {
+        t.abort();
+    }
+    let (hb, ha) = (hb.lock().expect("not poisoned").clone(), ha.lock().expect("not poisoned").clone());
+    let (pb, pa) = (hb.value_at_quantile(0.99) as f64, ha.value_at_quantile(0.99) as f64);
+    eprintln!(
+        "    {sent_rate:.0}/s: cross-node p50 {} p99 {pb:.0} µs ({} received); same node p50 {} p99 {pa:.0} µs ({} received)",
+        hb.value_at_quantile(0.5),
+        hb.len(),
+        ha.value_at_quantile(0.5),
+        ha.len()
+    );
+    Ok(vec![(rate, Some(cpu)), (pb, None), (pa, None), (pb - pa, None)])
+}
+
+/// Samples a server's RSS every 20 ms; the peak so far.
+fn rss_sampler(pid: u32) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let p = peak.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            if let Some(r) = crate::procfs::rss_bytes(pid) {
+                p.fetch_max(r, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    (peak, task)
+}
+
+/// S6: users on several devices: `send_to_user` to every user, compared with an S1 fan-out to
+/// the same number of connections (same server, same round).
+pub async fn s6(ctx: &Ctx) -> Vec<Metric> {
+    let users = ctx.sizes.s6_users;
+    let conns = users * 3;
+    let mut metrics = vec![
+        Metric::new(
+            "S6",
+            &format!("deliveries/s, send-to-user, {users} users × 3 connections"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new(
+            "S6",
+            &format!("deliveries/s, S1 fan-out to {conns} subscribers, burst 10 (same round)"),
+            "deliveries/s",
+            true,
+        ),
+    ];
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    for round in 0..ctx.sizes.rounds {
+        for which in [0usize, 1] {
+            eprintln!("  S6 round {} · switchboard {}", round + 1, ["send-to-user", "S1 fan-out"][which]);
+            let r = async {
+                let server = sb.start(&[], &ctx.logs).await?;
+                let r = if which == 0 {
+                    s6_tell(ctx, &server, users).await
+                } else {
+                    fanout_run(ctx, &sb, &server, conns, 0, &[10]).await.map(|mut f| f.remove(0))
+                };
+                server.stop().await;
+                r
+            }
+            .await;
+            match r {
+                Ok(f) => {
+                    eprintln!("    {:.0} deliveries/s, {:.3} CPU-µs/delivery", f.rate, f.cpu_per_op);
+                    metrics[which].push(SWITCHBOARD, f.rate, Some(f.cpu_per_op));
+                }
+                Err(e) => {
+                    eprintln!("    failed: {e:#}");
+                    metrics[which].mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let (a, b) = (metrics[0].median(SWITCHBOARD), metrics[1].median(SWITCHBOARD));
+    metrics[0].goals.push(Goal {
+        text: "send-to-user ≥ 0.8× S1 at the same number of deliveries".into(),
+        met: a.zip(b).map(|(a, b)| a >= 0.8 * b),
+        detail: a.zip(b).map_or("no value".into(), |(a, b)| format!("{:.2}×", a / b)),
+    });
+    metrics[0].note = "One burst = one `tell` event (`Hub::send_to_user`) per user, 100-byte payload, so each of the \
+3 connections of every user receives one message per burst; 2 bursts in flight. The second line is an S1 fan-out to \
+the same number of connections on a fresh server of the same round."
+        .into();
+    metrics
+}
+
+/// The send-to-user run of S6.
+async fn s6_tell(ctx: &Ctx, server: &Running, users: usize) -> anyhow::Result<Fanout> {
+    let specs = worker_specs(Dialect::Switchboard, server.port, users * 3, 3, TopicPlan::None, 0);
+    let mut workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(180)).await?;
+    if workers.failed > 0 {
+        let e = format!("{} of {} connections failed: {}", workers.failed, users * 3, workers.first_error);
+        workers.stop().await;
+        bail!(e);
+    }
+    let publisher = Publisher::connect(Dialect::Switchboard, server.port, "publisher").await?;
+    let plan = FanoutPlan {
+        bursts: (ctx.sizes.fanout_deliveries / (users as u64 * 3)).clamp(10, 20_000),
+        per_conn: 1,
+        window: 2,
+        limit: ctx.sizes.measure,
+    };
+    let mut next = 1;
+    let r = fanout(&mut workers, &publisher, server, &mut next, &plan, |k| {
+        let payload = client::marked_payload(k, 100);
+        (0..users).map(|u| client::tell(&format!("u{u}"), &payload)).collect()
+    })
+    .await;
+    drop(publisher);
+    workers.stop().await;
+    r
+}
+
+/// S7: slow consumers: 1% of the subscribers never read. Others' throughput and server memory,
+/// against the same run without slow consumers (interleaved).
+pub async fn s7(ctx: &Ctx) -> Vec<Metric> {
+    let subs = ctx.sizes.s7_subscribers;
+    let q = ctx.sizes.s7_queue_bytes;
+    let slow = subs.div_ceil(100);
+    let mut metrics = vec![
+        Metric::new(
+            "S7",
+            &format!("deliveries/s to the readers, {subs} subscribers of which {slow} never read, burst 10"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new(
+            "S7",
+            &format!("deliveries/s, {subs} subscribers all reading, burst 10 (same round)"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new("S7", "server RSS growth during the fan-out, with the slow consumers", "bytes", false),
+        Metric::new("S7", "server RSS growth during the fan-out, without", "bytes", false),
+    ];
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    let extra = vec!["--queue-bytes".to_owned(), q.to_string()];
+    for round in 0..ctx.sizes.rounds {
+        for (which, slow_every) in [(0usize, 100usize), (1, 0)] {
+            eprintln!("  S7 round {} · switchboard {}", round + 1, ["with slow consumers", "without"][which]);
+            let r = async {
+                let server = sb.start(&extra, &ctx.logs).await?;
+                let (peak, sampler) = rss_sampler(server.pid);
+                let r = fanout_run_rss(ctx, &sb, &server, subs, slow_every, &peak).await;
+                sampler.abort();
+                server.stop().await;
+                r
+            }
+            .await;
+            match r {
+                Ok((f, growth)) => {
+                    eprintln!("    {:.0} deliveries/s, RSS growth {} KB", f.rate, growth >> 10);
+                    metrics[which].push(SWITCHBOARD, f.rate, Some(f.cpu_per_op));
+                    metrics[2 + which].push(SWITCHBOARD, growth as f64, None);
+                }
+                Err(e) => {
+                    eprintln!("    failed: {e:#}");
+                    metrics[which].mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                    metrics[2 + which].mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let (a, b) = (metrics[0].median(SWITCHBOARD), metrics[1].median(SWITCHBOARD));
+    metrics[0].goals.push(Goal {
+        text: "the readers' throughput falls < 10%".into(),
+        met: a.zip(b).map(|(a, b)| a >= 0.9 * b),
+        detail: a.zip(b).map_or("no value".into(), |(a, b)| format!("{:+.1}%", 100.0 * (a / b - 1.0))),
+    });
+    let (ga, gb) = (metrics[2].median(SWITCHBOARD), metrics[3].median(SWITCHBOARD));
+    let bound = (slow * q) as f64;
+    metrics[2].goals.push(Goal {
+        text: format!(
+            "memory bounded by the queue limit: growth − growth without ≤ {slow} × {q} B = {} KB",
+            slow * q / 1024
+        ),
+        met: ga.zip(gb).map(|(a, b)| a - b <= bound),
+        detail: ga.zip(gb).map_or("no value".into(), |(a, b)| {
+            format!("{:.0} KB extra ({:.0}% of the bound)", (a - b) / 1024.0, 100.0 * (a - b) / bound)
+        }),
+    });
+    metrics[2].note = format!(
+        "The server runs with `--queue-bytes {q}` (Config::max_queue_bytes) so that the never-reading connections (4 KB \
+receive buffers) reach the limit within the run; beyond it Switchboard closes them with 4002. Growth = peak VmRSS \
+(sampled every 20 ms) minus VmRSS once all subscribers are connected."
+    );
+    metrics
+}
+
+/// [`fanout_run`] with one burst size (10), plus the RSS growth: peak − RSS when connected.
+async fn fanout_run_rss(
+    ctx: &Ctx,
+    t: &Target,
+    server: &Running,
+    subs: usize,
+    slow_every: usize,
+    peak: &AtomicU64,
+) -> anyhow::Result<(Fanout, u64)> {
+    let specs = worker_specs(t.dialect, server.port, subs, 1, TopicPlan::One("t".into()), slow_every);
+    let mut workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(180)).await?;
+    if workers.failed > 0 {
+        let e = format!("{} of {subs} connections failed: {}", workers.failed, workers.first_error);
+        workers.stop().await;
+        bail!(e);
+    }
+    let publisher = Publisher::connect(t.dialect, server.port, "publisher").await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let base = server.rss();
+    peak.store(base, Ordering::Relaxed);
+    let plan = FanoutPlan {
+        bursts: (ctx.sizes.fanout_deliveries / (subs as u64 * 10)).clamp(100, 20_000),
+        per_conn: 10,
+        window: 4,
+        limit: ctx.sizes.measure * 2,
+    };
+    let mut next = 1;
+    let r =
+        fanout(&mut workers, &publisher, server, &mut next, &plan, |k| publish_frames(t.dialect, "t", 10, k))
+            .await;
+    let growth = peak.load(Ordering::Relaxed).saturating_sub(base);
+    drop(publisher);
+    workers.stop().await;
+    Ok((r?, growth))
+}
