@@ -167,6 +167,8 @@ pub(crate) async fn run<S, T>(
                 }
             }
             Some(()) = inflight.next(), if !inflight.is_empty() => {
+                // Every other handler that finished too, before the replies are written.
+                while !inflight.is_empty() && inflight.next().now_or_never().flatten().is_some() {}
                 if draining && inflight.is_empty() {
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
@@ -185,34 +187,21 @@ pub(crate) async fn run<S, T>(
                 conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
             }
             inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
-                match inbound {
-                    Inbound::Closed => break None,
-                    Inbound::TooBig => break Some(Ending::protocol(&DecodeError::TooBig)),
-                    Inbound::Invalid => break Some(Ending::protocol(&DecodeError::Syntax("UTF-8"))),
-                    Inbound::Refused(code, reason) => {
-                        break Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None });
+                if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
+                    break end;
+                }
+                // Take every frame that already arrived (their handlers run as they are taken),
+                // so that the replies they produce leave in one write, not one write each.
+                let mut more = None;
+                while inflight.len() < hub.config.max_inflight.max(1) {
+                    let Some(inbound) = transport.recv().now_or_never() else { break };
+                    if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
+                        more = Some(end);
+                        break;
                     }
-                    Inbound::Control => conn.last_seen.store(hub.now_ms(), Ordering::Relaxed),
-                    Inbound::Data { bytes, binary: is_binary } => {
-                        conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
-                        hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                        hub.stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        if is_binary != binary {
-                            let kind = if is_binary { "binary" } else { "text" };
-                            break Some(Ending::protocol(&DecodeError::WrongFrame(kind, conn.format.name())));
-                        }
-                        match conn.format.decode(&bytes) {
-                            Ok(msg) => {
-                                if let Some(task) = dispatch(&server, &conn, msg) {
-                                    inflight.push(task);
-                                }
-                            }
-                            Err(e) => {
-                                tracing::debug!(error = %e, "protocol error");
-                                break Some(Ending::protocol(&e));
-                            }
-                        }
-                    }
+                }
+                if let Some(end) = more {
+                    break end;
                 }
             }
         }
@@ -246,6 +235,56 @@ pub(crate) async fn run<S, T>(
     }
     drop(transport);
     tracing::debug!("disconnected");
+}
+
+/// Handles one thing read from the socket; `Some` ends the connection (with that close frame,
+/// or none). A handler is polled once right away: most finish at once, and their replies join
+/// the next write.
+fn receive<S: Clone + Send + Sync + 'static>(
+    server: &Arc<ServerInner<S>>,
+    conn: &Arc<ConnShared>,
+    inflight: &mut Inflight,
+    inbound: Inbound,
+    binary: bool,
+) -> Option<Option<Ending>> {
+    let hub = &server.hub.inner;
+    match inbound {
+        Inbound::Closed => Some(None),
+        Inbound::TooBig => Some(Some(Ending::protocol(&DecodeError::TooBig))),
+        Inbound::Invalid => Some(Some(Ending::protocol(&DecodeError::Syntax("UTF-8")))),
+        Inbound::Refused(code, reason) => {
+            Some(Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None }))
+        }
+        Inbound::Control => {
+            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+            None
+        }
+        Inbound::Data { bytes, binary: is_binary } => {
+            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+            hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+            hub.stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if is_binary != binary {
+                let kind = if is_binary { "binary" } else { "text" };
+                return Some(Some(Ending::protocol(&DecodeError::WrongFrame(kind, conn.format.name()))));
+            }
+            match conn.format.decode(&bytes) {
+                Ok(msg) => {
+                    if let Some(mut task) = dispatch(server, conn, msg) {
+                        // Polled with a no-op waker: a handler that must wait is polled again
+                        // by the set, which registers the real one.
+                        if (&mut task).now_or_never().is_none() {
+                            inflight.push(task);
+                        }
+                    }
+                    None
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "protocol error");
+                    Some(Some(Ending::protocol(&e)))
+                }
+            }
+        }
+    }
 }
 
 /// The ending of a connection killed by [`ConnShared::kill`].
