@@ -951,7 +951,7 @@ pub async fn s6(ctx: &Ctx) -> Vec<Metric> {
         ),
         Metric::new(
             "S6",
-            &format!("deliveries/s, S1 fan-out to {conns} subscribers, burst 10 (same round)"),
+            &format!("deliveries/s, S1 fan-out to {conns} subscribers, burst 1 (same round)"),
             "deliveries/s",
             true,
         ),
@@ -965,7 +965,9 @@ pub async fn s6(ctx: &Ctx) -> Vec<Metric> {
                 let r = if which == 0 {
                     s6_tell(ctx, &server, users).await
                 } else {
-                    fanout_run(ctx, &sb, &server, conns, 0, &[10]).await.map(|mut f| f.remove(0))
+                    // Burst 1: like a send-to-user burst, one message per connection per burst
+                    // (15k deliveries = one publication to 15k subscribers).
+                    fanout_run(ctx, &sb, &server, conns, 0, &[1]).await.map(|mut f| f.remove(0))
                 };
                 server.stop().await;
                 r
@@ -994,7 +996,8 @@ pub async fn s6(ctx: &Ctx) -> Vec<Metric> {
     });
     metrics[0].note = "One burst = one `tell` event (`Hub::send_to_user`) per user, 100-byte payload, so each of the \
 3 connections of every user receives one message per burst; 2 bursts in flight. The second line is an S1 fan-out to \
-the same number of connections on a fresh server of the same round."
+the same number of connections on a fresh server of the same round, with bursts of 1 so that each connection also \
+receives one message per burst (one publication = as many deliveries as one send-to-user burst)."
         .into();
     metrics
 }

@@ -303,8 +303,14 @@ impl Hub {
         frame: &SharedFrame,
     ) -> Result<usize, HubError> {
         let all = self.user_connections(user).await?;
-        let local = self.inner.local_user_conns(user);
-        let mut reached = local.iter().filter(|c| frame.push_to(c).is_ok()).count();
+        // Under the shard's read lock: pushing only queues, no clone of the list.
+        let mut reached = self
+            .inner
+            .users
+            .shard(user)
+            .read()
+            .get(user)
+            .map_or(0, |local| local.iter().filter(|c| frame.push_to(c).is_ok()).count());
         let remote = all.iter().filter(|c| c.node != self.inner.node).count();
         if remote > 0 {
             let msg = NodeMsg::ToUser {
