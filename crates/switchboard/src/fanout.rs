@@ -39,7 +39,8 @@ pub(crate) struct TopicState {
     pub(crate) subs: RwLock<HashMap<Arc<str>, Arc<ConnShared>>>,
     /// Subscriptions still reading history, with what was published meanwhile. Lock order:
     /// `pending` before `subs`, everywhere.
-    pending: Mutex<HashMap<Arc<str>, Buffered>>,
+    /// (A list, not a map: it is empty nearly always, and an empty `Vec` is half the size.)
+    pending: Mutex<Vec<(Arc<str>, Buffered)>>,
     /// Puts publications in `seq` order. Lock order: `sequencer` before `pending`.
     sequencer: Mutex<Sequencer>,
 }
@@ -369,7 +370,7 @@ fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &R
     // Held through the delivery: a subscription that finishes its replay meanwhile sees this
     // publication either in its buffer or as a live subscriber, never neither.
     let mut pending = state.pending.lock();
-    for buffer in pending.values_mut() {
+    for (_, buffer) in pending.iter_mut() {
         buffer.push((seq, record.clone()));
     }
     let subs = state.subs.read();
@@ -452,12 +453,12 @@ pub(crate) async fn subscribe(
                     Arc::new(TopicState {
                         settings,
                         subs: RwLock::new(HashMap::new()),
-                        pending: Mutex::new(HashMap::new()),
+                        pending: Mutex::new(Vec::new()),
                         sequencer: Mutex::new(Sequencer::default()),
                     })
                 })
                 .clone();
-            state.pending.lock().insert(conn.id.clone(), Vec::new());
+            state.pending.lock().push((conn.id.clone(), Vec::new()));
             (state, created)
         };
         conn.topics.lock().push(topic.clone());
@@ -531,7 +532,8 @@ pub(crate) async fn subscribe(
             }
         }
         let mut pending = state.pending.lock();
-        if let Some(buffer) = pending.remove(&conn.id) {
+        let mine = pending.iter().position(|(id, _)| *id == conn.id);
+        if let Some((_, buffer)) = mine.map(|i| pending.swap_remove(i)) {
             for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
                 deliver_one(hub, conn, topic, settings, *seq, record);
             }
@@ -563,7 +565,7 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
         let mut shard = hub.topics.map.shard(topic).write();
         if let Some(state) = shard.get(topic) {
             settings = state.settings;
-            state.pending.lock().remove(&*conn.id);
+            state.pending.lock().retain(|(id, _)| **id != *conn.id);
             state.subs.write().remove(&*conn.id);
             if state.is_unused() {
                 last = true;
