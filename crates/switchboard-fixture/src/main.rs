@@ -274,20 +274,27 @@ async fn main() -> anyhow::Result<()> {
         server.config(config()).public("status", status).namespace(main).namespace(admin).build().await?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("bind {}", args.listen))?;
+    // Before `listening on`: a SIGTERM right after it must find our handler, not the default
+    // action (which would kill the process without closing connections with 1001).
+    let stop_signal = shutdown_signal();
     println!("listening on {}", listener.local_addr()?);
     let serving = tokio::spawn(board.clone().serve(listener));
-    shutdown_signal().await;
+    stop_signal.await;
     tracing::info!("shutting down");
     board.shutdown().await;
     serving.await??;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Installs the SIGTERM and SIGINT handlers now and returns what completes at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

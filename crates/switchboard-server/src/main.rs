@@ -162,6 +162,9 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
+    // Before `listening on`: a SIGTERM right after it must find our handler, not the default
+    // action (which would kill the process without closing connections with 1001).
+    let stop_signal = shutdown_signal();
     println!("listening on {address}");
     tracing::info!(%address, path = %settings.limits.path, "listening");
     if demo {
@@ -176,7 +179,7 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future(),
     );
-    shutdown_signal().await;
+    stop_signal.await;
     tracing::info!("shutting down: closing connections with 1001");
     ready.store(false, Ordering::Release);
     board.shutdown().await;
@@ -189,11 +192,15 @@ async fn run(loaded: config::Loaded) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Installs the SIGTERM and SIGINT handlers now and returns what completes at the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
