@@ -252,9 +252,7 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
                         }
                     }
                 };
-                if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
-                    tracing::warn!(error = %e, "could not send a relayed reply back");
-                }
+                send_reply(&hub, &from, &reply).await;
             });
         }
         NodeMsg::Direct { from, req, conn, payload } => {
@@ -271,22 +269,11 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
                     Err(e) => NodeMsg::Reply { req, ok: None, err: Some(e.to_body()), missing: false },
                 },
             };
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
-                    tracing::warn!(error = %e, "could not answer a relayed direct message");
-                }
-            });
+            answer(hub, from, reply);
         }
         NodeMsg::Stats { from, req } => {
-            let reply =
-                NodeMsg::Reply { req, ok: crate::info::report_payload(hub), err: None, missing: false };
-            let hub = hub.clone();
-            tokio::spawn(async move {
-                if let Err(e) = hub.to_nodes(Some(&from), &reply).await {
-                    tracing::warn!(error = %e, "could not answer a statistics query");
-                }
-            });
+            let ok = crate::info::report_payload(hub);
+            answer(hub, from, NodeMsg::Reply { req, ok, err: None, missing: false });
         }
         NodeMsg::Reply { req, ok, err, missing } => {
             if let Some(tx) = hub.relayed.lock().remove(&req) {
@@ -300,6 +287,18 @@ fn handle(hub: &Arc<HubInner>, msg: NodeMsg) {
                 let _ = tx.send(result);
             }
         }
+    }
+}
+
+/// Sends a `Reply` back to the node that asked, from a task of its own.
+fn answer(hub: &Arc<HubInner>, from: String, reply: NodeMsg) {
+    let hub = hub.clone();
+    tokio::spawn(async move { send_reply(&hub, &from, &reply).await });
+}
+
+async fn send_reply(hub: &HubInner, from: &str, reply: &NodeMsg) {
+    if let Err(e) = hub.to_nodes(Some(from), reply).await {
+        tracing::warn!(error = %e, node = from, "could not answer another node");
     }
 }
 

@@ -258,11 +258,16 @@ pub(crate) fn deliver_remote(hub: &Arc<HubInner>, topic: &str, wire: &Bytes) {
 /// Passes a publication through the topic's sequencer, delivering what it releases.
 fn sequenced(hub: &HubInner, topic: &str, state: &TopicState, epoch: &Arc<str>, seq: u64, record: Record) {
     let mut sequencer = state.sequencer.lock();
-    let (out, check) = sequencer.push(epoch, seq, record);
+    let released = sequencer.push(epoch, seq, record);
+    apply(hub, topic, state, released);
+}
+
+/// Delivers what a sequencer released, in order (its caller still holds the sequencer's lock, so
+/// no other release can come between), and schedules the gap check it asked for.
+fn apply(hub: &HubInner, topic: &str, state: &TopicState, (out, check): Released) {
     for (seq, record) in &out {
         deliver(hub, topic, state, *seq, record);
     }
-    drop(sequencer);
     if let Some((epoch, waiting_for)) = check {
         schedule_gap_check(hub, topic, epoch, waiting_for);
     }
@@ -318,7 +323,6 @@ async fn fill_gap(hub: &Arc<HubInner>, topic: &str, epoch: Arc<str>, waiting_for
     for (seq, record) in &out {
         deliver(hub, topic, &state, *seq, record);
     }
-    sequencer.checking = false;
     drop(sequencer);
     rearm(hub, topic, &state);
 }
@@ -327,14 +331,8 @@ async fn fill_gap(hub: &Arc<HubInner>, topic: &str, epoch: Arc<str>, waiting_for
 fn rearm(hub: &HubInner, topic: &str, state: &TopicState) {
     let mut sequencer = state.sequencer.lock();
     sequencer.checking = false;
-    let (out, check) = sequencer.release();
-    for (seq, record) in &out {
-        deliver(hub, topic, state, *seq, record);
-    }
-    drop(sequencer);
-    if let Some((epoch, waiting_for)) = check {
-        schedule_gap_check(hub, topic, epoch, waiting_for);
-    }
+    let released = sequencer.release();
+    apply(hub, topic, state, released);
 }
 
 /// The `~msg` payload of a publication.
@@ -523,13 +521,8 @@ pub(crate) async fn subscribe(
     if let Some(state) = &state {
         let mut sequencer = state.sequencer.lock();
         if sequencer.epoch.is_none() {
-            let (out, check) = sequencer.start(&position.epoch, covered + 1);
-            for (seq, record) in &out {
-                deliver(hub, topic, state, *seq, record);
-            }
-            if let Some((epoch, waiting_for)) = check {
-                schedule_gap_check(hub, topic, epoch, waiting_for);
-            }
+            let released = sequencer.start(&position.epoch, covered + 1);
+            apply(hub, topic, state, released);
         }
         let mut pending = state.pending.lock();
         let mine = pending.iter().position(|(id, _)| *id == conn.id);

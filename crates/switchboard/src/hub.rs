@@ -90,6 +90,23 @@ pub(crate) struct HubInner {
 }
 
 impl HubInner {
+    /// This node's counters now.
+    pub(crate) fn stats_now(&self) -> Stats {
+        let s = &self.stats;
+        Stats {
+            connections: self.conns.len(),
+            users: self.users.len(),
+            topics: self.topics.len(),
+            messages_in: s.messages_in.load(Ordering::Relaxed),
+            messages_out: s.messages_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
+            connections_total: s.connections_total.load(Ordering::Relaxed),
+            uptime: self.started.elapsed(),
+        }
+    }
+
     /// This hub, shared (`None` once it is dropped).
     pub(crate) fn myself(&self) -> Option<Arc<HubInner>> {
         self.me.upgrade()
@@ -458,19 +475,7 @@ impl Hub {
     /// Counters of this node, for metrics ([`Hub::cluster_stats`] adds up every node).
     #[must_use]
     pub fn stats(&self) -> Stats {
-        let s = &self.inner.stats;
-        Stats {
-            connections: self.inner.conns.len(),
-            users: self.inner.users.len(),
-            topics: self.inner.topics.len(),
-            messages_in: s.messages_in.load(Ordering::Relaxed),
-            messages_out: s.messages_out.load(Ordering::Relaxed),
-            bytes_in: s.bytes_in.load(Ordering::Relaxed),
-            bytes_out: s.bytes_out.load(Ordering::Relaxed),
-            slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
-            connections_total: s.connections_total.load(Ordering::Relaxed),
-            uptime: self.inner.started.elapsed(),
-        }
+        self.inner.stats_now()
     }
 
     /// Who is present in a topic (where presence is on), across the cluster.
@@ -538,8 +543,8 @@ impl Hub {
     }
 }
 
-/// Counters of one node ([`Hub::stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Counters of one node ([`Hub::stats`]); also the totals of [`ClusterStats`](crate::ClusterStats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Connections open now.

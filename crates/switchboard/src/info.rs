@@ -6,16 +6,15 @@
 //! in time are listed as `unreachable`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::Payload as RawPayload;
 
-use crate::HubError;
 use crate::cluster::NodeMsg;
 use crate::hub::{Hub, HubInner};
+use crate::{HubError, Stats};
 
 /// The presence key under which every running node is listed (not a valid topic name).
 pub(crate) const NODES: &str = "~nodes";
@@ -23,7 +22,7 @@ pub(crate) const NODES: &str = "~nodes";
 /// How long the asking node waits for the others' statistics.
 pub(crate) const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The statistics of one node.
+/// The statistics of one node: its id, its uptime and its [`Stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct NodeStats {
@@ -31,24 +30,9 @@ pub struct NodeStats {
     pub node: String,
     /// Milliseconds since the node started.
     pub uptime_ms: u64,
-    /// Connections open on the node now.
-    pub connections: usize,
-    /// Users with a connection on the node now.
-    pub users: usize,
-    /// Topics with a subscriber on the node now.
-    pub topics: usize,
-    /// Messages received since start.
-    pub messages_in: u64,
-    /// Messages sent since start.
-    pub messages_out: u64,
-    /// Bytes of messages received since start.
-    pub bytes_in: u64,
-    /// Bytes of messages sent since start.
-    pub bytes_out: u64,
-    /// Connections closed as slow consumers (4002) since start.
-    pub slow_consumers: u64,
-    /// Connections accepted since start.
-    pub connections_total: u64,
+    /// Its counters.
+    #[serde(flatten)]
+    pub stats: Stats,
 }
 
 /// What a node answers to a statistics query: its counters and its topics and users by name,
@@ -64,29 +48,14 @@ pub(crate) struct NodeReport {
 
 /// The statistics of the cluster ([`Hub::cluster_stats`]).
 ///
-/// Additive counters are sums over the nodes that answered; `users` and `topics` count distinct
-/// names (a user connected to two nodes counts once).
+/// In `totals`, additive counters are sums over the nodes that answered; `users` and `topics`
+/// count distinct names (a user connected to two nodes counts once).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ClusterStats {
-    /// Connections open now.
-    pub connections: usize,
-    /// Distinct users with a connection now.
-    pub users: usize,
-    /// Distinct topics with a subscriber now.
-    pub topics: usize,
-    /// Messages received since each node started.
-    pub messages_in: u64,
-    /// Messages sent since each node started.
-    pub messages_out: u64,
-    /// Bytes received since each node started.
-    pub bytes_in: u64,
-    /// Bytes sent since each node started.
-    pub bytes_out: u64,
-    /// Slow-consumer closes since each node started.
-    pub slow_consumers: u64,
-    /// Connections accepted since each node started.
-    pub connections_total: u64,
+    /// The cluster's totals (`uptime` unused).
+    #[serde(flatten)]
+    pub totals: Stats,
     /// Every node that answered, this one first.
     pub nodes: Vec<NodeStats>,
     /// Nodes that are listed as running but did not answer in time.
@@ -102,20 +71,11 @@ pub struct ClusterStats {
 impl HubInner {
     /// This node's report.
     pub(crate) fn node_report(&self) -> NodeReport {
-        let s = &self.stats;
         NodeReport {
             stats: NodeStats {
                 node: self.node.to_string(),
                 uptime_ms: self.now_ms(),
-                connections: self.conns.len(),
-                users: self.users.len(),
-                topics: self.topics.len(),
-                messages_in: s.messages_in.load(Ordering::Relaxed),
-                messages_out: s.messages_out.load(Ordering::Relaxed),
-                bytes_in: s.bytes_in.load(Ordering::Relaxed),
-                bytes_out: s.bytes_out.load(Ordering::Relaxed),
-                slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
-                connections_total: s.connections_total.load(Ordering::Relaxed),
+                stats: self.stats_now(),
             },
             topics: self.topics.names().into_iter().map(|(t, n)| (t.to_string(), n)).collect(),
             users: self
@@ -137,7 +97,7 @@ impl Hub {
     /// ```
     /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
     /// let stats = hub.cluster_stats().await?;
-    /// println!("{} connections on {} nodes", stats.connections, stats.nodes.len());
+    /// println!("{} connections on {} nodes", stats.totals.connections, stats.nodes.len());
     /// # Ok(()) }
     /// ```
     ///
@@ -181,14 +141,14 @@ fn sum(reports: Vec<NodeReport>, unreachable: Vec<String>) -> ClusterStats {
     let mut users: BTreeMap<String, usize> = BTreeMap::new();
     let mut out = ClusterStats { unreachable, ..ClusterStats::default() };
     for r in reports {
-        let s = &r.stats;
-        out.connections += s.connections;
-        out.messages_in += s.messages_in;
-        out.messages_out += s.messages_out;
-        out.bytes_in += s.bytes_in;
-        out.bytes_out += s.bytes_out;
-        out.slow_consumers += s.slow_consumers;
-        out.connections_total += s.connections_total;
+        let (s, t) = (&r.stats.stats, &mut out.totals);
+        t.connections += s.connections;
+        t.messages_in += s.messages_in;
+        t.messages_out += s.messages_out;
+        t.bytes_in += s.bytes_in;
+        t.bytes_out += s.bytes_out;
+        t.slow_consumers += s.slow_consumers;
+        t.connections_total += s.connections_total;
         for (t, n) in r.topics {
             *topics.entry(t).or_default() += n;
         }
@@ -197,8 +157,8 @@ fn sum(reports: Vec<NodeReport>, unreachable: Vec<String>) -> ClusterStats {
         }
         out.nodes.push(r.stats);
     }
-    out.topics = topics.len();
-    out.users = users.len();
+    out.totals.topics = topics.len();
+    out.totals.users = users.len();
     out.topic_subscribers = topics.into_iter().collect();
     out.user_connections = users.into_iter().collect();
     out
@@ -212,11 +172,14 @@ mod tests {
         NodeReport {
             stats: NodeStats {
                 node: node.into(),
-                connections: users.iter().map(|u| u.1).sum(),
-                users: users.len(),
-                topics: topics.len(),
-                messages_in: 10,
-                ..NodeStats::default()
+                uptime_ms: 0,
+                stats: Stats {
+                    connections: users.iter().map(|u| u.1).sum(),
+                    users: users.len(),
+                    topics: topics.len(),
+                    messages_in: 10,
+                    ..Stats::default()
+                },
             },
             topics: topics.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect(),
             users: users.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect(),
@@ -228,10 +191,10 @@ mod tests {
         let a = report("a", &[("room", 2), ("news", 1)], &[("ada", 2), ("bob", 1)]);
         let b = report("b", &[("room", 1)], &[("ada", 1)]);
         let s = sum(vec![a, b], vec!["c".into()]);
-        assert_eq!(s.connections, 4);
-        assert_eq!(s.users, 2);
-        assert_eq!(s.topics, 2);
-        assert_eq!(s.messages_in, 20);
+        assert_eq!(s.totals.connections, 4);
+        assert_eq!(s.totals.users, 2);
+        assert_eq!(s.totals.topics, 2);
+        assert_eq!(s.totals.messages_in, 20);
         assert_eq!(s.topic_subscribers, vec![("news".into(), 1), ("room".into(), 3)]);
         assert_eq!(s.user_connections, vec![("ada".into(), 3), ("bob".into(), 1)]);
         assert_eq!(s.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["a", "b"]);
