@@ -97,6 +97,11 @@ impl Sequencer {
         if seq < self.next {
             return (Vec::new(), None);
         }
+        if seq == self.next && self.held.is_empty() {
+            // The usual case: the next one, nothing held.
+            self.next += 1;
+            return (vec![(seq, record)], None);
+        }
         self.held.push((epoch.clone(), seq, record));
         self.release()
     }
