@@ -54,9 +54,45 @@ pub struct MemoryBroker {
 #[derive(Default)]
 struct Bus {
     nodes: HashMap<NodeId, Arc<dyn BrokerSink>>,
-    /// Topic → the nodes subscribed to it: a short list (usually one node), which costs a
-    /// fraction of a set per topic.
-    topics: HashMap<Box<str>, Vec<NodeId>>,
+    /// Topic → the nodes subscribed to it: a short list, usually of one node, kept without an
+    /// allocation of its own.
+    topics: HashMap<Box<str>, Nodes>,
+}
+
+/// The nodes subscribed to a topic (never empty in [`Bus::topics`]).
+enum Nodes {
+    One(NodeId),
+    Many(Vec<NodeId>),
+}
+
+impl Nodes {
+    fn as_slice(&self) -> &[NodeId] {
+        match self {
+            Self::One(node) => std::slice::from_ref(node),
+            Self::Many(nodes) => nodes,
+        }
+    }
+
+    fn add(&mut self, node: &NodeId) {
+        if self.as_slice().contains(node) {
+            return;
+        }
+        match self {
+            Self::One(first) => *self = Self::Many(vec![first.clone(), node.clone()]),
+            Self::Many(nodes) => nodes.push(node.clone()),
+        }
+    }
+
+    /// Removes `node`; returns whether none is left.
+    fn remove(&mut self, node: &NodeId) -> bool {
+        match self {
+            Self::One(only) => only == node,
+            Self::Many(nodes) => {
+                nodes.retain(|n| n != node);
+                nodes.is_empty()
+            }
+        }
+    }
 }
 
 impl MemoryBroker {
@@ -80,29 +116,25 @@ impl Broker for MemoryBroker {
     fn detach(&self, node: &NodeId) -> BackendFuture<'_, ()> {
         let mut bus = self.inner.write();
         bus.nodes.remove(node);
-        bus.topics.retain(|_, nodes| {
-            nodes.retain(|n| n != node);
-            !nodes.is_empty()
-        });
+        bus.topics.retain(|_, nodes| !nodes.remove(node));
         ready(())
     }
 
     fn subscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
         let mut bus = self.inner.write();
-        let nodes = bus.topics.entry(Box::from(topic)).or_default();
-        if !nodes.contains(node) {
-            nodes.push(node.clone());
+        match bus.topics.get_mut(topic) {
+            Some(nodes) => nodes.add(node),
+            None => {
+                bus.topics.insert(Box::from(topic), Nodes::One(node.clone()));
+            }
         }
         ready(())
     }
 
     fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
         let mut bus = self.inner.write();
-        if let Some(nodes) = bus.topics.get_mut(topic) {
-            nodes.retain(|n| n != node);
-            if nodes.is_empty() {
-                bus.topics.remove(topic);
-            }
+        if bus.topics.get_mut(topic).is_some_and(|nodes| nodes.remove(node)) {
+            bus.topics.remove(topic);
         }
         ready(())
     }
@@ -112,8 +144,8 @@ impl Broker for MemoryBroker {
             let bus = self.inner.read();
             bus.topics
                 .get(topic)
-                .into_iter()
-                .flatten()
+                .map_or(&[][..], Nodes::as_slice)
+                .iter()
                 .filter(|n| *n != from)
                 .filter_map(|n| bus.nodes.get(n).cloned())
                 .collect()

@@ -66,10 +66,24 @@ pub trait History: Send + Sync + 'static {
 /// In-memory history, sharded by topic. A stream that has neither been published to nor read
 /// for [`MemoryHistory::IDLE`] is dropped (its epoch changes if it comes back), so that topics
 /// used once do not accumulate forever.
+///
+/// A topic nobody has published to has no stream at all: its position is `(epoch, 0)` with an
+/// epoch derived from the topic's name and a generation counter, and its first publication
+/// creates the stream with that same epoch. Subscribing to a topic therefore costs nothing here
+/// until it is used. Dropping a stream bumps the generation of the topic's slot (one of
+/// [`MemoryHistory::SLOTS`] per shard, chosen by the name's hash), so that a topic whose stream
+/// was dropped never reads an epoch it had before.
 pub struct MemoryHistory {
-    shards: Box<[Mutex<HashMap<String, Stream>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     operations: AtomicU64,
+}
+
+#[derive(Default)]
+struct Shard {
+    streams: HashMap<Box<str>, Stream>,
+    /// Bumped when a stream of the slot is dropped (see [`MemoryHistory`]).
+    generations: Vec<u64>,
 }
 
 struct Stream {
@@ -80,16 +94,6 @@ struct Stream {
 }
 
 impl Stream {
-    fn new() -> Self {
-        let epoch: u64 = rand::random();
-        Self {
-            epoch: format!("{epoch:016x}").into(),
-            seq: 0,
-            items: VecDeque::new(),
-            touched: Instant::now(),
-        }
-    }
-
     fn position(&self) -> Position {
         Position { epoch: self.epoch.clone(), seq: self.seq }
     }
@@ -107,41 +111,96 @@ impl Default for MemoryHistory {
     }
 }
 
+/// A topic's shard, with what is needed of it.
+struct Located<'a> {
+    shard: parking_lot::MutexGuard<'a, Shard>,
+    /// The topic's slot in the shard's generations.
+    slot: usize,
+    /// The topic's hash (for its epoch).
+    hash: u64,
+}
+
 impl MemoryHistory {
     /// How long an untouched stream is kept.
     pub const IDLE: Duration = Duration::from_secs(600);
     const SHARDS: usize = 32;
+    /// Generation counters per shard (see [`MemoryHistory`]).
+    pub const SLOTS: usize = 128;
 
     /// Empty history.
     #[must_use]
     pub fn new() -> Self {
         Self {
-            shards: (0..Self::SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..Self::SHARDS)
+                .map(|_| Mutex::new(Shard { streams: HashMap::new(), generations: vec![0; Self::SLOTS] }))
+                .collect(),
             hasher: RandomState::new(),
             operations: AtomicU64::new(0),
         }
     }
 
-    fn with_stream<T>(&self, topic: &str, f: impl FnOnce(&mut Stream) -> T) -> T {
+    /// Locks the topic's shard, first dropping the shard's idle streams now and then.
+    fn locate(&self, topic: &str) -> Located<'_> {
         let n = self.operations.fetch_add(1, Ordering::Relaxed);
-        let index = (self.hasher.hash_one(topic) as usize) % self.shards.len();
-        let mut shard = self.shards[index].lock();
+        let hash = self.hasher.hash_one(topic);
+        let mut shard = self.shards[(hash as usize) % self.shards.len()].lock();
         if n.is_multiple_of(4096) {
             let now = Instant::now();
-            shard.retain(|_, s| now.duration_since(s.touched) < Self::IDLE);
+            let shard = &mut *shard;
+            let mut dropped = Vec::new();
+            shard.streams.retain(|t, s| {
+                let keep = now.duration_since(s.touched) < Self::IDLE;
+                if !keep {
+                    dropped.push(self.slot(self.hasher.hash_one(&**t)));
+                }
+                keep
+            });
+            for slot in dropped {
+                shard.generations[slot] += 1;
+            }
         }
-        if !shard.contains_key(topic) {
-            shard.insert(topic.to_owned(), Stream::new());
+        Located { shard, slot: self.slot(hash), hash }
+    }
+
+    fn slot(&self, hash: u64) -> usize {
+        ((hash >> 32) as usize) % Self::SLOTS
+    }
+
+    /// The epoch a topic without a stream has now.
+    fn epoch(&self, at: &Located<'_>) -> Arc<str> {
+        let epoch = self.hasher.hash_one((at.hash, at.shard.generations[at.slot]));
+        format!("{epoch:016x}").into()
+    }
+
+    /// The topic's stream, created if needed.
+    fn with_stream<T>(&self, topic: &str, f: impl FnOnce(&mut Stream) -> T) -> T {
+        let mut at = self.locate(topic);
+        if !at.shard.streams.contains_key(topic) {
+            let stream =
+                Stream { epoch: self.epoch(&at), seq: 0, items: VecDeque::new(), touched: Instant::now() };
+            at.shard.streams.insert(topic.into(), stream);
         }
-        let stream = shard.get_mut(topic).expect("inserted above");
+        let stream = at.shard.streams.get_mut(topic).expect("inserted above");
         stream.touched = Instant::now();
         f(stream)
+    }
+
+    /// The topic's stream if it has one, else its position (epoch, 0).
+    fn with_existing<T>(&self, topic: &str, f: impl FnOnce(&mut Stream) -> T) -> Result<T, Position> {
+        let mut at = self.locate(topic);
+        match at.shard.streams.get_mut(topic) {
+            Some(stream) => {
+                stream.touched = Instant::now();
+                Ok(f(stream))
+            }
+            None => Err(Position { epoch: self.epoch(&at), seq: 0 }),
+        }
     }
 
     /// How many topic streams are kept (for leak tests).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().streams.len()).sum()
     }
 
     /// Whether no stream is kept.
@@ -167,12 +226,12 @@ impl History for MemoryHistory {
     }
 
     fn position(&self, topic: &str) -> BackendFuture<'_, Position> {
-        let position = self.with_stream(topic, |s| s.position());
+        let position = self.with_existing(topic, |s| s.position()).unwrap_or_else(|p| p);
         Box::pin(std::future::ready(Ok(position)))
     }
 
     fn recover(&self, topic: &str, since: &Position) -> BackendFuture<'_, Recovery> {
-        let recovery = self.with_stream(topic, |s| {
+        let recovery = self.with_existing(topic, |s| {
             s.trim(Instant::now());
             let position = s.position();
             if s.epoch != since.epoch || since.seq > s.seq {
@@ -187,6 +246,11 @@ impl History for MemoryHistory {
             let missing = s.seq - since.seq;
             let complete = publications.len() as u64 == missing;
             Recovery { position, publications, complete }
+        });
+        let recovery = recovery.unwrap_or_else(|position| {
+            // Nothing published (in this generation): nothing to miss, if it is the same epoch.
+            let complete = since.epoch == position.epoch && since.seq == 0;
+            Recovery { position, publications: Vec::new(), complete }
         });
         Box::pin(std::future::ready(Ok(recovery)))
     }

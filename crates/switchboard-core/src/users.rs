@@ -89,6 +89,11 @@ impl Users for MemoryUsers {
     ) -> BackendFuture<'_, Registration> {
         let mut users = self.users.lock();
         let conns = users.entry(user.to_owned()).or_default();
+        // Most users have one connection: room for exactly one at first (a `Vec` grows to four
+        // at its first push), more only when a second comes.
+        if conns.capacity() == 0 {
+            conns.reserve_exact(1);
+        }
         let mut evicted = Vec::new();
         if let Some((cap, policy)) = cap {
             let cap = cap.max(1);
