@@ -66,6 +66,12 @@ impl Topic {
         &self.0
     }
 
+    /// The name, shared (a clone of the topic's own allocation, not a copy).
+    #[must_use]
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// The `/`-separated segments.
     pub fn segments(&self) -> std::str::Split<'_, char> {
         self.0.split('/')

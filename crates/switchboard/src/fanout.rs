@@ -36,13 +36,84 @@ use crate::topic::TopicSettings;
 /// Local subscribers of one topic.
 pub(crate) struct TopicState {
     pub(crate) settings: TopicSettings,
-    pub(crate) subs: RwLock<HashMap<Arc<str>, Arc<ConnShared>>>,
+    pub(crate) subs: RwLock<Subscribers>,
     /// Subscriptions still reading history, with what was published meanwhile. Lock order:
     /// `pending` before `subs`, everywhere.
     /// (A list, not a map: it is empty nearly always, and an empty `Vec` is half the size.)
     pending: Mutex<Vec<(Arc<str>, Buffered)>>,
     /// Puts publications in `seq` order. Lock order: `sequencer` before `pending`.
     sequencer: Mutex<Sequencer>,
+}
+
+/// A topic's local subscribers: a list while they are few (a topic of one connection costs
+/// one pointer, not a hash table), a map by connection id beyond.
+pub(crate) enum Subscribers {
+    Few(Vec<Arc<ConnShared>>),
+    Many(HashMap<Arc<str>, Arc<ConnShared>>),
+}
+
+impl Subscribers {
+    /// Up to this many, a list.
+    const FEW: usize = 16;
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Few(list) => list.len(),
+            Self::Many(map) => map.len(),
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ConnShared>> {
+        let (list, map) = match self {
+            Self::Few(list) => (Some(list.iter()), None),
+            Self::Many(map) => (None, Some(map.values())),
+        };
+        list.into_iter().flatten().chain(map.into_iter().flatten())
+    }
+
+    fn insert(&mut self, conn: &Arc<ConnShared>) {
+        match self {
+            Self::Few(list) => {
+                if list.iter().any(|c| c.id == conn.id) {
+                    return;
+                }
+                if list.len() < Self::FEW {
+                    if list.capacity() == 0 {
+                        list.reserve_exact(1);
+                    }
+                    list.push(conn.clone());
+                } else {
+                    let mut map: HashMap<_, _> = list.drain(..).map(|c| (c.id.clone(), c)).collect();
+                    map.insert(conn.id.clone(), conn.clone());
+                    *self = Self::Many(map);
+                }
+            }
+            Self::Many(map) => {
+                map.insert(conn.id.clone(), conn.clone());
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        match self {
+            Self::Few(list) => {
+                list.retain(|c| &*c.id != id);
+                if list.is_empty() {
+                    *list = Vec::new();
+                }
+            }
+            Self::Many(map) => {
+                map.remove(id);
+                if map.len() <= Self::FEW / 2 {
+                    *self = Self::Few(map.drain().map(|(_, c)| c).collect());
+                }
+            }
+        }
+    }
 }
 
 /// Publications (with their sequence numbers) held for a subscription that is reading history.
@@ -319,7 +390,7 @@ async fn fill_gap(hub: &Arc<HubInner>, topic: &str, epoch: Arc<str>, waiting_for
     if sequencer.next == waiting_for {
         tracing::warn!(topic, %epoch, missing = waiting_for, "publications missed and not in history");
         if state.settings.history.size > 0 {
-            for conn in state.subs.read().values() {
+            for conn in state.subs.read().iter() {
                 conn.close(CloseCode::RECONNECT, "publications were missed: resubscribe with since", true);
             }
         }
@@ -377,7 +448,7 @@ fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &R
         buffer.push((seq, record.clone()));
     }
     let subs = state.subs.read();
-    for conn in subs.values() {
+    for conn in subs.iter() {
         if record.skip.as_deref() == Some(&*conn.id) {
             continue;
         }
@@ -421,7 +492,7 @@ fn deliver_one(
 /// Sends an event (not a publication: no sequence number) to a topic's local subscribers.
 pub(crate) fn deliver_event(hub: &HubInner, topic: &str, frame: &SharedFrame) {
     if let Some(state) = hub.topics.get(topic) {
-        for conn in state.subs.read().values() {
+        for conn in state.subs.read().iter() {
             let _ = frame.push_to(conn);
         }
     }
@@ -451,11 +522,11 @@ pub(crate) async fn subscribe(
             let mut shard = hub.topics.map.shard(topic).write();
             let created = !shard.contains_key(topic.as_str());
             let state = shard
-                .entry(Arc::from(topic.as_str()))
+                .entry(topic.shared())
                 .or_insert_with(|| {
                     Arc::new(TopicState {
                         settings,
-                        subs: RwLock::new(HashMap::new()),
+                        subs: RwLock::new(Subscribers::Few(Vec::new())),
                         pending: Mutex::new(Vec::new()),
                         sequencer: Mutex::new(Sequencer::default()),
                     })
@@ -532,10 +603,14 @@ pub(crate) async fn subscribe(
         let mut pending = state.pending.lock();
         let mine = pending.iter().position(|(id, _)| *id == conn.id);
         if let Some((_, buffer)) = mine.map(|i| pending.swap_remove(i)) {
+            if pending.is_empty() {
+                // Nearly always: no subscription reads history, and the list's room goes.
+                *pending = Vec::new();
+            }
             for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
                 deliver_one(hub, conn, topic, settings, *seq, record);
             }
-            state.subs.write().insert(conn.id.clone(), conn.clone());
+            state.subs.write().insert(conn);
         }
         drop(pending);
         drop(sequencer);
@@ -563,7 +638,12 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
         let mut shard = hub.topics.map.shard(topic).write();
         if let Some(state) = shard.get(topic) {
             settings = state.settings;
-            state.pending.lock().retain(|(id, _)| **id != *conn.id);
+            let mut pending = state.pending.lock();
+            pending.retain(|(id, _)| **id != *conn.id);
+            if pending.is_empty() {
+                *pending = Vec::new();
+            }
+            drop(pending);
             state.subs.write().remove(&*conn.id);
             if state.is_unused() {
                 last = true;
