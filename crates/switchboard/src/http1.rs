@@ -129,28 +129,6 @@ const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
     header::SEC_WEBSOCKET_EXTENSIONS,
 ];
 
-/// The request as the connection keeps it: without the handshake's own headers, which mean
-/// nothing once upgraded and cost ~150 bytes each for the connection's lifetime. (The upgrade
-/// hook saw them all.)
-fn without_handshake_headers(request: Arc<UpgradeRequest>) -> UpgradeRequest {
-    let mut request = Arc::try_unwrap(request).unwrap_or_else(|shared| (*shared).clone());
-    let all = std::mem::take(&mut request.headers);
-    let kept = all.keys_len() - HANDSHAKE_HEADERS.iter().filter(|h| all.contains_key(*h)).count();
-    let mut headers = HeaderMap::with_capacity(kept);
-    let mut name = None;
-    for (next, value) in all {
-        // `into_iter` names a header only at its first value.
-        if next.is_some() {
-            name = next;
-        }
-        if let Some(name) = name.as_ref().filter(|n| !HANDSHAKE_HEADERS.contains(n)) {
-            headers.append(name.clone(), value);
-        }
-    }
-    request.headers = headers;
-    request
-}
-
 /// Answers a refused request and closes the connection.
 async fn refuse(tcp: &mut TcpStream, status: StatusCode, body: &str, extra: &str) {
     let response = format!(
@@ -192,14 +170,14 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
         return refuse(&mut tcp, StatusCode::BAD_REQUEST, body, "").await;
     };
     let uri = if head.uri == server.endpoint { server.endpoint.clone() } else { head.uri };
-    let request = Arc::new(UpgradeRequest::new(head.headers, uri, Some(remote)));
+    let request = Arc::new(UpgradeRequest::from_parts(&head.headers, uri.clone(), Some(remote)));
     if let Some(hook) = &server.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {
         tracing::warn!(status = %rejection.status, reason = %rejection.message, "upgrade refused");
         return refuse(&mut tcp, rejection.status, &rejection.message, "").await;
     }
-    let headers = &request.headers;
+    let headers = &head.headers;
     let check = if !head.get {
         Err((StatusCode::METHOD_NOT_ALLOWED, "Request method must be `GET`"))
     } else if !head.http11 {
@@ -222,7 +200,9 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
         Ok(key) => derive_accept_key(key.as_bytes()),
         Err((status, body)) => return refuse(&mut tcp, status, body, "").await,
     };
-    let request = Arc::new(without_handshake_headers(request));
+    // The request as the connection keeps it: without the handshake's own headers, which mean
+    // nothing once upgraded. (The upgrade hook saw them all.)
+    let request = Arc::new(UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, uri, Some(remote)));
     let protocol =
         if named { format!("sec-websocket-protocol: {}\r\n", format.subprotocol()) } else { String::new() };
     let response = format!(
@@ -266,8 +246,9 @@ mod tests {
     fn the_handshake_headers_are_not_kept() {
         let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: a=1\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\nCookie: b=2\r\nSec-WebSocket-Protocol: switchboard.v1.json\r\n\r\n";
         let head = parse(raw).unwrap().unwrap();
-        let kept = without_handshake_headers(Arc::new(UpgradeRequest::new(head.headers, head.uri, None)));
-        let names: Vec<_> = kept.headers.keys().map(|k| k.as_str()).collect();
+        let kept = UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, head.uri, None);
+        let headers = kept.headers();
+        let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "cookie", "sec-websocket-protocol"]);
         assert_eq!(kept.cookie("b"), Some("2"));
     }

@@ -434,7 +434,7 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
             .into_response();
     };
     let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let request = Arc::new(UpgradeRequest::new(parts.headers.clone(), parts.uri.clone(), remote));
+    let request = Arc::new(UpgradeRequest::from_parts(&parts.headers, parts.uri.clone(), remote));
     if let Some(hook) = &server.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {

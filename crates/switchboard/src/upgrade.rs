@@ -3,26 +3,36 @@
 use std::net::SocketAddr;
 
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use switchboard_protocol::Format;
 
 /// What the HTTP upgrade request said. Identify hooks and handlers see it through
 /// [`Conn::upgrade_request`](crate::Conn::upgrade_request) or the `Arc<UpgradeRequest>` extractor.
 ///
+/// Every connection keeps its request for its whole life, so the headers are kept compactly
+/// (one allocation holding their bytes) and read by [`header`](Self::header),
+/// [`header_values`](Self::header_values), [`cookie`](Self::cookie) and
+/// [`origin`](Self::origin); [`headers`](Self::headers) rebuilds an `http::HeaderMap` when one is
+/// needed.
+///
 /// ```
 /// use switchboard::UpgradeRequest;
-/// let mut req = UpgradeRequest::default();
-/// req.headers.insert("cookie", "sid=abc; theme=dark".parse().unwrap());
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("cookie", "sid=abc; theme=dark".parse().unwrap());
+/// let req = UpgradeRequest::new(headers, "/ws?v=2".parse().unwrap(), None);
 /// assert_eq!(req.cookie("theme"), Some("dark"));
+/// assert_eq!(req.header("Cookie"), Some("sid=abc; theme=dark"));
+/// assert_eq!(req.query("v"), Some("2"));
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct UpgradeRequest {
-    /// The request's headers. On connections upgraded by
-    /// [`Switchboard::serve`](crate::Switchboard::serve), those of the handshake itself
-    /// (`Connection`, `Upgrade`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are dropped once
-    /// the upgrade hook has seen them, to save memory per connection.
-    pub headers: HeaderMap,
+    /// The headers: `name:value\n` for each, in order, names in lower case (a name has no `:`
+    /// and a value no line break, so both separators are unambiguous). On connections upgraded
+    /// by [`Switchboard::serve`](crate::Switchboard::serve), those of the handshake itself
+    /// (`Connection`, `Upgrade`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are dropped
+    /// once the upgrade hook has seen them.
+    headers: Box<[u8]>,
     /// The request's URI (path and query).
     pub uri: Uri,
     /// The peer's address, when the server knows it.
@@ -33,13 +43,50 @@ impl UpgradeRequest {
     /// A request with these parts.
     #[must_use]
     pub fn new(headers: HeaderMap, uri: Uri, remote_addr: Option<SocketAddr>) -> Self {
-        Self { headers, uri, remote_addr }
+        Self::from_parts(&headers, uri, remote_addr)
     }
 
-    /// A header's value, if present and text.
+    /// A request with these parts, the headers copied.
+    pub(crate) fn from_parts(headers: &HeaderMap, uri: Uri, remote_addr: Option<SocketAddr>) -> Self {
+        Self { headers: compact(headers, |_| true), uri, remote_addr }
+    }
+
+    /// The same request without the headers named in `drop`.
+    pub(crate) fn without(
+        headers: &HeaderMap,
+        drop: &[HeaderName],
+        uri: Uri,
+        remote_addr: Option<SocketAddr>,
+    ) -> Self {
+        Self { headers: compact(headers, |name| !drop.contains(name)), uri, remote_addr }
+    }
+
+    /// Replaces the headers.
+    pub fn set_headers(&mut self, headers: &HeaderMap) {
+        self.headers = compact(headers, |_| true);
+    }
+
+    /// The headers as an `http::HeaderMap` (a copy, built on each call).
+    #[must_use]
+    pub fn headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.entries().count());
+        for (name, value) in self.entries() {
+            if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+
+    /// Every value of a header (any case), in order, as bytes.
+    pub fn header_values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> {
+        self.entries().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+    }
+
+    /// A header's (first) value, if present and text.
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        self.header_values(name).next().and_then(text)
     }
 
     /// The `Origin` header.
@@ -51,10 +98,8 @@ impl UpgradeRequest {
     /// A cookie's value.
     #[must_use]
     pub fn cookie(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
+        self.header_values("cookie")
+            .filter_map(text)
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
             .find(|(k, _)| *k == name)
@@ -70,6 +115,49 @@ impl UpgradeRequest {
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v)
+    }
+
+    /// `(name, value)` of every header, in order.
+    fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.split(|b| *b == b'\n').filter(|line| !line.is_empty()).map(|line| {
+            let colon = line.iter().position(|b| *b == b':').unwrap_or(line.len());
+            (&line[..colon], line.get(colon + 1..).unwrap_or_default())
+        })
+    }
+}
+
+impl std::fmt::Debug for UpgradeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<_> =
+            self.entries().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
+        f.debug_struct("UpgradeRequest")
+            .field("headers", &headers)
+            .field("uri", &self.uri)
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
+}
+
+/// The headers `keep` keeps, in the compact form of [`UpgradeRequest`].
+fn compact(headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Box<[u8]> {
+    let kept = || headers.iter().filter(|(name, _)| keep(name));
+    let len = kept().map(|(name, value)| name.as_str().len() + value.len() + 2).sum();
+    let mut bytes = Vec::with_capacity(len);
+    for (name, value) in kept() {
+        bytes.extend_from_slice(name.as_str().as_bytes());
+        bytes.push(b':');
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(b'\n');
+    }
+    bytes.into_boxed_slice()
+}
+
+/// A value as text, as [`HeaderValue::to_str`] sees it (visible ASCII and tabs).
+fn text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|b| *b == b'\t' || (0x20..0x7f).contains(b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
     }
 }
 
