@@ -35,9 +35,14 @@ pub(crate) enum Out {
 pub(crate) struct Receiver(Arc<ConnShared>);
 
 impl Receiver {
-    /// Moves up to `limit` queued items into `buf`, waiting for one; cancel-safe.
-    pub(crate) async fn recv_many(&mut self, buf: &mut Vec<Out>, limit: usize) -> usize {
-        self.0.queue.recv_many(buf, limit).await
+    /// Moves up to `limit` queued items into `buf`, waiting for one; cancel-safe. (Not an
+    /// `async fn`: its future would hold its arguments twice, in every connection's task.)
+    pub(crate) fn recv_many<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<Out>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + Send + 'a {
+        self.0.queue.recv_many(buf, limit)
     }
 
     /// The next queued item, if any.

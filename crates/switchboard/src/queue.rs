@@ -57,8 +57,15 @@ impl<T> Queue<T> {
 
     /// Moves up to `limit` items into `buf`, waiting for at least one; 0 once interrupted, or
     /// closed and empty. Cancel-safe: items are taken only when the call returns.
-    pub(crate) async fn recv_many(&self, buf: &mut Vec<T>, limit: usize) -> usize {
-        poll_fn(|cx| self.poll_recv_many(cx, buf, limit)).await
+    pub(crate) fn recv_many<'a>(
+        &'a self,
+        buf: &'a mut Vec<T>,
+        limit: usize,
+    ) -> impl Future<Output = usize> + Send + 'a
+    where
+        T: Send,
+    {
+        poll_fn(move |cx| self.poll_recv_many(cx, buf, limit))
     }
 
     fn poll_recv_many(&self, cx: &mut Context<'_>, buf: &mut Vec<T>, limit: usize) -> Poll<usize> {
