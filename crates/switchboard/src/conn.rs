@@ -210,6 +210,21 @@ impl ConnShared {
         }
     }
 
+    /// Resolves once the server shuts down (`shutdown` cancelled, or [`stop`](Self::stop)
+    /// called since). A few bytes in the connection's task, where a `CancellationToken`'s
+    /// future would take 72.
+    pub(crate) fn shutting_down<'a>(
+        &'a self,
+        shutdown: &'a tokio_util::sync::CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        self.queue.stopped(|| shutdown.is_cancelled())
+    }
+
+    /// Wakes [`shutting_down`](Self::shutting_down) (the server is shutting down).
+    pub(crate) fn stop(&self) {
+        self.queue.stop();
+    }
+
     /// Resolves once [`ConnShared::kill`] was called (for a task blocked writing).
     pub(crate) async fn killed(&self) {
         self.queue.interrupted().await;

@@ -374,6 +374,13 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     pub async fn shutdown(&self) {
         let hub = &self.inner.hub.inner;
         hub.shutdown.cancel();
+        // Each connection's task waits for this on its queue (see `ConnShared::shutting_down`);
+        // one registered later sees the cancelled token.
+        for shard in hub.conns.shards() {
+            for conn in shard.read().values() {
+                conn.stop();
+            }
+        }
         self.closed().await;
         let _ = hub.backends.presence.leave(crate::info::NODES, &hub.node).await;
         let _ = hub.backends.broker.detach(&hub.node).await;

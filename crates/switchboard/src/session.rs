@@ -95,146 +95,153 @@ impl Ending {
     }
 }
 
-pub(crate) async fn run<S, T>(
+/// The connection's task. Not an `async fn`: its future would keep the arguments twice (the
+/// arguments, then the locals they move into), 144 bytes more in every connection's task.
+pub(crate) fn run<S, T>(
     server: Arc<ServerInner<S>>,
     mut transport: T,
     conn: Arc<ConnShared>,
     mut rx: Receiver,
-) where
+) -> impl Future<Output = ()> + Send + 'static
+where
     S: Clone + Send + Sync + 'static,
     T: Transport,
 {
-    let hub = &server.hub.inner;
-    hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
-    hub.stats.connections_total.fetch_add(1, Ordering::Relaxed);
-    hub.timers.identify_by(hub.now_ms() + millis(hub.config.identify_timeout), &conn);
-    tracing::debug!(format = %conn.format, "connected");
+    async move {
+        let hub = &server.hub.inner;
+        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+        hub.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        hub.timers.identify_by(hub.now_ms() + millis(hub.config.identify_timeout), &conn);
+        tracing::debug!(format = %conn.format, "connected");
 
-    let binary = conn.format.is_binary();
-    let mut inflight = Inflight::default();
-    let mut batch = Vec::new();
-    let mut draining = false;
-    // While shutting down: how long running handlers may still take.
-    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    let ending: Option<Ending> = loop {
-        tokio::select! {
-            biased;
-            // A kill (slow consumer) interrupts the queue: 0 before anything queued.
-            n = rx.recv_many(&mut batch, 256) => {
-                if n == 0 {
-                    break conn.is_killed().then(|| killed(&server, &conn));
-                }
-                let mut written = 0;
-                let mut close = None;
-                // Boxed: only while writing, and it need not widen the task's future.
-                let write = Box::pin(async {
-                    for out in batch.drain(..) {
-                        let ok = match out {
-                            Out::Frame(bytes) => {
-                                written += bytes.len();
-                                transport.feed(Outbound::Data(bytes), binary).await
-                            }
-                            Out::Ping => transport.feed(Outbound::Ping, binary).await,
-                            Out::Close { code, reason, bye, jump } => {
-                                close = Some(Ending { code, reason, bye, jump });
-                                break;
-                            }
-                        };
-                        if !ok {
-                            return false;
-                        }
+        let binary = conn.format.is_binary();
+        let mut inflight = Inflight::default();
+        let mut batch = Vec::new();
+        let mut draining = false;
+        // While shutting down: how long running handlers may still take.
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        let ending: Option<Ending> = loop {
+            tokio::select! {
+                biased;
+                // A kill (slow consumer) interrupts the queue: 0 before anything queued.
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break conn.is_killed().then(|| killed(&server, &conn));
                     }
-                    transport.flush().await
-                });
-                // A full socket blocks the write: a kill (slow consumer) must still get through.
-                let (ok, kill) = tokio::select! {
-                    ok = write => (ok, false),
-                    () = conn.killed() => (false, true),
-                };
-                // Not kept between batches: an idle connection holds no buffer.
-                batch = Vec::new();
-                conn.queued.fetch_sub(written, Ordering::AcqRel);
-                if kill {
-                    break Some(killed(&server, &conn));
+                    let mut written = 0;
+                    let mut close = None;
+                    // Boxed: only while writing, and it need not widen the task's future.
+                    let write = Box::pin(async {
+                        for out in batch.drain(..) {
+                            let ok = match out {
+                                Out::Frame(bytes) => {
+                                    written += bytes.len();
+                                    transport.feed(Outbound::Data(bytes), binary).await
+                                }
+                                Out::Ping => transport.feed(Outbound::Ping, binary).await,
+                                Out::Close { code, reason, bye, jump } => {
+                                    close = Some(Ending { code, reason, bye, jump });
+                                    break;
+                                }
+                            };
+                            if !ok {
+                                return false;
+                            }
+                        }
+                        transport.flush().await
+                    });
+                    // A full socket blocks the write: a kill (slow consumer) must still get through.
+                    let (ok, kill) = tokio::select! {
+                        ok = write => (ok, false),
+                        () = conn.killed() => (false, true),
+                    };
+                    // Not kept between batches: an idle connection holds no buffer.
+                    batch = Vec::new();
+                    conn.queued.fetch_sub(written, Ordering::AcqRel);
+                    if kill {
+                        break Some(killed(&server, &conn));
+                    }
+                    hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                    hub.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+                    if close.is_some() {
+                        break close;
+                    }
+                    if !ok {
+                        break None;
+                    }
                 }
-                hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
-                hub.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
-                if close.is_some() {
-                    break close;
+                Some(()) = inflight.next(), if !inflight.is_empty() => {
+                    // Every other handler that finished too, before the replies are written.
+                    while !inflight.is_empty() && inflight.next().now_or_never().flatten().is_some() {}
+                    if draining && inflight.is_empty() {
+                        grace = None;
+                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                    }
                 }
-                if !ok {
-                    break None;
+                () = conn.shutting_down(&hub.shutdown), if !draining => {
+                    draining = true;
+                    if inflight.is_empty() {
+                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                    } else {
+                        grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
+                    }
                 }
-            }
-            Some(()) = inflight.next(), if !inflight.is_empty() => {
-                // Every other handler that finished too, before the replies are written.
-                while !inflight.is_empty() && inflight.next().now_or_never().flatten().is_some() {}
-                if draining && inflight.is_empty() {
+                () = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
-            }
-            () = hub.shutdown.cancelled(), if !draining => {
-                draining = true;
-                if inflight.is_empty() {
-                    conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-                } else {
-                    grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
-                }
-            }
-            () = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
-                grace = None;
-                conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-            }
-            inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
-                if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
-                    break end;
-                }
-                // Take every frame that already arrived (their handlers run as they are taken),
-                // so that the replies they produce leave in one write, not one write each.
-                let mut more = None;
-                while inflight.len() < hub.config.max_inflight.max(1) {
-                    let Some(inbound) = transport.recv().now_or_never() else { break };
+                inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
                     if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
-                        more = Some(end);
-                        break;
+                        break end;
+                    }
+                    // Take every frame that already arrived (their handlers run as they are taken),
+                    // so that the replies they produce leave in one write, not one write each.
+                    let mut more = None;
+                    while inflight.len() < hub.config.max_inflight.max(1) {
+                        let Some(inbound) = transport.recv().now_or_never() else { break };
+                        if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
+                            more = Some(end);
+                            break;
+                        }
+                    }
+                    if let Some(end) = more {
+                        break end;
                     }
                 }
-                if let Some(end) = more {
-                    break end;
-                }
             }
+        };
+        drop(inflight);
+        // The connection is gone for everyone else before its last bytes are written.
+        // Boxed, like the goodbye below: run once, they need not widen the task's future.
+        Box::pin(cleanup(&server, &conn)).await;
+        if let Some(end) = ending {
+            tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
+            let goodbye = Box::pin(async {
+                if end.bye {
+                    let bye =
+                        wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: end.jump.clone() };
+                    if let Ok(frame) =
+                        switchboard_protocol::encode_value(conn.format, wire::types::BYE, &bye, None)
+                    {
+                        transport.feed(Outbound::Data(frame), binary).await;
+                    }
+                }
+                transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
+                transport.flush().await;
+                // Read (and drop) what the peer still sends until its close or EOF: closing a socket
+                // with unread input makes the kernel reset it, and the close frame would be lost.
+                while let Inbound::Data { .. } | Inbound::Control = transport.recv().await {}
+            });
+            // A slow consumer gets longer: its close frame waits behind its backlog in the socket.
+            let patience = if end.code == CloseCode::SLOW_CONSUMER { 5 } else { 1 };
+            // Boxed with its timer (a `Sleep` is 112 bytes): the task's future holds a pointer.
+            let _ = Box::pin(tokio::time::timeout(Duration::from_secs(patience), goodbye)).await;
+        } else {
+            let _ = Box::pin(tokio::time::timeout(Duration::from_millis(200), transport.flush())).await;
         }
-    };
-    drop(inflight);
-    // The connection is gone for everyone else before its last bytes are written.
-    // Boxed, like the goodbye below: run once, they need not widen the task's future.
-    Box::pin(cleanup(&server, &conn)).await;
-    if let Some(end) = ending {
-        tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
-        let goodbye = Box::pin(async {
-            if end.bye {
-                let bye = wire::Bye { code: end.code.0, reason: end.reason.clone(), jump: end.jump.clone() };
-                if let Ok(frame) =
-                    switchboard_protocol::encode_value(conn.format, wire::types::BYE, &bye, None)
-                {
-                    transport.feed(Outbound::Data(frame), binary).await;
-                }
-            }
-            transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
-            transport.flush().await;
-            // Read (and drop) what the peer still sends until its close or EOF: closing a socket
-            // with unread input makes the kernel reset it, and the close frame would be lost.
-            while let Inbound::Data { .. } | Inbound::Control = transport.recv().await {}
-        });
-        // A slow consumer gets longer: its close frame waits behind its backlog in the socket.
-        let patience = if end.code == CloseCode::SLOW_CONSUMER { 5 } else { 1 };
-        let _ = tokio::time::timeout(Duration::from_secs(patience), goodbye).await;
-    } else {
-        let _ = tokio::time::timeout(Duration::from_millis(200), transport.flush()).await;
+        drop(transport);
+        tracing::debug!("disconnected");
     }
-    drop(transport);
-    tracing::debug!("disconnected");
 }
 
 /// Handles one thing read from the socket; `Some` ends the connection (with that close frame,
