@@ -3,13 +3,13 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::future::IntoFuture;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use serde::Serialize;
 use switchboard_protocol::{
     CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic, encode, wire,
@@ -61,6 +61,42 @@ impl Drop for Receiver {
 /// A per-connection inbound filter (see [`Conn::add_filter`]).
 pub(crate) type ConnFilter = Arc<dyn Fn(&MessageType, &RawPayload) -> Result<(), Error> + Send + Sync>;
 
+/// A rarely used part of a connection, allocated at its first use: until then it costs the
+/// connection 16 bytes, not its size (a `Mutex<HashMap>` is 56).
+pub(crate) struct Lazy<T>(OnceLock<Box<T>>);
+
+impl<T> Default for Lazy<T> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<T: Default> std::ops::Deref for Lazy<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.get_or_init(Box::default)
+    }
+}
+
+/// The connection's own inbound filters ([`Conn::add_filter`]): read for every handled message,
+/// allocated only by the first filter added.
+#[derive(Default)]
+pub(crate) struct Filters(Lazy<RwLock<Vec<ConnFilter>>>);
+
+/// What [`Filters::read`] reads when no filter was ever added.
+static NO_FILTERS: RwLock<Vec<ConnFilter>> = RwLock::new(Vec::new());
+
+impl Filters {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<ConnFilter>> {
+        self.0.0.get().map_or(&NO_FILTERS, |filters| filters).read()
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Vec<ConnFilter>> {
+        self.0.write()
+    }
+}
+
 /// What the connection is, once identified.
 pub(crate) struct Identified {
     /// Index of the namespace in the server.
@@ -96,18 +132,18 @@ pub(crate) struct ConnShared {
     closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
     killed: AtomicBool,
-    pub(crate) kill_reason: Mutex<Option<(CloseCode, String)>>,
+    pub(crate) kill_reason: Lazy<Mutex<Option<(CloseCode, String)>>>,
     /// Milliseconds (server clock) of the last frame received, for the heartbeat sweep.
     pub(crate) last_seen: AtomicU64,
     /// When the credentials expire (server clock, ms; 0: never). A refresh moves it.
     pub(crate) expires_at: AtomicU64,
     /// Next id of a request we send (our id space).
     next_id: AtomicU64,
-    pub(crate) pending: Mutex<HashMap<u64, Pending>>,
+    pub(crate) pending: Lazy<Mutex<HashMap<u64, Pending>>>,
     pub(crate) identity: RwLock<Option<Identified>>,
     /// Whether a `~hello` is being handled.
     pub(crate) identifying: AtomicBool,
-    pub(crate) filters: RwLock<Vec<ConnFilter>>,
+    pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
 }
 
@@ -128,14 +164,14 @@ impl ConnShared {
             queued: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
-            kill_reason: Mutex::new(None),
+            kill_reason: Lazy::default(),
             last_seen: AtomicU64::new(now_ms),
             expires_at: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
-            pending: Mutex::new(HashMap::new()),
+            pending: Lazy::default(),
             identity: RwLock::new(None),
             identifying: AtomicBool::new(false),
-            filters: RwLock::new(Vec::new()),
+            filters: Filters::default(),
             topics: Mutex::new(Vec::new()),
         });
         let rx = Receiver(shared.clone());
