@@ -57,7 +57,38 @@ pub trait Users: Send + Sync + 'static {
 /// In-memory registry.
 #[derive(Default)]
 pub struct MemoryUsers {
-    users: Mutex<HashMap<String, Vec<ConnRef>>>,
+    users: Mutex<HashMap<Box<str>, Conns>>,
+}
+
+/// A user's connections (never none in [`MemoryUsers`]): one, the usual case, without an
+/// allocation of its own.
+enum Conns {
+    One(ConnRef),
+    Many(Vec<ConnRef>),
+}
+
+impl Conns {
+    fn as_slice(&self) -> &[ConnRef] {
+        match self {
+            Self::One(conn) => std::slice::from_ref(conn),
+            Self::Many(conns) => conns,
+        }
+    }
+
+    fn into_vec(self) -> Vec<ConnRef> {
+        match self {
+            Self::One(conn) => vec![conn],
+            Self::Many(conns) => conns,
+        }
+    }
+
+    fn from_vec(mut conns: Vec<ConnRef>) -> Option<Self> {
+        match conns.len() {
+            0 => None,
+            1 => conns.pop().map(Self::One),
+            _ => Some(Self::Many(conns)),
+        }
+    }
 }
 
 impl MemoryUsers {
@@ -88,19 +119,17 @@ impl Users for MemoryUsers {
         cap: Option<(usize, CapPolicy)>,
     ) -> BackendFuture<'_, Registration> {
         let mut users = self.users.lock();
-        let conns = users.entry(user.to_owned()).or_default();
-        // Most users have one connection: room for exactly one at first (a `Vec` grows to four
-        // at its first push), more only when a second comes.
-        if conns.capacity() == 0 {
-            conns.reserve_exact(1);
-        }
+        let (key, mut conns) = match users.remove_entry(user) {
+            Some((key, conns)) => (key, conns.into_vec()),
+            None => (Box::from(user), Vec::new()),
+        };
         let mut evicted = Vec::new();
         if let Some((cap, policy)) = cap {
             let cap = cap.max(1);
             if conns.len() >= cap {
                 if policy == CapPolicy::RefuseNew {
-                    if conns.is_empty() {
-                        users.remove(user);
+                    if let Some(conns) = Conns::from_vec(conns) {
+                        users.insert(key, conns);
                     }
                     return Box::pin(std::future::ready(Err(BackendError::Limit)));
                 }
@@ -108,22 +137,26 @@ impl Users for MemoryUsers {
             }
         }
         conns.push(conn);
+        if let Some(conns) = Conns::from_vec(conns) {
+            users.insert(key, conns);
+        }
         Box::pin(std::future::ready(Ok(Registration { evicted })))
     }
 
     fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, ()> {
         let mut users = self.users.lock();
-        if let Some(conns) = users.get_mut(user) {
+        if let Some((key, conns)) = users.remove_entry(user) {
+            let mut conns = conns.into_vec();
             conns.retain(|c| &*c.conn != conn);
-            if conns.is_empty() {
-                users.remove(user);
+            if let Some(conns) = Conns::from_vec(conns) {
+                users.insert(key, conns);
             }
         }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn connections(&self, user: &str) -> BackendFuture<'_, Vec<ConnRef>> {
-        let list = self.users.lock().get(user).cloned().unwrap_or_default();
+        let list = self.users.lock().get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default();
         Box::pin(std::future::ready(Ok(list)))
     }
 }

@@ -35,6 +35,8 @@ use crate::topic::TopicSettings;
 
 /// Local subscribers of one topic.
 pub(crate) struct TopicState {
+    /// The name, shared with the registry's key and with every subscriber's topic list.
+    name: Topic,
     pub(crate) settings: TopicSettings,
     pub(crate) subs: RwLock<Subscribers>,
     /// Subscriptions still reading history, with what was published meanwhile. Lock order:
@@ -49,7 +51,8 @@ pub(crate) struct TopicState {
 /// one pointer, not a hash table), a map by connection id beyond.
 pub(crate) enum Subscribers {
     Few(Vec<Arc<ConnShared>>),
-    Many(HashMap<Arc<str>, Arc<ConnShared>>),
+    /// Boxed: the list is the usual case, and the enum stays the size of a `Vec`.
+    Many(Box<HashMap<Arc<str>, Arc<ConnShared>>>),
 }
 
 impl Subscribers {
@@ -89,7 +92,7 @@ impl Subscribers {
                 } else {
                     let mut map: HashMap<_, _> = list.drain(..).map(|c| (c.id.clone(), c)).collect();
                     map.insert(conn.id.clone(), conn.clone());
-                    *self = Self::Many(map);
+                    *self = Self::Many(Box::new(map));
                 }
             }
             Self::Many(map) => {
@@ -525,6 +528,7 @@ pub(crate) async fn subscribe(
                 .entry(topic.shared())
                 .or_insert_with(|| {
                     Arc::new(TopicState {
+                        name: topic.clone(),
                         settings,
                         subs: RwLock::new(Subscribers::Few(Vec::new())),
                         pending: Mutex::new(Vec::new()),
@@ -535,7 +539,14 @@ pub(crate) async fn subscribe(
             state.pending.lock().push((conn.id.clone(), Vec::new()));
             (state, created)
         };
-        conn.topics.lock().push(topic.clone());
+        {
+            let mut topics = conn.topics.lock();
+            // A few topics per connection is the usual case: room for them exactly, then doubling.
+            if topics.len() == topics.capacity() && topics.len() < 4 {
+                topics.reserve_exact(1);
+            }
+            topics.push(state.name.clone());
+        }
         let failed = if conn.is_closing() {
             Some(Error::unavailable("the connection is closing"))
         } else if created {
