@@ -169,8 +169,7 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
         let body = "unknown subprotocol: use switchboard.v1.json or switchboard.v1.msgpack";
         return refuse(&mut tcp, StatusCode::BAD_REQUEST, body, "").await;
     };
-    let uri = if head.uri == server.endpoint { server.endpoint.clone() } else { head.uri };
-    let request = Arc::new(UpgradeRequest::from_parts(&head.headers, uri.clone(), Some(remote)));
+    let request = Arc::new(UpgradeRequest::from_parts(&head.headers, &head.uri, Some(remote)));
     if let Some(hook) = &server.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {
@@ -202,7 +201,8 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
     };
     // The request as the connection keeps it: without the handshake's own headers, which mean
     // nothing once upgraded. (The upgrade hook saw them all.)
-    let request = Arc::new(UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, uri, Some(remote)));
+    let request =
+        Arc::new(UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, &head.uri, Some(remote)));
     let protocol =
         if named { format!("sec-websocket-protocol: {}\r\n", format.subprotocol()) } else { String::new() };
     let response = format!(
@@ -246,7 +246,7 @@ mod tests {
     fn the_handshake_headers_are_not_kept() {
         let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nCookie: a=1\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\nCookie: b=2\r\nSec-WebSocket-Protocol: switchboard.v1.json\r\n\r\n";
         let head = parse(raw).unwrap().unwrap();
-        let kept = UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, head.uri, None);
+        let kept = UpgradeRequest::without(&head.headers, &HANDSHAKE_HEADERS, &head.uri, None);
         let headers = kept.headers();
         let names: Vec<_> = headers.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["host", "cookie", "sec-websocket-protocol"]);

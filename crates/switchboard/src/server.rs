@@ -205,7 +205,6 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .flat_map(|ns| ns.topics.iter().map(|r| (r.pattern.clone(), r.options.settings)))
             .collect();
         let node: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
-        let endpoint = http::Uri::try_from(self.config.path.as_str()).unwrap_or_default();
         let config = Arc::new(self.config);
         let hub = Arc::new_cyclic(|me| HubInner {
             me: me.clone(),
@@ -244,7 +243,6 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 namespaces: compiled,
                 public: self.public.into_iter().collect(),
                 upgrade_hook: self.upgrade_hook,
-                endpoint,
             }),
         })
     }
@@ -256,9 +254,6 @@ pub(crate) struct ServerInner<S> {
     pub(crate) namespaces: Vec<NsRuntime<S>>,
     pub(crate) public: HashMap<String, ReplyHandler<S>>,
     pub(crate) upgrade_hook: Option<UpgradeHook>,
-    /// The endpoint's URI, shared by the upgrade requests that name exactly it (most do), so
-    /// that each connection need not keep a copy.
-    pub(crate) endpoint: http::Uri,
 }
 
 /// A running server. Cheap to clone.
@@ -441,7 +436,7 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
             .into_response();
     };
     let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-    let request = Arc::new(UpgradeRequest::from_parts(&parts.headers, parts.uri.clone(), remote));
+    let request = Arc::new(UpgradeRequest::from_parts(&parts.headers, &parts.uri, remote));
     if let Some(hook) = &server.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {

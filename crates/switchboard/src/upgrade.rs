@@ -9,11 +9,11 @@ use switchboard_protocol::Format;
 /// What the HTTP upgrade request said. Identify hooks and handlers see it through
 /// [`Conn::upgrade_request`](crate::Conn::upgrade_request) or the `Arc<UpgradeRequest>` extractor.
 ///
-/// Every connection keeps its request for its whole life, so the headers are kept compactly
-/// (one allocation holding their bytes) and read by [`header`](Self::header),
-/// [`header_values`](Self::header_values), [`cookie`](Self::cookie) and
-/// [`origin`](Self::origin); [`headers`](Self::headers) rebuilds an `http::HeaderMap` when one is
-/// needed.
+/// Every connection keeps its request for its whole life, so the URI and the headers are kept
+/// compactly (one allocation holding their bytes) and read by [`uri`](Self::uri),
+/// [`query`](Self::query), [`header`](Self::header), [`header_values`](Self::header_values),
+/// [`cookie`](Self::cookie) and [`origin`](Self::origin); [`headers`](Self::headers) rebuilds an
+/// `http::HeaderMap` when one is needed.
 ///
 /// ```
 /// use switchboard::UpgradeRequest;
@@ -23,18 +23,18 @@ use switchboard_protocol::Format;
 /// assert_eq!(req.cookie("theme"), Some("dark"));
 /// assert_eq!(req.header("Cookie"), Some("sid=abc; theme=dark"));
 /// assert_eq!(req.query("v"), Some("2"));
+/// assert_eq!(req.uri().path(), "/ws");
 /// ```
 #[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct UpgradeRequest {
-    /// The headers: `name:value\n` for each, in order, names in lower case (a name has no `:`
-    /// and a value no line break, so both separators are unambiguous). On connections upgraded
+    /// The URI as text, then a line break, then the headers: `name:value\n` for each, in order,
+    /// names in lower case (a URI and a value have no line break, a name has no `:`, so the
+    /// separators are unambiguous). On connections upgraded
     /// by [`Switchboard::serve`](crate::Switchboard::serve), those of the handshake itself
     /// (`Connection`, `Upgrade`, `Sec-WebSocket-Key`, `-Version`, `-Extensions`) are dropped
     /// once the upgrade hook has seen them.
-    headers: Box<[u8]>,
-    /// The request's URI (path and query).
-    pub uri: Uri,
+    head: Box<[u8]>,
     /// The peer's address, when the server knows it.
     pub remote_addr: Option<SocketAddr>,
 }
@@ -43,27 +43,33 @@ impl UpgradeRequest {
     /// A request with these parts.
     #[must_use]
     pub fn new(headers: HeaderMap, uri: Uri, remote_addr: Option<SocketAddr>) -> Self {
-        Self::from_parts(&headers, uri, remote_addr)
+        Self::from_parts(&headers, &uri, remote_addr)
     }
 
     /// A request with these parts, the headers copied.
-    pub(crate) fn from_parts(headers: &HeaderMap, uri: Uri, remote_addr: Option<SocketAddr>) -> Self {
-        Self { headers: compact(headers, |_| true), uri, remote_addr }
+    pub(crate) fn from_parts(headers: &HeaderMap, uri: &Uri, remote_addr: Option<SocketAddr>) -> Self {
+        Self { head: compact(uri, headers, |_| true), remote_addr }
     }
 
     /// The same request without the headers named in `drop`.
     pub(crate) fn without(
         headers: &HeaderMap,
         drop: &[HeaderName],
-        uri: Uri,
+        uri: &Uri,
         remote_addr: Option<SocketAddr>,
     ) -> Self {
-        Self { headers: compact(headers, |name| !drop.contains(name)), uri, remote_addr }
+        Self { head: compact(uri, headers, |name| !drop.contains(name)), remote_addr }
     }
 
     /// Replaces the headers.
     pub fn set_headers(&mut self, headers: &HeaderMap) {
-        self.headers = compact(headers, |_| true);
+        self.head = compact(&self.uri(), headers, |_| true);
+    }
+
+    /// The request's URI (path and query), parsed from the kept text on each call.
+    #[must_use]
+    pub fn uri(&self) -> Uri {
+        std::str::from_utf8(self.split().0).ok().and_then(|uri| Uri::try_from(uri).ok()).unwrap_or_default()
     }
 
     /// The headers as an `http::HeaderMap` (a copy, built on each call).
@@ -109,17 +115,24 @@ impl UpgradeRequest {
     /// A query parameter (undecoded).
     #[must_use]
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.uri
-            .query()?
+        let uri = std::str::from_utf8(self.split().0).ok()?;
+        uri.split_once('?')?
+            .1
             .split('&')
             .filter_map(|p| p.split_once('='))
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v)
     }
 
+    /// The URI's text and the headers' lines.
+    fn split(&self) -> (&[u8], &[u8]) {
+        let end = self.head.iter().position(|b| *b == b'\n').unwrap_or(self.head.len());
+        (&self.head[..end], self.head.get(end + 1..).unwrap_or_default())
+    }
+
     /// `(name, value)` of every header, in order.
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.split(|b| *b == b'\n').filter(|line| !line.is_empty()).map(|line| {
+        self.split().1.split(|b| *b == b'\n').filter(|line| !line.is_empty()).map(|line| {
             let colon = line.iter().position(|b| *b == b':').unwrap_or(line.len());
             (&line[..colon], line.get(colon + 1..).unwrap_or_default())
         })
@@ -132,17 +145,21 @@ impl std::fmt::Debug for UpgradeRequest {
             self.entries().map(|(n, v)| (String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
         f.debug_struct("UpgradeRequest")
             .field("headers", &headers)
-            .field("uri", &self.uri)
+            .field("uri", &self.uri())
             .field("remote_addr", &self.remote_addr)
             .finish()
     }
 }
 
-/// The headers `keep` keeps, in the compact form of [`UpgradeRequest`].
-fn compact(headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Box<[u8]> {
+/// The URI and the headers `keep` keeps, in the compact form of [`UpgradeRequest`].
+fn compact(uri: &Uri, headers: &HeaderMap, keep: impl Fn(&HeaderName) -> bool) -> Box<[u8]> {
+    let uri = uri.to_string();
     let kept = || headers.iter().filter(|(name, _)| keep(name));
-    let len = kept().map(|(name, value)| name.as_str().len() + value.len() + 2).sum();
+    let len =
+        uri.len() + 1 + kept().map(|(name, value)| name.as_str().len() + value.len() + 2).sum::<usize>();
     let mut bytes = Vec::with_capacity(len);
+    bytes.extend_from_slice(uri.as_bytes());
+    bytes.push(b'\n');
     for (name, value) in kept() {
         bytes.extend_from_slice(name.as_str().as_bytes());
         bytes.push(b':');
