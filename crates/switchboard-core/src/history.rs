@@ -145,21 +145,24 @@ impl MemoryHistory {
         let hash = self.hasher.hash_one(topic);
         let mut shard = self.shards[(hash as usize) % self.shards.len()].lock();
         if n.is_multiple_of(4096) {
-            let now = Instant::now();
-            let shard = &mut *shard;
-            let mut dropped = Vec::new();
-            shard.streams.retain(|t, s| {
-                let keep = now.duration_since(s.touched) < Self::IDLE;
-                if !keep {
-                    dropped.push(self.slot(self.hasher.hash_one(&**t)));
-                }
-                keep
-            });
-            for slot in dropped {
-                shard.generations[slot] += 1;
-            }
+            self.sweep(&mut shard, Instant::now());
         }
         Located { shard, slot: self.slot(hash), hash }
+    }
+
+    /// Drops the shard's streams untouched for [`Self::IDLE`], bumping their slots' generations.
+    fn sweep(&self, shard: &mut Shard, now: Instant) {
+        let mut dropped = Vec::new();
+        shard.streams.retain(|t, s| {
+            let keep = now.duration_since(s.touched) < Self::IDLE;
+            if !keep {
+                dropped.push(self.slot(self.hasher.hash_one(&**t)));
+            }
+            keep
+        });
+        for slot in dropped {
+            shard.generations[slot] += 1;
+        }
     }
 
     fn slot(&self, hash: u64) -> usize {
@@ -253,5 +256,56 @@ impl History for MemoryHistory {
             Recovery { position, publications: Vec::new(), complete }
         });
         Box::pin(std::future::ready(Ok(recovery)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn position(h: &MemoryHistory, topic: &str) -> Position {
+        h.position(topic).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_topic_without_publications_has_no_stream_and_a_stable_epoch() {
+        let h = MemoryHistory::new();
+        let p = position(&h, "t").await;
+        assert_eq!(p.seq, 0);
+        assert!(h.is_empty(), "reading a position creates nothing");
+        assert_eq!(position(&h, "t").await, p, "the same epoch every time");
+        assert_ne!(position(&h, "u").await.epoch, p.epoch, "another topic, another epoch");
+        let r = h.recover("t", &p).await.unwrap();
+        assert!(r.complete && r.publications.is_empty(), "nothing published: nothing missed");
+        let r = h.recover("t", &Position { epoch: "other".into(), seq: 0 }).await.unwrap();
+        assert!(!r.complete, "an unknown epoch is not recoverable");
+        assert!(h.is_empty());
+        let first = h.append("t", Bytes::from("x"), HistoryOptions { size: 1, ttl: None }).await.unwrap();
+        assert_eq!(
+            first,
+            Position { epoch: p.epoch.clone(), seq: 1 },
+            "the first publication keeps the epoch"
+        );
+        assert_eq!(h.len(), 1);
+        let r = h.recover("t", &p).await.unwrap();
+        assert!(r.complete);
+        assert_eq!(r.publications.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_stream_never_comes_back_with_its_epoch() {
+        let h = MemoryHistory::new();
+        let before = h.append("t", Bytes::from("x"), HistoryOptions::default()).await.unwrap();
+        for shard in &h.shards {
+            h.sweep(&mut shard.lock(), Instant::now() + MemoryHistory::IDLE);
+        }
+        assert!(h.is_empty(), "the idle stream was dropped");
+        let after = position(&h, "t").await;
+        assert_eq!(after.seq, 0);
+        assert_ne!(after.epoch, before.epoch, "a new epoch after the drop");
+        let r = h.recover("t", &Position { epoch: before.epoch.clone(), seq: 0 }).await.unwrap();
+        assert!(!r.complete, "what was published before the drop is lost, and said so");
+        let again = h.append("t", Bytes::from("y"), HistoryOptions::default()).await.unwrap();
+        assert_eq!(again, Position { epoch: after.epoch, seq: 1 });
     }
 }

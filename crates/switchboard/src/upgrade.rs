@@ -220,3 +220,39 @@ pub(crate) fn negotiate(headers: &HeaderMap) -> Option<(Format, bool)> {
     }
     offered.find_map(Format::from_subprotocol).map(|f| (f, true))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compact_request_reads_like_the_original() {
+        let mut headers = HeaderMap::new();
+        headers.append("host", "example.com".parse().unwrap());
+        headers.append("cookie", "a=1; b=2".parse().unwrap());
+        headers.append("x-bin", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        headers.append("cookie", "c=3".parse().unwrap());
+        headers.append("x-colon", "a: b".parse().unwrap());
+        let uri: Uri = "/ws?token=abc&v=2".parse().unwrap();
+        let req = UpgradeRequest::new(headers.clone(), uri.clone(), None);
+        assert_eq!(req.uri(), uri);
+        assert_eq!(req.query("token"), Some("abc"));
+        assert_eq!(req.query("v"), Some("2"));
+        assert_eq!(req.query("w"), None);
+        assert_eq!(req.header("HOST"), Some("example.com"));
+        assert_eq!(req.header("cookie"), Some("a=1; b=2"), "the first value");
+        assert_eq!(req.cookie("c"), Some("3"), "cookies of every value");
+        assert_eq!(req.header("x-bin"), None, "not text");
+        assert_eq!(req.header_values("x-bin").next(), Some("café".as_bytes()));
+        assert_eq!(req.header("x-colon"), Some("a: b"));
+        assert_eq!(req.header("missing"), None);
+        assert_eq!(req.headers(), headers);
+        let dropped = UpgradeRequest::without(&headers, &[http::header::COOKIE], &uri, None);
+        assert_eq!(dropped.cookie("a"), None);
+        assert_eq!(dropped.header("host"), Some("example.com"));
+        let empty = UpgradeRequest::default();
+        assert_eq!(empty.uri(), Uri::default());
+        assert_eq!(empty.header("host"), None);
+        assert!(empty.headers().is_empty());
+    }
+}
