@@ -52,6 +52,7 @@ pub(crate) struct TopicState {
 pub(crate) enum Subscribers {
     Few(Vec<Arc<ConnShared>>),
     /// Boxed: the list is the usual case, and the enum stays the size of a `Vec`.
+    #[allow(clippy::box_collection)]
     Many(Box<HashMap<Arc<str>, Arc<ConnShared>>>),
 }
 
@@ -655,7 +656,7 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
                 *pending = Vec::new();
             }
             drop(pending);
-            state.subs.write().remove(&*conn.id);
+            state.subs.write().remove(&conn.id);
             if state.is_unused() {
                 last = true;
                 shard.remove(topic);

@@ -40,8 +40,9 @@ pub struct UpgradeRequest {
 }
 
 impl UpgradeRequest {
-    /// A request with these parts.
+    /// A request with these parts (copied into the compact form).
     #[must_use]
+    #[allow(clippy::needless_pass_by_value)] // By value as ever: callers need not change.
     pub fn new(headers: HeaderMap, uri: Uri, remote_addr: Option<SocketAddr>) -> Self {
         Self::from_parts(&headers, &uri, remote_addr)
     }
