@@ -193,7 +193,7 @@ impl FrameReader {
 
     /// The next complete message or control frame, `Ok(None)` if more bytes must be read first.
     /// Fragments are assembled (control frames between them are returned as they come).
-    pub fn next(&mut self) -> anyhow::Result<Option<Event<'_>>> {
+    pub fn next_event(&mut self) -> anyhow::Result<Option<Event<'_>>> {
         if self.frag_done {
             self.frag.clear();
             self.frag_done = false;
@@ -351,7 +351,7 @@ impl Conn {
         loop {
             self.out.clear();
             let mut text = None;
-            while let Some(ev) = self.reader.next()? {
+            while let Some(ev) = self.reader.next_event()? {
                 match ev {
                     Event::Text(t) => {
                         text = Some(String::from_utf8(t.to_vec()).context("text frame")?);
@@ -385,7 +385,7 @@ impl Conn {
             self.out.clear();
             let mut stop = false;
             loop {
-                match self.reader.next() {
+                match self.reader.next_event() {
                     Ok(Some(Event::Text(t))) => {
                         if eio_pings && t == b"2" {
                             encode(&mut self.out, TEXT, b"3", mask_key());
@@ -454,7 +454,7 @@ mod tests {
     /// Every event of `r` now.
     fn drain(r: &mut FrameReader) -> Vec<Owned> {
         let mut v = vec![];
-        while let Some(e) = r.next().unwrap() {
+        while let Some(e) = r.next_event().unwrap() {
             v.push(match e {
                 Event::Text(t) => Owned::Text(t.to_vec()),
                 Event::Binary(t) => Owned::Binary(t.to_vec()),
@@ -540,7 +540,7 @@ mod tests {
         let bad = |bytes: &[u8]| {
             let mut r = FrameReader::new();
             r.push(bytes);
-            r.next().is_err()
+            r.next_event().is_err()
         };
         assert!(bad(&[0x81, 0x81, 0, 0, 0, 0, b'x'])); // masked
         assert!(bad(&[0xc1, 0x01, b'x'])); // RSV1
