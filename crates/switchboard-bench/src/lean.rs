@@ -138,7 +138,7 @@ impl FrameReader {
         Self::default()
     }
 
-    /// Room to read into (at least [`MIN_READ`] bytes, and enough for the frame being waited
+    /// Room to read into (at least 1 KiB, and enough for the frame being waited
     /// for); call [`FrameReader::filled`] with the number of bytes read.
     pub fn spare(&mut self) -> &mut [u8] {
         if self.start == self.end {
@@ -158,7 +158,7 @@ impl FrameReader {
     }
 
     /// Records `n` bytes read into [`FrameReader::spare`]. A read that filled all the room
-    /// doubles the buffer (up to [`MAX_READ_BUFFER`]), so that the next read takes more at once.
+    /// doubles the buffer (up to 64 KiB), so that the next read takes more at once.
     pub fn filled(&mut self, n: usize) {
         let room = self.buf.len() - self.end;
         self.end += n.min(room);
