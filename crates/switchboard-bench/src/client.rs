@@ -213,9 +213,18 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
             tokio_tungstenite::tungstenite::http::HeaderValue::from_static(p),
         );
     }
-    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.context("upgrade")?;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(small_reads()))
+        .await
+        .context("upgrade")?;
     greet(&mut ws, dialect, opts).await?;
     Ok(ws)
+}
+
+/// tungstenite's configuration with a 4 KiB read buffer: it zero-fills the free part of its read
+/// buffer before every read, 128 KiB by default, which made the load generator (and the
+/// reference server) spend more time in `memset` than in reading.
+pub fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
 }
 
 /// [`connect`] with the lean client of [`lean`] (the workers' subscribers).
