@@ -107,6 +107,10 @@ pub(crate) async fn run<S, T>(
 {
     let hub = &server.hub.inner;
     hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+    if hub.shutdown.is_cancelled() {
+        // `Switchboard::shutdown` told the registered connections; this one came just after.
+        conn.shut_down();
+    }
     hub.stats.here().connections_total.fetch_add(1, Ordering::Relaxed);
     hub.timers.identify_by(hub.now_ms() + millis(hub.config.identify_timeout), &conn);
     tracing::debug!(format = %conn.format, "connected");
@@ -127,6 +131,7 @@ pub(crate) async fn run<S, T>(
                 }
                 let mut written = 0;
                 let mut close = None;
+                let mut shutdown = false;
                 // Boxed: only while writing, and it need not widen the task's future.
                 let write = Box::pin(async {
                     for out in batch.drain(..) {
@@ -136,6 +141,10 @@ pub(crate) async fn run<S, T>(
                                 transport.feed(Outbound::Data(bytes), binary).await
                             }
                             Out::Ping => transport.feed(Outbound::Ping, binary).await,
+                            Out::Shutdown => {
+                                shutdown = true;
+                                true
+                            }
                             Out::Close { code, reason, bye, jump } => {
                                 close = Some(Ending { code, reason, bye, jump });
                                 break;
@@ -167,6 +176,14 @@ pub(crate) async fn run<S, T>(
                 if !ok {
                     break None;
                 }
+                if shutdown && !draining {
+                    draining = true;
+                    if inflight.is_empty() {
+                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                    } else {
+                        grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
+                    }
+                }
             }
             Some(()) = inflight.next(), if !inflight.is_empty() => {
                 // Every other handler that finished too, before the replies are written.
@@ -174,14 +191,6 @@ pub(crate) async fn run<S, T>(
                 if draining && inflight.is_empty() {
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-                }
-            }
-            () = hub.shutdown.cancelled(), if !draining => {
-                draining = true;
-                if inflight.is_empty() {
-                    conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-                } else {
-                    grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
                 }
             }
             () = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
