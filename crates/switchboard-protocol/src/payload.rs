@@ -280,8 +280,8 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-fn json_value<E: serde::de::Error>(value: serde_json::Value) -> Result<Payload, E> {
-    serde_json::to_vec(&value)
+fn json_value<E: serde::de::Error>(value: &serde_json::Value) -> Result<Payload, E> {
+    serde_json::to_vec(value)
         .map(|bytes| Payload { format: Format::Json, bytes: Bytes::from(bytes) })
         .map_err(E::custom)
 }
@@ -319,28 +319,28 @@ impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
         let first = map.next_value::<serde_json::Value>()?;
         let mut rest = serde_json::Map::deserialize(MapAccessDeserializer::new(map))?;
         rest.insert(key, first);
-        json_value(serde_json::Value::Object(rest))
+        json_value(&serde_json::Value::Object(rest))
     }
 
     // The rest: deserializers that forward newtypes to `deserialize_any`.
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Payload, E> {
-        json_value(v.into())
+        json_value(&v.into())
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Payload, E> {
-        json_value(v.into())
+        json_value(&v.into())
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Payload, E> {
-        json_value(v.into())
+        json_value(&v.into())
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Payload, E> {
-        json_value(v.into())
+        json_value(&v.into())
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
-        json_value(v.into())
+        json_value(&v.into())
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<Payload, E> {
@@ -356,7 +356,7 @@ impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
     }
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
-        json_value(serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?)
+        json_value(&serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?)
     }
 }
 
