@@ -28,6 +28,10 @@ pub(crate) enum Out {
     Ping,
     /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
     Close { code: CloseCode, reason: String, bye: bool, jump: Option<String> },
+    /// The server is shutting down: stop reading, close once running handlers are done. (Sent
+    /// to every connection once, instead of each task waiting on the shutdown token: that wait
+    /// took the token's lock twice on every wake-up of every connection.)
+    Shutdown,
 }
 
 /// The connection task's end of its queue; dropping it closes the queue (later sends fail, as
@@ -175,6 +179,11 @@ impl ConnShared {
             Ok(body) => self.push_message(wire::types::ERR, &body, id),
             Err(e) => Err(SendError::Encode(e.to_string())),
         }
+    }
+
+    /// Tells the connection's task that the server is shutting down (see [`Out::Shutdown`]).
+    pub(crate) fn shut_down(&self) {
+        let _ = self.queue.send(Out::Shutdown);
     }
 
     pub(crate) fn ping(&self) {

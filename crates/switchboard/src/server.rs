@@ -374,6 +374,12 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     pub async fn shutdown(&self) {
         let hub = &self.inner.hub.inner;
         hub.shutdown.cancel();
+        // A connection registered after this loop saw the token cancelled (`session::run`).
+        for shard in hub.conns.shards() {
+            for conn in shard.read().values() {
+                conn.shut_down();
+            }
+        }
         self.closed().await;
         let _ = hub.backends.presence.leave(crate::info::NODES, &hub.node).await;
         let _ = hub.backends.broker.detach(&hub.node).await;
