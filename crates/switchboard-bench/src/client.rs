@@ -11,7 +11,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::eio;
+use crate::{eio, lean};
 
 /// A client WebSocket.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -149,9 +149,43 @@ pub struct ConnectOptions {
     pub token: Option<String>,
 }
 
-/// Connects, upgrades and does the dialect's handshake (Engine.IO open + `40`; Switchboard
-/// `~hello` with the token).
-pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyhow::Result<Ws> {
+/// A text-frame connection the dialects' handshakes and subscriptions run on: a tokio-tungstenite
+/// [`Ws`] (publishers, scenarios) or a [`lean::Conn`] (the workers' subscribers).
+#[allow(async_fn_in_trait, reason = "used in this crate only, on a current-thread or any runtime")]
+pub trait TextSocket {
+    /// Sends text frames (written together).
+    async fn send_texts(&mut self, texts: &[&str]) -> anyhow::Result<()>;
+    /// The next text frame (WebSocket pings answered; answering Engine.IO pings is the caller's
+    /// business; a close is an error).
+    async fn next_text(&mut self) -> anyhow::Result<String>;
+}
+
+impl TextSocket for Ws {
+    async fn send_texts(&mut self, texts: &[&str]) -> anyhow::Result<()> {
+        for t in texts {
+            self.feed(Message::text(*t)).await?;
+        }
+        self.flush().await?;
+        Ok(())
+    }
+
+    async fn next_text(&mut self) -> anyhow::Result<String> {
+        Ok(next_text(self).await?.as_str().to_owned())
+    }
+}
+
+impl TextSocket for lean::Conn {
+    async fn send_texts(&mut self, texts: &[&str]) -> anyhow::Result<()> {
+        lean::Conn::send_texts(self, texts).await
+    }
+
+    async fn next_text(&mut self) -> anyhow::Result<String> {
+        lean::Conn::next_text(self).await
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from `opts.src`.
+async fn tcp_connect(port: u16, opts: &ConnectOptions) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if opts.small_rcvbuf {
         socket.set_recv_buffer_size(4096)?;
@@ -159,50 +193,85 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
     socket.bind(SocketAddr::from((opts.src, 0))).context("bind source address")?;
     let tcp = socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await.context("connect")?;
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// The subprotocol a dialect asks for.
+fn subprotocol(dialect: Dialect) -> Option<&'static str> {
+    (dialect == Dialect::Wse).then_some("wse-default-json")
+}
+
+/// Connects, upgrades and does the dialect's handshake (Engine.IO open + `40`; Switchboard
+/// `~hello` with the token), with tokio-tungstenite.
+pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyhow::Result<Ws> {
+    let tcp = tcp_connect(port, opts).await?;
     let url = format!("ws://127.0.0.1:{port}{}", dialect.path());
     let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
-    if dialect == Dialect::Wse {
+    if let Some(p) = subprotocol(dialect) {
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
-            tokio_tungstenite::tungstenite::http::HeaderValue::from_static("wse-default-json"),
+            tokio_tungstenite::tungstenite::http::HeaderValue::from_static(p),
         );
     }
-    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.context("upgrade")?;
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(small_reads()))
+        .await
+        .context("upgrade")?;
+    greet(&mut ws, dialect, opts).await?;
+    Ok(ws)
+}
+
+/// tungstenite's configuration with a 4 KiB read buffer: it zero-fills the free part of its read
+/// buffer before every read, 128 KiB by default, which made the load generator (and the
+/// reference server) spend more time in `memset` than in reading.
+pub fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
+}
+
+/// [`connect`] with the lean client of [`lean`] (the workers' subscribers).
+pub async fn connect_lean(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyhow::Result<lean::Conn> {
+    let tcp = tcp_connect(port, opts).await?;
+    let mut c =
+        lean::Conn::upgrade(tcp, port, dialect.path(), subprotocol(dialect)).await.context("upgrade")?;
+    greet(&mut c, dialect, opts).await?;
+    Ok(c)
+}
+
+/// The dialect's handshake on an upgraded connection.
+async fn greet<S: TextSocket>(ws: &mut S, dialect: Dialect, opts: &ConnectOptions) -> anyhow::Result<()> {
     match dialect {
         Dialect::Plain => {}
         Dialect::Wse => {
-            ws.send(Message::text(r#"{"c":"hi","dat":{"payload":{}}}"#)).await?;
+            ws.send_texts(&[r#"{"c":"hi","dat":{"payload":{}}}"#]).await?;
             loop {
-                let f = next_text(&mut ws).await?;
+                let f = ws.next_text().await?;
                 if f.starts_with(r#"{"c":"welcome""#) {
                     break;
                 }
             }
         }
         Dialect::SocketIo => {
-            let open = next_text(&mut ws).await?;
+            let open = ws.next_text().await?;
             if !matches!(eio::parse(&open), eio::Packet::Open(_)) {
                 bail!("expected an Engine.IO open packet, got {open:.80}");
             }
-            ws.send(Message::text("40")).await?;
+            ws.send_texts(&["40"]).await?;
             loop {
-                let f = next_text(&mut ws).await?;
+                let f = ws.next_text().await?;
                 match eio::parse(&f) {
                     eio::Packet::Connected => break,
-                    eio::Packet::Ping => ws.send(Message::text("3")).await?,
+                    eio::Packet::Ping => ws.send_texts(&["3"]).await?,
                     _ => {}
                 }
             }
             // Under load, socketioxide may answer `40` before the namespace's handlers are
             // registered, and drops events that arrive in between: wait until an echo is answered.
-            socketio_ready(&mut ws).await?;
+            socketio_ready(ws).await?;
         }
         Dialect::Switchboard => {
             if let Some(token) = &opts.token {
-                ws.send(Message::text(format!(r#"["~hello",{{"identity":{{"token":"{token}"}}}},1]"#)))
-                    .await?;
+                ws.send_texts(&[&format!(r#"["~hello",{{"identity":{{"token":"{token}"}}}},1]"#)]).await?;
                 loop {
-                    let f = next_text(&mut ws).await?;
+                    let f = ws.next_text().await?;
                     if dialect.reply_id(&f) == Some(1) {
                         if f.starts_with(r#"["~ok""#) {
                             break;
@@ -213,23 +282,23 @@ pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyh
             }
         }
     }
-    Ok(ws)
+    Ok(())
 }
 
 /// Sends `echo` requests (ack id 0) every 200 ms until one is acknowledged (5 s at most).
-async fn socketio_ready(ws: &mut Ws) -> anyhow::Result<()> {
+async fn socketio_ready<S: TextSocket>(ws: &mut S) -> anyhow::Result<()> {
     for _ in 0..25 {
-        ws.send(Message::text(eio::event(Some(0), "echo", &["ready"]))).await?;
+        ws.send_texts(&[&eio::event(Some(0), "echo", &["ready"])]).await?;
         let wait = tokio::time::sleep(Duration::from_millis(200));
         tokio::pin!(wait);
         loop {
             tokio::select! {
                 () = &mut wait => break,
-                f = next_text(ws) => {
+                f = ws.next_text() => {
                     let f = f?;
                     match eio::parse(&f) {
                         eio::Packet::Ack(0, _) => return Ok(()),
-                        eio::Packet::Ping => ws.send(Message::text("3")).await?,
+                        eio::Packet::Ping => ws.send_texts(&["3"]).await?,
                         _ => {}
                     }
                 }
@@ -253,22 +322,20 @@ pub async fn next_text(ws: &mut Ws) -> anyhow::Result<Utf8Bytes> {
 }
 
 /// Subscribes to `topics` (all sent at once) and waits for every reply, within `limit`.
-pub async fn subscribe(
-    ws: &mut Ws,
+pub async fn subscribe<S: TextSocket>(
+    ws: &mut S,
     dialect: Dialect,
     topics: &[String],
     limit: Duration,
 ) -> anyhow::Result<()> {
-    for (i, t) in topics.iter().enumerate() {
-        ws.feed(Message::text(dialect.sub(t, 10 + i as u64))).await?;
-    }
-    ws.flush().await?;
+    let frames: Vec<String> = topics.iter().enumerate().map(|(i, t)| dialect.sub(t, 10 + i as u64)).collect();
+    ws.send_texts(&frames.iter().map(String::as_str).collect::<Vec<_>>()).await?;
     let mut left = topics.len();
     tokio::time::timeout(limit, async {
         while left > 0 {
-            let f = next_text(ws).await?;
-            if dialect == Dialect::SocketIo && f.as_str() == "2" {
-                ws.send(Message::text("3")).await?;
+            let f = ws.next_text().await?;
+            if dialect == Dialect::SocketIo && f == "2" {
+                ws.send_texts(&["3"]).await?;
             } else if dialect.reply_id(&f).is_some_and(|id| dialect != Dialect::SocketIo || id >= 10) {
                 if f.starts_with(r#"["~err""#) {
                     bail!("subscription refused: {f:.120}");
@@ -280,6 +347,14 @@ pub async fn subscribe(
     })
     .await
     .context("subscription timed out")?
+}
+
+/// The burst number in a frame carrying [`marked_payload`], whatever the dialect's envelope: the
+/// 10 digits after the first `#` ([`burst_of`] on bytes, without allocating or checking UTF-8).
+pub fn burst_of_bytes(frame: &[u8]) -> Option<u64> {
+    let at = frame.iter().position(|&b| b == b'#')?;
+    let digits = frame.get(at + 1..at + 11)?;
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }
 
 #[cfg(test)]
@@ -299,6 +374,11 @@ mod tests {
         assert_eq!(p.len(), 100);
         assert_eq!(burst_of(&format!(r#"42["m","{p}"]"#)), Some(42));
         assert_eq!(burst_of(&p), Some(42));
+        assert_eq!(burst_of_bytes(format!(r#"42["m","{p}"]"#).as_bytes()), Some(42));
+        assert_eq!(burst_of_bytes(p.as_bytes()), Some(42));
+        assert_eq!(burst_of_bytes(b"#000000004"), None);
+        assert_eq!(burst_of_bytes(b"#00000000x4#"), None);
+        assert_eq!(burst_of_bytes(b"no marker"), None);
         assert_eq!(Dialect::Wse.reply_id(r#"{"c":"echo","dat":"5 xx"}"#), Some(5));
         assert_eq!(Dialect::Wse.reply_id(r#"{"c":"k"}"#), Some(0));
         assert_eq!(Dialect::Wse.reply_id(r##"{"c":"m","dat":"#0000000001#"}"##), None);

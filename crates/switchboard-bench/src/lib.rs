@@ -9,6 +9,7 @@ pub mod client;
 pub mod doc;
 pub mod eio;
 pub mod jwt;
+pub mod lean;
 pub mod procfs;
 pub mod report;
 pub mod scenarios;

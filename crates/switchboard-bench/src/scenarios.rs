@@ -182,6 +182,8 @@ struct Fanout {
     p99_us: f64,
     /// Server CPU µs per delivery.
     cpu_per_op: f64,
+    /// The workers' (receiving side of the load generator) CPU µs per delivery: printed only.
+    gen_cpu_per_op: f64,
 }
 
 /// How a fan-out measurement sends.
@@ -218,6 +220,7 @@ async fn fanout(
     let mut hist = Histogram::<u64>::new(3)?;
     let (mut sent, mut completed) = (0u64, 0u64);
     let cpu0 = server.cpu();
+    let gen_cpu0 = workers.cpu();
     let start = Instant::now();
     let mut last = start;
     loop {
@@ -246,12 +249,14 @@ async fn fanout(
     let secs = last.duration_since(start).as_secs_f64().max(1e-6);
     let deliveries = completed * plan.per_conn * readers;
     let cpu = server.cpu().saturating_sub(cpu0) as f64;
+    let gen_cpu = workers.cpu().saturating_sub(gen_cpu0) as f64;
     Ok(Fanout {
         deliveries,
         rate: deliveries as f64 / secs,
         p50_us: hist.value_at_quantile(0.5) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
         cpu_per_op: cpu / deliveries.max(1) as f64,
+        gen_cpu_per_op: gen_cpu / deliveries.max(1) as f64,
     })
 }
 
@@ -367,8 +372,8 @@ async fn fanout_run(
         match r {
             Ok(f) => {
                 eprintln!(
-                    "    burst {b}: {:.0} deliveries/s, burst completion p50 {:.0} µs p99 {:.0} µs, {:.3} CPU-µs/delivery ({} deliveries)",
-                    f.rate, f.p50_us, f.p99_us, f.cpu_per_op, f.deliveries
+                    "    burst {b}: {:.0} deliveries/s, burst completion p50 {:.0} µs p99 {:.0} µs, {:.3} CPU-µs/delivery ({} deliveries; load generator {:.3} CPU-µs/delivery)",
+                    f.rate, f.p50_us, f.p99_us, f.cpu_per_op, f.deliveries, f.gen_cpu_per_op
                 );
                 out.push(f);
             }

@@ -7,22 +7,22 @@
 //! expected `per_conn` times on every reader; the worker prints `done <burst> <unix ns>` when a
 //! burst has fully arrived. `quit` or end of input ends it.
 
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, ConnectOptions, Dialect, Ws};
-use crate::jwt;
+use crate::client::{self, ConnectOptions, Dialect};
+use crate::lean::Conn;
+use crate::{jwt, procfs};
 
 /// Which topics each connection subscribes to.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,20 +70,20 @@ struct Phase {
     expected: u64,
 }
 
-/// State shared by the reader tasks.
+/// State shared by the reader tasks (all on the worker's one thread).
 struct Shared {
     /// Current bursts.
-    phase: Mutex<Phase>,
+    phase: RefCell<Phase>,
     /// Lines to print.
     out: mpsc::UnboundedSender<String>,
     /// Readers still connected.
-    alive: AtomicUsize,
+    alive: Cell<usize>,
 }
 
 impl Shared {
     /// Counts one delivery of burst `k`.
     fn hit(&self, k: u64) {
-        let mut p = self.phase.lock().expect("not poisoned");
+        let mut p = self.phase.borrow_mut();
         if k < p.base {
             return;
         }
@@ -107,11 +107,12 @@ pub fn unix_ns() -> u64 {
 pub fn main(spec: &str) -> anyhow::Result<()> {
     let spec: WorkerSpec = serde_json::from_str(spec).context("worker spec")?;
     crate::procfs::raise_nofile();
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(run(spec))
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(tokio::task::LocalSet::new().run_until(run(spec)))
 }
 
 /// Opens one connection: handshake (JWT for Switchboard) and subscriptions.
-async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Ws> {
+async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Conn> {
     let g = spec.first_conn + i;
     let slow = spec.slow_every > 0 && i.is_multiple_of(spec.slow_every);
     let token = (spec.dialect == Dialect::Switchboard)
@@ -121,7 +122,7 @@ async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Ws> {
         small_rcvbuf: slow,
         token,
     };
-    let mut ws = client::connect(spec.dialect, spec.port, &opts).await?;
+    let mut ws = client::connect_lean(spec.dialect, spec.port, &opts).await?;
     let topics = match &spec.topics {
         TopicPlan::None => vec![],
         TopicPlan::One(t) => vec![t.clone()],
@@ -133,32 +134,23 @@ async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Ws> {
     Ok(ws)
 }
 
-/// Reads one connection until it ends, counting marked deliveries.
-async fn read_loop(mut ws: Ws, dialect: Dialect, shared: Arc<Shared>) {
-    while let Some(msg) = ws.next().await {
-        match msg {
-            Ok(Message::Text(t)) => {
-                if dialect == Dialect::SocketIo && t.as_str() == "2" {
-                    if ws.send(Message::text("3")).await.is_err() {
-                        break;
-                    }
-                } else if let Some(k) = client::burst_of(&t) {
-                    shared.hit(k);
-                }
-            }
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => {}
+/// Reads one connection until it ends, counting marked deliveries (Engine.IO pings answered).
+async fn read_loop(ws: Conn, dialect: Dialect, shared: Rc<Shared>) {
+    ws.read_all(dialect == Dialect::SocketIo, |t| {
+        if let Some(k) = client::burst_of_bytes(t) {
+            shared.hit(k);
         }
-    }
-    shared.alive.fetch_sub(1, Ordering::Relaxed);
+    })
+    .await;
+    shared.alive.set(shared.alive.get() - 1);
 }
 
 async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
     let (out, mut lines) = mpsc::unbounded_channel::<String>();
-    let shared = Arc::new(Shared {
-        phase: Mutex::new(Phase { base: 0, counts: vec![], expected: 0 }),
+    let shared = Rc::new(Shared {
+        phase: RefCell::new(Phase { base: 0, counts: vec![], expected: 0 }),
         out: out.clone(),
-        alive: AtomicUsize::new(0),
+        alive: Cell::new(0),
     });
     tokio::spawn(async move {
         use std::io::Write as _;
@@ -168,7 +160,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
             let _ = stdout.flush();
         }
     });
-    let results: Vec<(usize, anyhow::Result<Ws>)> = futures_util::stream::iter(0..spec.conns)
+    let results: Vec<(usize, anyhow::Result<Conn>)> = futures_util::stream::iter(0..spec.conns)
         .map(|i| {
             let spec = &spec;
             async move {
@@ -186,8 +178,8 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
             Ok(ws) if spec.slow_every > 0 && i.is_multiple_of(spec.slow_every) => held.push(ws),
             Ok(ws) => {
                 readers += 1;
-                shared.alive.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(read_loop(ws, spec.dialect, shared.clone()));
+                shared.alive.set(shared.alive.get() + 1);
+                tokio::task::spawn_local(read_loop(ws, spec.dialect, shared.clone()));
             }
             Err(e) => {
                 if failed == 0 {
@@ -214,12 +206,12 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
             Some("phase") => {
                 let n: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
                 if let [base, count, per_conn] = n[..] {
-                    let mut p = shared.phase.lock().expect("not poisoned");
+                    let mut p = shared.phase.borrow_mut();
                     p.base = base;
                     p.counts = vec![0; count as usize];
-                    p.expected = per_conn * shared.alive.load(Ordering::Relaxed) as u64;
+                    p.expected = per_conn * shared.alive.get() as u64;
                     drop(p);
-                    let _ = out.send(format!("ok {}", shared.alive.load(Ordering::Relaxed)));
+                    let _ = out.send(format!("ok {}", shared.alive.get()));
                 }
             }
             Some("quit") => break,
@@ -336,6 +328,12 @@ impl Workers {
                 return Some((w, k, t));
             }
         }
+    }
+
+    /// CPU time (user + system) of the workers so far, in microseconds (the load generator's
+    /// receiving side; exited workers count 0).
+    pub fn cpu(&self) -> u64 {
+        self.children.iter().filter_map(|c| procfs::cpu_micros(c.id()?)).sum()
     }
 
     /// Number of workers.

@@ -98,6 +98,9 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     assert_eq!(r.evicted, [conn("a")], "the oldest is evicted");
     let conns: Vec<_> = u.connections(&user).await.unwrap().into_iter().map(|c| c.conn).collect();
     assert_eq!(conns, [Arc::from("b"), Arc::from("c")]);
+    // When the registry answers at once, it agrees with the list.
+    assert!(matches!(u.remote_count_now(&user, "n1"), None | Some(0)));
+    assert!(matches!(u.remote_count_now(&user, "n2"), None | Some(2)));
     let refused = u.register(&user, conn("d"), Some((2, CapPolicy::RefuseNew))).await;
     assert!(matches!(refused, Err(BackendError::Limit)), "refuse_new refuses");
     assert_eq!(u.connections(&user).await.unwrap().len(), 2);

@@ -52,6 +52,15 @@ pub trait Users: Send + Sync + 'static {
     fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, ()>;
     /// The user's connections, oldest first.
     fn connections(&self, user: &str) -> BackendFuture<'_, Vec<ConnRef>>;
+
+    /// How many of the user's connections are on nodes other than `node`, if the registry can
+    /// tell at once, without I/O (an in-memory registry can); `None` otherwise (the default),
+    /// and the caller asks [`Users::connections`]. A hot path (sending to a user) uses it to
+    /// skip the future and the list.
+    fn remote_count_now(&self, user: &str, node: &str) -> Option<usize> {
+        let _ = (user, node);
+        None
+    }
 }
 
 /// In-memory registry.
@@ -158,5 +167,14 @@ impl Users for MemoryUsers {
     fn connections(&self, user: &str) -> BackendFuture<'_, Vec<ConnRef>> {
         let list = self.users.lock().get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default();
         Box::pin(std::future::ready(Ok(list)))
+    }
+
+    fn remote_count_now(&self, user: &str, node: &str) -> Option<usize> {
+        Some(
+            self.users
+                .lock()
+                .get(user)
+                .map_or(0, |conns| conns.as_slice().iter().filter(|c| &*c.node != node).count()),
+        )
     }
 }

@@ -130,7 +130,7 @@ pub fn encode(format: Format, kind: &str, payload: &Payload, id: Option<Id>) -> 
             payload.write_as(format, &mut out)?;
             if let Some(id) = id {
                 out.put_u8(b',');
-                out.extend_from_slice(itoa_u64(id.get()).as_bytes());
+                put_decimal(&mut out, id.get());
             }
             out.put_u8(b']');
         }
@@ -160,8 +160,19 @@ pub fn encode_value<T: Serialize + ?Sized>(
     encode(format, kind, &Payload::encode(format, value)?, id)
 }
 
-fn itoa_u64(v: u64) -> String {
-    v.to_string()
+/// Writes `v` in decimal (no allocation: ids are written on every reply).
+fn put_decimal(out: &mut BytesMut, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn decode_json(frame: &Bytes) -> Result<Message, DecodeError> {
@@ -289,6 +300,14 @@ mod tests {
         assert_eq!(json("\"a\"").unwrap_err(), DecodeError::NotArray);
         let long = format!(r#"["{}"]"#, "t".repeat(129));
         assert_eq!(json(&long).unwrap_err(), DecodeError::BadType);
+    }
+
+    #[test]
+    fn ids_are_written_in_decimal() {
+        for id in [1, 9, 10, 4_096, 9_007_199_254_740_991] {
+            let frame = encode(Format::Json, "~ok", &Payload::null(), Id::new(id)).unwrap();
+            assert_eq!(frame, format!(r#"["~ok",null,{id}]"#).as_bytes());
+        }
     }
 
     #[test]

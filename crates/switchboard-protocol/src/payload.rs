@@ -1,5 +1,7 @@
 //! Raw payloads: one encoded value, kept as bytes until someone needs it typed.
 
+use std::cell::Cell;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -55,7 +57,10 @@ impl Payload {
     pub fn encode<T: Serialize + ?Sized>(format: Format, value: &T) -> Result<Self, EncodeError> {
         let mut out = BytesMut::with_capacity(64).writer();
         match format {
-            Format::Json => serde_json::to_writer(&mut out, value)?,
+            Format::Json => {
+                let _splice = Splice::begin();
+                serde_json::to_writer(&mut out, value)?;
+            }
             Format::MsgPack => value.serialize(&mut msgpack_serializer(&mut out))?,
         }
         Ok(Self { format, bytes: out.into_inner().freeze() })
@@ -163,11 +168,46 @@ impl std::fmt::Debug for Payload {
     }
 }
 
+thread_local! {
+    /// Set while [`Payload::encode`] runs `serde_json`'s serializer (see [`Splice`]).
+    static SPLICE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// While alive, JSON payloads serialized on this thread are spliced as raw JSON: [`Payload::encode`]
+/// holds one around its own `serde_json` serializer, which writes a `RawValue` as-is. Other
+/// serializers never see the raw-value token (they transcode), and the previous state comes back
+/// on drop (nested encodes, panics).
+struct Splice(bool);
+
+impl Splice {
+    fn begin() -> Self {
+        Self(SPLICE.with(|s| s.replace(true)))
+    }
+}
+
+impl Drop for Splice {
+    fn drop(&mut self) {
+        SPLICE.with(|s| s.set(self.0));
+    }
+}
+
 /// Serializing a payload into any serde serializer transcodes its bytes (used for rare
-/// structured messages; the hot paths splice the bytes with [`MapWriter`] instead).
+/// structured messages; the hot paths splice the bytes with [`MapWriter`] instead). Inside
+/// [`Payload::json`] / [`Payload::encode`] to JSON, a JSON payload is copied as it is, not
+/// re-parsed (so `Payload::json(&payload)` or a struct holding payloads costs a copy).
 impl Serialize for Payload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
+        use serde::ser::{Error, SerializeStruct};
+        if self.format == Format::Json
+            && SPLICE.with(Cell::get)
+            && let Ok(text) = std::str::from_utf8(&self.bytes)
+        {
+            // `serde_json`'s own raw-value protocol: a struct with this name and field is written
+            // verbatim.
+            let mut raw = s.serialize_struct(RAW_TOKEN, 1)?;
+            raw.serialize_field(RAW_TOKEN, text)?;
+            return raw.end();
+        }
         match self.format {
             Format::Json => {
                 let mut de = serde_json::Deserializer::from_slice(&self.bytes);
@@ -182,14 +222,141 @@ impl Serialize for Payload {
     }
 }
 
-/// Deserializing a payload from any serde deserializer captures the value as JSON.
+/// Deserializing a payload from any serde deserializer captures the value as JSON. From
+/// `serde_json` (e.g. a field of a [`Payload::decode`]d struct) the value's text is copied as it
+/// is, not re-parsed; from other deserializers it is transcoded.
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `serde_json` answers this name with the raw text (`visit_map`, see `PayloadVisitor`);
+        // every other deserializer with `visit_newtype_struct`, or as `deserialize_any` would.
+        d.deserialize_newtype_struct(RAW_TOKEN, PayloadVisitor)
+    }
+}
+
+/// `serde_json`'s raw-value token (`serde_json::value::RawValue` is (de)serialized through it).
+const RAW_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// The first key of a map: `serde_json`'s raw-value token, or a real key.
+enum Key {
+    Raw,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(if v == RAW_TOKEN { Key::Raw } else { Key::Other(v.to_owned()) })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A string's bytes, moved when the deserializer gives it away, else copied once.
+struct Text(Bytes);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(Bytes::copy_from_slice(v.as_bytes())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text, E> {
+                Ok(Text(Bytes::from(v.into_bytes())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn json_value<E: serde::de::Error>(value: &serde_json::Value) -> Result<Payload, E> {
+    serde_json::to_vec(value)
+        .map(|bytes| Payload { format: Format::Json, bytes: Bytes::from(bytes) })
+        .map_err(E::custom)
+}
+
+/// Builds a payload from whatever a deserializer offers: raw JSON text from `serde_json`, a
+/// transcoding otherwise.
+struct PayloadVisitor;
+
+impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
+    type Value = Payload;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
         use serde::de::Error;
         let mut out = Vec::with_capacity(32);
         let mut ser = serde_json::Serializer::new(&mut out);
         serde_transcode::transcode(d, &mut ser).map_err(|e| D::Error::custom(e.to_string()))?;
-        Ok(Self { format: Format::Json, bytes: Bytes::from(out) })
+        Ok(Payload { format: Format::Json, bytes: Bytes::from(out) })
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+        use serde::de::value::MapAccessDeserializer;
+        let key = match map.next_key::<Key>()? {
+            None => return Ok(Payload { format: Format::Json, bytes: Bytes::from_static(b"{}") }),
+            // `serde_json`'s raw value: its text.
+            Some(Key::Raw) => {
+                return Ok(Payload { format: Format::Json, bytes: map.next_value::<Text>()?.0 });
+            }
+            Some(Key::Other(key)) => key,
+        };
+        // A map from a deserializer that forwards newtypes to `deserialize_any`.
+        let first = map.next_value::<serde_json::Value>()?;
+        let mut rest = serde_json::Map::deserialize(MapAccessDeserializer::new(map))?;
+        rest.insert(key, first);
+        json_value(&serde_json::Value::Object(rest))
+    }
+
+    // The rest: deserializers that forward newtypes to `deserialize_any`.
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Payload, E> {
+        json_value(&v.into())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Payload, E> {
+        json_value(&v.into())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Payload, E> {
+        json_value(&v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Payload, E> {
+        json_value(&v.into())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
+        json_value(&v.into())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Payload, E> {
+        Ok(Payload::null())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Payload, E> {
+        Ok(Payload::null())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
+        Payload::deserialize(d)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+        json_value(&serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?)
     }
 }
 
@@ -294,5 +461,53 @@ impl MapWriter {
             self.out.put_u8(b'}');
         }
         Payload { format: self.format, bytes: self.out.freeze() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Tell {
+        user: String,
+        data: Payload,
+        #[serde(default)]
+        more: Option<Payload>,
+    }
+
+    #[test]
+    fn a_json_payload_field_keeps_its_text() {
+        let frame =
+            Payload::from_json_text(r#"{"user":"u1","data":{"a": [1, "\u0041"]},"more":null}"#).unwrap();
+        let t: Tell = frame.decode().unwrap();
+        assert_eq!(t.data.as_bytes(), br#"{"a": [1, "\u0041"]}"#);
+        assert_eq!(t.more, None);
+        // From a `serde_json::Value`, from MessagePack: transcoded, same value.
+        let v: serde_json::Value = frame.decode().unwrap();
+        let t: Tell = serde_json::from_value(v).unwrap();
+        assert_eq!(t.data.decode::<serde_json::Value>().unwrap(), serde_json::json!({"a": [1, "A"]}));
+        let m = frame.to_format(Format::MsgPack).unwrap();
+        let t: Tell = m.decode().unwrap();
+        assert_eq!(t.data.as_bytes(), br#"{"a":[1,"A"]}"#);
+        // From a deserializer that forwards newtypes to `deserialize_any`.
+        use serde::de::IntoDeserializer;
+        let p = Payload::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer("x"))
+            .unwrap();
+        assert_eq!(p.as_bytes(), br#""x""#);
+    }
+
+    #[test]
+    fn encoding_to_json_splices_json_payloads() {
+        let data = Payload::from_json_text(r#"{"b": 2}"#).unwrap();
+        assert_eq!(Payload::json(&data).unwrap().as_bytes(), br#"{"b": 2}"#);
+        let more = Payload::json(&[1, 2]).unwrap().to_format(Format::MsgPack).unwrap();
+        let t = Tell { user: "u".into(), data: data.clone(), more: Some(more) };
+        assert_eq!(Payload::json(&t).unwrap().as_bytes(), br#"{"user":"u","data":{"b": 2},"more":[1,2]}"#);
+        // Other serializers transcode, also when called from inside a JSON encoding.
+        let m = Payload::encode(Format::MsgPack, &t).unwrap();
+        assert_eq!(m.decode::<serde_json::Value>().unwrap()["data"], serde_json::json!({"b": 2}));
+        assert_eq!(serde_json::to_value(&data).unwrap(), serde_json::json!({"b": 2}));
+        assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"b":2}"#);
     }
 }

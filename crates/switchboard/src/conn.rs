@@ -28,6 +28,10 @@ pub(crate) enum Out {
     Ping,
     /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
     Close { code: CloseCode, reason: String, bye: bool, jump: Option<String> },
+    /// The server is shutting down: stop reading, close once running handlers are done. (Sent
+    /// to every connection once, instead of each task waiting on the shutdown token: that wait
+    /// took the token's lock twice on every wake-up of every connection.)
+    Shutdown,
 }
 
 /// The connection task's end of its queue; dropping it closes the queue (later sends fail, as
@@ -218,6 +222,11 @@ impl ConnShared {
         }
     }
 
+    /// Tells the connection's task that the server is shutting down (see [`Out::Shutdown`]).
+    pub(crate) fn shut_down(&self) {
+        let _ = self.queue.send(Out::Shutdown);
+    }
+
     pub(crate) fn ping(&self) {
         if !self.closing.load(Ordering::Acquire) {
             let _ = self.queue.send(Out::Ping);
@@ -244,21 +253,6 @@ impl ConnShared {
             // Wakes the task whether it waits for its queue or is stuck writing.
             self.queue.interrupt();
         }
-    }
-
-    /// Resolves once the server shuts down (`shutdown` cancelled, or [`stop`](Self::stop)
-    /// called since). A few bytes in the connection's task, where a `CancellationToken`'s
-    /// future would take 72.
-    pub(crate) fn shutting_down<'a>(
-        &'a self,
-        shutdown: &'a tokio_util::sync::CancellationToken,
-    ) -> impl Future<Output = ()> + Send + 'a {
-        self.queue.stopped(|| shutdown.is_cancelled())
-    }
-
-    /// Wakes [`shutting_down`](Self::shutting_down) (the server is shutting down).
-    pub(crate) fn stop(&self) {
-        self.queue.stop();
     }
 
     /// Resolves once [`ConnShared::kill`] was called (for a task blocked writing).

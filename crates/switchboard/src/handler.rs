@@ -106,6 +106,21 @@ pub trait Handler<T, S>: Clone + Send + Sync + 'static {
     /// # Errors
     /// The first extractor's error.
     fn call(&self, ctx: &Ctx<'_, S>) -> Result<BoxFuture<'static, Self::Output>, Error>;
+
+    /// [`Handler::call`], the output passed through `then`, in one allocation (the functions'
+    /// implementation; the default boxes twice).
+    ///
+    /// # Errors
+    /// The first extractor's error.
+    #[doc(hidden)]
+    fn call_then<R: Send + 'static>(
+        &self,
+        ctx: &Ctx<'_, S>,
+        then: impl FnOnce(Self::Output) -> R + Send + 'static,
+    ) -> Result<BoxFuture<'static, R>, Error> {
+        let fut = self.call(ctx)?;
+        Ok(Box::pin(async move { then(fut.await) }))
+    }
 }
 
 macro_rules! impl_handler {
@@ -123,6 +138,17 @@ macro_rules! impl_handler {
             fn call(&self, ctx: &Ctx<'_, S>) -> Result<BoxFuture<'static, Self::Output>, Error> {
                 $(let $t = $t::from_context(ctx)?;)*
                 Ok(Box::pin((self)($($t),*)))
+            }
+
+            #[allow(non_snake_case, unused_variables)]
+            fn call_then<R: Send + 'static>(
+                &self,
+                ctx: &Ctx<'_, S>,
+                then: impl FnOnce(Self::Output) -> R + Send + 'static,
+            ) -> Result<BoxFuture<'static, R>, Error> {
+                $(let $t = $t::from_context(ctx)?;)*
+                let fut = (self)($($t),*);
+                Ok(Box::pin(async move { then(fut.await) }))
             }
         }
     };
@@ -193,7 +219,6 @@ where
 {
     Arc::new(move |ctx| {
         let format = ctx.conn.format();
-        let fut = handler.call(ctx)?;
-        Ok(Box::pin(async move { convert(fut.await, format) }))
+        handler.call_then(ctx, move |out| convert(out, format))
     })
 }

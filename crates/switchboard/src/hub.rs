@@ -51,15 +51,53 @@ impl<V> Sharded<V> {
     }
 }
 
-/// Counters for `~info` and metrics.
-#[derive(Default)]
+/// Counters for `~info` and metrics, kept per thread: every connection task counts each read
+/// and write, and one shared set would be one cache line bounced between all cores. A thread
+/// adds to its own shard ([`Counters::here`]); readers add the shards up ([`Counters::sum`]).
+/// Nothing is per connection, so a closed connection's counts stay.
 pub(crate) struct Counters {
+    shards: Box<[CounterShard]>,
+}
+
+/// One thread's counters, alone on its cache lines.
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct CounterShard {
     pub(crate) messages_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) connections_total: AtomicU64,
+}
+
+/// The shard of the calling thread, in any [`Counters`]: threads are numbered as they first
+/// count, so the runtime's workers (the threads that count) get distinct shards.
+fn counter_slot() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    SLOT.with(|s| *s)
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let n = std::thread::available_parallelism().map_or(8, |n| n.get() * 2).clamp(4, 64);
+        Self { shards: (0..n).map(|_| CounterShard::default()).collect() }
+    }
+}
+
+impl Counters {
+    /// The calling thread's shard, to add to.
+    pub(crate) fn here(&self) -> &CounterShard {
+        &self.shards[counter_slot() % self.shards.len()]
+    }
+
+    /// One counter added up over the shards.
+    pub(crate) fn sum(&self, field: impl Fn(&CounterShard) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|s| field(s).load(Ordering::Relaxed)).fold(0, u64::wrapping_add)
+    }
 }
 
 pub(crate) struct HubInner {
@@ -97,12 +135,12 @@ impl HubInner {
             connections: self.conns.len(),
             users: self.users.len(),
             topics: self.topics.len(),
-            messages_in: s.messages_in.load(Ordering::Relaxed),
-            messages_out: s.messages_out.load(Ordering::Relaxed),
-            bytes_in: s.bytes_in.load(Ordering::Relaxed),
-            bytes_out: s.bytes_out.load(Ordering::Relaxed),
-            slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
-            connections_total: s.connections_total.load(Ordering::Relaxed),
+            messages_in: s.sum(|c| &c.messages_in),
+            messages_out: s.sum(|c| &c.messages_out),
+            bytes_in: s.sum(|c| &c.bytes_in),
+            bytes_out: s.sum(|c| &c.bytes_out),
+            slow_consumers: s.sum(|c| &c.slow_consumers),
+            connections_total: s.sum(|c| &c.connections_total),
             uptime: self.started.elapsed(),
         }
     }
@@ -319,7 +357,12 @@ impl Hub {
         user: &str,
         frame: &SharedFrame,
     ) -> Result<usize, HubError> {
-        let all = self.user_connections(user).await?;
+        // How many are elsewhere; from an in-memory registry at once (no future, no list).
+        let users = &self.inner.backends.users;
+        let remote = match users.remote_count_now(user, &self.inner.node) {
+            Some(remote) => remote,
+            None => self.user_connections(user).await?.iter().filter(|c| c.node != self.inner.node).count(),
+        };
         // Under the shard's read lock: pushing only queues, no clone of the list.
         let mut reached = self
             .inner
@@ -328,7 +371,6 @@ impl Hub {
             .read()
             .get(user)
             .map_or(0, |local| local.iter().filter(|c| frame.push_to(c).is_ok()).count());
-        let remote = all.iter().filter(|c| c.node != self.inner.node).count();
         if remote > 0 {
             let msg = NodeMsg::ToUser {
                 user: user.to_owned(),

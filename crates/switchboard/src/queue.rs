@@ -24,8 +24,6 @@ struct State<T> {
     closed: bool,
     /// Set when the reader must stop at once, whatever is queued (see `interrupt`).
     interrupted: bool,
-    /// Set when the server is shutting down (see `stop`).
-    stopping: bool,
     /// The reader, while it waits.
     reader: Option<Waker>,
 }
@@ -37,7 +35,6 @@ impl<T> Queue<T> {
                 items: VecDeque::new(),
                 closed: false,
                 interrupted: false,
-                stopping: false,
                 reader: None,
             }),
         }
@@ -108,41 +105,6 @@ impl<T> Queue<T> {
             Poll::Pending
         })
         .await;
-    }
-
-    /// Waits until [`stop`](Self::stop) is called or `also` says so (checked under the queue's
-    /// lock: a `stop` after a `false` finds the waker). For the reader, while it waits in
-    /// `recv_many` too (one task, one waker: they share the slot). Not an `async fn`: a small
-    /// future, in every connection's task.
-    pub(crate) fn stopped<'a>(
-        &'a self,
-        also: impl Fn() -> bool + Send + 'a,
-    ) -> impl Future<Output = ()> + Send + 'a
-    where
-        T: Send,
-    {
-        poll_fn(move |cx| {
-            let mut state = self.state.lock();
-            if state.stopping || also() {
-                return Poll::Ready(());
-            }
-            if !state.reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                state.reader = Some(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-    }
-
-    /// Wakes the reader's [`stopped`](Self::stopped), now and from now on.
-    pub(crate) fn stop(&self) {
-        let reader = {
-            let mut state = self.state.lock();
-            state.stopping = true;
-            state.reader.take()
-        };
-        if let Some(reader) = reader {
-            reader.wake();
-        }
     }
 
     /// Takes the next item, if any.

@@ -369,11 +369,10 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     pub async fn shutdown(&self) {
         let hub = &self.inner.hub.inner;
         hub.shutdown.cancel();
-        // Each connection's task waits for this on its queue (see `ConnShared::shutting_down`);
-        // one registered later sees the cancelled token.
+        // A connection registered after this loop saw the token cancelled (`session::run`).
         for shard in hub.conns.shards() {
             for conn in shard.read().values() {
-                conn.stop();
+                conn.shut_down();
             }
         }
         self.closed().await;

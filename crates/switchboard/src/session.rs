@@ -15,6 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use switchboard_protocol::{CloseCode, DecodeError, ErrorBody, Message, Payload as RawPayload, codes, wire};
 
 use crate::conn::{ConnShared, Out, Receiver};
+use crate::handler::Erased;
 use crate::server::ServerInner;
 use crate::transport::{Inbound, Outbound, Transport};
 use crate::{Conn, Ctx, Error};
@@ -111,7 +112,11 @@ where
     async move {
         let hub = &server.hub.inner;
         hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
-        hub.stats.connections_total.fetch_add(1, Ordering::Relaxed);
+        if hub.shutdown.is_cancelled() {
+            // `Switchboard::shutdown` told the registered connections; this one came just after.
+            conn.shut_down();
+        }
+        hub.stats.here().connections_total.fetch_add(1, Ordering::Relaxed);
         hub.timers.identify_by(hub.now_ms() + millis(hub.config.identify_timeout), &conn);
         tracing::debug!(format = %conn.format, "connected");
 
@@ -131,6 +136,7 @@ where
                     }
                     let mut written = 0;
                     let mut close = None;
+                    let mut shutdown = false;
                     // Boxed: only while writing, and it need not widen the task's future.
                     let write = Box::pin(async {
                         for out in batch.drain(..) {
@@ -140,6 +146,10 @@ where
                                     transport.feed(Outbound::Data(bytes), binary).await
                                 }
                                 Out::Ping => transport.feed(Outbound::Ping, binary).await,
+                                Out::Shutdown => {
+                                    shutdown = true;
+                                    true
+                                }
                                 Out::Close { code, reason, bye, jump } => {
                                     close = Some(Ending { code, reason, bye, jump });
                                     break;
@@ -162,13 +172,22 @@ where
                     if kill {
                         break Some(killed(&server, &conn));
                     }
-                    hub.stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
-                    hub.stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+                    let stats = hub.stats.here();
+                    stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
                     if close.is_some() {
                         break close;
                     }
                     if !ok {
                         break None;
+                    }
+                    if shutdown && !draining {
+                        draining = true;
+                        if inflight.is_empty() {
+                            conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
+                        } else {
+                            grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
+                        }
                     }
                 }
                 Some(()) = inflight.next(), if !inflight.is_empty() => {
@@ -179,33 +198,21 @@ where
                         conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                     }
                 }
-                () = conn.shutting_down(&hub.shutdown), if !draining => {
-                    draining = true;
-                    if inflight.is_empty() {
-                        conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
-                    } else {
-                        grace = Some(Box::pin(tokio::time::sleep(hub.config.shutdown_grace)));
-                    }
-                }
                 () = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
                 inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
-                    if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
-                        break end;
-                    }
+                    let mut tally = Tally::default();
+                    let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     // Take every frame that already arrived (their handlers run as they are taken),
                     // so that the replies they produce leave in one write, not one write each.
-                    let mut more = None;
-                    while inflight.len() < hub.config.max_inflight.max(1) {
+                    while end.is_none() && inflight.len() < hub.config.max_inflight.max(1) {
                         let Some(inbound) = transport.recv().now_or_never() else { break };
-                        if let Some(end) = receive(&server, &conn, &mut inflight, inbound, binary) {
-                            more = Some(end);
-                            break;
-                        }
+                        end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     }
-                    if let Some(end) = more {
+                    tally.count(hub, &conn);
+                    if let Some(end) = end {
                         break end;
                     }
                 }
@@ -245,6 +252,28 @@ where
     }
 }
 
+/// What one wake-up read, counted once for all its frames.
+#[derive(Default)]
+struct Tally {
+    /// Whether anything came from the peer (liveness).
+    seen: bool,
+    messages: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn count(&self, hub: &crate::hub::HubInner, conn: &ConnShared) {
+        if self.seen {
+            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+        }
+        if self.messages > 0 {
+            let stats = hub.stats.here();
+            stats.messages_in.fetch_add(self.messages, Ordering::Relaxed);
+            stats.bytes_in.fetch_add(self.bytes, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Handles one thing read from the socket; `Some` ends the connection (with that close frame,
 /// or none). A handler is polled once right away: most finish at once, and their replies join
 /// the next write.
@@ -254,8 +283,8 @@ fn receive<S: Clone + Send + Sync + 'static>(
     inflight: &mut Inflight,
     inbound: Inbound,
     binary: bool,
+    tally: &mut Tally,
 ) -> Option<Option<Ending>> {
-    let hub = &server.hub.inner;
     match inbound {
         Inbound::Closed => Some(None),
         Inbound::TooBig => Some(Some(Ending::protocol(&DecodeError::TooBig))),
@@ -264,13 +293,13 @@ fn receive<S: Clone + Send + Sync + 'static>(
             Some(Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None }))
         }
         Inbound::Control => {
-            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+            tally.seen = true;
             None
         }
         Inbound::Data { bytes, binary: is_binary } => {
-            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
-            hub.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-            hub.stats.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            tally.seen = true;
+            tally.messages += 1;
+            tally.bytes += bytes.len() as u64;
             if is_binary != binary {
                 let kind = if is_binary { "binary" } else { "text" };
                 return Some(Some(Ending::protocol(&DecodeError::WrongFrame(kind, conn.format.name()))));
@@ -299,7 +328,7 @@ fn receive<S: Clone + Send + Sync + 'static>(
 fn killed<S>(server: &ServerInner<S>, conn: &ConnShared) -> Ending {
     let (code, reason) = conn.kill_reason.lock().take().unwrap_or((CloseCode::SLOW_CONSUMER, String::new()));
     if code == CloseCode::SLOW_CONSUMER {
-        server.hub.inner.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        server.hub.inner.stats.here().slow_consumers.fetch_add(1, Ordering::Relaxed);
     }
     Ending { code, reason, bye: false, jump: None }
 }
@@ -357,14 +386,19 @@ fn dispatch<S: Clone + Send + Sync + 'static>(
         wire::types::HELLO => crate::identify::hello(server, conn, msg),
         _ => {
             let ns = conn.identity.read().as_ref().map(|i| i.ns);
+            if let Some(ns) = ns
+                && msg.kind.is_reserved()
+            {
+                return crate::builtin::dispatch(server, conn, ns, msg);
+            }
+            // One lookup: the namespace's handler, else a public one.
+            let handler = ns
+                .and_then(|ns| server.namespaces[ns].handlers.get(msg.kind.as_str()).map(|h| (Some(ns), h)))
+                .or_else(|| server.public.get(msg.kind.as_str()).map(|h| (None, h)));
+            if let Some((ns, handler)) = handler {
+                return run_handler(server, conn, ns, handler, msg);
+            }
             match ns {
-                Some(ns) if msg.kind.is_reserved() => crate::builtin::dispatch(server, conn, ns, msg),
-                Some(ns) if server.namespaces[ns].handlers.contains_key(msg.kind.as_str()) => {
-                    Some(run_handler(server.clone(), conn.clone(), Some(ns), msg))
-                }
-                _ if server.public.contains_key(msg.kind.as_str()) => {
-                    Some(run_handler(server.clone(), conn.clone(), None, msg))
-                }
                 Some(_) => {
                     let e = Error::not_found(format!("no handler for {}", msg.kind))
                         .with_data(&serde_json::json!({"type": msg.kind.as_str()}));
@@ -415,7 +449,71 @@ where
 
 /// Runs an application handler (namespace `ns`, or the public ones): per-connection filters,
 /// the namespace's filters in order, then the handler.
+///
+/// Without namespace filters (they are async) it runs here, in the caller: extraction, then one
+/// poll of the handler's future. One that finishes at once (most do) is answered right away,
+/// with no task; one that must wait is returned to run in the connection's set.
 fn run_handler<S: Clone + Send + Sync + 'static>(
+    server: &Arc<ServerInner<S>>,
+    conn: &Arc<ConnShared>,
+    ns: Option<usize>,
+    handler: &Erased<S, Result<RawPayload, Error>>,
+    msg: Message,
+) -> Option<Task> {
+    if ns.is_some_and(|ns| !server.namespaces[ns].filters.is_empty()) {
+        return Some(run_filtered(server.clone(), conn.clone(), ns, msg));
+    }
+    let hub = &server.hub.inner;
+    let started = tokio::time::Instant::now();
+    let handle = Conn(conn.clone());
+    let started_fut = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
+        let ctx = Ctx {
+            conn: &handle,
+            hub: &server.hub,
+            state: &server.state,
+            kind: &msg.kind,
+            payload: &msg.payload,
+            meta: meta.as_ref(),
+            params: None,
+        };
+        let filters = conn.filters.read().clone();
+        for filter in filters {
+            filter(&msg.kind, &msg.payload)?;
+        }
+        let mut fut = handler(&ctx)?;
+        // A no-op waker: one that must wait is polled again by the connection's set, which
+        // registers the real one.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        Ok(match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => Err(result),
+            std::task::Poll::Pending => Ok(fut),
+        })
+    }));
+    let result = match started_fut {
+        Ok(Ok(Ok(pending))) => {
+            let conn = conn.clone();
+            let server = server.clone();
+            return Some(Box::pin(async move {
+                let result = guarded(pending).await;
+                observe(&server.hub.inner, &msg, started, &result);
+                respond(&conn, &msg, result);
+            }));
+        }
+        Ok(Ok(Err(result))) => result,
+        Ok(Err(refused)) => Err(refused),
+        Err(_) => {
+            tracing::error!("a handler panicked");
+            Err(Error::new(codes::FAILED, "the handler failed"))
+        }
+    };
+    observe(hub, &msg, started, &result);
+    respond(conn, &msg, result);
+    None
+}
+
+/// [`run_handler`] where the namespace has filters: everything in one task, filters awaited.
+fn run_filtered<S: Clone + Send + Sync + 'static>(
     server: Arc<ServerInner<S>>,
     conn: Arc<ConnShared>,
     ns: Option<usize>,

@@ -50,7 +50,10 @@ async fn main() -> std::io::Result<()> {
 
 /// Runs one connection: a reader (this task) and a writer task fed by an unbounded queue.
 async fn connection(tcp: TcpStream, id: u64, topics: Arc<Topics>) {
-    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+    // A 4 KiB read buffer: tungstenite zero-fills the free part of its read buffer before every
+    // read (128 KiB by default), work a floor should not do.
+    let config = switchboard_bench::client::small_reads();
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else { return };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {
