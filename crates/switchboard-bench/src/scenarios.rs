@@ -186,6 +186,9 @@ struct Fanout {
     gen_cpu_per_op: f64,
 }
 
+/// Bursts in flight in the S1 fan-outs and in S6's send-to-user run (which is compared with one).
+const FANOUT_WINDOW: u64 = 4;
+
 /// How a fan-out measurement sends.
 struct FanoutPlan {
     /// Bursts to send at most.
@@ -362,7 +365,7 @@ async fn fanout_run(
         let plan = FanoutPlan {
             bursts: (ctx.sizes.fanout_deliveries / (subs as u64 * b)).clamp(20, 20_000),
             per_conn: b,
-            window: 4,
+            window: FANOUT_WINDOW,
             limit: ctx.sizes.measure,
         };
         let r = fanout(&mut workers, &publisher, server, &mut next, &plan, |k| {
@@ -1000,7 +1003,7 @@ pub async fn s6(ctx: &Ctx) -> Vec<Metric> {
         detail: a.zip(b).map_or("no value".into(), |(a, b)| format!("{:.2}×", a / b)),
     });
     metrics[0].note = "One burst = one `tell` event (`Hub::send_to_user`) per user, 100-byte payload, so each of the \
-3 connections of every user receives one message per burst; 2 bursts in flight. The second line is an S1 fan-out to \
+3 connections of every user receives one message per burst; 4 bursts in flight, as in S1. The second line is an S1 fan-out to \
 the same number of connections on a fresh server of the same round, with bursts of 1 so that each connection also \
 receives one message per burst (one publication = as many deliveries as one send-to-user burst)."
         .into();
@@ -1020,7 +1023,8 @@ async fn s6_tell(ctx: &Ctx, server: &Running, users: usize) -> anyhow::Result<Fa
     let plan = FanoutPlan {
         bursts: (ctx.sizes.fanout_deliveries / (users as u64 * 3)).clamp(10, 20_000),
         per_conn: 1,
-        window: 2,
+        // As many bursts in flight as the S1 fan-out it is compared with.
+        window: FANOUT_WINDOW,
         limit: ctx.sizes.measure,
     };
     let mut next = 1;
