@@ -468,19 +468,8 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
     let handle = Conn(conn.clone());
     let started_fut = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
-        let ctx = Ctx {
-            conn: &handle,
-            hub: &server.hub,
-            state: &server.state,
-            kind: &msg.kind,
-            payload: &msg.payload,
-            meta: meta.as_ref(),
-            params: None,
-        };
-        let filters = conn.filters.read().clone();
-        for filter in filters {
-            filter(&msg.kind, &msg.payload)?;
-        }
+        let ctx = handler_ctx(server, &handle, &msg, meta.as_ref());
+        conn_filters(conn, &msg)?;
         let mut fut = handler(&ctx)?;
         // A no-op waker: one that must wait is polled again by the connection's set, which
         // registers the real one.
@@ -512,6 +501,33 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
     None
 }
 
+/// The context an application handler of `msg` gets (no topic parameters).
+fn handler_ctx<'a, S>(
+    server: &'a ServerInner<S>,
+    conn: &'a Conn,
+    msg: &'a Message,
+    meta: Option<&'a RawPayload>,
+) -> Ctx<'a, S> {
+    Ctx {
+        conn,
+        hub: &server.hub,
+        state: &server.state,
+        kind: &msg.kind,
+        payload: &msg.payload,
+        meta,
+        params: None,
+    }
+}
+
+/// The connection's own filters ([`Conn::add_filter`](crate::Conn::add_filter)), in order.
+fn conn_filters(conn: &ConnShared, msg: &Message) -> Result<(), Error> {
+    let filters = conn.filters.read().clone();
+    for filter in filters {
+        filter(&msg.kind, &msg.payload)?;
+    }
+    Ok(())
+}
+
 /// [`run_handler`] where the namespace has filters: everything in one task, filters awaited.
 fn run_filtered<S: Clone + Send + Sync + 'static>(
     server: Arc<ServerInner<S>>,
@@ -524,19 +540,8 @@ fn run_filtered<S: Clone + Send + Sync + 'static>(
         let handle = Conn(conn.clone());
         let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
         let result = guarded(async {
-            let ctx = Ctx {
-                conn: &handle,
-                hub: &server.hub,
-                state: &server.state,
-                kind: &msg.kind,
-                payload: &msg.payload,
-                meta: meta.as_ref(),
-                params: None,
-            };
-            let filters = conn.filters.read().clone();
-            for filter in filters {
-                filter(&msg.kind, &msg.payload)?;
-            }
+            let ctx = handler_ctx(&server, &handle, &msg, meta.as_ref());
+            conn_filters(&conn, &msg)?;
             let handler = match ns {
                 Some(ns) => {
                     let ns = &server.namespaces[ns];
