@@ -1,7 +1,7 @@
 //! A connection's shared state and its public handle, [`Conn`].
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,7 +16,7 @@ use switchboard_protocol::{
 };
 use tokio::sync::oneshot;
 
-use crate::queue::Queue;
+use crate::queue::{Cork, Queue};
 use crate::{Config, Error, UpgradeRequest};
 
 /// Something for a connection's writer.
@@ -43,10 +43,16 @@ impl Receiver {
     /// `async fn`: its future would hold its arguments twice, in every connection's task.)
     pub(crate) fn recv_many<'a>(
         &'a mut self,
-        buf: &'a mut Vec<Out>,
+        buf: &'a mut VecDeque<Out>,
         limit: usize,
     ) -> impl Future<Output = usize> + Send + 'a {
         self.0.queue.recv_many(buf, limit)
+    }
+
+    /// Corks this thread while the connection's task handles what it read (see [`Cork`]):
+    /// replies to itself wake nobody, other connections are woken when the cork drops.
+    pub(crate) fn cork(&self) -> Cork {
+        Cork::new(Some(&self.0.queue))
     }
 
     /// The next queued item, if any.

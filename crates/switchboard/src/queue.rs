@@ -6,7 +6,13 @@
 //! one reader (the connection's task) drains up to a batch at a time and lets go of the memory
 //! when the queue is empty. The reader's waker is kept in the queue (there is only one reader),
 //! so that waiting costs its future no `Notified` (64 bytes in every connection's task).
+//!
+//! Wake-ups can be put off with a [`Cork`]: a connection's task corks while it handles what it
+//! read in one wake-up, so that a burst of publications fanned out to thousands of subscribers
+//! wakes each subscriber once, after the whole burst is queued (and its writer sends the burst
+//! in one write), and a reply queued for the connection itself wakes nobody.
 
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::{Context, Poll, Waker};
@@ -42,24 +48,38 @@ impl<T> Queue<T> {
 
     /// Appends an item; gives it back if the reader is gone.
     pub(crate) fn send(&self, item: T) -> Result<(), T> {
+        let wake = Cork::mode(self.addr());
         let mut state = self.state.lock();
         if state.closed {
             return Err(item);
         }
         state.items.push_back(item);
+        if wake == Wake::Never {
+            // The reader is the task running this: it drains its queue before it waits.
+            return Ok(());
+        }
         let reader = state.reader.take();
         drop(state);
         if let Some(reader) = reader {
-            reader.wake();
+            match wake {
+                Wake::Later => Cork::defer(reader),
+                _ => reader.wake(),
+            }
         }
         Ok(())
     }
 
+    /// This queue's identity for [`Cork::own`].
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
     /// Moves up to `limit` items into `buf`, waiting for at least one; 0 once interrupted, or
-    /// closed and empty. Cancel-safe: items are taken only when the call returns.
+    /// closed and empty. Cancel-safe: items are taken only when the call returns. Into an empty
+    /// `buf`, taking everything, the queue's own buffer changes hands (no copy).
     pub(crate) fn recv_many<'a>(
         &'a self,
-        buf: &'a mut Vec<T>,
+        buf: &'a mut VecDeque<T>,
         limit: usize,
     ) -> impl Future<Output = usize> + Send + 'a
     where
@@ -68,16 +88,20 @@ impl<T> Queue<T> {
         poll_fn(move |cx| self.poll_recv_many(cx, buf, limit))
     }
 
-    fn poll_recv_many(&self, cx: &mut Context<'_>, buf: &mut Vec<T>, limit: usize) -> Poll<usize> {
+    fn poll_recv_many(&self, cx: &mut Context<'_>, buf: &mut VecDeque<T>, limit: usize) -> Poll<usize> {
         let mut state = self.state.lock();
         if state.interrupted {
             return Poll::Ready(0);
         }
         let n = state.items.len().min(limit);
         if n > 0 {
-            buf.extend(state.items.drain(..n));
-            if state.items.is_empty() {
-                state.items = VecDeque::new();
+            if n == state.items.len() && buf.is_empty() {
+                std::mem::swap(buf, &mut state.items);
+            } else {
+                buf.extend(state.items.drain(..n));
+                if state.items.is_empty() {
+                    state.items = VecDeque::new();
+                }
             }
             return Poll::Ready(n);
         }
@@ -140,6 +164,88 @@ impl<T> Queue<T> {
     }
 }
 
+/// How a send on this thread wakes the queue's reader.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Now,
+    /// When the outermost [`Cork`] is dropped.
+    Later,
+    /// Not at all: the reader is running on this thread and drains its queue before it waits.
+    Never,
+}
+
+thread_local! {
+    /// Corks alive on this thread.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The queue whose reader is the task running on this thread, inside a cork (0: none).
+    static OWN: Cell<usize> = const { Cell::new(0) };
+    /// Wake-ups put off until the outermost cork is dropped.
+    static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+/// While a cork lives, sends on this thread wake their readers only when it is dropped (the
+/// outermost one, if nested), and a send to its own queue wakes nobody. Only for synchronous
+/// stretches of code: a cork must not be held across an `.await` (the wake-ups would wait for
+/// whatever this thread runs next).
+pub(crate) struct Cork {
+    /// The `OWN` of an enclosing cork, restored on drop.
+    outer: usize,
+    /// Dropped on the thread that made it.
+    _here: std::marker::PhantomData<*const ()>,
+}
+
+impl Cork {
+    /// Corks this thread; `own` is the queue of the task running this code (whose reader
+    /// drains it before waiting again), if any.
+    pub(crate) fn new<T>(own: Option<&Queue<T>>) -> Self {
+        DEPTH.with(|d| d.set(d.get() + 1));
+        let outer = OWN.with(|o| o.replace(own.map_or(0, Queue::addr)));
+        Self { outer, _here: std::marker::PhantomData }
+    }
+
+    fn mode(queue: usize) -> Wake {
+        if DEPTH.with(Cell::get) == 0 {
+            Wake::Now
+        } else if OWN.with(Cell::get) == queue {
+            Wake::Never
+        } else {
+            Wake::Later
+        }
+    }
+
+    fn defer(waker: Waker) {
+        DEFERRED.with(|d| d.borrow_mut().push(waker));
+    }
+}
+
+impl Drop for Cork {
+    fn drop(&mut self) {
+        OWN.with(|o| o.set(self.outer));
+        let depth = DEPTH.with(|d| {
+            let depth = d.get() - 1;
+            d.set(depth);
+            depth
+        });
+        if depth > 0 {
+            return;
+        }
+        // Out of the cell before waking: a waker may run code that sends (and defers) again.
+        let mut wakers = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        for waker in wakers.drain(..) {
+            waker.wake();
+        }
+        // The list is kept for the next batch, unless it grew large (it holds no waker now).
+        if wakers.capacity() <= 4096 {
+            DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                if d.is_empty() {
+                    *d = wakers;
+                }
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,7 +256,7 @@ mod tests {
         for i in 0..5 {
             q.send(i).unwrap();
         }
-        let mut buf = Vec::new();
+        let mut buf = VecDeque::new();
         assert_eq!(q.recv_many(&mut buf, 3).await, 3);
         assert_eq!(q.recv_many(&mut buf, 3).await, 2);
         assert_eq!(buf, [0, 1, 2, 3, 4]);
@@ -165,7 +271,7 @@ mod tests {
         let q = Queue::new();
         q.send(1).unwrap();
         q.interrupt();
-        let mut buf = Vec::new();
+        let mut buf = VecDeque::new();
         assert_eq!(q.recv_many(&mut buf, 3).await, 0);
         assert!(buf.is_empty());
     }
@@ -176,7 +282,7 @@ mod tests {
         let reader = tokio::spawn({
             let q = q.clone();
             async move {
-                let mut buf = Vec::new();
+                let mut buf = VecDeque::new();
                 q.recv_many(&mut buf, 10).await;
                 buf
             }
@@ -184,5 +290,68 @@ mod tests {
         tokio::task::yield_now().await;
         q.send("x").unwrap();
         assert_eq!(reader.await.unwrap(), ["x"]);
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    impl Count {
+        fn waiting_reader(q: &Queue<u32>) -> std::sync::Arc<Self> {
+            let count = std::sync::Arc::new(Self(std::sync::atomic::AtomicUsize::new(0)));
+            let waker = Waker::from(count.clone());
+            let mut buf = VecDeque::new();
+            let polled = q.poll_recv_many(&mut Context::from_waker(&waker), &mut buf, 10);
+            assert!(polled.is_pending());
+            count
+        }
+
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_cork_wakes_each_reader_once_when_dropped() {
+        let (a, b) = (Queue::new(), Queue::new());
+        let (wa, wb) = (Count::waiting_reader(&a), Count::waiting_reader(&b));
+        {
+            let _outer = Cork::new::<u32>(None);
+            {
+                let _inner = Cork::new::<u32>(None);
+                for i in 0..10 {
+                    a.send(i).unwrap();
+                    b.send(i).unwrap();
+                }
+            }
+            // Still corked: the inner cork only nests.
+            assert_eq!((wa.get(), wb.get()), (0, 0));
+        }
+        assert_eq!((wa.get(), wb.get()), (1, 1));
+        // Uncorked: a send wakes at once.
+        while a.try_recv().is_some() {}
+        let wa = Count::waiting_reader(&a);
+        a.send(1).unwrap();
+        assert_eq!(wa.get(), 1);
+    }
+
+    #[test]
+    fn a_send_to_the_corked_task_s_own_queue_wakes_nobody() {
+        let (own, other) = (Queue::new(), Queue::new());
+        let (w_own, w_other) = (Count::waiting_reader(&own), Count::waiting_reader(&other));
+        {
+            let _cork = Cork::new(Some(&own));
+            own.send(1).unwrap();
+            other.send(1).unwrap();
+        }
+        assert_eq!((w_own.get(), w_other.get()), (0, 1));
+        // Its waker is still registered: a send from elsewhere wakes it.
+        own.send(2).unwrap();
+        assert_eq!(w_own.get(), 1);
     }
 }

@@ -122,7 +122,7 @@ where
 
         let binary = conn.format.is_binary();
         let mut inflight = Inflight::default();
-        let mut batch = Vec::new();
+        let mut batch = std::collections::VecDeque::new();
         let mut draining = false;
         // While shutting down: how long running handlers may still take.
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
@@ -167,7 +167,7 @@ where
                         () = conn.killed() => (false, true),
                     };
                     // Not kept between batches: an idle connection holds no buffer.
-                    batch = Vec::new();
+                    batch = std::collections::VecDeque::new();
                     conn.queued.fetch_sub(written, Ordering::AcqRel);
                     if kill {
                         break Some(killed(&server, &conn));
@@ -203,6 +203,10 @@ where
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
                 inbound = transport.recv(), if !draining && inflight.len() < hub.config.max_inflight.max(1) => {
+                    // What the frames read now queue wakes its readers once, at the end (a burst
+                    // fanned out is written in one go); replies to this connection wake nobody:
+                    // the loop drains its queue next.
+                    let cork = rx.cork();
                     let mut tally = Tally::default();
                     let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     // Take every frame that already arrived (their handlers run as they are taken),
@@ -212,6 +216,7 @@ where
                         end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     }
                     tally.count(hub, &conn);
+                    drop(cork);
                     if let Some(end) = end {
                         break end;
                     }
