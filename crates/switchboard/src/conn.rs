@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::future::IntoFuture;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use switchboard_protocol::{
 };
 use tokio::sync::oneshot;
 
-use crate::queue::{Cork, Queue};
+use crate::queue::{Cork, Queue, Refused};
 use crate::{Config, Error, UpgradeRequest};
 
 /// Something for a connection's writer.
@@ -47,6 +47,11 @@ impl Receiver {
         limit: usize,
     ) -> impl Future<Output = usize> + Send + 'a {
         self.0.queue.recv_many(buf, limit)
+    }
+
+    /// The task wrote `bytes` of what it took from the queue.
+    pub(crate) fn written(&self, bytes: usize) {
+        self.0.queue.written(bytes);
     }
 
     /// Corks this thread while the connection's task handles what it read (see [`Cork`]):
@@ -135,9 +140,8 @@ pub(crate) struct ConnShared {
     pub(crate) format: Format,
     pub(crate) config: Arc<Config>,
     pub(crate) upgrade: Arc<UpgradeRequest>,
-    /// The writer's queue; its byte size is tracked in `queued` (the queue is bounded in bytes).
+    /// The writer's queue, bounded in bytes (`Config::max_queue_bytes`).
     queue: Queue<Out>,
-    pub(crate) queued: AtomicUsize,
     /// Set once a close was requested; nothing is queued after.
     closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
@@ -171,7 +175,6 @@ impl ConnShared {
             config,
             upgrade,
             queue: Queue::new(),
-            queued: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill_reason: Lazy::default(),
@@ -194,14 +197,15 @@ impl ConnShared {
             return Err(SendError::Closed);
         }
         let len = frame.len();
-        let queued = self.queued.fetch_add(len, Ordering::AcqRel) + len;
-        if queued > self.config.max_queue_bytes {
-            self.queued.fetch_sub(len, Ordering::AcqRel);
-            tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
-            self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
-            return Err(SendError::SlowConsumer);
+        match self.queue.send_sized(Out::Frame(frame), len, self.config.max_queue_bytes) {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(_)) => Err(SendError::Closed),
+            Err(Refused::Full(queued)) => {
+                tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
+                self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
+                Err(SendError::SlowConsumer)
+            }
         }
-        self.queue.send(Out::Frame(frame)).map_err(|_| SendError::Closed)
     }
 
     pub(crate) fn push_message(

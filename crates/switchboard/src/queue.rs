@@ -19,6 +19,18 @@ use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
 
+/// Items a queue allocates room for when its first item comes.
+const FIRST_CAPACITY: usize = 8;
+
+/// Why [`Queue::send_sized`] refused an item.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused<T> {
+    /// The reader is gone: the item back.
+    Closed(T),
+    /// The limit: the bytes it would have made.
+    Full(usize),
+}
+
 /// The queue; see the module's documentation.
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
@@ -26,6 +38,9 @@ pub(crate) struct Queue<T> {
 
 struct State<T> {
     items: VecDeque<T>,
+    /// Bytes of the items sent with [`Queue::send_sized`], until the reader reports them
+    /// written ([`Queue::written`]).
+    bytes: usize,
     /// Set when the reader is gone: nothing is accepted any more.
     closed: bool,
     /// Set when the reader must stop at once, whatever is queued (see `interrupt`).
@@ -39,6 +54,7 @@ impl<T> Queue<T> {
         Self {
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                bytes: 0,
                 closed: false,
                 interrupted: false,
                 reader: None,
@@ -48,10 +64,30 @@ impl<T> Queue<T> {
 
     /// Appends an item; gives it back if the reader is gone.
     pub(crate) fn send(&self, item: T) -> Result<(), T> {
+        self.send_sized(item, 0, usize::MAX).map_err(|e| match e {
+            Refused::Closed(item) => item,
+            Refused::Full(_) => unreachable!("no limit"),
+        })
+    }
+
+    /// Appends an item of `bytes` bytes, unless that takes the bytes queued or being written
+    /// past `max`. (Counted here, under the lock the send takes anyway: a separate atomic
+    /// counter was one more cache line moving between the sender's core and the reader's on
+    /// every message.)
+    pub(crate) fn send_sized(&self, item: T, bytes: usize, max: usize) -> Result<(), Refused<T>> {
         let wake = Cork::mode(self.addr());
         let mut state = self.state.lock();
         if state.closed {
-            return Err(item);
+            return Err(Refused::Closed(item));
+        }
+        let queued = state.bytes + bytes;
+        if queued > max {
+            return Err(Refused::Full(queued));
+        }
+        state.bytes = queued;
+        if state.items.capacity() == 0 {
+            // Room for a small burst at once, rather than growing 4, 8, 16 as it comes.
+            state.items.reserve(FIRST_CAPACITY);
         }
         state.items.push_back(item);
         if wake == Wake::Never {
@@ -67,6 +103,14 @@ impl<T> Queue<T> {
             }
         }
         Ok(())
+    }
+
+    /// The reader wrote `bytes` of what it took: they no longer count against the limit.
+    pub(crate) fn written(&self, bytes: usize) {
+        if bytes > 0 {
+            let mut state = self.state.lock();
+            state.bytes = state.bytes.saturating_sub(bytes);
+        }
     }
 
     /// This queue's identity for [`Cork::own`].
@@ -156,6 +200,7 @@ impl<T> Queue<T> {
             let mut state = self.state.lock();
             state.closed = true;
             state.items = VecDeque::new();
+            state.bytes = 0;
             state.reader.take()
         };
         if let Some(reader) = reader {
@@ -264,6 +309,19 @@ mod tests {
         q.close();
         assert_eq!(q.send(9), Err(9));
         assert_eq!(q.recv_many(&mut buf, 3).await, 0);
+    }
+
+    #[test]
+    fn sized_sends_are_bounded_until_written() {
+        let q = Queue::new();
+        q.send_sized(1, 60, 100).unwrap();
+        assert_eq!(q.send_sized(2, 60, 100), Err(Refused::Full(120)));
+        q.send(3).unwrap();
+        assert_eq!(q.try_recv(), Some(1));
+        // Taken but not yet written: still counted.
+        assert_eq!(q.send_sized(2, 60, 100), Err(Refused::Full(120)));
+        q.written(60);
+        q.send_sized(2, 60, 100).unwrap();
     }
 
     #[tokio::test]

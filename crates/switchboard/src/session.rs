@@ -168,7 +168,7 @@ where
                     };
                     // Not kept between batches: an idle connection holds no buffer.
                     batch = std::collections::VecDeque::new();
-                    conn.queued.fetch_sub(written, Ordering::AcqRel);
+                    rx.written(written);
                     if kill {
                         break Some(killed(&server, &conn));
                     }
