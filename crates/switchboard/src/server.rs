@@ -454,6 +454,6 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
     let ws = if named { ws.protocols([format.subprotocol()]) } else { ws };
     let board = Switchboard { inner: server.clone() };
     ws.on_upgrade(move |socket| async move {
-        board.spawn(socket, format, request);
+        board.spawn(crate::transport::AxumSocket::new(socket), format, request);
     })
 }

@@ -2,11 +2,14 @@
 //!
 //! Reading decodes a frame and starts its handler as a future in this task's set (no spawn per
 //! message); at most `max_inflight` run at once, beyond which reading pauses. Writing drains
-//! every queued message, feeds them all, and flushes once.
+//! every queued message, buffers them all, and writes them at once (in place when the socket
+//! takes them, with no future or allocation).
 
+use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -137,34 +140,29 @@ where
                     let mut written = 0;
                     let mut close = None;
                     let mut shutdown = false;
-                    // Boxed: only while writing, and it need not widen the task's future.
-                    let write = Box::pin(async {
-                        for out in batch.drain(..) {
-                            let ok = match out {
-                                Out::Frame(bytes) => {
-                                    written += bytes.len();
-                                    transport.feed(Outbound::Data(bytes), binary).await
-                                }
-                                Out::Ping => transport.feed(Outbound::Ping, binary).await,
-                                Out::Shutdown => {
-                                    shutdown = true;
-                                    true
-                                }
-                                Out::Close { code, reason, bye, jump } => {
-                                    close = Some(Ending { code, reason, bye, jump });
-                                    break;
-                                }
-                            };
-                            if !ok {
-                                return false;
+                    transport.reserve(batch.len());
+                    for out in batch.drain(..) {
+                        match out {
+                            Out::Frame(bytes) => {
+                                written += bytes.len();
+                                transport.buffer(Outbound::Data(bytes), binary);
+                            }
+                            Out::Ping => transport.buffer(Outbound::Ping, binary),
+                            Out::Shutdown => shutdown = true,
+                            Out::Close { code, reason, bye, jump } => {
+                                close = Some(Ending { code, reason, bye, jump });
+                                break;
                             }
                         }
-                        transport.flush().await
-                    });
-                    // A full socket blocks the write: a kill (slow consumer) must still get through.
-                    let (ok, kill) = tokio::select! {
-                        ok = write => (ok, false),
-                        () = conn.killed() => (false, true),
+                    }
+                    // Written in place when the socket takes it all (the usual case: no future,
+                    // no allocation); else waited for, and a kill (slow consumer) gets through.
+                    let (ok, kill) = match poll_fn(|cx| Poll::Ready(transport.poll_flush(cx))).await {
+                        Poll::Ready(ok) => (ok, false),
+                        Poll::Pending => tokio::select! {
+                            ok = transport.flush() => (ok, false),
+                            () = conn.killed() => (false, true),
+                        },
                     };
                     // Not kept between batches: an idle connection holds no buffer.
                     batch = std::collections::VecDeque::new();
@@ -236,10 +234,10 @@ where
                     if let Ok(frame) =
                         switchboard_protocol::encode_value(conn.format, wire::types::BYE, &bye, None)
                     {
-                        transport.feed(Outbound::Data(frame), binary).await;
+                        transport.buffer(Outbound::Data(frame), binary);
                     }
                 }
-                transport.feed(Outbound::Close(end.code.0, &end.reason), binary).await;
+                transport.buffer(Outbound::Close(end.code.0, &end.reason), binary);
                 transport.flush().await;
                 // Read (and drop) what the peer still sends until its close or EOF: closing a socket
                 // with unread input makes the kernel reset it, and the close frame would be lost.

@@ -6,7 +6,9 @@
 //! and those handed to [`Switchboard::accept`](crate::Switchboard::accept). The lean one holds no
 //! buffer while idle and writes shared payloads without copying them (see `ws.rs`).
 
-use std::future::Future;
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::task::{Context, Poll, ready};
 
 use axum::extract::ws::{self, WebSocket};
 use bytes::Bytes;
@@ -37,17 +39,51 @@ pub(crate) enum Outbound<'a> {
 }
 
 /// The socket operations a connection task needs. `recv` must be cancel-safe.
+///
+/// Writing is split in two so that the common case costs no future: [`Transport::buffer`]
+/// takes frames without writing, [`Transport::poll_flush`] writes them, and is restartable
+/// (what is left is kept by the transport), so a connection can try it once in place and only
+/// wait when the socket is full.
 pub(crate) trait Transport: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = Inbound> + Send;
-    /// Buffers a frame (writing only if the buffer is full).
-    fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> impl Future<Output = bool> + Send;
-    /// Writes what is buffered.
-    fn flush(&mut self) -> impl Future<Output = bool> + Send;
+    /// Room for `frames` more frames (a hint, before a batch is buffered).
+    fn reserve(&mut self, frames: usize) {
+        let _ = frames;
+    }
+    /// Takes a frame to write at the next flush.
+    fn buffer(&mut self, frame: Outbound<'_>, binary: bool);
+    /// Writes what is buffered; `Ready(false)` if the socket failed.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// Writes what is buffered, waiting for the socket as needed.
+    fn flush(&mut self) -> impl Future<Output = bool> + Send {
+        poll_fn(|cx| self.poll_flush(cx))
+    }
+
+    /// Buffers a frame and writes it with what came before.
+    #[cfg(test)]
+    fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> impl Future<Output = bool> + Send {
+        self.buffer(frame, binary);
+        self.flush()
+    }
 }
 
-impl Transport for WebSocket {
+/// axum's WebSocket, with the frames buffered by [`Transport::buffer`] until they are flushed
+/// into its sink.
+pub(crate) struct AxumSocket {
+    ws: WebSocket,
+    pending: VecDeque<ws::Message>,
+}
+
+impl AxumSocket {
+    pub(crate) fn new(ws: WebSocket) -> Self {
+        Self { ws, pending: VecDeque::new() }
+    }
+}
+
+impl Transport for AxumSocket {
     async fn recv(&mut self) -> Inbound {
-        match self.next().await {
+        match self.ws.next().await {
             Some(Ok(ws::Message::Text(t))) => Inbound::Data { bytes: Bytes::from(t), binary: false },
             Some(Ok(ws::Message::Binary(b))) => Inbound::Data { bytes: b, binary: true },
             Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => Inbound::Control,
@@ -56,23 +92,35 @@ impl Transport for WebSocket {
         }
     }
 
-    async fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> bool {
+    fn buffer(&mut self, frame: Outbound<'_>, binary: bool) {
         let msg = match frame {
             Outbound::Data(bytes) if binary => ws::Message::Binary(bytes),
             Outbound::Data(bytes) => match ws::Utf8Bytes::try_from(bytes) {
                 Ok(text) => ws::Message::Text(text),
-                Err(_) => return true,
+                Err(_) => return,
             },
             Outbound::Ping => ws::Message::Ping(Bytes::new()),
             Outbound::Close(code, reason) => {
                 ws::Message::Close(Some(ws::CloseFrame { code, reason: ws::Utf8Bytes::from(reason) }))
             }
         };
-        SinkExt::feed(self, msg).await.is_ok()
+        self.pending.push_back(msg);
     }
 
-    async fn flush(&mut self) -> bool {
-        SinkExt::flush(self).await.is_ok()
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        while !self.pending.is_empty() {
+            if ready!(self.ws.poll_ready_unpin(cx)).is_err() {
+                return Poll::Ready(false);
+            }
+            let msg = self.pending.pop_front().expect("not empty");
+            if self.ws.start_send_unpin(msg).is_err() {
+                return Poll::Ready(false);
+            }
+        }
+        if self.pending.capacity() > 0 {
+            self.pending = VecDeque::new();
+        }
+        Poll::Ready(ready!(self.ws.poll_flush_unpin(cx)).is_ok())
     }
 }
 

@@ -31,9 +31,6 @@ use crate::transport::{Inbound, Outbound, Transport};
 
 /// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
 const SCRATCH: usize = 8 * 1024;
-/// Frames queued before `feed` starts writing on its own (they are shared `Bytes`, not
-/// copies, so their size does not matter here).
-const FEED_FRAMES: usize = 128;
 /// Frames handed to one vectored write (two slices each: header and payload).
 const WRITE_FRAMES: usize = 64;
 /// Largest slice copied into the write buffer; a write with a larger one goes out vectored.
@@ -352,11 +349,6 @@ impl Outbox {
         self.at as usize == self.frames.len()
     }
 
-    /// Frames queued and not completely written.
-    fn len(&self) -> usize {
-        self.frames.len() - self.at as usize
-    }
-
     /// Marks `n` more bytes written.
     fn advance(&mut self, mut n: usize) {
         while n > 0 {
@@ -570,7 +562,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    async fn feed(&mut self, frame: Outbound<'_>, binary: bool) -> bool {
+    fn reserve(&mut self, frames: usize) {
+        self.out.frames.reserve(frames);
+    }
+
+    fn buffer(&mut self, frame: Outbound<'_>, binary: bool) {
         match frame {
             Outbound::Data(bytes) => {
                 self.out.push(OutFrame::new(if binary { OP_BINARY } else { OP_TEXT }, bytes));
@@ -578,14 +574,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
             Outbound::Ping => self.out.push(OutFrame::new(OP_PING, Bytes::new())),
             Outbound::Close(code, reason) => self.queue_close(Some(code), reason),
         }
-        if self.out.len() >= FEED_FRAMES {
-            return poll_fn(|cx| self.poll_write_out(cx)).await.is_ok();
-        }
-        true
     }
 
-    async fn flush(&mut self) -> bool {
-        poll_fn(|cx| self.poll_flush(cx)).await.is_ok()
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        Poll::Ready(ready!(WebSocket::poll_flush(self, cx)).is_ok())
     }
 }
 
