@@ -5,11 +5,10 @@
 //! every queued message, buffers them all, and writes them at once (in place when the socket
 //! takes them, with no future or allocation).
 
-use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -156,13 +155,20 @@ where
                         }
                     }
                     // Written in place when the socket takes it all (the usual case: no future,
-                    // no allocation); else waited for, and a kill (slow consumer) gets through.
-                    let (ok, kill) = match poll_fn(|cx| Poll::Ready(transport.poll_flush(cx))).await {
+                    // no allocation; a no-op waker, as an await here would widen every task's
+                    // future); else waited for, boxed, and a kill (slow consumer) gets through.
+                    let now = transport.poll_flush(&mut Context::from_waker(Waker::noop()));
+                    let (ok, kill) = match now {
                         Poll::Ready(ok) => (ok, false),
-                        Poll::Pending => tokio::select! {
-                            ok = transport.flush() => (ok, false),
-                            () = conn.killed() => (false, true),
-                        },
+                        Poll::Pending => {
+                            Box::pin(async {
+                                tokio::select! {
+                                    ok = transport.flush() => (ok, false),
+                                    () = conn.killed() => (false, true),
+                                }
+                            })
+                            .await
+                        }
                     };
                     // Not kept between batches: an idle connection holds no buffer.
                     batch = std::collections::VecDeque::new();
