@@ -121,6 +121,12 @@ pub struct Message {
 /// # Errors
 /// When the payload has no equivalent in `format`.
 pub fn encode(format: Format, kind: &str, payload: &Payload, id: Option<Id>) -> Result<Bytes, EncodeError> {
+    if format == Format::Json
+        && payload.format() == Format::Json
+        && let Some(frame) = encode_json_plain(kind, payload, id)
+    {
+        return Ok(frame);
+    }
     let mut out = BytesMut::with_capacity(kind.len() + payload.as_bytes().len() + 24);
     match format {
         Format::Json => {
@@ -160,9 +166,40 @@ pub fn encode_value<T: Serialize + ?Sized>(
     encode(format, kind, &Payload::encode(format, value)?, id)
 }
 
-/// Writes `v` in decimal (no allocation: ids are written on every reply).
-fn put_decimal(out: &mut BytesMut, mut v: u64) {
+/// [`encode`] to JSON of a JSON payload whose type needs no escaping (every type the server
+/// sends, and almost every application's): the frame written straight into one buffer of its
+/// exact size. Exact, so that `Bytes` takes the buffer as it is: a `Vec` with spare capacity
+/// costs `Bytes` a second allocation (its shared header). `None` when the type needs escaping.
+fn encode_json_plain(kind: &str, payload: &Payload, id: Option<Id>) -> Option<Bytes> {
+    if kind.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        return None;
+    }
     let mut digits = [0u8; 20];
+    let id = id.map_or(&[][..], |id| decimal(id.get(), &mut digits));
+    let payload = payload.as_bytes();
+    let len = kind.len() + payload.len() + id.len() + usize::from(!id.is_empty()) + 5;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(b"[\"");
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(payload);
+    if !id.is_empty() {
+        out.push(b',');
+        out.extend_from_slice(id);
+    }
+    out.push(b']');
+    debug_assert_eq!(out.len(), len);
+    Some(Bytes::from(out))
+}
+
+/// Writes `v` in decimal (no allocation: ids are written on every reply).
+fn put_decimal(out: &mut BytesMut, v: u64) {
+    let mut digits = [0u8; 20];
+    out.extend_from_slice(decimal(v, &mut digits));
+}
+
+/// `v` in decimal, in the end of `digits`.
+fn decimal(mut v: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -172,10 +209,57 @@ fn put_decimal(out: &mut BytesMut, mut v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 fn decode_json(frame: &Bytes) -> Result<Message, DecodeError> {
+    match decode_json_plain(frame) {
+        Some(msg) => Ok(msg),
+        None => decode_json_any(frame),
+    }
+}
+
+/// The shape clients send (`JSON.stringify` of `[type, payload, id]` or `[type, payload]`): an
+/// ASCII frame, no whitespace around the envelope's parts, a type without escapes, a plain
+/// decimal id. Read by hand, and only the payload goes through `serde_json` (validated, not
+/// kept). `None` for anything else, valid or not: [`decode_json_any`] decides, with the same
+/// result it would have given.
+///
+/// The id is found from the end: a payload is one JSON value, so a top-level `,digits]` after it
+/// can only be the id; when the split is wrong (`["a",1,2,3]`), the "payload" (`1,2`) is not one
+/// value and the general path takes over.
+fn decode_json_plain(frame: &Bytes) -> Option<Message> {
+    let bytes = frame.as_ref();
+    // ASCII: UTF-8 without a second look (the payload's strings are skipped, not checked).
+    if !bytes.is_ascii() {
+        return None;
+    }
+    let rest = bytes.strip_prefix(b"[\"")?;
+    let end = rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    let name = std::str::from_utf8(&rest[..end]).ok()?;
+    let body = rest[end..].strip_prefix(b"\",")?.strip_suffix(b"]")?;
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let (value, id) = match body.len().checked_sub(digits + 1).map(|at| (at, body[at])) {
+        Some((at, b',')) if digits > 0 => {
+            let text = &body[at + 1..];
+            if text[0] == b'0' || digits > 16 {
+                return None;
+            }
+            let id = text.iter().fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+            (&body[..at], Some(Id::new(id)?))
+        }
+        _ => (body, None),
+    };
+    serde_json::from_slice::<IgnoredAny>(value).ok()?;
+    let value = value.trim_ascii();
+    let kind = MessageType::new(name)?;
+    let start = value.as_ptr() as usize - bytes.as_ptr() as usize;
+    let payload = Payload::from_raw(crate::Format::Json, frame.slice(start..start + value.len()));
+    Some(Message { kind, payload, id })
+}
+
+/// Any JSON frame, through `serde_json` (what [`decode_json_plain`] does not take).
+fn decode_json_any(frame: &Bytes) -> Result<Message, DecodeError> {
     let failure = Cell::new(None);
     let mut de = serde_json::Deserializer::from_slice(frame);
     let parsed = de.deserialize_seq(EnvelopeVisitor { failure: &failure }).and_then(|env| {
@@ -300,6 +384,82 @@ mod tests {
         assert_eq!(json("\"a\"").unwrap_err(), DecodeError::NotArray);
         let long = format!(r#"["{}"]"#, "t".repeat(129));
         assert_eq!(json(&long).unwrap_err(), DecodeError::BadType);
+    }
+
+    /// What the hand-read shape gives, the general path gives too (and the hand-read shape
+    /// declines, rather than errs, on anything else).
+    fn same_as_general(s: &str) {
+        let frame = Bytes::copy_from_slice(s.as_bytes());
+        let general = decode_json_any(&frame);
+        if let Some(plain) = decode_json_plain(&frame) {
+            let general =
+                general.unwrap_or_else(|e| panic!("{s}: plain path took what the general refused: {e}"));
+            assert_eq!(plain.kind, general.kind, "{s}");
+            assert_eq!(plain.payload, general.payload, "{s}");
+            assert_eq!(plain.id, general.id, "{s}");
+        }
+    }
+
+    #[test]
+    fn the_plain_shape_reads_as_the_general_path() {
+        for s in [
+            r#"["echo","xxxx",12]"#,
+            r#"["echo",{"a":[1,2],"b":"c,3"},7]"#,
+            r#"["a",1,2,3]"#,
+            r#"["a",[1,5]]"#,
+            r#"["a",1,5]"#,
+            r#"["a",-5]"#,
+            r#"["a",1.5]"#,
+            r#"["a",1e5]"#,
+            r#"["a",x5]"#,
+            r#"["a",,5]"#,
+            r#"["a",]"#,
+            r#"["a",1,05]"#,
+            r#"["a",1,0]"#,
+            r#"["a",1,9007199254740991]"#,
+            r#"["a",1,9007199254740992]"#,
+            r#"["a",1,99999999999999999999]"#,
+            r#"["a",1,null]"#,
+            r#"["a", 1 ,5]"#,
+            r#"["a",1 ,5]"#,
+            r#"["a\"b",1,5]"#,
+            r#"["",1,5]"#,
+            r#"["a","\u00e9",5]"#,
+            r#"["a","é",5]"#,
+            r#"["a","x"]"#,
+            r#"["a",{"k":1}}"#,
+            r#"["a",[[[]]],3]"#,
+            r#"["a",[,3]"#,
+            r#"["a",",3]"#,
+        ] {
+            same_as_general(s);
+        }
+        let long = format!(r#"["{}",1,2]"#, "t".repeat(129));
+        same_as_general(&long);
+        assert!(decode_json_plain(&Bytes::from_static(br#"["echo","xxxx",12]"#)).is_some());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_envelopes_read_as_the_general_path(s in r#"\["[a-z"\\]{0,3}",[\[\]{}",:0-9a-z. -]{0,12}(,[0-9n]{0,4})?\]?"#) {
+            same_as_general(&s);
+        }
+    }
+
+    #[test]
+    fn plain_encoding_is_the_general_one() {
+        let payload = Payload::json(&serde_json::json!({"k": "v"})).unwrap();
+        for kind in ["~ok", "evt\"x", "a\u{1}b", "é"] {
+            for id in [None, Id::new(1), Id::new(9_007_199_254_740_991)] {
+                let frame = encode(Format::Json, kind, &payload, id).unwrap();
+                let mut general = Vec::new();
+                serde_json::to_writer(&mut general, &(kind, serde_json::json!({"k": "v"}), id)).unwrap();
+                if id.is_none() {
+                    general = serde_json::to_vec(&(kind, serde_json::json!({"k": "v"}))).unwrap();
+                }
+                assert_eq!(frame, general, "{kind} {id:?}");
+            }
+        }
     }
 
     #[test]

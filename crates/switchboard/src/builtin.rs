@@ -7,6 +7,7 @@ use serde::Serialize;
 use switchboard_protocol::{Message, MessageType, Payload as RawPayload, Topic, wire};
 
 use crate::conn::ConnShared;
+use crate::handler::CtxMeta;
 use crate::server::ServerInner;
 use crate::session::{Task, guarded, respond};
 use crate::topic::Access;
@@ -38,14 +39,13 @@ async fn allowed<S: Clone + Send + Sync + 'static>(
         Access::Nobody => Err(Error::forbidden("not allowed on this topic")),
         Access::Hook(hook) => {
             let handle = Conn(conn.clone());
-            let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
             let ctx = Ctx {
                 conn: &handle,
                 hub: &server.hub,
                 state: &server.state,
                 kind: &msg.kind,
                 payload: &msg.payload,
-                meta: meta.as_ref(),
+                meta: CtxMeta::Identity(std::cell::OnceCell::new()),
                 params: Some(params),
             };
             hook(&ctx)?.await.map_err(|e| {
@@ -64,7 +64,7 @@ pub(crate) fn dispatch<S: Clone + Send + Sync + 'static>(
     let server = server.clone();
     let conn = conn.clone();
     Some(Box::pin(async move {
-        let started = tokio::time::Instant::now();
+        let started = crate::session::started(&server.hub.inner);
         let result = guarded(handle(&server, &conn, ns, &msg)).await;
         crate::session::observe(&server.hub.inner, &msg, started, &result);
         // `~sub` queues its own reply (before the recovered publications): null means done.

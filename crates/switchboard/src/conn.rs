@@ -103,6 +103,11 @@ pub(crate) struct Filters(Lazy<RwLock<Vec<ConnFilter>>>);
 static NO_FILTERS: RwLock<Vec<ConnFilter>> = RwLock::new(Vec::new());
 
 impl Filters {
+    /// Whether a filter was ever added (a lock-free look).
+    pub(crate) fn any(&self) -> bool {
+        self.0.0.get().is_some()
+    }
+
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Vec<ConnFilter>> {
         self.0.0.get().map_or(&NO_FILTERS, |filters| filters).read()
     }

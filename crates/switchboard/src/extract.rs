@@ -41,7 +41,7 @@ pub struct Meta<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromContext<S> for Meta<T> {
     fn from_context(ctx: &Ctx<'_, S>) -> Result<Self, Error> {
-        let meta = ctx.meta.cloned().unwrap_or_default();
+        let meta = ctx.meta().cloned().unwrap_or_default();
         meta.decode().map(Meta).map_err(Error::from)
     }
 }

@@ -28,8 +28,15 @@ pub struct Ctx<'a, S> {
     pub(crate) state: &'a S,
     pub(crate) kind: &'a MessageType,
     pub(crate) payload: &'a RawPayload,
-    pub(crate) meta: Option<&'a RawPayload>,
+    pub(crate) meta: CtxMeta<'a>,
     pub(crate) params: Option<&'a crate::TopicParams>,
+}
+
+/// Where a [`Ctx`]'s `meta` comes from: given by the caller, or read from the connection's
+/// identity the first time an extractor asks (most handlers never do: no lock taken for them).
+pub(crate) enum CtxMeta<'a> {
+    Given(Option<&'a RawPayload>),
+    Identity(std::cell::OnceCell<Option<RawPayload>>),
 }
 
 impl<S> Ctx<'_, S> {
@@ -66,7 +73,12 @@ impl<S> Ctx<'_, S> {
     /// The `meta` of the connection's `~hello`, if any.
     #[must_use]
     pub fn meta(&self) -> Option<&RawPayload> {
-        self.meta
+        match &self.meta {
+            CtxMeta::Given(meta) => *meta,
+            CtxMeta::Identity(meta) => meta
+                .get_or_init(|| self.conn.0.identity.read().as_ref().and_then(|i| i.meta.clone()))
+                .as_ref(),
+        }
     }
 }
 
@@ -203,6 +215,32 @@ impl IntoPass for () {
 impl<E: Into<Error> + Send> IntoPass for Result<(), E> {
     fn into_pass(self) -> Result<(), Error> {
         self.map_err(Into::into)
+    }
+}
+
+/// Tables of handlers by message type. Hashed with FNV-1a, not SipHash: the keys are the
+/// application's own names (a peer only looks names up, it cannot add colliding ones), and a
+/// lookup happens for every message.
+pub(crate) type NameMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a (see [`NameMap`]).
+pub(crate) struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -7,6 +7,7 @@ use switchboard_core::{BackendError, ConnRef};
 use switchboard_protocol::{CloseCode, Message, Payload as RawPayload, codes, wire};
 
 use crate::conn::{ConnShared, Identified};
+use crate::handler::CtxMeta;
 use crate::server::ServerInner;
 use crate::session::{guarded, respond};
 use crate::{Accept, Conn, Ctx, Error};
@@ -33,7 +34,7 @@ async fn decide<S: Clone + Send + Sync + 'static>(
             state: &server.state,
             kind: &kind,
             payload: identity,
-            meta,
+            meta: CtxMeta::Given(meta),
             params: None,
         };
         accepted = Some(hook(&ctx)?.await?);

@@ -2,8 +2,9 @@
 //! extend others and inherit theirs (the parents' filters run first).
 
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::handler::NameMap;
 
 use serde::Serialize;
 use switchboard_protocol::Payload as RawPayload;
@@ -228,7 +229,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         let mut rt = NsRuntime {
             name: self.name.clone(),
             identify: None,
-            handlers: HashMap::new(),
+            handlers: NameMap::default(),
             filters: Vec::new(),
             topics: Vec::new(),
             allow_info: false,
@@ -259,7 +260,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 pub(crate) struct NsRuntime<S> {
     pub(crate) name: Arc<str>,
     pub(crate) identify: Option<IdentifyHook<S>>,
-    pub(crate) handlers: HashMap<String, ReplyHandler<S>>,
+    pub(crate) handlers: NameMap<ReplyHandler<S>>,
     pub(crate) filters: Vec<Filter<S>>,
     pub(crate) topics: Vec<TopicRule<S>>,
     pub(crate) allow_info: bool,

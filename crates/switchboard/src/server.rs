@@ -252,7 +252,7 @@ pub(crate) struct ServerInner<S> {
     pub(crate) hub: Hub,
     pub(crate) state: S,
     pub(crate) namespaces: Vec<NsRuntime<S>>,
-    pub(crate) public: HashMap<String, ReplyHandler<S>>,
+    pub(crate) public: crate::handler::NameMap<ReplyHandler<S>>,
     pub(crate) upgrade_hook: Option<UpgradeHook>,
 }
 

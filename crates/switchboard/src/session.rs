@@ -17,7 +17,7 @@ use futures_util::{FutureExt, StreamExt};
 use switchboard_protocol::{CloseCode, DecodeError, ErrorBody, Message, Payload as RawPayload, codes, wire};
 
 use crate::conn::{ConnShared, Out, Receiver};
-use crate::handler::Erased;
+use crate::handler::{CtxMeta, Erased};
 use crate::server::ServerInner;
 use crate::transport::{Inbound, Outbound, Transport};
 use crate::{Conn, Ctx, Error};
@@ -38,14 +38,19 @@ pub struct RequestDone<'a> {
 
 pub(crate) type RequestHook = Arc<dyn Fn(&RequestDone<'_>) + Send + Sync>;
 
-/// Tells the request hook about an answered request.
+/// When a request's handling starts, for the request hook; `None` (no clock read) without one.
+pub(crate) fn started(hub: &crate::hub::HubInner) -> Option<tokio::time::Instant> {
+    hub.request_done.is_some().then(tokio::time::Instant::now)
+}
+
+/// Tells the request hook about an answered request (`started`: see [`started`]).
 pub(crate) fn observe(
     hub: &crate::hub::HubInner,
     msg: &Message,
-    started: tokio::time::Instant,
+    started: Option<tokio::time::Instant>,
     result: &Result<RawPayload, Error>,
 ) {
-    if let (Some(hook), Some(_)) = (&hub.request_done, msg.id) {
+    if let (Some(hook), Some(_), Some(started)) = (&hub.request_done, msg.id, started) {
         let error = result.as_ref().err().map(Error::code);
         hook(&RequestDone { kind: msg.kind.as_str(), duration: started.elapsed(), error });
     }
@@ -473,11 +478,10 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
         return Some(run_filtered(server.clone(), conn.clone(), ns, msg));
     }
     let hub = &server.hub.inner;
-    let started = tokio::time::Instant::now();
+    let started = started(hub);
     let handle = Conn(conn.clone());
     let started_fut = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
-        let ctx = handler_ctx(server, &handle, &msg, meta.as_ref());
+        let ctx = handler_ctx(server, &handle, &msg);
         conn_filters(conn, &msg)?;
         let mut fut = handler(&ctx)?;
         // A no-op waker: one that must wait is polled again by the connection's set, which
@@ -510,26 +514,26 @@ fn run_handler<S: Clone + Send + Sync + 'static>(
     None
 }
 
-/// The context an application handler of `msg` gets (no topic parameters).
-fn handler_ctx<'a, S>(
-    server: &'a ServerInner<S>,
-    conn: &'a Conn,
-    msg: &'a Message,
-    meta: Option<&'a RawPayload>,
-) -> Ctx<'a, S> {
+/// The context an application handler of `msg` gets (no topic parameters; the meta read from
+/// the connection only if an extractor asks for it).
+fn handler_ctx<'a, S>(server: &'a ServerInner<S>, conn: &'a Conn, msg: &'a Message) -> Ctx<'a, S> {
     Ctx {
         conn,
         hub: &server.hub,
         state: &server.state,
         kind: &msg.kind,
         payload: &msg.payload,
-        meta,
+        meta: CtxMeta::Identity(std::cell::OnceCell::new()),
         params: None,
     }
 }
 
 /// The connection's own filters ([`Conn::add_filter`](crate::Conn::add_filter)), in order.
 fn conn_filters(conn: &ConnShared, msg: &Message) -> Result<(), Error> {
+    // No lock (and no copy of the list) on a connection that never had a filter.
+    if !conn.filters.any() {
+        return Ok(());
+    }
     let filters = conn.filters.read().clone();
     for filter in filters {
         filter(&msg.kind, &msg.payload)?;
@@ -545,11 +549,10 @@ fn run_filtered<S: Clone + Send + Sync + 'static>(
     msg: Message,
 ) -> Task {
     Box::pin(async move {
-        let started = tokio::time::Instant::now();
+        let started = started(&server.hub.inner);
         let handle = Conn(conn.clone());
-        let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
         let result = guarded(async {
-            let ctx = handler_ctx(&server, &handle, &msg, meta.as_ref());
+            let ctx = handler_ctx(&server, &handle, &msg);
             conn_filters(&conn, &msg)?;
             let handler = match ns {
                 Some(ns) => {

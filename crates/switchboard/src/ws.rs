@@ -248,7 +248,9 @@ impl Decoder {
                 OP_CLOSE => return Some(close_event(&payload)),
                 OP_TEXT | OP_BINARY if head.fin => {
                     let binary = head.opcode == OP_BINARY;
-                    if !binary && std::str::from_utf8(&payload).is_err() {
+                    // ASCII first: a word at a time, several times cheaper than `from_utf8` on the
+                    // short all-ASCII messages that are most of them.
+                    if !binary && !payload.is_ascii() && std::str::from_utf8(&payload).is_err() {
                         return Some(Event::InvalidText);
                     }
                     return Some(Event::Message { bytes: payload.freeze(), binary });
