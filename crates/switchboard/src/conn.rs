@@ -49,9 +49,9 @@ impl Receiver {
         self.0.queue.recv_many(buf, limit)
     }
 
-    /// The task wrote `bytes` of what it took from the queue.
-    pub(crate) fn written(&self, bytes: usize) {
-        self.0.queue.written(bytes);
+    /// The task wrote `bytes` of the `n` items it took from the queue into `buf`, now empty.
+    pub(crate) fn written(&self, bytes: usize, buf: VecDeque<Out>, n: usize) {
+        self.0.queue.written(bytes, buf, n);
     }
 
     /// Corks this thread while the connection's task handles what it read (see [`Cork`]):

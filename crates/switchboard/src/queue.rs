@@ -21,6 +21,10 @@ use parking_lot::Mutex;
 
 /// Items a queue allocates room for when its first item comes.
 const FIRST_CAPACITY: usize = 8;
+/// A batch of at least this many items is a burst: its buffer goes back to the queue.
+const KEEP_AFTER: usize = 4;
+/// Largest buffer (in items) handed back.
+const KEEP_CAPACITY: usize = 64;
 
 /// Why [`Queue::send_sized`] refused an item.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,11 +109,21 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// The reader wrote `bytes` of what it took: they no longer count against the limit.
-    pub(crate) fn written(&self, bytes: usize) {
-        if bytes > 0 {
-            let mut state = self.state.lock();
-            state.bytes = state.bytes.saturating_sub(bytes);
+    /// The reader wrote `bytes` of the `n` items it took into `buf` (now empty): they no
+    /// longer count against the limit. After a burst (`n` ≥ [`KEEP_AFTER`]) the buffer is
+    /// handed back for the next one, if the queue has none: the sender then queues without
+    /// allocating, and the buffer is not freed by another thread than the one that allocated it
+    /// on every burst. After a small batch it is dropped, so that an idle connection holds none.
+    pub(crate) fn written(&self, bytes: usize, mut buf: VecDeque<T>, n: usize) {
+        let keep = n >= KEEP_AFTER && buf.capacity() <= KEEP_CAPACITY;
+        if bytes == 0 && !keep {
+            return;
+        }
+        let mut state = self.state.lock();
+        state.bytes = state.bytes.saturating_sub(bytes);
+        if keep && state.items.capacity() == 0 && !state.closed {
+            buf.clear();
+            state.items = buf;
         }
     }
 
@@ -306,6 +320,19 @@ mod tests {
         assert_eq!(q.recv_many(&mut buf, 3).await, 2);
         assert_eq!(buf, [0, 1, 2, 3, 4]);
         assert_eq!(q.state.lock().items.capacity(), 0);
+        // A burst's buffer goes back to the queue; a small batch's does not.
+        let mut burst = VecDeque::new();
+        for i in 0..5 {
+            q.send(i).unwrap();
+        }
+        assert_eq!(q.recv_many(&mut burst, 10).await, 5);
+        q.written(0, burst, 5);
+        assert!(q.state.lock().items.capacity() >= 5);
+        q.send(5).unwrap();
+        let mut small = VecDeque::new();
+        assert_eq!(q.recv_many(&mut small, 10).await, 1);
+        q.written(0, small, 1);
+        assert_eq!(q.state.lock().items.capacity(), 0);
         q.close();
         assert_eq!(q.send(9), Err(9));
         assert_eq!(q.recv_many(&mut buf, 3).await, 0);
@@ -320,7 +347,7 @@ mod tests {
         assert_eq!(q.try_recv(), Some(1));
         // Taken but not yet written: still counted.
         assert_eq!(q.send_sized(2, 60, 100), Err(Refused::Full(120)));
-        q.written(60);
+        q.written(60, VecDeque::new(), 1);
         q.send_sized(2, 60, 100).unwrap();
     }
 

@@ -175,9 +175,10 @@ where
                             .await
                         }
                     };
-                    // Not kept between batches: an idle connection holds no buffer.
-                    batch = std::collections::VecDeque::new();
-                    rx.written(written);
+                    // The queue's buffer goes back to it while bursts come (the next one fills it
+                    // without allocating); after a small batch it is let go of: an idle
+                    // connection holds no buffer.
+                    rx.written(written, std::mem::take(&mut batch), n);
                     if kill {
                         break Some(killed(&server, &conn));
                     }
