@@ -127,7 +127,7 @@ impl<T> Queue<T> {
         }
     }
 
-    /// This queue's identity for [`Cork::own`].
+    /// This queue's identity for the cork's own-queue check (`OWN`).
     fn addr(&self) -> usize {
         std::ptr::from_ref(self).addr()
     }
