@@ -202,9 +202,31 @@ impl ConnShared {
             return Err(SendError::Closed);
         }
         let len = frame.len();
-        match self.queue.send_sized(Out::Frame(frame), len, self.config.max_queue_bytes) {
+        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
+            items.push_back(Out::Frame(frame));
+        });
+        self.sent(sent)
+    }
+
+    /// Queues several encoded messages at once (one lock; a fan-out's batch).
+    pub(crate) fn push_many(&self, frames: impl Iterator<Item = Bytes> + Clone) -> Result<(), SendError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let len = frames.clone().map(|f| f.len()).sum();
+        if len == 0 {
+            return Ok(());
+        }
+        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
+            items.extend(frames.map(Out::Frame));
+        });
+        self.sent(sent)
+    }
+
+    fn sent(&self, sent: Result<(), Refused<()>>) -> Result<(), SendError> {
+        match sent {
             Ok(()) => Ok(()),
-            Err(Refused::Closed(_)) => Err(SendError::Closed),
+            Err(Refused::Closed(())) => Err(SendError::Closed),
             Err(Refused::Full(queued)) => {
                 tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
                 self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");

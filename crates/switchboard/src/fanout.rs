@@ -45,6 +45,9 @@ pub(crate) struct TopicState {
     pending: Mutex<Vec<(Arc<str>, Buffered)>>,
     /// Puts publications in `seq` order. Lock order: `sequencer` before `pending`.
     sequencer: Mutex<Sequencer>,
+    /// Publications released by the sequencer whose fan-out waits for the cork of the thread
+    /// that released them (see [`deliver`]). Lock order: after `pending`, before `subs`.
+    deferred: Mutex<Vec<(u64, Record)>>,
 }
 
 /// A topic's local subscribers: a list while they are few (a topic of one connection costs
@@ -336,7 +339,14 @@ pub(crate) fn deliver_remote(hub: &Arc<HubInner>, topic: &str, wire: &Bytes) {
 }
 
 /// Passes a publication through the topic's sequencer, delivering what it releases.
-fn sequenced(hub: &HubInner, topic: &str, state: &TopicState, epoch: &Arc<str>, seq: u64, record: Record) {
+fn sequenced(
+    hub: &HubInner,
+    topic: &str,
+    state: &Arc<TopicState>,
+    epoch: &Arc<str>,
+    seq: u64,
+    record: Record,
+) {
     let mut sequencer = state.sequencer.lock();
     let released = sequencer.push(epoch, seq, record);
     apply(hub, topic, state, released);
@@ -344,7 +354,7 @@ fn sequenced(hub: &HubInner, topic: &str, state: &TopicState, epoch: &Arc<str>, 
 
 /// Delivers what a sequencer released, in order (its caller still holds the sequencer's lock, so
 /// no other release can come between), and schedules the gap check it asked for.
-fn apply(hub: &HubInner, topic: &str, state: &TopicState, (out, check): Released) {
+fn apply(hub: &HubInner, topic: &str, state: &Arc<TopicState>, (out, check): Released) {
     for (seq, record) in &out {
         deliver(hub, topic, state, *seq, record);
     }
@@ -408,7 +418,7 @@ async fn fill_gap(hub: &Arc<HubInner>, topic: &str, epoch: Arc<str>, waiting_for
 }
 
 /// Schedules the next gap check if publications are still held.
-fn rearm(hub: &HubInner, topic: &str, state: &TopicState) {
+fn rearm(hub: &HubInner, topic: &str, state: &Arc<TopicState>) {
     let mut sequencer = state.sequencer.lock();
     sequencer.checking = false;
     let released = sequencer.release();
@@ -442,15 +452,36 @@ fn delivery_payload(topic: &str, seq: u64, record: &Record, format: Format) -> O
 
 /// Fans a publication out to the local subscribers: the payload is built once per format, and
 /// (for topics without acknowledgements) the whole frame too.
-fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &Record) {
-    let payloads: PerFormat<Option<RawPayload>> = PerFormat::default();
-    let frames: PerFormat<Option<Bytes>> = PerFormat::default();
+///
+/// In a corked stretch (a connection's task handling one read batch, see `queue::Cork`), the
+/// fan-out of a topic's consecutive publications waits for the end of the stretch and goes out
+/// together ([`flush_deferred`]): each subscriber gets the batch with one push (one lock, its
+/// queue's lines touched once) instead of one per publication. They go to the subscribers of
+/// the moment they were published: the subscriber list changes only after the deferred
+/// publications were queued to it (see `subscribe`, `unsubscribe`); any other message queued
+/// meanwhile on this thread, or a publication on another topic, first sends them.
+fn deliver(hub: &HubInner, topic: &str, state: &Arc<TopicState>, seq: u64, record: &Record) {
+    let defer = !state.settings.acked && crate::queue::Cork::is_corked();
+    if !defer || !deferring(state) {
+        // Another topic's fan-out held by this thread goes first, before any lock is taken.
+        flush_corked();
+    }
     // Held through the delivery: a subscription that finishes its replay meanwhile sees this
     // publication either in its buffer or as a live subscriber, never neither.
     let mut pending = state.pending.lock();
     for (_, buffer) in pending.iter_mut() {
         buffer.push((seq, record.clone()));
     }
+    if defer {
+        if !deferring(state) {
+            DEFERRED_TOPIC.with(|t| *t.borrow_mut() = Some(state.clone()));
+            crate::queue::Cork::before_next_send(flush_corked);
+        }
+        state.deferred.lock().push((seq, record.clone()));
+        return;
+    }
+    let payloads: PerFormat<Option<RawPayload>> = PerFormat::default();
+    let frames: PerFormat<Option<Bytes>> = PerFormat::default();
     let subs = state.subs.read();
     for conn in subs.iter() {
         if record.skip.as_deref() == Some(&*conn.id) {
@@ -470,6 +501,70 @@ fn deliver(hub: &HubInner, topic: &str, state: &TopicState, seq: u64, record: &R
     }
     drop(subs);
     drop(pending);
+}
+
+thread_local! {
+    /// The topic whose fan-out this thread's cork holds (one at a time: a publication on
+    /// another topic sends it first, so that subscribers of both get them in order).
+    static DEFERRED_TOPIC: std::cell::RefCell<Option<Arc<TopicState>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether this thread's cork holds `state`'s fan-out.
+fn deferring(state: &Arc<TopicState>) -> bool {
+    DEFERRED_TOPIC.with(|t| t.borrow().as_ref().is_some_and(|t| Arc::ptr_eq(t, state)))
+}
+
+/// Sends the fan-out this thread's cork holds, if any.
+fn flush_corked() {
+    if let Some(state) = DEFERRED_TOPIC.with(|t| t.borrow_mut().take()) {
+        flush_deferred(&state);
+    }
+}
+
+/// Queues a topic's deferred publications to its subscribers: each gets them in one push.
+/// The list's lock is held throughout, so that a change of the subscribers (which flushes
+/// first) waits for them to be queued.
+///
+/// Lock order: `deferred`, `subs`, then the subscribers' queues, and nothing else: a send on
+/// this thread does not run the cork's hook meanwhile (no other fan-out is flushed inside).
+fn flush_deferred(state: &TopicState) {
+    let mut deferred = state.deferred.lock();
+    if deferred.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(&mut *deferred);
+    let hook = crate::queue::Cork::take_before_next_send();
+    let frames: PerFormat<Vec<Option<Bytes>>> = PerFormat::default();
+    let subs = state.subs.read();
+    for conn in subs.iter() {
+        let format = conn.format;
+        let frames = frames.get(format, || {
+            batch
+                .iter()
+                .map(|(seq, record)| {
+                    delivery_payload(&state.name, *seq, record, format)
+                        .and_then(|payload| encode(format, wire::types::MSG, &payload, None).ok())
+                })
+                .collect()
+        });
+        let to_conn = batch
+            .iter()
+            .zip(frames)
+            .filter(|((_, record), _)| record.skip.as_deref() != Some(&*conn.id))
+            .filter_map(|(_, frame)| frame.clone());
+        let _ = conn.push_many(to_conn);
+    }
+    drop(subs);
+    if let Some(hook) = hook {
+        crate::queue::Cork::before_next_send(hook);
+    }
+    if deferred.capacity() == 0 && batch.capacity() <= 64 {
+        // The batch's room, for the next one (an idle topic keeps at most this).
+        let mut batch = batch;
+        batch.clear();
+        *deferred = batch;
+    }
 }
 
 /// Delivers one publication to one connection (replays and buffered publications).
@@ -495,6 +590,8 @@ fn deliver_one(
 
 /// Sends an event (not a publication: no sequence number) to a topic's local subscribers.
 pub(crate) fn deliver_event(hub: &HubInner, topic: &str, frame: &SharedFrame) {
+    // A fan-out this thread's cork holds goes first, before the topic's lock is taken.
+    flush_corked();
     if let Some(state) = hub.topics.get(topic) {
         for conn in state.subs.read().iter() {
             let _ = frame.push_to(conn);
@@ -534,6 +631,7 @@ pub(crate) async fn subscribe(
                         subs: RwLock::new(Subscribers::Few(Vec::new())),
                         pending: Mutex::new(Vec::new()),
                         sequencer: Mutex::new(Sequencer::default()),
+                        deferred: Mutex::new(Vec::new()),
                     })
                 })
                 .clone();
@@ -622,6 +720,8 @@ pub(crate) async fn subscribe(
             for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
                 deliver_one(hub, conn, topic, settings, *seq, record);
             }
+            // What this topic's publishers deferred goes to the subscribers it was published to.
+            flush_deferred(state);
             state.subs.write().insert(conn);
         }
         drop(pending);
@@ -656,6 +756,7 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
                 *pending = Vec::new();
             }
             drop(pending);
+            flush_deferred(&state);
             state.subs.write().remove(&conn.id);
             if state.is_unused() {
                 last = true;
@@ -675,6 +776,72 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::{Out, Receiver};
+    use futures_util::FutureExt;
+
+    async fn hub() -> Arc<HubInner> {
+        crate::Server::new().build().await.unwrap().hub().inner
+    }
+
+    fn conn(hub: &HubInner) -> (Arc<ConnShared>, Receiver) {
+        let (conn, rx) = ConnShared::new(
+            hub.new_conn_id(),
+            Format::Json,
+            hub.config.clone(),
+            Arc::default(),
+            hub.now_ms(),
+        );
+        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+        (conn, rx)
+    }
+
+    /// What a connection was sent: `seq` of each publication, 0 for anything else.
+    fn received(rx: &mut Receiver) -> Vec<u64> {
+        std::iter::from_fn(|| rx.try_recv())
+            .map(|out| match out {
+                Out::Frame(bytes) => {
+                    let msg: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    msg[1]["seq"].as_u64().unwrap_or(0)
+                }
+                _ => 0,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_corked_fan_out_keeps_each_subscriber_s_order_and_its_subscriber_set() {
+        let hub = hub().await;
+        let topic = Topic::new("room").unwrap();
+        let (a, mut rx_a) = conn(&hub);
+        let (b, mut rx_b) = conn(&hub);
+        let (c, mut rx_c) = conn(&hub);
+        for conn in [&a, &b] {
+            subscribe(&hub, conn, &topic, None, None).await.unwrap();
+        }
+        let publish = |n: u64| {
+            publish(&hub, &topic, None, RawPayload::json(&n).unwrap(), None, None)
+                .now_or_never()
+                .expect("in-memory history answers at once")
+                .unwrap()
+        };
+        {
+            let _cork = crate::queue::Cork::new::<Out>(None);
+            publish(1);
+            publish(2);
+            // Another message to `a` in between: it comes after 1 and 2.
+            a.push(Bytes::from_static(b"[\"hint\"]")).unwrap();
+            publish(3);
+            // Nothing is queued for the subscribers until the cork is removed, or ...
+            assert_eq!(received(&mut rx_b), [1, 2]);
+            // ... their set changes: `c` joins now and gets 4, not what came before it.
+            subscribe(&hub, &c, &topic, None, None).now_or_never().unwrap().unwrap();
+            assert_eq!(received(&mut rx_b), [3]);
+            publish(4);
+        }
+        assert_eq!(received(&mut rx_a), [1, 2, 0, 3, 4]);
+        assert_eq!(received(&mut rx_b), [4]);
+        assert_eq!(received(&mut rx_c), [4]);
+    }
 
     fn record(n: u64) -> Record {
         Record { event: None, data: RawPayload::json(&n).unwrap(), from: None, skip: None }

@@ -79,10 +79,30 @@ impl<T> Queue<T> {
     /// counter was one more cache line moving between the sender's core and the reader's on
     /// every message.)
     pub(crate) fn send_sized(&self, item: T, bytes: usize, max: usize) -> Result<(), Refused<T>> {
+        let mut item = Some(item);
+        self.send_with(bytes, max, |items| items.push_back(item.take().expect("once"))).map_err(|e| match e {
+            Refused::Closed(()) => Refused::Closed(item.take().expect("not sent")),
+            Refused::Full(queued) => Refused::Full(queued),
+        })
+    }
+
+    /// [`Queue::send_sized`] where `put` appends the items (several at once, say).
+    pub(crate) fn send_with(
+        &self,
+        bytes: usize,
+        max: usize,
+        put: impl FnOnce(&mut VecDeque<T>),
+    ) -> Result<(), Refused<()>> {
         let wake = Cork::mode(self.addr());
+        if wake == Wake::Later {
+            // What the cork holds for before the next message (a deferred fan-out) goes first.
+            if let Some(first) = BEFORE.with(Cell::take) {
+                first();
+            }
+        }
         let mut state = self.state.lock();
         if state.closed {
-            return Err(Refused::Closed(item));
+            return Err(Refused::Closed(()));
         }
         let queued = state.bytes + bytes;
         if queued > max {
@@ -93,7 +113,7 @@ impl<T> Queue<T> {
             // Room for a small burst at once, rather than growing 4, 8, 16 as it comes.
             state.items.reserve(FIRST_CAPACITY);
         }
-        state.items.push_back(item);
+        put(&mut state.items);
         if wake == Wake::Never {
             // The reader is the task running this: it drains its queue before it waits.
             return Ok(());
@@ -240,6 +260,9 @@ thread_local! {
     static OWN: Cell<usize> = const { Cell::new(0) };
     /// Wake-ups put off until the outermost cork is dropped.
     static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// Run before the next send to another queue, or when the cork is removed
+    /// ([`Cork::before_next_send`]).
+    static BEFORE: Cell<Option<fn()>> = const { Cell::new(None) };
 }
 
 /// While a cork lives, sends on this thread wake their readers only when it is dropped (the
@@ -262,6 +285,23 @@ impl Cork {
         Self { outer, _here: std::marker::PhantomData }
     }
 
+    /// Whether this thread is corked.
+    pub(crate) fn is_corked() -> bool {
+        DEPTH.with(Cell::get) > 0
+    }
+
+    /// Runs `first` before the next send on this thread to a queue other than its own, or when
+    /// the cork is removed, whichever comes first (a fan-out held by the cork: see
+    /// `fanout::deliver`). Only inside a cork.
+    pub(crate) fn before_next_send(first: fn()) {
+        BEFORE.with(|b| b.set(Some(first)));
+    }
+
+    /// Takes back what [`Cork::before_next_send`] set (to run sends without it).
+    pub(crate) fn take_before_next_send() -> Option<fn()> {
+        BEFORE.with(Cell::take)
+    }
+
     fn mode(queue: usize) -> Wake {
         if DEPTH.with(Cell::get) == 0 {
             Wake::Now
@@ -279,6 +319,12 @@ impl Cork {
 
 impl Drop for Cork {
     fn drop(&mut self) {
+        if DEPTH.with(Cell::get) == 1 {
+            // Still corked while it runs: the wake-ups it causes join the others.
+            if let Some(first) = BEFORE.with(Cell::take) {
+                first();
+            }
+        }
         OWN.with(|o| o.set(self.outer));
         let depth = DEPTH.with(|d| {
             let depth = d.get() - 1;
@@ -342,11 +388,11 @@ mod tests {
     fn sized_sends_are_bounded_until_written() {
         let q = Queue::new();
         q.send_sized(1, 60, 100).unwrap();
-        assert_eq!(q.send_sized(2, 60, 100), Err(Refused::Full(120)));
+        assert!(matches!(q.send_sized(2, 60, 100), Err(Refused::Full(120))));
         q.send(3).unwrap();
         assert_eq!(q.try_recv(), Some(1));
         // Taken but not yet written: still counted.
-        assert_eq!(q.send_sized(2, 60, 100), Err(Refused::Full(120)));
+        assert!(matches!(q.send_sized(2, 60, 100), Err(Refused::Full(120))));
         q.written(60, VecDeque::new(), 1);
         q.send_sized(2, 60, 100).unwrap();
     }
