@@ -205,7 +205,7 @@ impl ConnShared {
         let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
             items.push_back(Out::Frame(frame));
         });
-        self.sent(sent)
+        self.sent(&sent)
     }
 
     /// Queues several encoded messages at once (one lock; a fan-out's batch).
@@ -220,11 +220,11 @@ impl ConnShared {
         let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
             items.extend(frames.map(Out::Frame));
         });
-        self.sent(sent)
+        self.sent(&sent)
     }
 
-    fn sent(&self, sent: Result<(), Refused<()>>) -> Result<(), SendError> {
-        match sent {
+    fn sent(&self, sent: &Result<(), Refused<()>>) -> Result<(), SendError> {
+        match *sent {
             Ok(()) => Ok(()),
             Err(Refused::Closed(())) => Err(SendError::Closed),
             Err(Refused::Full(queued)) => {

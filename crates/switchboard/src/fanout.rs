@@ -756,7 +756,7 @@ pub(crate) async fn unsubscribe(hub: &HubInner, conn: &Arc<ConnShared>, topic: &
                 *pending = Vec::new();
             }
             drop(pending);
-            flush_deferred(&state);
+            flush_deferred(state);
             state.subs.write().remove(&conn.id);
             if state.is_unused() {
                 last = true;
