@@ -205,7 +205,7 @@ impl ConnShared {
         let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
             items.push_back(Out::Frame(frame));
         });
-        self.sent(&sent)
+        self.sent(sent)
     }
 
     /// Queues several encoded messages at once (one lock; a fan-out's batch).
@@ -220,13 +220,13 @@ impl ConnShared {
         let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
             items.extend(frames.map(Out::Frame));
         });
-        self.sent(&sent)
+        self.sent(sent)
     }
 
-    fn sent(&self, sent: &Result<(), Refused<()>>) -> Result<(), SendError> {
-        match *sent {
+    fn sent(&self, sent: Result<(), Refused>) -> Result<(), SendError> {
+        match sent {
             Ok(()) => Ok(()),
-            Err(Refused::Closed(())) => Err(SendError::Closed),
+            Err(Refused::Closed) => Err(SendError::Closed),
             Err(Refused::Full(queued)) => {
                 tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
                 self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
@@ -325,6 +325,18 @@ impl ConnShared {
 
     pub(crate) fn user(&self) -> Option<Arc<str>> {
         self.identity.read().as_ref().and_then(|i| i.user.clone())
+    }
+}
+
+#[cfg(test)]
+impl ConnShared {
+    /// A JSON connection registered in `hub`, with no task: a test reads what is sent to it
+    /// through the receiver.
+    pub(crate) fn registered(hub: &crate::hub::HubInner) -> (Arc<Self>, Receiver) {
+        let (conn, rx) =
+            Self::new(hub.new_conn_id(), Format::Json, hub.config.clone(), Arc::default(), hub.now_ms());
+        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
+        (conn, rx)
     }
 }
 

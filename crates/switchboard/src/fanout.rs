@@ -462,7 +462,8 @@ fn delivery_payload(topic: &str, seq: u64, record: &Record, format: Format) -> O
 /// meanwhile on this thread, or a publication on another topic, first sends them.
 fn deliver(hub: &HubInner, topic: &str, state: &Arc<TopicState>, seq: u64, record: &Record) {
     let defer = !state.settings.acked && crate::queue::Cork::is_corked();
-    if !defer || !deferring(state) {
+    let held = defer && deferring(state);
+    if !held {
         // Another topic's fan-out held by this thread goes first, before any lock is taken.
         flush_corked();
     }
@@ -473,7 +474,7 @@ fn deliver(hub: &HubInner, topic: &str, state: &Arc<TopicState>, seq: u64, recor
         buffer.push((seq, record.clone()));
     }
     if defer {
-        if !deferring(state) {
+        if !held {
             DEFERRED_TOPIC.with(|t| *t.borrow_mut() = Some(state.clone()));
             crate::queue::Cork::before_next_send(flush_corked);
         }
@@ -556,14 +557,9 @@ fn flush_deferred(state: &TopicState) {
         let _ = conn.push_many(to_conn);
     }
     drop(subs);
+    drop(deferred);
     if let Some(hook) = hook {
         crate::queue::Cork::before_next_send(hook);
-    }
-    if deferred.capacity() == 0 && batch.capacity() <= 64 {
-        // The batch's room, for the next one (an idle topic keeps at most this).
-        let mut batch = batch;
-        batch.clear();
-        *deferred = batch;
     }
 }
 
@@ -783,18 +779,6 @@ mod tests {
         crate::Server::new().build().await.unwrap().hub().inner
     }
 
-    fn conn(hub: &HubInner) -> (Arc<ConnShared>, Receiver) {
-        let (conn, rx) = ConnShared::new(
-            hub.new_conn_id(),
-            Format::Json,
-            hub.config.clone(),
-            Arc::default(),
-            hub.now_ms(),
-        );
-        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
-        (conn, rx)
-    }
-
     /// What a connection was sent: `seq` of each publication, 0 for anything else.
     fn received(rx: &mut Receiver) -> Vec<u64> {
         std::iter::from_fn(|| rx.try_recv())
@@ -812,9 +796,9 @@ mod tests {
     async fn a_corked_fan_out_keeps_each_subscriber_s_order_and_its_subscriber_set() {
         let hub = hub().await;
         let topic = Topic::new("room").unwrap();
-        let (a, mut rx_a) = conn(&hub);
-        let (b, mut rx_b) = conn(&hub);
-        let (c, mut rx_c) = conn(&hub);
+        let (a, mut rx_a) = ConnShared::registered(&hub);
+        let (b, mut rx_b) = ConnShared::registered(&hub);
+        let (c, mut rx_c) = ConnShared::registered(&hub);
         for conn in [&a, &b] {
             subscribe(&hub, conn, &topic, None, None).await.unwrap();
         }

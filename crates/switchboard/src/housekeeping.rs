@@ -210,7 +210,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use switchboard_protocol::{CloseCode, Format, Payload as RawPayload};
+    use switchboard_protocol::{CloseCode, Payload as RawPayload};
 
     use crate::conn::{ConnShared, Out, Receiver};
     use crate::hub::HubInner;
@@ -220,18 +220,6 @@ mod tests {
         Server::new().config(config).build().await.unwrap().hub().inner
     }
 
-    fn conn(hub: &HubInner) -> (Arc<ConnShared>, Receiver) {
-        let (conn, rx) = ConnShared::new(
-            hub.new_conn_id(),
-            Format::Json,
-            hub.config.clone(),
-            Arc::default(),
-            hub.now_ms(),
-        );
-        hub.conns.shard(&conn.id).write().insert(conn.id.clone(), conn.clone());
-        (conn, rx)
-    }
-
     fn drain(rx: &mut Receiver) -> Vec<Out> {
         std::iter::from_fn(|| rx.try_recv()).collect()
     }
@@ -239,7 +227,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn heartbeat_pings_every_interval_and_closes_after_two_silent_ones() {
         let hub = hub(Config { heartbeat: Duration::from_secs(10), ..Config::default() }).await;
-        let (conn, mut rx) = conn(&hub);
+        let (conn, mut rx) = ConnShared::registered(&hub);
         tokio::time::sleep(Duration::from_millis(10_100)).await;
         assert!(matches!(drain(&mut rx)[..], [Out::Ping]), "one ping after one interval");
         // Something arrives at 15 s: the connection lives on past 20 s.
@@ -257,7 +245,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_close_stuck_behind_a_backlog_becomes_a_kill() {
         let hub = hub(Config { heartbeat: Duration::from_secs(10), ..Config::default() }).await;
-        let (conn, _rx) = conn(&hub);
+        let (conn, _rx) = ConnShared::registered(&hub);
         // A close queued behind frames the writer cannot flush (nothing drains `_rx` here).
         conn.close(CloseCode::KICKED, "kicked", true);
         tokio::time::sleep(Duration::from_secs(26)).await;
@@ -268,7 +256,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn identification_deadline_closes_anonymous_connections_only() {
         let hub = hub(Config { identify_timeout: Duration::from_secs(2), ..Config::default() }).await;
-        let (anonymous, mut rx) = conn(&hub);
+        let (anonymous, mut rx) = ConnShared::registered(&hub);
         hub.timers.identify_by(hub.now_ms() + 2000, &anonymous);
         tokio::time::sleep(Duration::from_millis(1900)).await;
         assert!(drain(&mut rx).is_empty());
@@ -281,7 +269,7 @@ mod tests {
     async fn acked_deliveries_are_resent_at_most_max_resends_times_and_stop_on_ack() {
         let config = Config { ack_timeout: Duration::from_millis(300), max_resends: 5, ..Config::default() };
         let hub = hub(config).await;
-        let (conn, mut rx) = conn(&hub);
+        let (conn, mut rx) = ConnShared::registered(&hub);
         super::send_acked(&hub, &conn, "alert", &RawPayload::json(&"fire").unwrap());
         tokio::time::sleep(Duration::from_secs(5)).await;
         let frames: Vec<_> = drain(&mut rx)

@@ -26,12 +26,12 @@ const KEEP_AFTER: usize = 4;
 /// Largest buffer (in items) handed back.
 const KEEP_CAPACITY: usize = 64;
 
-/// Why [`Queue::send_sized`] refused an item.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused<T> {
-    /// The reader is gone: the item back.
-    Closed(T),
-    /// The limit: the bytes it would have made.
+/// Why [`Queue::send_with`] refused items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The reader is gone.
+    Closed,
+    /// The limit: the bytes they would have made.
     Full(usize),
 }
 
@@ -42,7 +42,7 @@ pub(crate) struct Queue<T> {
 
 struct State<T> {
     items: VecDeque<T>,
-    /// Bytes of the items sent with [`Queue::send_sized`], until the reader reports them
+    /// Bytes of the items sent with [`Queue::send_with`], until the reader reports them
     /// written ([`Queue::written`]).
     bytes: usize,
     /// Set when the reader is gone: nothing is accepted any more.
@@ -68,31 +68,23 @@ impl<T> Queue<T> {
 
     /// Appends an item; gives it back if the reader is gone.
     pub(crate) fn send(&self, item: T) -> Result<(), T> {
-        self.send_sized(item, 0, usize::MAX).map_err(|e| match e {
-            Refused::Closed(item) => item,
-            Refused::Full(_) => unreachable!("no limit"),
-        })
-    }
-
-    /// Appends an item of `bytes` bytes, unless that takes the bytes queued or being written
-    /// past `max`. (Counted here, under the lock the send takes anyway: a separate atomic
-    /// counter was one more cache line moving between the sender's core and the reader's on
-    /// every message.)
-    pub(crate) fn send_sized(&self, item: T, bytes: usize, max: usize) -> Result<(), Refused<T>> {
         let mut item = Some(item);
-        self.send_with(bytes, max, |items| items.push_back(item.take().expect("once"))).map_err(|e| match e {
-            Refused::Closed(()) => Refused::Closed(item.take().expect("not sent")),
-            Refused::Full(queued) => Refused::Full(queued),
-        })
+        match self.send_with(0, usize::MAX, |items| items.push_back(item.take().expect("once"))) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(item.take().expect("not sent")),
+        }
     }
 
-    /// [`Queue::send_sized`] where `put` appends the items (several at once, say).
+    /// Appends items (`put` pushes them) of `bytes` bytes, unless that takes the bytes queued
+    /// or being written past `max`. (Counted here, under the lock the send takes anyway: a
+    /// separate atomic counter was one more cache line moving between the sender's core and the
+    /// reader's on every message.)
     pub(crate) fn send_with(
         &self,
         bytes: usize,
         max: usize,
         put: impl FnOnce(&mut VecDeque<T>),
-    ) -> Result<(), Refused<()>> {
+    ) -> Result<(), Refused> {
         let wake = Cork::mode(self.addr());
         if wake == Wake::Later {
             // What the cork holds for before the next message (a deferred fan-out) goes first.
@@ -102,7 +94,7 @@ impl<T> Queue<T> {
         }
         let mut state = self.state.lock();
         if state.closed {
-            return Err(Refused::Closed(()));
+            return Err(Refused::Closed);
         }
         let queued = state.bytes + bytes;
         if queued > max {
@@ -387,14 +379,14 @@ mod tests {
     #[test]
     fn sized_sends_are_bounded_until_written() {
         let q = Queue::new();
-        q.send_sized(1, 60, 100).unwrap();
-        assert!(matches!(q.send_sized(2, 60, 100), Err(Refused::Full(120))));
+        q.send_with(60, 100, |i| i.push_back(1)).unwrap();
+        assert!(matches!(q.send_with(60, 100, |i| i.push_back(2)), Err(Refused::Full(120))));
         q.send(3).unwrap();
         assert_eq!(q.try_recv(), Some(1));
         // Taken but not yet written: still counted.
-        assert!(matches!(q.send_sized(2, 60, 100), Err(Refused::Full(120))));
+        assert!(matches!(q.send_with(60, 100, |i| i.push_back(2)), Err(Refused::Full(120))));
         q.written(60, VecDeque::new(), 1);
-        q.send_sized(2, 60, 100).unwrap();
+        q.send_with(60, 100, |i| i.push_back(2)).unwrap();
     }
 
     #[tokio::test]
