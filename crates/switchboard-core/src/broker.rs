@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
+use crate::few::OneOrMany;
 use crate::{BackendFuture, NodeId};
 
 /// Receives what other nodes send. The framework implements it; a broker calls it from its own
@@ -60,40 +61,7 @@ struct Bus {
 }
 
 /// The nodes subscribed to a topic (never empty in [`Bus::topics`]).
-enum Nodes {
-    One(NodeId),
-    Many(Vec<NodeId>),
-}
-
-impl Nodes {
-    fn as_slice(&self) -> &[NodeId] {
-        match self {
-            Self::One(node) => std::slice::from_ref(node),
-            Self::Many(nodes) => nodes,
-        }
-    }
-
-    fn add(&mut self, node: &NodeId) {
-        if self.as_slice().contains(node) {
-            return;
-        }
-        match self {
-            Self::One(first) => *self = Self::Many(vec![first.clone(), node.clone()]),
-            Self::Many(nodes) => nodes.push(node.clone()),
-        }
-    }
-
-    /// Removes `node`; returns whether none is left.
-    fn remove(&mut self, node: &NodeId) -> bool {
-        match self {
-            Self::One(only) => only == node,
-            Self::Many(nodes) => {
-                nodes.retain(|n| n != node);
-                nodes.is_empty()
-            }
-        }
-    }
-}
+type Nodes = OneOrMany<NodeId>;
 
 impl MemoryBroker {
     /// An empty bus.

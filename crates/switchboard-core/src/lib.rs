@@ -33,6 +33,7 @@ use futures_util::future::BoxFuture;
 
 mod broker;
 pub mod conformance;
+mod few;
 mod history;
 mod presence;
 mod users;

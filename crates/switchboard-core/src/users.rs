@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
+use crate::few::OneOrMany;
 use crate::{BackendError, BackendFuture, NodeId};
 
 /// A connection somewhere in the cluster.
@@ -69,36 +70,8 @@ pub struct MemoryUsers {
     users: Mutex<HashMap<Box<str>, Conns>>,
 }
 
-/// A user's connections (never none in [`MemoryUsers`]): one, the usual case, without an
-/// allocation of its own.
-enum Conns {
-    One(ConnRef),
-    Many(Vec<ConnRef>),
-}
-
-impl Conns {
-    fn as_slice(&self) -> &[ConnRef] {
-        match self {
-            Self::One(conn) => std::slice::from_ref(conn),
-            Self::Many(conns) => conns,
-        }
-    }
-
-    fn into_vec(self) -> Vec<ConnRef> {
-        match self {
-            Self::One(conn) => vec![conn],
-            Self::Many(conns) => conns,
-        }
-    }
-
-    fn from_vec(mut conns: Vec<ConnRef>) -> Option<Self> {
-        match conns.len() {
-            0 => None,
-            1 => conns.pop().map(Self::One),
-            _ => Some(Self::Many(conns)),
-        }
-    }
-}
+/// A user's connections (never none in [`MemoryUsers`]).
+type Conns = OneOrMany<ConnRef>;
 
 impl MemoryUsers {
     /// Empty registry.
