@@ -24,6 +24,11 @@ use crate::{Config, Error, UpgradeRequest};
 pub(crate) enum Out {
     /// An encoded message.
     Frame(Bytes),
+    /// Messages fanned out together to every subscriber of a topic (a held burst), shared: one
+    /// reference taken per connection, not one per message, and the writer copies them
+    /// without taking any (a publication's count is otherwise a cache line every core's
+    /// writer and the publisher's thread take turns with, once per subscriber and message).
+    Frames(Arc<[Bytes]>),
     /// A WebSocket ping.
     Ping,
     /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
@@ -208,6 +213,20 @@ impl ConnShared {
         self.sent(sent)
     }
 
+    /// Queues messages shared with other connections (`len`: their bytes), in one item.
+    pub(crate) fn push_shared(&self, frames: &Arc<[Bytes]>, len: usize) -> Result<(), SendError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
+            items.push_back(Out::Frames(frames.clone()));
+        });
+        self.sent(sent)
+    }
+
     /// Queues several encoded messages at once (one lock; a fan-out's batch).
     pub(crate) fn push_many(&self, frames: impl Iterator<Item = Bytes> + Clone) -> Result<(), SendError> {
         if self.closing.load(Ordering::Acquire) {
@@ -262,6 +281,12 @@ impl ConnShared {
     /// Tells the connection's task that the server is shutting down (see [`Out::Shutdown`]).
     pub(crate) fn shut_down(&self) {
         let _ = self.queue.send(Out::Shutdown);
+    }
+
+    /// Lets go of the queue's buffer if nothing came from other tasks since the last call
+    /// (housekeeping, once per sweep).
+    pub(crate) fn trim_queue(&self) {
+        self.queue.trim();
     }
 
     pub(crate) fn ping(&self) {

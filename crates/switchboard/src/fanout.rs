@@ -536,31 +536,57 @@ fn flush_deferred(state: &TopicState) {
     }
     let batch = std::mem::take(&mut *deferred);
     let hook = crate::queue::Cork::take_before_next_send();
-    let frames: PerFormat<Vec<Option<Bytes>>> = PerFormat::default();
+    // Per format: each publication's frame (`None`: it cannot be encoded), and, for a batch of
+    // several, those that can, shared by the subscribers (a lone frame is queued as itself:
+    // an allocation made here and freed on the writer's thread would cost more than it saves).
+    let encoded: PerFormat<Encoded> = PerFormat::default();
+    let skips = batch.iter().any(|(_, record)| record.skip.is_some());
     let subs = state.subs.read();
     for conn in subs.iter() {
         let format = conn.format;
-        let frames = frames.get(format, || {
-            batch
+        let encoded = encoded.get(format, || {
+            let each: Vec<Option<Bytes>> = batch
                 .iter()
                 .map(|(seq, record)| {
                     delivery_payload(&state.name, *seq, record, format)
                         .and_then(|payload| encode(format, wire::types::MSG, &payload, None).ok())
                 })
-                .collect()
+                .collect();
+            let shared = (each.len() > 1).then(|| {
+                let frames: Arc<[Bytes]> = each.iter().flatten().cloned().collect();
+                let len = frames.iter().map(Bytes::len).sum();
+                (frames, len)
+            });
+            Encoded { each, shared }
         });
-        let to_conn = batch
-            .iter()
-            .zip(frames)
-            .filter(|((_, record), _)| record.skip.as_deref() != Some(&*conn.id))
-            .filter_map(|(_, frame)| frame.clone());
-        let _ = conn.push_many(to_conn);
+        let skipped = |record: &Record| record.skip.as_deref() == Some(&*conn.id);
+        let _ = match &encoded.shared {
+            // Unless it is the publisher of one of them, which asked not to get it back.
+            Some((frames, len)) if !skips || !batch.iter().any(|(_, record)| skipped(record)) => {
+                conn.push_shared(frames, *len)
+            }
+            _ => conn.push_many(
+                batch
+                    .iter()
+                    .zip(&encoded.each)
+                    .filter(|((_, record), _)| !skipped(record))
+                    .filter_map(|(_, frame)| frame.clone()),
+            ),
+        };
     }
     drop(subs);
     drop(deferred);
     if let Some(hook) = hook {
         crate::queue::Cork::before_next_send(hook);
     }
+}
+
+/// A held batch encoded in one format (see [`flush_deferred`]).
+struct Encoded {
+    /// Each publication's frame; `None`: it cannot be encoded.
+    each: Vec<Option<Bytes>>,
+    /// For a batch of several, the frames shared by the subscribers, and their bytes.
+    shared: Option<(Arc<[Bytes]>, usize)>,
 }
 
 /// Delivers one publication to one connection (replays and buffered publications).
@@ -781,13 +807,15 @@ mod tests {
 
     /// What a connection was sent: `seq` of each publication, 0 for anything else.
     fn received(rx: &mut Receiver) -> Vec<u64> {
+        let seq = |bytes: &Bytes| {
+            let msg: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            msg[1]["seq"].as_u64().unwrap_or(0)
+        };
         std::iter::from_fn(|| rx.try_recv())
-            .map(|out| match out {
-                Out::Frame(bytes) => {
-                    let msg: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                    msg[1]["seq"].as_u64().unwrap_or(0)
-                }
-                _ => 0,
+            .flat_map(|out| match out {
+                Out::Frame(bytes) => vec![seq(&bytes)],
+                Out::Frames(frames) => frames.iter().map(seq).collect(),
+                _ => vec![0],
             })
             .collect()
     }

@@ -40,8 +40,13 @@ impl SharedFrame {
 
 /// A payload built per format on first use (deliveries whose envelope differs per recipient,
 /// such as acknowledged ones, still share the payload).
-#[derive(Default)]
 pub(crate) struct PerFormat<T>([OnceLock<T>; 2]);
+
+impl<T> Default for PerFormat<T> {
+    fn default() -> Self {
+        Self([OnceLock::new(), OnceLock::new()])
+    }
+}
 
 impl<T> PerFormat<T> {
     pub(crate) fn get(&self, format: Format, make: impl FnOnce() -> T) -> &T {

@@ -190,6 +190,7 @@ fn sweep_heartbeats(hub: &HubInner, now: u64, heartbeat: u64, ping: bool) {
     for shard in hub.conns.shards() {
         let conns: Vec<_> = shard.read().values().cloned().collect();
         for conn in conns {
+            conn.trim_queue();
             let seen = conn.last_seen.load(std::sync::atomic::Ordering::Relaxed);
             if now.saturating_sub(seen) > 2 * heartbeat {
                 if conn.is_closing() {

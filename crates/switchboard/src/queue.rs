@@ -1,11 +1,13 @@
 //! A connection's outbound queue: unbounded (the sender bounds it in bytes, see
-//! `ConnShared::push`), first in first out, and allocated only while it holds something.
+//! `ConnShared::push`), first in first out, and allocated only while it is in use.
 //!
 //! It replaces tokio's unbounded channel, whose first block (32 slots) and shared state cost
 //! about 2 KB per connection whether anything is queued or not. Senders take a short lock; the
 //! one reader (the connection's task) drains up to a batch at a time and lets go of the memory
-//! when the queue is empty. The reader's waker is kept in the queue (there is only one reader),
-//! so that waiting costs its future no `Notified` (64 bytes in every connection's task).
+//! when the queue is empty, or, while other tasks keep sending to it, once it has been quiet
+//! for a housekeeping period (see [`Queue::written`]). The reader's waker is kept in the queue
+//! (there is only one reader), so that waiting costs its future no `Notified` (64 bytes in
+//! every connection's task).
 //!
 //! Wake-ups can be put off with a [`Cork`]: a connection's task corks while it handles what it
 //! read in one wake-up, so that a burst of publications fanned out to thousands of subscribers
@@ -21,7 +23,8 @@ use parking_lot::Mutex;
 
 /// Items a queue allocates room for when its first item comes.
 const FIRST_CAPACITY: usize = 8;
-/// A batch of at least this many items is a burst: its buffer goes back to the queue.
+/// A batch of at least this many items is a burst: its buffer goes back to the queue (see
+/// [`Queue::written`] for the other case).
 const KEEP_AFTER: usize = 4;
 /// Largest buffer (in items) handed back.
 const KEEP_CAPACITY: usize = 64;
@@ -49,6 +52,9 @@ struct State<T> {
     closed: bool,
     /// Set when the reader must stop at once, whatever is queued (see `interrupt`).
     interrupted: bool,
+    /// Another task queued data since the last [`Queue::trim`]: the buffer is kept between
+    /// batches until the queue has been quiet for a whole trim period.
+    busy: bool,
     /// The reader, while it waits.
     reader: Option<Waker>,
 }
@@ -61,6 +67,7 @@ impl<T> Queue<T> {
                 bytes: 0,
                 closed: false,
                 interrupted: false,
+                busy: false,
                 reader: None,
             }),
         }
@@ -106,6 +113,9 @@ impl<T> Queue<T> {
             state.items.reserve(FIRST_CAPACITY);
         }
         put(&mut state.items);
+        if bytes > 0 && wake != Wake::Never {
+            state.busy = true;
+        }
         if wake == Wake::Never {
             // The reader is the task running this: it drains its queue before it waits.
             return Ok(());
@@ -122,21 +132,34 @@ impl<T> Queue<T> {
     }
 
     /// The reader wrote `bytes` of the `n` items it took into `buf` (now empty): they no
-    /// longer count against the limit. After a burst (`n` ≥ [`KEEP_AFTER`]) the buffer is
-    /// handed back for the next one, if the queue has none: the sender then queues without
-    /// allocating, and the buffer is not freed by another thread than the one that allocated it
-    /// on every burst. After a small batch it is dropped, so that an idle connection holds none.
+    /// longer count against the limit. The buffer is handed back for the next batch, if the
+    /// queue has none, after a burst (`n` ≥ [`KEEP_AFTER`]) or while other tasks keep queuing
+    /// data (`busy`): they then queue without allocating, and a buffer allocated on one thread
+    /// is not freed on another after every small batch (at one publication per write to 1,000
+    /// subscribers, those frees made the allocator's arena lock the most contended lock of the
+    /// process). After a small batch of replies only, or once [`Queue::trim`] found the queue
+    /// quiet, it is dropped: an idle connection holds none.
     pub(crate) fn written(&self, bytes: usize, mut buf: VecDeque<T>, n: usize) {
-        let keep = n >= KEEP_AFTER && buf.capacity() <= KEEP_CAPACITY;
-        if bytes == 0 && !keep {
+        if bytes == 0 && n < KEEP_AFTER {
             return;
         }
         let mut state = self.state.lock();
         state.bytes = state.bytes.saturating_sub(bytes);
+        let keep = (n >= KEEP_AFTER || state.busy) && buf.capacity() <= KEEP_CAPACITY;
         if keep && state.items.capacity() == 0 && !state.closed {
             buf.clear();
             state.items = buf;
         }
+    }
+
+    /// Lets go of an empty queue's buffer unless another task queued data since the last call
+    /// (housekeeping calls it for every connection, once per sweep).
+    pub(crate) fn trim(&self) {
+        let mut state = self.state.lock();
+        if !state.busy && state.items.is_empty() && state.items.capacity() > 0 {
+            state.items = VecDeque::new();
+        }
+        state.busy = false;
     }
 
     /// This queue's identity for the cork's own-queue check (`OWN`).
@@ -374,6 +397,31 @@ mod tests {
         q.close();
         assert_eq!(q.send(9), Err(9));
         assert_eq!(q.recv_many(&mut buf, 3).await, 0);
+    }
+
+    #[test]
+    fn a_busy_queue_keeps_its_buffer_until_a_quiet_trim() {
+        let q = Queue::new();
+        // Data from another task (no cork: `Wake::Now`): kept after a batch of one.
+        q.send_with(10, usize::MAX, |i| i.push_back(1)).unwrap();
+        let mut buf = VecDeque::new();
+        assert_eq!(q.poll_recv_many(&mut Context::from_waker(Waker::noop()), &mut buf, 10), Poll::Ready(1));
+        q.written(10, buf, 1);
+        assert!(q.state.lock().items.capacity() > 0);
+        // The first trim sees the data sent since the last one; the second finds it quiet.
+        q.trim();
+        assert!(q.state.lock().items.capacity() > 0);
+        q.trim();
+        assert_eq!(q.state.lock().items.capacity(), 0);
+        // Replies the reader's own task queued (inside its cork) do not keep it.
+        {
+            let _cork = Cork::new(Some(&q));
+            q.send_with(10, usize::MAX, |i| i.push_back(2)).unwrap();
+        }
+        let mut buf = VecDeque::new();
+        assert_eq!(q.poll_recv_many(&mut Context::from_waker(Waker::noop()), &mut buf, 10), Poll::Ready(1));
+        q.written(10, buf, 1);
+        assert_eq!(q.state.lock().items.capacity(), 0);
     }
 
     #[test]

@@ -142,14 +142,21 @@ where
                         break conn.is_killed().then(|| killed(&server, &conn));
                     }
                     let mut written = 0;
+                    let mut messages = n;
                     let mut close = None;
                     let mut shutdown = false;
-                    transport.reserve(batch.len());
                     for out in batch.drain(..) {
                         match out {
                             Out::Frame(bytes) => {
                                 written += bytes.len();
                                 transport.buffer(Outbound::Data(bytes), binary);
+                            }
+                            Out::Frames(frames) => {
+                                messages += frames.len().saturating_sub(1);
+                                for bytes in frames.iter() {
+                                    written += bytes.len();
+                                    transport.buffer(Outbound::Shared(bytes), binary);
+                                }
                             }
                             Out::Ping => transport.buffer(Outbound::Ping, binary),
                             Out::Shutdown => shutdown = true,
@@ -183,7 +190,7 @@ where
                         break Some(killed(&server, &conn));
                     }
                     let stats = hub.stats.here();
-                    stats.messages_out.fetch_add(n as u64, Ordering::Relaxed);
+                    stats.messages_out.fetch_add(messages as u64, Ordering::Relaxed);
                     stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
                     if close.is_some() {
                         break close;

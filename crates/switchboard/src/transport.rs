@@ -34,6 +34,9 @@ pub(crate) enum Inbound {
 /// One thing to write.
 pub(crate) enum Outbound<'a> {
     Data(Bytes),
+    /// A data frame whose payload stays the caller's (shared by many connections): a transport
+    /// that copies it anyway (small frames into its write buffer) takes no reference to it.
+    Shared(&'a Bytes),
     Ping,
     Close(u16, &'a str),
 }
@@ -46,10 +49,6 @@ pub(crate) enum Outbound<'a> {
 /// wait when the socket is full.
 pub(crate) trait Transport: Send + 'static {
     fn recv(&mut self) -> impl Future<Output = Inbound> + Send;
-    /// Room for `frames` more frames (a hint, before a batch is buffered).
-    fn reserve(&mut self, frames: usize) {
-        let _ = frames;
-    }
     /// Takes a frame to write at the next flush.
     fn buffer(&mut self, frame: Outbound<'_>, binary: bool);
     /// Writes what is buffered; `Ready(false)` if the socket failed.
@@ -93,17 +92,22 @@ impl Transport for AxumSocket {
     }
 
     fn buffer(&mut self, frame: Outbound<'_>, binary: bool) {
-        let msg = match frame {
-            Outbound::Data(bytes) if binary => ws::Message::Binary(bytes),
-            Outbound::Data(bytes) => match ws::Utf8Bytes::try_from(bytes) {
-                Ok(text) => ws::Message::Text(text),
-                Err(_) => return,
-            },
-            Outbound::Ping => ws::Message::Ping(Bytes::new()),
-            Outbound::Close(code, reason) => {
-                ws::Message::Close(Some(ws::CloseFrame { code, reason: ws::Utf8Bytes::from(reason) }))
+        let data = |bytes: Bytes| {
+            if binary {
+                Some(ws::Message::Binary(bytes))
+            } else {
+                ws::Utf8Bytes::try_from(bytes).ok().map(ws::Message::Text)
             }
         };
+        let msg = match frame {
+            Outbound::Data(bytes) => data(bytes),
+            Outbound::Shared(bytes) => data(bytes.clone()),
+            Outbound::Ping => Some(ws::Message::Ping(Bytes::new())),
+            Outbound::Close(code, reason) => {
+                Some(ws::Message::Close(Some(ws::CloseFrame { code, reason: ws::Utf8Bytes::from(reason) })))
+            }
+        };
+        let Some(msg) = msg else { return };
         self.pending.push_back(msg);
     }
 

@@ -5,11 +5,11 @@
 //! Why not tungstenite here: an idle connection should cost only its state, not buffers.
 //! Reading goes through a scratch array on the stack of one `poll` call; bytes are kept only
 //! while a frame is incomplete (or a fragmented message is being assembled), in a buffer sized
-//! for that frame and released once it is consumed. Writing keeps a list of frames (a header of
-//! at most 10 bytes and the payload's shared `Bytes`) and hands them to the socket with
-//! vectored writes, so a publication encoded once is never copied per recipient, and a batch of
-//! frames goes out in as few system calls as the socket takes. Text payloads we send are ours
-//! (encoded JSON), so they are not validated again.
+//! for that frame and released once it is consumed. Writing copies small frames, header and
+//! payload, one after the other into one buffer, written with one plain write per batch (the
+//! buffer goes back to a per-thread spare once written, so an idle connection holds none); a
+//! frame over 2 KiB keeps its shared `Bytes` payload and goes out vectored, not copied. Text
+//! payloads we send are ours (encoded JSON), so they are not validated again.
 //!
 //! Inbound rules, as RFC 6455 has them for a server that negotiates no extension:
 //! client frames must be masked; RSV bits, unknown opcodes, fragmented or oversized (> 125
@@ -19,6 +19,7 @@
 //! close reason); a message over the size limit closes with 1009 before its payload is read.
 //! Pings are answered with pongs; a close is answered with a close carrying the same code.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -31,9 +32,7 @@ use crate::transport::{Inbound, Outbound, Transport};
 
 /// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
 const SCRATCH: usize = 8 * 1024;
-/// Frames handed to one vectored write (two slices each: header and payload).
-const WRITE_FRAMES: usize = 64;
-/// Largest slice copied into the write buffer; a write with a larger one goes out vectored.
+/// Largest payload copied into the write buffer; a larger one goes out vectored, not copied.
 const COPY_MAX: usize = 2 * 1024;
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -297,31 +296,27 @@ fn close_event(payload: &[u8]) -> Event {
     }
 }
 
-/// A frame to send: its header and its payload.
-struct OutFrame {
+/// Largest spare write buffer a thread keeps for the next connection that writes.
+const SPARE_MAX: usize = 64 * 1024;
+/// Room a write buffer starts with.
+const CHUNK_FIRST: usize = 2 * 1024;
+
+thread_local! {
+    /// A written chunk, emptied, for the next connection on this thread that writes: a
+    /// connection holds a write buffer only while its bytes wait for the socket.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A frame too large to copy: its header and its shared payload.
+struct LargeFrame {
     head: [u8; 10],
     head_len: u8,
     payload: Bytes,
 }
 
-impl OutFrame {
-    fn new(opcode: u8, payload: Bytes) -> Self {
-        let mut head = [0; 10];
-        head[0] = 0x80 | opcode;
-        let len = payload.len();
-        let head_len = if len < 126 {
-            head[1] = len as u8;
-            2
-        } else if let Ok(len) = u16::try_from(len) {
-            head[1] = 126;
-            head[2..4].copy_from_slice(&len.to_be_bytes());
-            4
-        } else {
-            head[1] = 127;
-            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
-        Self { head, head_len, payload }
+impl LargeFrame {
+    fn head(&self) -> &[u8] {
+        &self.head[..usize::from(self.head_len)]
     }
 
     fn len(&self) -> usize {
@@ -329,67 +324,114 @@ impl OutFrame {
     }
 }
 
-/// Frames waiting to be written. Holds no allocation once written.
+/// A frame's header for a payload of `len` bytes: the buffer and how much of it is used.
+fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
+    let mut head = [0; 10];
+    head[0] = 0x80 | opcode;
+    let head_len = if len < 126 {
+        head[1] = len as u8;
+        2
+    } else if let Ok(len) = u16::try_from(len) {
+        head[1] = 126;
+        head[2..4].copy_from_slice(&len.to_be_bytes());
+        4
+    } else {
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (head, head_len)
+}
+
+/// Bytes to write, before the last chunk: only when a large frame was buffered.
+enum Run {
+    Copied(Vec<u8>),
+    Large(LargeFrame),
+}
+
+/// Frames waiting to be written, in order. A small frame (payload up to [`COPY_MAX`]) is
+/// copied, header and payload, after the previous one into one contiguous chunk, so that a
+/// batch goes out with one plain write (for 100-byte messages, a vectored write of a header
+/// and a payload per frame cost the kernel 4× more in `copy_from_iter`), and the caller keeps
+/// its payload (a publication shared by thousands of connections is not reference-counted once
+/// more per connection). A larger frame keeps its shared payload and goes out vectored, not
+/// copied. Holds no allocation once written.
 #[derive(Default)]
 struct Outbox {
-    frames: Vec<OutFrame>,
-    /// Bytes of `frames[at]` already written.
+    /// What goes before `chunk`: only after a large frame. Boxed: the field is in every
+    /// connection's task and rarely used (8 bytes there instead of 32).
+    #[allow(clippy::box_collection)]
+    earlier: Option<Box<VecDeque<Run>>>,
+    /// The small frames buffered last, framed.
+    chunk: Vec<u8>,
+    /// Bytes already written of the first run, or of `chunk` when there is none.
     offset: usize,
-    /// Index of the first frame not completely written.
-    at: u32,
-    /// Our close frame is queued: nothing but it may follow (kept here, in what would be
-    /// padding; it survives the reset when the frames are written).
+    /// Our close frame is queued: nothing but it may follow.
     close_sent: bool,
 }
 
 impl Outbox {
-    fn push(&mut self, frame: OutFrame) {
-        self.frames.push(frame);
+    /// Buffers a frame whose payload is `payload`; `owned` gives it without a copy if it is large.
+    fn push(&mut self, opcode: u8, payload: &[u8], owned: impl FnOnce() -> Bytes) {
+        let (head, head_len) = header(opcode, payload.len());
+        if payload.len() > COPY_MAX {
+            let earlier = self.earlier.get_or_insert_default();
+            if !self.chunk.is_empty() {
+                earlier.push_back(Run::Copied(std::mem::take(&mut self.chunk)));
+            }
+            earlier.push_back(Run::Large(LargeFrame { head, head_len, payload: owned() }));
+            return;
+        }
+        let need = usize::from(head_len) + payload.len();
+        if self.chunk.capacity() == 0 {
+            self.chunk = SPARE.with(std::cell::Cell::take);
+            self.chunk.reserve(need.max(CHUNK_FIRST));
+        }
+        self.chunk.extend_from_slice(&head[..usize::from(head_len)]);
+        self.chunk.extend_from_slice(payload);
     }
 
     fn is_empty(&self) -> bool {
-        self.at as usize == self.frames.len()
+        self.earlier.is_none() && self.offset == self.chunk.len()
     }
 
-    /// Marks `n` more bytes written.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let left = self.frames[self.at as usize].len() - self.offset;
-            if n < left {
-                self.offset += n;
-                return;
+    /// Marks `n` more bytes written (at most the rest of the first run, or of the chunk).
+    fn advance(&mut self, n: usize) {
+        self.offset += n;
+        match self.earlier.as_deref_mut() {
+            Some(earlier) => {
+                let len = match earlier.front() {
+                    Some(Run::Copied(bytes)) => bytes.len(),
+                    Some(Run::Large(frame)) => frame.len(),
+                    None => 0,
+                };
+                if self.offset == len {
+                    self.offset = 0;
+                    if let Some(Run::Copied(bytes)) = earlier.pop_front() {
+                        recycle(bytes);
+                    }
+                    if earlier.is_empty() {
+                        self.earlier = None;
+                    }
+                }
             }
-            n -= left;
-            self.at += 1;
-            self.offset = 0;
-        }
-        if self.is_empty() {
-            // Let go of the list (and the payloads went with the frames).
-            *self = Self { close_sent: self.close_sent, ..Self::default() };
+            None if self.offset == self.chunk.len() => {
+                self.offset = 0;
+                recycle(std::mem::take(&mut self.chunk));
+            }
+            None => {}
         }
     }
+}
 
-    /// The unwritten bytes, as slices (header and payload of up to `WRITE_FRAMES` frames);
-    /// returns how many of `slices` it filled.
-    fn slices<'a>(&'a self, slices: &mut [IoSlice<'a>; 2 * WRITE_FRAMES]) -> usize {
-        let mut count = 0;
-        let mut push = |slice: &'a [u8]| {
-            if !slice.is_empty() {
-                slices[count] = IoSlice::new(slice);
-                count += 1;
-            }
-        };
-        for (i, frame) in self.frames[self.at as usize..].iter().take(WRITE_FRAMES).enumerate() {
-            let skip = if i == 0 { self.offset } else { 0 };
-            let head = &frame.head[..usize::from(frame.head_len)];
-            if skip < head.len() {
-                push(&head[skip..]);
-                push(&frame.payload);
-            } else {
-                push(&frame.payload[skip - head.len()..]);
-            }
-        }
-        count
+/// Hands a written chunk to this thread's spare, unless it has one or the chunk is large.
+fn recycle(mut bytes: Vec<u8>) {
+    if bytes.capacity() <= SPARE_MAX {
+        bytes.clear();
+        SPARE.with(|spare| {
+            let kept = spare.take();
+            spare.set(if kept.capacity() == 0 { bytes } else { kept });
+        });
     }
 }
 
@@ -442,36 +484,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Bytes::from(payload)
             }
         };
-        self.out.push(OutFrame::new(OP_CLOSE, payload));
+        self.out.push(OP_CLOSE, &payload, || payload.clone());
     }
 
-    /// Writes queued frames until none is left (or the socket would block).
-    ///
-    /// Small frames are copied into one contiguous buffer on the stack and written with one
-    /// plain write: the kernel copies a single segment (for 100-byte messages, a vectored write
-    /// of a header and a payload per frame cost it 4× more in `copy_from_iter`). A frame too
-    /// large to copy cheaply goes out vectored, its payload not copied.
+    /// Writes queued frames until none is left (or the socket would block): the chunk of
+    /// small frames with one plain write, a large frame with one vectored write (header and
+    /// payload).
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
-            // On the stack of this call: nothing is allocated to write.
-            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
-            let count = self.out.slices(&mut slices);
-            let large = slices[..count].iter().any(|s| s.len() > COPY_MAX);
-            let n = if large && self.io.is_write_vectored() {
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..count]))?
-            } else {
-                // Not zeroed: `ReadBuf` tracks the part filled (and only that part is read).
-                let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); SCRATCH];
-                let mut buf = ReadBuf::uninit(&mut scratch);
-                for slice in &slices[..count] {
-                    let take = slice.len().min(buf.remaining());
-                    buf.put_slice(&slice[..take]);
-                    if buf.remaining() == 0 {
-                        break;
+            let at = self.out.offset;
+            let io = Pin::new(&mut self.io);
+            let n = match self.out.earlier.as_deref().and_then(VecDeque::front) {
+                Some(Run::Copied(bytes)) => ready!(io.poll_write(cx, &bytes[at..]))?,
+                Some(Run::Large(frame)) => {
+                    let head = frame.head();
+                    if at < head.len() && io.is_write_vectored() {
+                        let slices = [IoSlice::new(&head[at..]), IoSlice::new(&frame.payload)];
+                        ready!(io.poll_write_vectored(cx, &slices))?
+                    } else if at < head.len() {
+                        ready!(io.poll_write(cx, &head[at..]))?
+                    } else {
+                        ready!(io.poll_write(cx, &frame.payload[at - head.len()..]))?
                     }
                 }
-                let bytes = buf.filled();
-                ready!(Pin::new(&mut self.io).poll_write(cx, bytes))?
+                None => ready!(io.poll_write(cx, &self.out.chunk[at..]))?,
             };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -533,7 +569,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Event::Message { bytes, binary } => Inbound::Data { bytes, binary },
             Event::Ping(payload) => {
                 if !self.out.close_sent {
-                    self.out.push(OutFrame::new(OP_PONG, payload));
+                    self.out.push(OP_PONG, &payload, || payload.clone());
                 }
                 Inbound::Control
             }
@@ -564,16 +600,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn reserve(&mut self, frames: usize) {
-        self.out.frames.reserve(frames);
-    }
-
     fn buffer(&mut self, frame: Outbound<'_>, binary: bool) {
         match frame {
-            Outbound::Data(bytes) => {
-                self.out.push(OutFrame::new(if binary { OP_BINARY } else { OP_TEXT }, bytes));
-            }
-            Outbound::Ping => self.out.push(OutFrame::new(OP_PING, Bytes::new())),
+            Outbound::Data(bytes) => self.out.push(data_opcode(binary), &bytes, || bytes.clone()),
+            Outbound::Shared(bytes) => self.out.push(data_opcode(binary), bytes, || bytes.clone()),
+            Outbound::Ping => self.out.push(OP_PING, &[], Bytes::new),
             Outbound::Close(code, reason) => self.queue_close(Some(code), reason),
         }
     }
@@ -581,6 +612,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
         Poll::Ready(ready!(WebSocket::poll_flush(self, cx)).is_ok())
     }
+}
+
+fn data_opcode(binary: bool) -> u8 {
+    if binary { OP_BINARY } else { OP_TEXT }
 }
 
 #[cfg(test)]
