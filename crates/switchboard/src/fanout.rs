@@ -855,6 +855,42 @@ mod tests {
         assert_eq!(received(&mut rx_c), [4]);
     }
 
+    #[tokio::test]
+    async fn a_held_burst_is_one_shared_item_except_for_a_publisher_that_skips_its_own() {
+        let hub = hub().await;
+        let topic = Topic::new("room").unwrap();
+        let (a, mut rx_a) = ConnShared::registered(&hub);
+        let (b, mut rx_b) = ConnShared::registered(&hub);
+        for conn in [&a, &b] {
+            subscribe(&hub, conn, &topic, None, None).await.unwrap();
+        }
+        drop((received(&mut rx_a), received(&mut rx_b)));
+        let publish = |n: u64, skip: Option<Arc<str>>| {
+            publish(&hub, &topic, None, RawPayload::json(&n).unwrap(), None, skip)
+                .now_or_never()
+                .expect("in-memory history answers at once")
+                .unwrap()
+        };
+        {
+            let _cork = crate::queue::Cork::new::<Out>(None);
+            publish(1, None);
+            // `a` publishes 2 without echo.
+            publish(2, Some(a.id.clone()));
+            publish(3, None);
+        }
+        // `b` gets the burst as one shared item; `a` gets its frames one by one, without 2.
+        let items: Vec<Out> = std::iter::from_fn(|| rx_b.try_recv()).collect();
+        assert!(matches!(&items[..], [Out::Frames(frames)] if frames.len() == 3));
+        assert_eq!(received(&mut rx_a), [1, 3]);
+        // A lone publication is queued as itself.
+        {
+            let _cork = crate::queue::Cork::new::<Out>(None);
+            publish(4, None);
+        }
+        assert!(matches!(rx_b.try_recv(), Some(Out::Frame(_))));
+        assert_eq!(received(&mut rx_a), [4]);
+    }
+
     fn record(n: u64) -> Record {
         Record { event: None, data: RawPayload::json(&n).unwrap(), from: None, skip: None }
     }
