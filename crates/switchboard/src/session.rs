@@ -182,9 +182,10 @@ where
                             .await
                         }
                     };
-                    // The queue's buffer goes back to it while bursts come (the next one fills it
-                    // without allocating); after a small batch it is let go of: an idle
-                    // connection holds no buffer.
+                    // The queue's buffer goes back to it while bursts or other tasks' messages
+                    // come (the next one fills it without allocating); otherwise, and once the
+                    // queue stayed quiet for a housekeeping sweep, it is let go of: an idle
+                    // connection holds no buffer (see `Queue::written`).
                     rx.written(written, std::mem::take(&mut batch), n);
                     if kill {
                         break Some(killed(&server, &conn));
