@@ -203,43 +203,33 @@ impl ConnShared {
 
     /// Queues encoded bytes. Past the queue limit the connection is closed with 4002.
     pub(crate) fn push(&self, frame: Bytes) -> Result<(), SendError> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(SendError::Closed);
-        }
-        let len = frame.len();
-        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
-            items.push_back(Out::Frame(frame));
-        });
-        self.sent(sent)
+        self.enqueue(frame.len(), |items| items.push_back(Out::Frame(frame)))
     }
 
     /// Queues messages shared with other connections (`len`: their bytes), in one item.
     pub(crate) fn push_shared(&self, frames: &Arc<[Bytes]>, len: usize) -> Result<(), SendError> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(SendError::Closed);
-        }
         if len == 0 {
             return Ok(());
         }
-        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
-            items.push_back(Out::Frames(frames.clone()));
-        });
-        self.sent(sent)
+        self.enqueue(len, |items| items.push_back(Out::Frames(frames.clone())))
     }
 
     /// Queues several encoded messages at once (one lock; a fan-out's batch).
     pub(crate) fn push_many(&self, frames: impl Iterator<Item = Bytes> + Clone) -> Result<(), SendError> {
-        if self.closing.load(Ordering::Acquire) {
-            return Err(SendError::Closed);
-        }
         let len = frames.clone().map(|f| f.len()).sum();
         if len == 0 {
             return Ok(());
         }
-        let sent = self.queue.send_with(len, self.config.max_queue_bytes, |items| {
-            items.extend(frames.map(Out::Frame));
-        });
-        self.sent(sent)
+        self.enqueue(len, |items| items.extend(frames.map(Out::Frame)))
+    }
+
+    /// Queues what `put` adds (`len` bytes) unless the connection is closing; past the queue
+    /// limit the connection is closed with 4002.
+    fn enqueue(&self, len: usize, put: impl FnOnce(&mut VecDeque<Out>)) -> Result<(), SendError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        self.sent(self.queue.send_with(len, self.config.max_queue_bytes, put))
     }
 
     fn sent(&self, sent: Result<(), Refused>) -> Result<(), SendError> {

@@ -820,6 +820,14 @@ mod tests {
             .collect()
     }
 
+    /// Publishes `n` on the in-memory history, which answers at once.
+    fn publish_now(hub: &HubInner, topic: &Topic, n: u64, skip: Option<Arc<str>>) -> u64 {
+        publish(hub, topic, None, RawPayload::json(&n).unwrap(), None, skip)
+            .now_or_never()
+            .expect("in-memory history answers at once")
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_corked_fan_out_keeps_each_subscriber_s_order_and_its_subscriber_set() {
         let hub = hub().await;
@@ -830,12 +838,7 @@ mod tests {
         for conn in [&a, &b] {
             subscribe(&hub, conn, &topic, None, None).await.unwrap();
         }
-        let publish = |n: u64| {
-            publish(&hub, &topic, None, RawPayload::json(&n).unwrap(), None, None)
-                .now_or_never()
-                .expect("in-memory history answers at once")
-                .unwrap()
-        };
+        let publish = |n: u64| publish_now(&hub, &topic, n, None);
         {
             let _cork = crate::queue::Cork::new::<Out>(None);
             publish(1);
@@ -865,12 +868,7 @@ mod tests {
             subscribe(&hub, conn, &topic, None, None).await.unwrap();
         }
         drop((received(&mut rx_a), received(&mut rx_b)));
-        let publish = |n: u64, skip: Option<Arc<str>>| {
-            publish(&hub, &topic, None, RawPayload::json(&n).unwrap(), None, skip)
-                .now_or_never()
-                .expect("in-memory history answers at once")
-                .unwrap()
-        };
+        let publish = |n: u64, skip: Option<Arc<str>>| publish_now(&hub, &topic, n, skip);
         {
             let _cork = crate::queue::Cork::new::<Out>(None);
             publish(1, None);
