@@ -69,9 +69,9 @@ pub fn render(metrics: &[Metric], targets: &[String], info: &RunInfo) -> String 
         "Switchboard against a minimal reference server (raw tokio + tokio-tungstenite, no framework logic: the floor) \
 and the servers users would pick instead, on one machine over loopback. Every server is a fresh process per \
 measurement; targets run interleaved (A B A B …) and each figure is the median over the rounds. Server CPU time comes \
-from `/proc/PID/stat` (utime + stime), memory from `/proc/PID/status` (VmRSS). The load generator \
-(`switchboard-bench`) holds connections in worker processes bound to source addresses 127.0.0.x and shares the CPU \
-with the server under test.\n\n",
+from `/proc/PID/stat` (utime + stime; stime is the part in the kernel), memory from `/proc/PID/status` (VmRSS), the \
+share of the machine that was busy from `/proc/stat`. The load generator (`switchboard-bench`) holds connections in \
+worker processes bound to source addresses 127.0.0.x and shares the CPU with the server under test.\n\n",
     );
     let _ = writeln!(s, "- Machine: {}", machine());
     let _ = writeln!(s, "- Date: {date}; commit `{commit}`{dirty}");

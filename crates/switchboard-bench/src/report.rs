@@ -27,6 +27,9 @@ pub struct Metric {
     pub values: BTreeMap<String, Vec<f64>>,
     /// Target → server CPU microseconds per operation, each round.
     pub cpu_us_per_op: BTreeMap<String, Vec<f64>>,
+    /// Further columns of the table, in order: (heading, target → each round's value).
+    #[serde(default)]
+    pub details: Vec<(String, BTreeMap<String, Vec<f64>>)>,
     /// Target → why there is no value (`n/a`, `not installed: …`, `failed: …`).
     pub missing: BTreeMap<String, String>,
     /// Goals with their verdicts.
@@ -75,6 +78,18 @@ impl Metric {
         if let Some(c) = cpu_us_per_op {
             self.cpu_us_per_op.entry(target.to_owned()).or_default().push(c);
         }
+    }
+
+    /// Records one round's value of a further column (`heading`) for a target.
+    pub fn push_detail(&mut self, heading: &str, target: &str, value: f64) {
+        let at = match self.details.iter().position(|(h, _)| h == heading) {
+            Some(at) => at,
+            None => {
+                self.details.push((heading.to_owned(), BTreeMap::new()));
+                self.details.len() - 1
+            }
+        };
+        self.details[at].1.entry(target.to_owned()).or_default().push(value);
     }
 
     /// Says why a target has no value (kept only if it has none).
@@ -140,8 +155,13 @@ impl Metric {
     pub fn markdown(&self, targets: &[String]) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "**{} — {}** ({})\n", self.scenario, self.metric, self.unit);
-        s.push_str("| target | median | min – max (rounds) | × reference | server CPU-µs/op |\n");
-        s.push_str("|---|---:|---:|---:|---:|\n");
+        s.push_str("| target | median | min – max (rounds) | × reference | server CPU-µs/op |");
+        for (heading, _) in &self.details {
+            let _ = write!(s, " {heading} |");
+        }
+        s.push_str("\n|---|---:|---:|---:|---:|");
+        s.push_str(&"---:|".repeat(self.details.len()));
+        s.push('\n');
         for t in targets {
             match self.values.get(t).filter(|v| !v.is_empty()) {
                 Some(v) => {
@@ -153,7 +173,7 @@ impl Metric {
                         .get(t)
                         .and_then(|c| median(c))
                         .map_or("—".to_owned(), |c| format!("{c:.2}"));
-                    let _ = writeln!(
+                    let _ = write!(
                         s,
                         "| {t} | {} | {} – {} ({}) | {ratio} | {cpu} |",
                         human(median(v).unwrap_or(0.0)),
@@ -161,9 +181,14 @@ impl Metric {
                         human(max),
                         v.len()
                     );
+                    for (_, values) in &self.details {
+                        let d = values.get(t).and_then(|d| median(d)).map_or("—".to_owned(), human);
+                        let _ = write!(s, " {d} |");
+                    }
+                    s.push('\n');
                 }
                 None => {
-                    let _ = writeln!(s, "| {t} | {} | | | |", self.why(t));
+                    let _ = writeln!(s, "| {t} | {} | | | |{}", self.why(t), " |".repeat(self.details.len()));
                 }
             }
         }
@@ -252,5 +277,23 @@ mod tests {
         assert_eq!(m.goals[1].met, None);
         assert!(m.markdown(&[SWITCHBOARD.to_owned(), REFERENCE.to_owned()]).contains("✓ goal"));
         assert_eq!(human(1234567.0), "1,234,567");
+    }
+
+    #[test]
+    fn details_are_further_columns_of_medians() {
+        let mut m = Metric::new("S1", "deliveries/s", "/s", true);
+        for (v, kernel) in [(90.0, 0.9), (100.0, 0.7), (110.0, 0.8)] {
+            m.push(SWITCHBOARD, v, Some(1.0));
+            m.push_detail("in the kernel", SWITCHBOARD, kernel);
+            m.push_detail("busy %", SWITCHBOARD, 90.0);
+        }
+        m.mark("bun", "not installed");
+        let table = m.markdown(&[SWITCHBOARD.to_owned(), "bun".to_owned()]);
+        let lines: Vec<&str> = table.lines().filter(|l| l.starts_with('|')).collect();
+        assert!(lines[0].ends_with("| server CPU-µs/op | in the kernel | busy % |"), "{}", lines[0]);
+        assert_eq!(lines[1].matches("---").count(), 7);
+        assert!(lines[2].ends_with("| 1.00 | 0.80 | 90.0 |"), "{}", lines[2]);
+        // Every row has as many cells as the heading.
+        assert!(lines.iter().all(|l| l.matches('|').count() == 8), "{table}");
     }
 }

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ConnectOptions, Dialect, Ws};
 use crate::jwt;
+use crate::procfs;
 use crate::report::{Goal, Metric, REFERENCE, SWITCHBOARD};
 use crate::targets::{Running, Target, Targets};
 use crate::worker::{TopicPlan, WorkerSpec, Workers, plan, unix_ns};
@@ -184,6 +185,12 @@ struct Fanout {
     cpu_per_op: f64,
     /// The workers' (receiving side of the load generator) CPU µs per delivery: printed only.
     gen_cpu_per_op: f64,
+    /// Printed only: the server's CPU µs per delivery in the kernel (the rest is user space).
+    kernel_per_op: f64,
+    /// Printed only: the bench process's own CPU µs per delivery (publisher and bookkeeping).
+    bench_cpu_per_op: f64,
+    /// Printed only: the share of the machine's CPU time that was busy (any process), 0 to 1.
+    busy: f64,
 }
 
 /// Bursts in flight in the S1 fan-outs and in S6's send-to-user run (which is compared with one).
@@ -222,8 +229,10 @@ async fn fanout(
     let mut done: HashMap<u64, (usize, u64)> = HashMap::new();
     let mut hist = Histogram::<u64>::new(3)?;
     let (mut sent, mut completed) = (0u64, 0u64);
-    let cpu0 = server.cpu();
+    let (user0, kernel0) = server.cpu_split();
     let gen_cpu0 = workers.cpu();
+    let bench_cpu0 = procfs::cpu_micros(std::process::id()).unwrap_or(0);
+    let machine0 = procfs::machine_micros().unwrap_or_default();
     let start = Instant::now();
     let mut last = start;
     loop {
@@ -251,15 +260,24 @@ async fn fanout(
     }
     let secs = last.duration_since(start).as_secs_f64().max(1e-6);
     let deliveries = completed * plan.per_conn * readers;
-    let cpu = server.cpu().saturating_sub(cpu0) as f64;
+    let (user, kernel) = server.cpu_split();
+    let kernel = kernel.saturating_sub(kernel0) as f64;
+    let cpu = user.saturating_sub(user0) as f64 + kernel;
     let gen_cpu = workers.cpu().saturating_sub(gen_cpu0) as f64;
+    let bench_cpu = procfs::cpu_micros(std::process::id()).unwrap_or(0).saturating_sub(bench_cpu0) as f64;
+    let machine = procfs::machine_micros().unwrap_or_default();
+    let (busy, all) = (machine.0.saturating_sub(machine0.0), machine.1.saturating_sub(machine0.1));
+    let per_op = |micros: f64| micros / deliveries.max(1) as f64;
     Ok(Fanout {
         deliveries,
         rate: deliveries as f64 / secs,
         p50_us: hist.value_at_quantile(0.5) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
-        cpu_per_op: cpu / deliveries.max(1) as f64,
-        gen_cpu_per_op: gen_cpu / deliveries.max(1) as f64,
+        cpu_per_op: per_op(cpu),
+        gen_cpu_per_op: per_op(gen_cpu),
+        kernel_per_op: per_op(kernel),
+        bench_cpu_per_op: per_op(bench_cpu),
+        busy: busy as f64 / all.max(1) as f64,
     })
 }
 
@@ -307,11 +325,24 @@ fn publish_frames(dialect: Dialect, topic: &str, b: u64, k: u64) -> Vec<String> 
 /// One round's values: (metric index, value, server CPU-µs per operation).
 type Values = Vec<(usize, f64, Option<f64>)>;
 
+/// One round's values and, for further columns of the tables, (metric index, heading, value).
+struct Measured {
+    values: Values,
+    details: Vec<(usize, &'static str, f64)>,
+}
+
+impl From<Values> for Measured {
+    fn from(values: Values) -> Self {
+        Self { values, details: vec![] }
+    }
+}
+
 /// Runs `f` for every round and target in A B A B order; failures become the metrics' notes.
-async fn interleave<F, Fut>(ctx: &Ctx, targets: &[Target], metrics: &mut [Metric], mut f: F)
+async fn interleave<F, Fut, M>(ctx: &Ctx, targets: &[Target], metrics: &mut [Metric], mut f: F)
 where
     F: FnMut(Target, usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Values>>,
+    Fut: std::future::Future<Output = anyhow::Result<M>>,
+    M: Into<Measured>,
 {
     for round in 0..ctx.sizes.rounds {
         for t in targets {
@@ -321,9 +352,13 @@ where
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("measurement did not end within 300 s")));
             match r {
-                Ok(values) => {
+                Ok(measured) => {
+                    let Measured { values, details } = measured.into();
                     for (i, v, cpu) in values {
                         metrics[i].push(&t.name, v, cpu);
+                    }
+                    for (i, heading, v) in details {
+                        metrics[i].push_detail(heading, &t.name, v);
                     }
                 }
                 Err(e) => {
@@ -378,6 +413,13 @@ async fn fanout_run(
                     "    burst {b}: {:.0} deliveries/s, burst completion p50 {:.0} µs p99 {:.0} µs, {:.3} CPU-µs/delivery ({} deliveries; load generator {:.3} CPU-µs/delivery)",
                     f.rate, f.p50_us, f.p99_us, f.cpu_per_op, f.deliveries, f.gen_cpu_per_op
                 );
+                eprintln!(
+                    "      CPU-µs/delivery: server {:.3} in the kernel, {:.3} in user space; bench process {:.3}; machine busy {:.1} %",
+                    f.kernel_per_op,
+                    f.cpu_per_op - f.kernel_per_op,
+                    f.bench_cpu_per_op,
+                    f.busy * 100.0
+                );
                 out.push(f);
             }
             Err(e) => {
@@ -416,11 +458,16 @@ pub async fn s1(ctx: &Ctx) -> Vec<Metric> {
             let server = t.start(&[], &ctx.logs).await?;
             let r = fanout_run(ctx, &t, &server, subs, 0, &[1, 10]).await;
             server.stop().await;
-            Ok(r?
-                .into_iter()
-                .enumerate()
-                .flat_map(|(i, f)| [(2 * i, f.rate, Some(f.cpu_per_op)), (2 * i + 1, f.p99_us, None)])
-                .collect())
+            let mut measured = Measured { values: vec![], details: vec![] };
+            for (i, f) in r?.into_iter().enumerate() {
+                measured.values.extend([(2 * i, f.rate, Some(f.cpu_per_op)), (2 * i + 1, f.p99_us, None)]);
+                measured.details.extend([
+                    (2 * i, "of which in the kernel", f.kernel_per_op),
+                    (2 * i, "load generator CPU-µs/op", f.gen_cpu_per_op + f.bench_cpu_per_op),
+                    (2 * i, "machine busy %", f.busy * 100.0),
+                ]);
+            }
+            Ok(measured)
         })
         .await;
         for m in &mut metrics {
@@ -430,8 +477,10 @@ pub async fn s1(ctx: &Ctx) -> Vec<Metric> {
                 m.goal_ratio(SWITCHBOARD, 2.5, "ws");
                 m.goal_ratio(SWITCHBOARD, 5.0, "socketio");
                 m.goal_ratio(SWITCHBOARD, 2.0, "socketioxide");
-                m.note =
-                    "100-byte payloads; 4 bursts in flight; CPU-µs/op = server CPU time per delivery.".into();
+                m.note = "100-byte payloads; 4 bursts in flight; CPU-µs/op = server CPU time per delivery, and the part \
+of it spent in the kernel. The load generator (its worker processes and the bench process, which publishes) runs on the \
+same cores: deliveries/s follow the sum of both CPU times per delivery and the share of the machine that was busy."
+                    .into();
             } else {
                 m.note = "Time from sending a burst to its last delivery on the last subscriber (4 bursts in flight).".into();
             }

@@ -190,6 +190,11 @@ impl Running {
         crate::procfs::cpu_micros(self.pid).unwrap_or(0)
     }
 
+    /// Server CPU time so far in user space and in the kernel (µs).
+    pub fn cpu_split(&self) -> (u64, u64) {
+        crate::procfs::cpu_split_micros(self.pid).unwrap_or_default()
+    }
+
     /// Server resident memory (bytes).
     pub fn rss(&self) -> u64 {
         crate::procfs::rss_bytes(self.pid).unwrap_or(0)
