@@ -128,7 +128,7 @@ async fn handle<S: Clone + Send + Sync + 'static>(
             allowed(server, conn, &rule.options.publish, msg, &params).await?;
             let from =
                 wire::Origin { conn: conn.id.to_string(), user: conn.user().as_deref().map(str::to_owned) };
-            let skip = (!publish.echo).then(|| conn.id.clone());
+            let skip = (!publish.echo).then_some(&**conn);
             let seq =
                 crate::fanout::publish(hub, &topic, publish.event, publish.data, Some(from), skip).await?;
             encode(conn, &wire::Published { seq })

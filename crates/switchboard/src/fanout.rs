@@ -273,20 +273,60 @@ struct Record {
     from: Option<wire::Origin>,
     /// The publisher's connection when it asked not to receive its own publication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    skip: Option<String>,
+    skip: Option<Skip>,
 }
 
-/// Publishes `data` on `topic`; returns the sequence number.
+impl Record {
+    /// Whether `conn` is the publisher that asked not to receive this publication.
+    fn skips(&self, conn: &ConnShared) -> bool {
+        self.skip.as_ref().is_some_and(|skip| skip.is(conn))
+    }
+}
+
+/// The connection a publication is not delivered to: its publisher, when it asked so.
+///
+/// Published here, it is the connection's own id, compared by address with each subscriber's
+/// (a fan-out does not read every subscriber's id); read back from history or from another node,
+/// it is compared by value.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+struct Skip {
+    id: Arc<str>,
+    /// `id` is the connection's own (`ConnShared::id`, the same allocation).
+    local: bool,
+}
+
+impl Skip {
+    fn is(&self, conn: &ConnShared) -> bool {
+        if self.local { Arc::ptr_eq(&self.id, &conn.id) } else { *self.id == *conn.id }
+    }
+}
+
+impl From<String> for Skip {
+    fn from(id: String) -> Self {
+        Self { id: id.into(), local: false }
+    }
+}
+
+impl From<Skip> for String {
+    fn from(skip: Skip) -> Self {
+        skip.id.to_string()
+    }
+}
+
+/// Publishes `data` on `topic`; returns the sequence number. `skip`: the publisher's connection,
+/// when it does not receive its own publication.
 pub(crate) async fn publish(
     hub: &HubInner,
     topic: &Topic,
     event: Option<String>,
     data: RawPayload,
     from: Option<wire::Origin>,
-    skip: Option<Arc<str>>,
+    skip: Option<&ConnShared>,
 ) -> Result<u64, HubError> {
     let settings = hub.settings_for(topic);
-    let record = Record { event, data, from, skip: skip.map(|s| s.to_string()) };
+    let record =
+        Record { event, data, from, skip: skip.map(|conn| Skip { id: conn.id.clone(), local: true }) };
     let bytes = Bytes::from(serde_json::to_vec(&record).map_err(|e| HubError::Encode(e.to_string()))?);
     // No lock: concurrent publications of one topic are numbered by history and put back in
     // order by the sequencer, so they pipeline (several appends and broker publishes in flight).
@@ -485,7 +525,7 @@ fn deliver(hub: &HubInner, topic: &str, state: &Arc<TopicState>, seq: u64, recor
     let frames: PerFormat<Option<Bytes>> = PerFormat::default();
     let subs = state.subs.read();
     for conn in subs.iter() {
-        if record.skip.as_deref() == Some(&*conn.id) {
+        if record.skips(conn) {
             continue;
         }
         let format = conn.format;
@@ -559,7 +599,7 @@ fn flush_deferred(state: &TopicState) {
             });
             Encoded { each, shared }
         });
-        let skipped = |record: &Record| record.skip.as_deref() == Some(&*conn.id);
+        let skipped = |record: &Record| record.skips(conn);
         let _ = match &encoded.shared {
             // Unless it is the publisher of one of them, which asked not to get it back.
             Some((frames, len)) if !skips || !batch.iter().any(|(_, record)| skipped(record)) => {
@@ -598,7 +638,7 @@ fn deliver_one(
     seq: u64,
     record: &Record,
 ) {
-    if record.skip.as_deref() == Some(&*conn.id) {
+    if record.skips(conn) {
         return;
     }
     if let Some(payload) = delivery_payload(topic, seq, record, conn.format) {
@@ -821,7 +861,7 @@ mod tests {
     }
 
     /// Publishes `n` on the in-memory history, which answers at once.
-    fn publish_now(hub: &HubInner, topic: &Topic, n: u64, skip: Option<Arc<str>>) -> u64 {
+    fn publish_now(hub: &HubInner, topic: &Topic, n: u64, skip: Option<&ConnShared>) -> u64 {
         publish(hub, topic, None, RawPayload::json(&n).unwrap(), None, skip)
             .now_or_never()
             .expect("in-memory history answers at once")
@@ -868,12 +908,12 @@ mod tests {
             subscribe(&hub, conn, &topic, None, None).await.unwrap();
         }
         drop((received(&mut rx_a), received(&mut rx_b)));
-        let publish = |n: u64, skip: Option<Arc<str>>| publish_now(&hub, &topic, n, skip);
+        let publish = |n: u64, skip: Option<&ConnShared>| publish_now(&hub, &topic, n, skip);
         {
             let _cork = crate::queue::Cork::new::<Out>(None);
             publish(1, None);
             // `a` publishes 2 without echo.
-            publish(2, Some(a.id.clone()));
+            publish(2, Some(&a));
             publish(3, None);
         }
         // `b` gets the burst as one shared item; `a` gets its frames one by one, without 2.
@@ -887,6 +927,24 @@ mod tests {
         }
         assert!(matches!(rx_b.try_recv(), Some(Out::Frame(_))));
         assert_eq!(received(&mut rx_a), [4]);
+    }
+
+    #[tokio::test]
+    async fn a_publisher_is_skipped_by_address_here_and_by_id_once_read_back() {
+        let hub = hub().await;
+        let (a, _rx_a) = ConnShared::registered(&hub);
+        let (b, _rx_b) = ConnShared::registered(&hub);
+        let published = Record { skip: Some(Skip { id: a.id.clone(), local: true }), ..record(1) };
+        assert!(published.skips(&a));
+        assert!(!published.skips(&b));
+        // History and the broker carry the id as a string, as before.
+        let json = serde_json::to_value(&published).unwrap();
+        assert_eq!(json["skip"], serde_json::Value::String(a.id.to_string()));
+        // Read back (a replay, another node), it is compared by value.
+        let read: Record = serde_json::from_value(json).unwrap();
+        assert!(read.skip.as_ref().is_some_and(|skip| !skip.local));
+        assert!(read.skips(&a));
+        assert!(!read.skips(&b));
     }
 
     fn record(n: u64) -> Record {
