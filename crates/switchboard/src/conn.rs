@@ -31,6 +31,8 @@ pub(crate) enum Out {
     Frames(Arc<[Bytes]>),
     /// A WebSocket ping.
     Ping,
+    /// Bytes already framed: the rest of a write another task began (see `write_direct`).
+    Raw(Bytes),
     /// Send `~bye` (when `bye`, with `jump` if any), then close with this code.
     Close { code: CloseCode, reason: String, bye: bool, jump: Option<String> },
     /// The server is shutting down: stop reading, close once running handlers are done. (Sent
@@ -169,7 +171,20 @@ pub(crate) struct ConnShared {
     pub(crate) identifying: AtomicBool,
     pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
+    /// Held by whoever writes to the socket: the connection's task while it is polled, or a
+    /// writer pass (see `direct`).
+    pub(crate) writing: AtomicBool,
+    /// The transport holds bytes not yet written: a writer pass must not write before them.
+    pub(crate) buffered: AtomicBool,
 }
+
+thread_local! {
+    /// A writer pass's frames, framed for the socket (kept between connections).
+    static PASS_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Largest [`PASS_BUF`] kept between passes.
+const PASS_BUF_MAX: usize = 64 * 1024;
 
 impl ConnShared {
     pub(crate) fn new(
@@ -185,6 +200,8 @@ impl ConnShared {
             config,
             upgrade,
             queue: Queue::new(),
+            writing: AtomicBool::new(false),
+            buffered: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill_reason: Lazy::default(),
@@ -207,20 +224,23 @@ impl ConnShared {
     }
 
     /// Queues messages shared with other connections (`len`: their bytes), in one item.
-    pub(crate) fn push_shared(&self, frames: &Arc<[Bytes]>, len: usize) -> Result<(), SendError> {
+    pub(crate) fn push_shared(self: &Arc<Self>, frames: &Arc<[Bytes]>, len: usize) -> Result<(), SendError> {
         if len == 0 {
             return Ok(());
         }
-        self.enqueue(len, |items| items.push_back(Out::Frames(frames.clone())))
+        self.enqueue_for_pass(len, |items| items.push_back(Out::Frames(frames.clone())))
     }
 
     /// Queues several encoded messages at once (one lock; a fan-out's batch).
-    pub(crate) fn push_many(&self, frames: impl Iterator<Item = Bytes> + Clone) -> Result<(), SendError> {
+    pub(crate) fn push_many(
+        self: &Arc<Self>,
+        frames: impl Iterator<Item = Bytes> + Clone,
+    ) -> Result<(), SendError> {
         let len = frames.clone().map(|f| f.len()).sum();
         if len == 0 {
             return Ok(());
         }
-        self.enqueue(len, |items| items.extend(frames.map(Out::Frame)))
+        self.enqueue_for_pass(len, |items| items.extend(frames.map(Out::Frame)))
     }
 
     /// Queues what `put` adds (`len` bytes) unless the connection is closing; past the queue
@@ -230,6 +250,80 @@ impl ConnShared {
             return Err(SendError::Closed);
         }
         self.sent(self.queue.send_with(len, self.config.max_queue_bytes, put))
+    }
+
+    /// [`ConnShared::enqueue`] for a fan-out: inside a cork, a connection whose socket writer
+    /// passes may write is left to one instead of having its task woken (see `direct`).
+    fn enqueue_for_pass(
+        self: &Arc<Self>,
+        len: usize,
+        put: impl FnOnce(&mut VecDeque<Out>),
+    ) -> Result<(), SendError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        match self.queue.send_taking(len, self.config.max_queue_bytes, put, true) {
+            Ok(Some(waker)) => {
+                crate::direct::defer(self, waker);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => self.sent(Err(e)),
+        }
+    }
+
+    /// Writes the queue to the socket for the connection's task, whose waker this is (a writer
+    /// pass, see `direct`), when it holds only data frames and nobody else writes the socket;
+    /// else, and with whatever the socket did not take, the task is woken to do it. Returns the
+    /// messages and bytes written, for the counters.
+    pub(crate) fn write_direct(&self, waker: std::task::Waker) -> (u64, u64) {
+        if self.writing.swap(true, Ordering::Acquire) {
+            waker.wake();
+            return (0, 0);
+        }
+        let (mut messages, mut bytes) = (0u64, 0usize);
+        if !self.buffered.load(Ordering::Acquire) {
+            let binary = self.format.is_binary();
+            PASS_BUF.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                buf.clear();
+                let mut frame = |payload: &Bytes| {
+                    messages += 1;
+                    bytes += payload.len();
+                    crate::ws::frame_into(&mut buf, binary, payload);
+                };
+                let drained = self.queue.drain_for_pass(
+                    |item| matches!(item, Out::Frame(_) | Out::Frames(_)),
+                    |item| match item {
+                        Out::Frame(payload) => frame(&payload),
+                        Out::Frames(payloads) => payloads.iter().for_each(&mut frame),
+                        _ => unreachable!("taken only if all are data frames"),
+                    },
+                );
+                let Some((n, socket)) = drained else { return };
+                let sent = crate::direct::send_now(&socket, &buf);
+                drop(socket);
+                self.queue.written(bytes, VecDeque::new(), n);
+                if sent < buf.len() {
+                    let rest = Bytes::copy_from_slice(&buf[sent..]);
+                    let len = rest.len();
+                    self.queue.push_front(Out::Raw(rest), len);
+                }
+                if buf.capacity() > PASS_BUF_MAX {
+                    *buf = Vec::new();
+                }
+            });
+        }
+        self.writing.store(false, Ordering::Release);
+        if let Some(waker) = self.queue.give_back(waker) {
+            waker.wake();
+        }
+        (messages, bytes as u64)
+    }
+
+    /// Lets writer passes write to the connection's socket (see `direct`).
+    pub(crate) fn share_socket(&self, socket: Arc<tokio::net::TcpStream>) {
+        self.queue.set_socket(socket);
     }
 
     fn sent(&self, sent: Result<(), Refused>) -> Result<(), SendError> {

@@ -212,7 +212,9 @@ pub(crate) async fn handshake<S: Clone + Send + Sync + 'static>(
     if tcp.write_all(response.as_bytes()).await.is_err() {
         return;
     }
-    let ws = WebSocket::new(tcp, hub.config.max_message_size, &buf[head.len..]);
+    let tcp = crate::direct::SharedTcp::new(tcp);
+    let socket = tcp.share();
+    let ws = WebSocket::new(tcp, hub.config.max_message_size, &buf[head.len..]).with_socket(socket);
     drop(buf);
     board.spawn(ws, format, request);
 }

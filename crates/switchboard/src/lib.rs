@@ -50,6 +50,7 @@ mod builtin;
 mod cluster;
 mod config;
 mod conn;
+mod direct;
 mod error;
 mod extract;
 mod fanout;

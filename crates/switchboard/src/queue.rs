@@ -57,6 +57,8 @@ struct State<T> {
     busy: bool,
     /// The reader, while it waits.
     reader: Option<Waker>,
+    /// The connection's socket, for writer passes (see `direct`); let go of when closed.
+    socket: Option<std::sync::Arc<tokio::net::TcpStream>>,
 }
 
 impl<T> Queue<T> {
@@ -69,6 +71,7 @@ impl<T> Queue<T> {
                 interrupted: false,
                 busy: false,
                 reader: None,
+                socket: None,
             }),
         }
     }
@@ -92,6 +95,18 @@ impl<T> Queue<T> {
         max: usize,
         put: impl FnOnce(&mut VecDeque<T>),
     ) -> Result<(), Refused> {
+        self.send_taking(bytes, max, put, false).map(|_| ())
+    }
+
+    /// [`Queue::send_with`]; with `hand`, a reader woken later (corked) is handed back to the
+    /// caller instead of being deferred, if the queue has a socket for writer passes.
+    pub(crate) fn send_taking(
+        &self,
+        bytes: usize,
+        max: usize,
+        put: impl FnOnce(&mut VecDeque<T>),
+        hand: bool,
+    ) -> Result<Option<Waker>, Refused> {
         let wake = Cork::mode(self.addr());
         if wake == Wake::Later {
             // What the cork holds for before the next message (a deferred fan-out) goes first.
@@ -118,17 +133,65 @@ impl<T> Queue<T> {
         }
         if wake == Wake::Never {
             // The reader is the task running this: it drains its queue before it waits.
-            return Ok(());
+            return Ok(None);
         }
+        let hand = hand && state.socket.is_some();
         let reader = state.reader.take();
         drop(state);
         if let Some(reader) = reader {
             match wake {
+                Wake::Later if hand => return Ok(Some(reader)),
                 Wake::Later => Cork::defer(reader),
                 _ => reader.wake(),
             }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// Lets writer passes write the reader's queue to `socket` (see `direct`).
+    pub(crate) fn set_socket(&self, socket: std::sync::Arc<tokio::net::TcpStream>) {
+        self.state.lock().socket = Some(socket);
+    }
+
+    /// For a writer pass: takes every queued item, handing each to `each` under the lock, if
+    /// all pass `ok` and the queue is open and has a socket; returns how many, and the socket.
+    /// The queue keeps its buffer.
+    pub(crate) fn drain_for_pass(
+        &self,
+        ok: impl Fn(&T) -> bool,
+        each: impl FnMut(T),
+    ) -> Option<(usize, std::sync::Arc<tokio::net::TcpStream>)> {
+        let mut state = self.state.lock();
+        if state.interrupted || state.closed || state.items.is_empty() || !state.items.iter().all(ok) {
+            return None;
+        }
+        let socket = state.socket.clone()?;
+        let n = state.items.len();
+        state.items.drain(..).for_each(each);
+        Some((n, socket))
+    }
+
+    /// Puts `item` (`bytes`) first, without waking anyone.
+    pub(crate) fn push_front(&self, item: T, bytes: usize) {
+        let mut state = self.state.lock();
+        if state.closed {
+            return;
+        }
+        state.bytes += bytes;
+        state.items.push_front(item);
+    }
+
+    /// After a write done for the reader: gives its waker back to the queue, or back to the
+    /// caller to wake when there is something for the reader to do.
+    pub(crate) fn give_back(&self, waker: Waker) -> Option<Waker> {
+        let mut state = self.state.lock();
+        if state.interrupted || state.closed || !state.items.is_empty() {
+            return Some(waker);
+        }
+        if state.reader.is_none() {
+            state.reader = Some(waker);
+        }
+        None
     }
 
     /// The reader wrote `bytes` of the `n` items it took into `buf` (now empty): they no
@@ -250,6 +313,7 @@ impl<T> Queue<T> {
             state.closed = true;
             state.items = VecDeque::new();
             state.bytes = 0;
+            state.socket = None;
             state.reader.take()
         };
         if let Some(reader) = reader {
@@ -275,6 +339,8 @@ thread_local! {
     static OWN: Cell<usize> = const { Cell::new(0) };
     /// Wake-ups put off until the outermost cork is dropped.
     static DEFERRED: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// Run when the outermost cork is dropped, after the wake-ups.
+    static AFTER: Cell<Option<fn()>> = const { Cell::new(None) };
     /// Run before the next send to another queue, or when the cork is removed
     /// ([`Cork::before_next_send`]).
     static BEFORE: Cell<Option<fn()>> = const { Cell::new(None) };
@@ -310,6 +376,11 @@ impl Cork {
     /// `fanout::deliver`). Only inside a cork.
     pub(crate) fn before_next_send(first: fn()) {
         BEFORE.with(|b| b.set(Some(first)));
+    }
+
+    /// Runs `last` when the outermost cork is dropped.
+    pub(crate) fn after(last: fn()) {
+        AFTER.with(|a| a.set(Some(last)));
     }
 
     /// Takes back what [`Cork::before_next_send`] set (to run sends without it).
@@ -353,6 +424,9 @@ impl Drop for Cork {
         let mut wakers = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         for waker in wakers.drain(..) {
             waker.wake();
+        }
+        if let Some(last) = AFTER.with(Cell::take) {
+            last();
         }
         // The list is kept for the next batch, unless it grew large (it holds no waker now).
         if wakers.capacity() <= 4096 {

@@ -10,6 +10,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::future::Either;
 use http::StatusCode;
 use switchboard_core::Backends;
 use switchboard_protocol::{Format, Payload as RawPayload};
@@ -399,7 +400,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 
 fn connection<S: Clone + Send + Sync + 'static, T: Transport>(
     server: Arc<ServerInner<S>>,
-    transport: T,
+    mut transport: T,
     format: Format,
     request: Arc<UpgradeRequest>,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -407,7 +408,12 @@ fn connection<S: Clone + Send + Sync + 'static, T: Transport>(
     let id = hub.new_conn_id();
     let span = tracing::debug_span!("conn", conn = %id);
     let (conn, rx) = ConnShared::new(id, format, hub.config.clone(), request, hub.now_ms());
-    crate::session::run(server, transport, conn, rx).instrument(span)
+    if transport.share_socket(&conn) {
+        let session = crate::session::run(server, transport, conn.clone(), rx);
+        Either::Right(crate::direct::WhileWriting { conn, session }.instrument(span))
+    } else {
+        Either::Left(crate::session::run(server, transport, conn, rx).instrument(span))
+    }
 }
 
 /// The codec a client asked for in `Sec-WebSocket-Protocol` (JSON when it named none); `None`

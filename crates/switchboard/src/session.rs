@@ -142,6 +142,7 @@ where
                         break conn.is_killed().then(|| killed(&server, &conn));
                     }
                     let mut written = 0;
+                    let mut counted = 0;
                     let mut messages = n;
                     let mut close = None;
                     let mut shutdown = false;
@@ -159,6 +160,13 @@ where
                                 }
                             }
                             Out::Ping => transport.buffer(Outbound::Ping, binary),
+                            Out::Raw(raw) => {
+                                // The rest of a writer pass's write: counted by the pass.
+                                messages -= 1;
+                                counted += raw.len();
+                                written += raw.len();
+                                transport.buffer(Outbound::Raw(&raw), binary);
+                            }
                             Out::Shutdown => shutdown = true,
                             Out::Close { code, reason, bye, jump } => {
                                 close = Some(Ending { code, reason, bye, jump });
@@ -192,7 +200,7 @@ where
                     }
                     let stats = hub.stats.here();
                     stats.messages_out.fetch_add(messages as u64, Ordering::Relaxed);
-                    stats.bytes_out.fetch_add(written as u64, Ordering::Relaxed);
+                    stats.bytes_out.fetch_add((written - counted) as u64, Ordering::Relaxed);
                     if close.is_some() {
                         break close;
                     }
@@ -224,6 +232,7 @@ where
                     // What the frames read now queue wakes its readers once, at the end (a burst
                     // fanned out is written in one go); replies to this connection wake nobody:
                     // the loop drains its queue next.
+                    crate::direct::note_hub(&server.hub.inner);
                     let cork = rx.cork();
                     let mut tally = Tally::default();
                     let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);

@@ -39,6 +39,8 @@ pub(crate) enum Outbound<'a> {
     Shared(&'a Bytes),
     Ping,
     Close(u16, &'a str),
+    /// Bytes already framed (the rest of a writer pass's write).
+    Raw(&'a [u8]),
 }
 
 /// The socket operations a connection task needs. `recv` must be cancel-safe.
@@ -53,6 +55,12 @@ pub(crate) trait Transport: Send + 'static {
     fn buffer(&mut self, frame: Outbound<'_>, binary: bool);
     /// Writes what is buffered; `Ready(false)` if the socket failed.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// Lets the connection's writer passes write to the socket, if this transport can (see
+    /// `direct`): whether they may.
+    fn share_socket(&mut self, _conn: &std::sync::Arc<crate::conn::ConnShared>) -> bool {
+        false
+    }
 
     /// Writes what is buffered, waiting for the socket as needed.
     fn flush(&mut self) -> impl Future<Output = bool> + Send {
@@ -106,6 +114,8 @@ impl Transport for AxumSocket {
             Outbound::Close(code, reason) => {
                 Some(ws::Message::Close(Some(ws::CloseFrame { code, reason: ws::Utf8Bytes::from(reason) })))
             }
+            // Never queued for this transport: its socket is not shared with writer passes.
+            Outbound::Raw(_) => None,
         };
         let Some(msg) = msg else { return };
         self.pending.push_back(msg);

@@ -23,11 +23,13 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conn::ConnShared;
 use crate::transport::{Inbound, Outbound, Transport};
 
 /// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
@@ -325,6 +327,13 @@ impl LargeFrame {
 }
 
 /// A frame's header for a payload of `len` bytes: the buffer and how much of it is used.
+/// Appends a data frame (text, or binary) carrying `payload` to `buf`.
+pub(crate) fn frame_into(buf: &mut Vec<u8>, binary: bool, payload: &[u8]) {
+    let (head, head_len) = header(data_opcode(binary), payload.len());
+    buf.extend_from_slice(&head[..usize::from(head_len)]);
+    buf.extend_from_slice(payload);
+}
+
 fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
     let mut head = [0; 10];
     head[0] = 0x80 | opcode;
@@ -391,6 +400,15 @@ impl Outbox {
         self.chunk.extend_from_slice(payload);
     }
 
+    /// Buffers bytes already framed.
+    fn push_raw(&mut self, raw: &[u8]) {
+        if self.chunk.capacity() == 0 {
+            self.chunk = SPARE.with(std::cell::Cell::take);
+            self.chunk.reserve(raw.len().max(CHUNK_FIRST));
+        }
+        self.chunk.extend_from_slice(raw);
+    }
+
     fn is_empty(&self) -> bool {
         self.earlier.is_none() && self.offset == self.chunk.len()
     }
@@ -452,6 +470,11 @@ pub(crate) struct WebSocket<S> {
     io: S,
     decoder: Decoder,
     out: Outbox,
+    /// The socket, until it is shared with the connection's writer passes (see `direct`).
+    socket: Option<Arc<tokio::net::TcpStream>>,
+    /// The connection, once writer passes may write to its socket: told when bytes of ours
+    /// wait to be written.
+    conn: Option<Arc<ConnShared>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -462,7 +485,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if !received.is_empty() {
             decoder.extend(received);
         }
-        Self { io, decoder, out: Outbox::default() }
+        Self { io, decoder, out: Outbox::default(), socket: None, conn: None }
+    }
+
+    /// Lets the connection's writer passes write to `socket` (the one under `io`).
+    pub(crate) fn with_socket(mut self, socket: Arc<tokio::net::TcpStream>) -> Self {
+        self.socket = Some(socket);
+        self
+    }
+
+    /// Tells writer passes whether bytes of ours wait to be written (they must go first).
+    fn note_buffered(&self) {
+        if let Some(conn) = &self.conn {
+            conn.buffered.store(!self.out.is_empty(), std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn queue_close(&mut self, code: Option<u16>, reason: &str) {
@@ -528,11 +564,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Poll::Ready(Inbound::Closed);
             }
             // Pongs and close replies go out without waiting for the next batch.
-            if !self.out.is_empty()
-                && let Poll::Ready(Err(_)) = self.poll_flush(cx)
-            {
-                self.decoder.state = ReadState::Done;
-                return Poll::Ready(Inbound::Closed);
+            if !self.out.is_empty() {
+                let flushed = self.poll_flush(cx);
+                self.note_buffered();
+                if let Poll::Ready(Err(_)) = flushed {
+                    self.decoder.state = ReadState::Done;
+                    return Poll::Ready(Inbound::Closed);
+                }
             }
             if self.decoder.state == ReadState::Open
                 && let Some(event) = self.decoder.decode()
@@ -605,12 +643,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
             Outbound::Data(bytes) => self.out.push(data_opcode(binary), &bytes, || bytes.clone()),
             Outbound::Shared(bytes) => self.out.push(data_opcode(binary), bytes, || bytes.clone()),
             Outbound::Ping => self.out.push(OP_PING, &[], Bytes::new),
+            Outbound::Raw(raw) => self.out.push_raw(raw),
             Outbound::Close(code, reason) => self.queue_close(Some(code), reason),
         }
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        Poll::Ready(ready!(WebSocket::poll_flush(self, cx)).is_ok())
+        let flushed = WebSocket::poll_flush(self, cx);
+        self.note_buffered();
+        Poll::Ready(ready!(flushed).is_ok())
+    }
+
+    fn share_socket(&mut self, conn: &Arc<ConnShared>) -> bool {
+        let Some(socket) = self.socket.take() else { return false };
+        conn.share_socket(socket);
+        self.conn = Some(conn.clone());
+        true
     }
 }
 
