@@ -326,14 +326,14 @@ impl LargeFrame {
     }
 }
 
-/// A frame's header for a payload of `len` bytes: the buffer and how much of it is used.
-/// Appends a data frame (text, or binary) carrying `payload` to `buf`.
+/// Appends a data frame (text, or binary) carrying `payload` to `buf` (for writer passes).
 pub(crate) fn frame_into(buf: &mut Vec<u8>, binary: bool, payload: &[u8]) {
     let (head, head_len) = header(data_opcode(binary), payload.len());
     buf.extend_from_slice(&head[..usize::from(head_len)]);
     buf.extend_from_slice(payload);
 }
 
+/// A frame's header for a payload of `len` bytes: the buffer and how much of it is used.
 fn header(opcode: u8, len: usize) -> ([u8; 10], u8) {
     let mut head = [0; 10];
     head[0] = 0x80 | opcode;
