@@ -178,14 +178,6 @@ pub(crate) struct ConnShared {
     pub(crate) buffered: AtomicBool,
 }
 
-thread_local! {
-    /// A writer pass's frames, framed for the socket (kept between connections).
-    static PASS_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Largest [`PASS_BUF`] kept between passes.
-const PASS_BUF_MAX: usize = 64 * 1024;
-
 impl ConnShared {
     pub(crate) fn new(
         id: Arc<str>,
@@ -282,40 +274,39 @@ impl ConnShared {
             return (0, 0);
         }
         let (mut messages, mut bytes) = (0u64, 0usize);
+        let mut rest = None;
         if !self.buffered.load(Ordering::Acquire) {
             let binary = self.format.is_binary();
-            PASS_BUF.with(|buf| {
-                let mut buf = buf.borrow_mut();
-                buf.clear();
-                let mut frame = |payload: &Bytes| {
-                    messages += 1;
-                    bytes += payload.len();
-                    crate::ws::frame_into(&mut buf, binary, payload);
-                };
-                let drained = self.queue.drain_for_pass(
-                    |item| matches!(item, Out::Frame(_) | Out::Frames(_)),
-                    |item| match item {
-                        Out::Frame(payload) => frame(&payload),
-                        Out::Frames(payloads) => payloads.iter().for_each(&mut frame),
-                        _ => unreachable!("taken only if all are data frames"),
-                    },
-                );
-                let Some((n, socket)) = drained else { return };
-                let sent = crate::direct::send_now(&socket, &buf);
-                drop(socket);
-                self.queue.written(bytes, VecDeque::new(), n);
-                if sent < buf.len() {
-                    let rest = Bytes::copy_from_slice(&buf[sent..]);
-                    let len = rest.len();
-                    self.queue.push_front(Out::Raw(rest), len);
+            let mut frames = crate::ws::PassFrames::new();
+            let mut frame = |payload: &Bytes| {
+                messages += 1;
+                bytes += payload.len();
+                frames.push(binary, payload);
+            };
+            let drained = self.queue.drain_for_pass(
+                |item| match item {
+                    Out::Frame(payload) => crate::ws::PassFrames::takes(payload.len()),
+                    Out::Frames(payloads) => payloads.iter().all(|p| crate::ws::PassFrames::takes(p.len())),
+                    _ => false,
+                },
+                |item| match item {
+                    Out::Frame(payload) => frame(&payload),
+                    Out::Frames(payloads) => payloads.iter().for_each(&mut frame),
+                    _ => unreachable!("taken only if all are data frames"),
+                },
+            );
+            if let Some(socket) = drained {
+                let framed = frames.bytes();
+                let sent = crate::direct::send_now(&socket, framed);
+                if sent < framed.len() {
+                    let raw = Bytes::copy_from_slice(&framed[sent..]);
+                    let len = raw.len();
+                    rest = Some((Out::Raw(raw), len));
                 }
-                if buf.capacity() > PASS_BUF_MAX {
-                    *buf = Vec::new();
-                }
-            });
+            }
         }
         self.writing.store(false, Ordering::Release);
-        if let Some(waker) = self.queue.give_back(waker) {
+        if let Some(waker) = self.queue.finish_pass(bytes, rest, waker) {
             waker.wake();
         }
         (messages, bytes as u64)

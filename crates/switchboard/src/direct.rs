@@ -17,8 +17,10 @@
 //! waking it: a queue holding anything but data frames, the rest of a write the socket did not
 //! take (queued first, already framed), a socket in use.
 //!
-//! Only the lean transport over TCP (`Switchboard::serve`) takes part. The queue holds the
-//! socket for the passes (`Queue::drain_all_if`) and lets go of it when it closes.
+//! Only the lean transport over TCP (`Switchboard::serve`) takes part, and only with frames
+//! that transport would copy too (`ws::PassFrames`; a large payload goes out vectored, by the
+//! connection's task). The queue holds the socket for the passes (`Queue::drain_for_pass`) and
+//! lets go of it when it closes.
 
 use std::cell::RefCell;
 use std::io;
@@ -45,7 +47,7 @@ impl SharedTcp {
         Self(Arc::new(tcp))
     }
 
-    /// The stream, for the connection's queue (see `Queue::drain_all_if`).
+    /// The stream, for the connection's queue (see `Queue::drain_for_pass`).
     pub(crate) fn share(&self) -> Arc<TcpStream> {
         self.0.clone()
     }

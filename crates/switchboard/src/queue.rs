@@ -154,37 +154,35 @@ impl<T> Queue<T> {
     }
 
     /// For a writer pass: takes every queued item, handing each to `each` under the lock, if
-    /// all pass `ok` and the queue is open and has a socket; returns how many, and the socket.
-    /// The queue keeps its buffer.
+    /// all pass `ok` and the queue is open and has a socket; returns the socket. The queue
+    /// keeps its buffer. [`Queue::finish_pass`] follows.
     pub(crate) fn drain_for_pass(
         &self,
         ok: impl Fn(&T) -> bool,
         each: impl FnMut(T),
-    ) -> Option<(usize, std::sync::Arc<tokio::net::TcpStream>)> {
+    ) -> Option<std::sync::Arc<tokio::net::TcpStream>> {
         let mut state = self.state.lock();
         if state.interrupted || state.closed || state.items.is_empty() || !state.items.iter().all(ok) {
             return None;
         }
         let socket = state.socket.clone()?;
-        let n = state.items.len();
         state.items.drain(..).for_each(each);
-        Some((n, socket))
+        Some(socket)
     }
 
-    /// Puts `item` (`bytes`) first, without waking anyone.
-    pub(crate) fn push_front(&self, item: T, bytes: usize) {
+    /// After a writer pass wrote `bytes` of what it drained for the reader: they no longer
+    /// count against the limit, and `rest` (an item of its bytes), if any, goes first. Gives the
+    /// reader's waker back to the queue, or back to the caller to wake when there is something
+    /// for the reader to do.
+    pub(crate) fn finish_pass(&self, bytes: usize, rest: Option<(T, usize)>, waker: Waker) -> Option<Waker> {
         let mut state = self.state.lock();
-        if state.closed {
-            return;
+        state.bytes = state.bytes.saturating_sub(bytes);
+        if let Some((item, len)) = rest
+            && !state.closed
+        {
+            state.bytes += len;
+            state.items.push_front(item);
         }
-        state.bytes += bytes;
-        state.items.push_front(item);
-    }
-
-    /// After a write done for the reader: gives its waker back to the queue, or back to the
-    /// caller to wake when there is something for the reader to do.
-    pub(crate) fn give_back(&self, waker: Waker) -> Option<Waker> {
-        let mut state = self.state.lock();
         if state.interrupted || state.closed || !state.items.is_empty() {
             return Some(waker);
         }

@@ -326,11 +326,37 @@ impl LargeFrame {
     }
 }
 
-/// Appends a data frame (text, or binary) carrying `payload` to `buf` (for writer passes).
-pub(crate) fn frame_into(buf: &mut Vec<u8>, binary: bool, payload: &[u8]) {
-    let (head, head_len) = header(data_opcode(binary), payload.len());
-    buf.extend_from_slice(&head[..usize::from(head_len)]);
-    buf.extend_from_slice(payload);
+/// Writer passes frame into this thread's spare write buffer, as the transport does (see
+/// `direct`): only frames the transport would copy too, so that a large payload still goes out
+/// vectored, by the connection's task.
+pub(crate) struct PassFrames(Vec<u8>);
+
+impl PassFrames {
+    /// Whether a pass frames a payload of `len` bytes (else the connection's task writes it).
+    pub(crate) fn takes(len: usize) -> bool {
+        len <= COPY_MAX
+    }
+
+    pub(crate) fn new() -> Self {
+        Self(SPARE.with(std::cell::Cell::take))
+    }
+
+    /// Appends a data frame (text, or binary) carrying `payload`.
+    pub(crate) fn push(&mut self, binary: bool, payload: &[u8]) {
+        let (head, head_len) = header(data_opcode(binary), payload.len());
+        self.0.extend_from_slice(&head[..usize::from(head_len)]);
+        self.0.extend_from_slice(payload);
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for PassFrames {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.0));
+    }
 }
 
 /// A frame's header for a payload of `len` bytes: the buffer and how much of it is used.
@@ -391,22 +417,23 @@ impl Outbox {
             earlier.push_back(Run::Large(LargeFrame { head, head_len, payload: owned() }));
             return;
         }
-        let need = usize::from(head_len) + payload.len();
-        if self.chunk.capacity() == 0 {
-            self.chunk = SPARE.with(std::cell::Cell::take);
-            self.chunk.reserve(need.max(CHUNK_FIRST));
-        }
-        self.chunk.extend_from_slice(&head[..usize::from(head_len)]);
-        self.chunk.extend_from_slice(payload);
+        let chunk = self.chunk_for(usize::from(head_len) + payload.len());
+        chunk.extend_from_slice(&head[..usize::from(head_len)]);
+        chunk.extend_from_slice(payload);
     }
 
     /// Buffers bytes already framed.
     fn push_raw(&mut self, raw: &[u8]) {
+        self.chunk_for(raw.len()).extend_from_slice(raw);
+    }
+
+    /// The chunk, taken from this thread's spare if there is none, for `need` more bytes.
+    fn chunk_for(&mut self, need: usize) -> &mut Vec<u8> {
         if self.chunk.capacity() == 0 {
             self.chunk = SPARE.with(std::cell::Cell::take);
-            self.chunk.reserve(raw.len().max(CHUNK_FIRST));
+            self.chunk.reserve(need.max(CHUNK_FIRST));
         }
-        self.chunk.extend_from_slice(raw);
+        &mut self.chunk
     }
 
     fn is_empty(&self) -> bool {
