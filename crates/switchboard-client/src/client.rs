@@ -538,6 +538,7 @@ impl Client {
             event: options.event,
             data: self.encode(data)?,
             echo: options.echo,
+            key: None,
         };
         let published: Published = self.call(types::PUB, &publish).await?;
         Ok(published.seq)

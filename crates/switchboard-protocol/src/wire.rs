@@ -43,6 +43,8 @@ pub mod types {
     pub const PRESENCE: &str = "~presence";
     /// A direct message.
     pub const DM: &str = "~dm";
+    /// Read a topic's retained publications without subscribing.
+    pub const HISTORY: &str = "~history";
 }
 
 /// `~hello` payload.
@@ -167,7 +169,15 @@ pub struct Publish {
     /// Deliver to the sender too.
     #[serde(default)]
     pub echo: bool,
+    /// An idempotency key (at most [`MAX_PUBLISH_KEY`] bytes): a publication whose key the topic
+    /// has already seen within its history is not published again, and the reply is the first
+    /// one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
+
+/// Longest idempotency key of a `~pub`, in bytes.
+pub const MAX_PUBLISH_KEY: usize = 64;
 
 /// Reply to `~pub`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -201,6 +211,52 @@ pub struct Delivery {
     /// The publisher, for publications by clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Origin>,
+    /// The topic's epoch, present when it differs from the one the subscriber was last told (in
+    /// its `~sub` reply or an earlier `~msg`): the stream restarted, and `seq` counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<String>,
+}
+
+/// `~history` payload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    /// The topic.
+    pub topic: String,
+    /// The newest `limit` publications (default and maximum: the topic's history size; ≥ 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// Only the publications after this position (of this epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<StreamPosition>,
+}
+
+/// One retained publication in a `~history` reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryItem {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The event name, if the publisher gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// The data.
+    #[serde(default)]
+    pub data: Payload,
+    /// The publisher, for publications by clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Origin>,
+}
+
+/// Reply to `~history`: publications oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryReply {
+    /// The topic.
+    pub topic: String,
+    /// The topic's current epoch (what a `~sub` now would answer).
+    pub epoch: String,
+    /// The topic's latest sequence number.
+    pub seq: u64,
+    /// The retained publications asked for, oldest first (empty for a `since` of another epoch).
+    pub publications: Vec<HistoryItem>,
 }
 
 /// `~status` payload. `alias: null` clears the alias; an absent field is unchanged.
