@@ -251,7 +251,7 @@ impl FrameReader {
 fn mask_key() -> [u8; 4] {
     static STATE: AtomicU64 = AtomicU64::new(0);
     let s = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-    let mut z = s.wrapping_add(crate::worker::unix_ns());
+    let mut z = s.wrapping_add(crate::clock::unix_ns());
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     ((z ^ (z >> 31)) as u32).to_be_bytes()

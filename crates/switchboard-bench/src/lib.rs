@@ -6,6 +6,7 @@
 //! floor: raw tokio + WebSocket) and `bench-switchboard` (the framework, used as a user would).
 
 pub mod client;
+pub mod clock;
 pub mod doc;
 pub mod eio;
 pub mod jwt;

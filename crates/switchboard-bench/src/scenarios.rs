@@ -15,11 +15,12 @@ use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ConnectOptions, Dialect, Ws};
+use crate::clock::unix_ns;
 use crate::jwt;
 use crate::procfs;
 use crate::report::{Goal, Metric, REFERENCE, SWITCHBOARD};
 use crate::targets::{Running, Target, Targets};
-use crate::worker::{TopicPlan, WorkerSpec, Workers, plan, unix_ns};
+use crate::worker::{TopicPlan, WorkerSpec, Workers, plan};
 
 /// Sizes and limits of a run.
 #[derive(Clone, Debug)]

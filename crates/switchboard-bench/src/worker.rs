@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::process::Stdio;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
@@ -21,6 +21,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use crate::client::{self, ConnectOptions, Dialect};
+use crate::clock::unix_ns;
 use crate::lean::Conn;
 use crate::{jwt, procfs};
 
@@ -96,11 +97,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// Nanoseconds since the epoch (comparable across the bench's processes).
-pub fn unix_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
 /// The worker process's main: `switchboard-bench worker '<spec>'`.

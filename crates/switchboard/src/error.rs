@@ -1,4 +1,14 @@
-//! Errors handlers return, and how results become replies.
+//! Every error type of the crate, and how results become replies.
+//!
+//! | type | who returns it |
+//! |---|---|
+//! | [`Error`] | handlers, filters and hooks: it becomes the `~err` reply |
+//! | [`SendError`] | queuing a message for a connection ([`Conn::send`](crate::Conn::send)) |
+//! | [`RequestError`] | a request to a client ([`Conn::request`](crate::Conn::request), [`Hub::request`](crate::Hub::request)) |
+//! | [`HubError`] | the [`Hub`](crate::Hub)'s operations |
+//! | [`BuildError`] | [`Server::build`](crate::Server::build) |
+//!
+//! Codes always come from [`switchboard_protocol::codes`].
 
 use std::borrow::Cow;
 
@@ -126,16 +136,94 @@ impl From<DecodeError> for Error {
     }
 }
 
-impl From<crate::RequestError> for Error {
-    fn from(e: crate::RequestError) -> Self {
+impl From<RequestError> for Error {
+    fn from(e: RequestError) -> Self {
         match e {
-            crate::RequestError::Remote(body) => body.into(),
-            crate::RequestError::Timeout => Self::timeout("the peer did not answer in time"),
-            crate::RequestError::Disconnected => Self::unavailable("the peer disconnected"),
-            crate::RequestError::NotFound => Self::not_found("no such connection"),
-            crate::RequestError::Backend(_) => Self::unavailable("the request could not be delivered"),
+            RequestError::Remote(body) => body.into(),
+            RequestError::Timeout => Self::timeout("the peer did not answer in time"),
+            RequestError::Disconnected => Self::unavailable("the peer disconnected"),
+            RequestError::NotFound => Self::not_found("no such connection"),
+            RequestError::Backend(_) => Self::unavailable("the request could not be delivered"),
         }
     }
+}
+
+impl From<HubError> for Error {
+    fn from(e: HubError) -> Self {
+        match e {
+            HubError::Encode(_) => Error::bad_request("the payload cannot be encoded"),
+            HubError::Backend(_) => Error::unavailable("the operation could not be completed"),
+            HubError::Topic(m) => Error::bad_request(m),
+            HubError::NotFound => Error::not_found("no such connection"),
+        }
+    }
+}
+
+/// Why a message could not be queued for a connection.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection is closed or closing.
+    #[error("connection closed")]
+    Closed,
+    /// The connection's queue overflowed: it is being closed with 4002.
+    #[error("slow consumer")]
+    SlowConsumer,
+    /// The payload could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+}
+
+/// Why a request to a client failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The client answered with an error.
+    #[error("{0}")]
+    Remote(ErrorBody),
+    /// The client did not answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The connection closed before the answer.
+    #[error("disconnected")]
+    Disconnected,
+    /// No such connection.
+    #[error("no such connection")]
+    NotFound,
+    /// The request could not reach the connection's node.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Why a hub operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The payload could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(String),
+    /// A backend (broker, history, presence, users) failed: the operation did not happen or
+    /// did not reach every node.
+    #[error("backend: {0}")]
+    Backend(String),
+    /// The topic name is not valid.
+    #[error("invalid topic: {0}")]
+    Topic(String),
+    /// No such connection.
+    #[error("no such connection")]
+    NotFound,
+}
+
+/// The configuration cannot make a server.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// Two namespaces have the same name.
+    #[error("namespace {0:?} is declared twice")]
+    DuplicateNamespace(String),
+    /// The broker refused this node.
+    #[error("backend: {0}")]
+    Backend(String),
 }
 
 /// What a request handler returns: converted into the `~ok` result or the `~err` body.

@@ -46,44 +46,38 @@
 //! }
 //! ```
 
-mod builtin;
-mod cluster;
+// The layers, each using only those above it in this list (`scripts/check-layers.py` checks it;
+// see docs/architecture.md): leaves, then io ← outbound ← conn ← hub ← app ← session ← server.
+mod base;
 mod config;
-mod conn;
-mod direct;
 mod error;
-mod extract;
-mod fanout;
-mod frame;
-mod handler;
-mod housekeeping;
-mod http1;
-mod hub;
-mod identify;
-mod info;
-mod namespace;
-mod presence;
-mod queue;
-mod server;
-mod session;
-mod topic;
-mod transport;
-mod upgrade;
-mod ws;
 
+mod io;
+mod outbound;
+
+mod conn;
+mod hub;
+
+mod app;
+mod session;
+
+mod server;
+
+pub use app::accept::Accept;
+pub use app::extract::{FromRef, Meta, Payload, Session, State, User};
+pub use app::handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
+pub use app::namespace::Namespace;
+pub use app::topic::TopicOptions;
 pub use config::{CapPolicy, Config};
-pub use conn::{Conn, Request, RequestError, SendError};
-pub use error::{Error, IntoReply};
-pub use extract::{FromRef, Meta, Payload, Session, State, User};
-pub use handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
-pub use hub::{Hub, HubError, RegistrySizes, Stats};
-pub use info::{ClusterStats, NodeStats};
-pub use namespace::{Accept, Namespace};
-pub use presence::DirectMessageEvent;
-pub use server::{BuildError, Server, Switchboard, subprotocol};
-pub use session::RequestDone;
+pub use conn::{Conn, Request};
+pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError};
+pub use hub::Hub;
+pub use hub::hooks::DirectMessageEvent;
+pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
+pub use hub::topics::settings::TopicParams;
+pub use io::upgrade::{Rejection, UpgradeRequest};
+pub use server::{Server, Switchboard, subprotocol};
+pub use session::runtime::RequestDone;
 pub use switchboard_core as core;
 pub use switchboard_protocol as protocol;
 pub use switchboard_protocol::{CloseCode, Format, Payload as RawPayload, codes};
-pub use topic::{TopicOptions, TopicParams};
-pub use upgrade::{Rejection, UpgradeRequest};

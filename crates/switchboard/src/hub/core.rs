@@ -1,0 +1,148 @@
+//! The hub's state: one owner per piece, and nothing that acts on it (the modules above do).
+//!
+//! | piece | owner | what it holds |
+//! |---|---|---|
+//! | connections, users | [`Registry`] | this node's connections by id and by user |
+//! | topics | [`Topics`] | this node's subscribers per topic, sequencers, held fan-outs |
+//! | topic settings | [`SettingsTable`] | the patterns of every namespace, for server publishes |
+//! | deadlines | [`Timers`] | identification, acknowledgement and expiry deadlines |
+//! | the cluster | [`Link`] | node messages and replies awaited from other nodes |
+//! | counters | [`Counters`] | per-thread traffic counters |
+//! | lifecycle | [`Lifecycle`] | the shutdown signal and the tasks to wait for |
+//!
+//! Fields are visible to the hub's own modules only; the layers above use the methods.
+
+use std::sync::{Arc, Weak};
+
+use switchboard_core::{Backends, NodeId};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::hooks::DmAudit;
+use super::link::Link;
+use super::registry::Registry;
+use super::timers::Timers;
+use super::topics::settings::SettingsTable;
+use super::topics::table::Topics;
+use crate::base::clock::Clock;
+use crate::base::counters::Counters;
+use crate::config::Config;
+use crate::conn::ConnShared;
+
+/// The shutdown signal and the tasks a shutdown waits for.
+pub(crate) struct Lifecycle {
+    /// Cancelled when the server shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Connection and handshake tasks, waited for at shutdown.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// See the module's documentation.
+pub(crate) struct Core {
+    /// This core, for tasks it spawns (a gap check).
+    pub(super) me: Weak<Core>,
+    /// This server's id in the cluster; prefixes every connection id.
+    pub(super) node: NodeId,
+    pub(super) config: Arc<Config>,
+    pub(super) backends: Backends,
+    pub(super) registry: Registry,
+    pub(super) topics: Topics,
+    pub(super) settings: SettingsTable,
+    pub(super) timers: Timers,
+    pub(super) link: Link,
+    pub(super) clock: Clock,
+    pub(super) counters: Arc<Counters>,
+    pub(super) lifecycle: Lifecycle,
+    pub(super) dm_audit: Option<DmAudit>,
+}
+
+/// What a core is made of (see [`Core::new`]).
+pub(crate) struct Parts {
+    pub(crate) config: Arc<Config>,
+    pub(crate) backends: Backends,
+    pub(crate) settings: SettingsTable,
+    pub(crate) dm_audit: Option<DmAudit>,
+}
+
+impl Core {
+    pub(crate) fn new(parts: Parts) -> Arc<Self> {
+        let node: NodeId = format!("{:08x}", rand::random::<u32>()).into();
+        Arc::new_cyclic(|me| Core {
+            me: me.clone(),
+            link: Link::new(node.clone(), parts.backends.broker.clone()),
+            registry: Registry::new(node.clone()),
+            node,
+            config: parts.config,
+            backends: parts.backends,
+            topics: Topics::new(),
+            settings: parts.settings,
+            timers: Timers::default(),
+            clock: Clock::start(),
+            counters: Arc::new(Counters::default()),
+            lifecycle: Lifecycle { shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
+            dm_audit: parts.dm_audit,
+        })
+    }
+
+    /// This core, shared (`None` once it is dropped).
+    pub(super) fn myself(&self) -> Option<Arc<Core>> {
+        self.me.upgrade()
+    }
+
+    pub(crate) fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Milliseconds since the server started: the coarse clock of liveness checks.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    pub(crate) fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// A local connection by id.
+    pub(crate) fn local(&self, conn: &str) -> Option<Arc<ConnShared>> {
+        self.registry.get(conn)
+    }
+}
+
+#[cfg(test)]
+impl Core {
+    /// A core on in-memory backends, not started (no sweeper, not in a cluster).
+    pub(crate) fn for_tests(config: Config) -> Arc<Self> {
+        Self::new(Parts {
+            config: Arc::new(config),
+            backends: Backends::memory(),
+            settings: SettingsTable::default(),
+            dm_audit: None,
+        })
+    }
+
+    /// A JSON connection registered here, with no task: a test reads what is sent to it
+    /// through the receiver.
+    pub(crate) fn test_conn(&self) -> (Arc<ConnShared>, crate::conn::Receiver) {
+        let (conn, rx) = ConnShared::new(
+            self.registry.new_conn_id(),
+            switchboard_protocol::Format::Json,
+            self.config.clone(),
+            Arc::default(),
+            self.now_ms(),
+        );
+        self.registry.insert(&conn);
+        (conn, rx)
+    }
+}

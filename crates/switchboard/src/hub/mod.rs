@@ -1,0 +1,395 @@
+//! The hub: this node's connections, users and topics, and what ties it to the other nodes of
+//! a cluster; [`Hub`] is the handle the application uses to reach them from anywhere.
+//!
+//! Order inside (each file uses only those before it): `hooks` · `registry` · `timers` · `link`
+//! (messages to other nodes) · `topics::{settings, record, sequencer, table}` ← `core` (the
+//! state, one owner per piece) ← `acked` ← `topics::{deliver, publish, subscribe}` ←
+//! `presence` ← `membership` ← `stats` ← `inbound` (what other nodes say) ← `sweeper` ←
+//! this file, the facade. Knows nothing of namespaces, handlers or sessions.
+
+pub(crate) mod acked;
+pub(crate) mod core;
+pub(crate) mod hooks;
+pub(crate) mod inbound;
+pub(crate) mod link;
+pub(crate) mod membership;
+pub(crate) mod presence;
+pub(crate) mod registry;
+pub(crate) mod stats;
+pub(crate) mod sweeper;
+pub(crate) mod timers;
+pub(crate) mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use switchboard_core::ConnRef;
+use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic};
+
+use self::acked::send_acked;
+use self::core::{Core, Parts};
+use self::inbound::{NodeSink, broadcast_local};
+use self::link::NodeMsg;
+use self::registry::Registry;
+use self::stats::{ClusterStats, NODES, RegistrySizes, Stats};
+use self::topics::publish::publish;
+use crate::conn::Conn;
+use crate::error::{BuildError, HubError, RequestError};
+use crate::outbound::frame::SharedFrame;
+
+fn frame<T: Serialize + ?Sized>(kind: &str, payload: &T) -> Result<SharedFrame, HubError> {
+    let payload = RawPayload::json(payload).map_err(|e| HubError::Encode(e.to_string()))?;
+    Ok(SharedFrame::new(kind, payload))
+}
+
+/// A cheap, cloneable handle to the server, usable anywhere in the application: send to
+/// connections, users or everyone, make requests to clients, publish, kick, read the registry.
+///
+/// Everything it does holds across the nodes of a cluster (the backends carry it).
+///
+/// ```no_run
+/// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+/// let reached = hub.send_to_user("ada", "notice", &"you have mail").await?;
+/// hub.broadcast("tick", &42, None).await?;
+/// let seq = hub.publish("chat/lobby", Some("news"), &"hello").await?;
+/// hub.disconnect_user("mallory", switchboard::CloseCode::KICKED, "banned").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    core: Arc<Core>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", &self.core.node).finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts a hub: joins the cluster (the broker, the list of nodes) and starts the sweeper.
+    pub(crate) async fn start(parts: Parts) -> Result<Self, BuildError> {
+        let core = Core::new(parts);
+        core.backends
+            .broker
+            .attach(core.node.clone(), Arc::new(NodeSink(Arc::downgrade(&core))))
+            .await
+            .map_err(|e| BuildError::Backend(e.to_string()))?;
+        core.backends
+            .presence
+            .join(NODES, &core.node, bytes::Bytes::from_static(b"{}"))
+            .await
+            .map_err(|e| BuildError::Backend(e.to_string()))?;
+        tokio::spawn(sweeper::run(Arc::downgrade(&core)));
+        Ok(Self { core })
+    }
+
+    /// Leaves the cluster (after every connection closed).
+    pub(crate) async fn stop(&self) {
+        let core = &self.core;
+        let _ = core.backends.presence.leave(NODES, &core.node).await;
+        let _ = core.backends.broker.detach(&core.node).await;
+    }
+
+    /// The hub's state, for the layers above.
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// This server's node id.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.core.node
+    }
+
+    /// A local connection by id.
+    #[must_use]
+    pub fn conn(&self, id: &str) -> Option<Conn> {
+        self.core.local(id).map(Conn)
+    }
+
+    /// Sends the event `[kind, payload]` to one connection, wherever it is. Returns 1 if it was
+    /// queued (locally) or handed to its node, 0 if no such connection is known.
+    ///
+    /// # Errors
+    /// [`HubError`] when encoding or the broker fails.
+    pub async fn send_to_conn<T: Serialize + ?Sized>(
+        &self,
+        conn: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<usize, HubError> {
+        let frame = frame(kind, payload)?;
+        if let Some(c) = self.core.local(conn) {
+            return Ok(usize::from(c.push_frame(&frame).is_ok()));
+        }
+        match Registry::node_of(conn) {
+            Some(node) if node != &*self.core.node => {
+                let msg =
+                    NodeMsg::ToConn { conn: conn.to_owned(), kind: kind.to_owned(), payload: frame.payload };
+                match self.core.link.send(Some(node), &msg).await {
+                    Ok(()) => Ok(1),
+                    Err(HubError::NotFound) => Ok(0),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Sends the event `[kind, payload]` to every connection of `user`, on every node.
+    /// Returns how many connections it reached.
+    ///
+    /// # Errors
+    /// [`HubError`] when encoding or a backend fails.
+    pub async fn send_to_user<T: Serialize + ?Sized>(
+        &self,
+        user: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<usize, HubError> {
+        let frame = frame(kind, payload)?;
+        self.send_frame_to_user(user, &frame).await
+    }
+
+    pub(crate) async fn send_frame_to_user(
+        &self,
+        user: &str,
+        frame: &SharedFrame,
+    ) -> Result<usize, HubError> {
+        // How many are elsewhere; from an in-memory registry at once (no future, no list).
+        let core = &self.core;
+        let users = &core.backends.users;
+        let remote = match users.remote_count_now(user, &core.node) {
+            Some(remote) => remote,
+            None => self.user_connections(user).await?.iter().filter(|c| c.node != core.node).count(),
+        };
+        // Under the shard's read lock: pushing only queues, no clone of the list.
+        let mut reached = core.registry.count_user_conns(user, |c| c.push_frame(frame).is_ok());
+        if remote > 0 {
+            let msg = NodeMsg::ToUser {
+                user: user.to_owned(),
+                kind: frame.kind.clone(),
+                payload: frame.payload.clone(),
+            };
+            core.link.send(None, &msg).await?;
+            reached += remote;
+        }
+        Ok(reached)
+    }
+
+    /// Sends the event `[kind, payload]` to every identified connection on every node, except
+    /// `except` (a connection id). Returns how many local connections it reached.
+    ///
+    /// # Errors
+    /// [`HubError`] when encoding or the broker fails.
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        payload: &T,
+        except: Option<&str>,
+    ) -> Result<usize, HubError> {
+        let frame = frame(kind, payload)?;
+        let reached = broadcast_local(&self.core.registry, &frame, except);
+        let msg = NodeMsg::Broadcast {
+            kind: kind.to_owned(),
+            payload: frame.payload.clone(),
+            except: except.map(str::to_owned),
+        };
+        self.core.link.send(None, &msg).await?;
+        Ok(reached)
+    }
+
+    /// Sends the request `[kind, payload, id]` to a connection and waits for its answer.
+    ///
+    /// # Errors
+    /// [`RequestError`]: the client's error, a timeout, a disconnection, or no such connection.
+    pub async fn request<T: Serialize + ?Sized>(
+        &self,
+        conn: &str,
+        kind: &str,
+        payload: &T,
+        timeout: Duration,
+    ) -> Result<RawPayload, RequestError> {
+        if let Some(c) = self.core.local(conn) {
+            return Conn(c).request(kind, payload).timeout(timeout).await;
+        }
+        let Some(node) = Registry::node_of(conn).filter(|n| *n != &*self.core.node) else {
+            return Err(RequestError::NotFound);
+        };
+        let payload = RawPayload::json(payload).map_err(|e| RequestError::Backend(e.to_string()))?;
+        self.core.link.relay_request(node, conn, kind, payload, timeout).await
+    }
+
+    /// Closes every connection of `user`, on every node, with `code` (e.g. 4503, kicked).
+    /// Returns how many connections were closed.
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the registry or the broker fails.
+    pub async fn disconnect_user(
+        &self,
+        user: &str,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<usize, HubError> {
+        let all = self.user_connections(user).await?;
+        let local = self.core.registry.user_conns(user);
+        for c in &local {
+            c.close(code, reason, true);
+        }
+        let remote = all.iter().filter(|c| c.node != self.core.node).count();
+        if remote > 0 {
+            let msg = NodeMsg::CloseUser { user: user.to_owned(), code: code.0, reason: reason.to_owned() };
+            self.core.link.send(None, &msg).await?;
+        }
+        Ok(local.len() + remote)
+    }
+
+    /// A user's connections across the cluster, oldest first (read-only view of the registry).
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the registry fails.
+    pub async fn user_connections(&self, user: &str) -> Result<Vec<ConnRef>, HubError> {
+        self.core.backends.users.connections(user).await.map_err(|e| HubError::Backend(e.to_string()))
+    }
+
+    /// The users with a connection on this node, and how many each has.
+    #[must_use]
+    pub fn local_users(&self) -> Vec<(Arc<str>, usize)> {
+        self.core.registry.users()
+    }
+
+    /// How many connections this node holds.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        self.core.registry.len()
+    }
+
+    /// Publishes to a topic (server-side: no permission check) and returns its sequence number.
+    ///
+    /// # Errors
+    /// [`HubError`] when the topic is invalid, the payload does not encode, or a backend fails
+    /// (the publication then did not happen).
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        event: Option<&str>,
+        data: &T,
+    ) -> Result<u64, HubError> {
+        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        let data = RawPayload::json(data).map_err(|e| HubError::Encode(e.to_string()))?;
+        publish(&self.core, &topic, event.map(str::to_owned), data, None, None).await
+    }
+
+    /// Puts a local connection into a topic (a group), without permission checks.
+    ///
+    /// # Errors
+    /// [`HubError`] when the connection is unknown, the topic invalid or a backend fails.
+    pub async fn join(&self, conn: &str, topic: &str) -> Result<(), HubError> {
+        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        let conn = self.core.local(conn).ok_or(HubError::NotFound)?;
+        membership::join(&self.core, &conn, &topic, None, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| HubError::Backend(e.message().to_owned()))
+    }
+
+    /// Takes a local connection out of a topic.
+    ///
+    /// # Errors
+    /// [`HubError::NotFound`] when the connection is unknown.
+    pub async fn leave(&self, conn: &str, topic: &str) -> Result<bool, HubError> {
+        let conn = self.core.local(conn).ok_or(HubError::NotFound)?;
+        Ok(membership::leave(&self.core, &conn, topic).await)
+    }
+
+    /// Counters of this node, for metrics ([`Hub::cluster_stats`] adds up every node).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        stats::stats_now(&self.core)
+    }
+
+    /// Who is present in a topic (where presence is on), across the cluster.
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the presence backend fails.
+    pub async fn presence(&self, topic: &str) -> Result<Vec<switchboard_protocol::wire::Peer>, HubError> {
+        presence::list(&self.core, topic).await.map_err(|e| HubError::Backend(e.message().to_owned()))
+    }
+
+    /// The directory: available connections with an alias, across the cluster.
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the presence backend fails.
+    pub async fn directory(&self) -> Result<Vec<switchboard_protocol::wire::Peer>, HubError> {
+        self.presence(presence::DIRECTORY).await
+    }
+
+    /// Sizes of the internal registries (connections, users, topics with local subscribers,
+    /// pending timers): what a leak test checks goes back to zero.
+    #[must_use]
+    pub fn registry_sizes(&self) -> RegistrySizes {
+        let core = &self.core;
+        RegistrySizes {
+            connections: core.registry.len(),
+            users: core.registry.users_len(),
+            topics: core.topics.len(),
+            timers: core.timers.len(),
+        }
+    }
+
+    /// Sends `[kind, payload, id]` to a connection, on any node, as an acknowledged delivery:
+    /// resent with the same id every [`Config::ack_timeout`](crate::Config::ack_timeout), at most [`Config::max_resends`](crate::Config::max_resends)
+    /// times, until the client answers `~ok`. The connection's own node keeps the delivery.
+    ///
+    /// ```
+    /// # async fn demo(hub: switchboard::Hub, conn: &str) -> Result<(), switchboard::HubError> {
+    /// hub.send_acked(conn, "invoice", &serde_json::json!({"id": 7})).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::NotFound`] when no node has the connection (for one on another node: when
+    /// that node is gone; a connection that just closed there is not reported);
+    /// [`HubError::Encode`]; [`HubError::Backend`].
+    pub async fn send_acked<T: Serialize + ?Sized>(
+        &self,
+        conn: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<(), HubError> {
+        if let Some(c) = self.core.local(conn) {
+            let payload =
+                RawPayload::encode(c.format, payload).map_err(|e| HubError::Encode(e.to_string()))?;
+            send_acked(&self.core, &c, kind, &payload);
+            return Ok(());
+        }
+        match Registry::node_of(conn) {
+            Some(node) if node != &*self.core.node => {
+                let payload = RawPayload::json(payload).map_err(|e| HubError::Encode(e.to_string()))?;
+                let msg = NodeMsg::ToConnAcked { conn: conn.to_owned(), kind: kind.to_owned(), payload };
+                self.core.link.send(Some(node), &msg).await
+            }
+            _ => Err(HubError::NotFound),
+        }
+    }
+
+    /// Statistics of the whole cluster: this node's and every other running node's, added up.
+    ///
+    /// On a single node this costs no backend call beyond listing the nodes. Nodes that do not
+    /// answer within two seconds are named in [`ClusterStats::unreachable`].
+    ///
+    /// ```
+    /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+    /// let stats = hub.cluster_stats().await?;
+    /// println!("{} connections on {} nodes", stats.totals.connections, stats.nodes.len());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Backend`] when the list of nodes cannot be read.
+    pub async fn cluster_stats(&self) -> Result<ClusterStats, HubError> {
+        stats::cluster_stats(&self.core).await
+    }
+}
