@@ -71,6 +71,12 @@
 //! Publications sent while a node's subscription connection is down are lost for that node
 //! (at-most-once); history sequence numbers let the framework and clients see the gap.
 
+// Layers, each module using only those on the lines above it (no import circles):
+//   conn      which Redis (one or a cluster) and the command connection
+//   scripts   the Lua scripts
+//   core      key names, liveness of owners, the entry writes, sweeping, rewriting lost entries
+//   broker, history, presence, users   the four contracts of switchboard-core
+//   lib.rs    RedisOptions, ConnectError, RedisBackends::connect wiring them together
 mod broker;
 mod conn;
 mod core;

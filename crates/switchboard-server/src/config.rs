@@ -325,6 +325,30 @@ pub(crate) struct ProxySettings {
     pub timeout_ms: u64,
 }
 
+impl JwtSettings {
+    /// The algorithm, or what is wrong with it.
+    pub(crate) fn algorithm(&self) -> Result<jsonwebtoken::Algorithm, String> {
+        match self.algorithm.to_ascii_uppercase().as_str() {
+            "HS256" => Ok(jsonwebtoken::Algorithm::HS256),
+            "RS256" => Ok(jsonwebtoken::Algorithm::RS256),
+            "ES256" => Ok(jsonwebtoken::Algorithm::ES256),
+            other => Err(format!("unsupported algorithm `{other}` (HS256, RS256, ES256)")),
+        }
+    }
+
+    /// Which settings the algorithm needs, without reading any file.
+    fn check(&self) -> Result<(), String> {
+        match self.algorithm()? {
+            jsonwebtoken::Algorithm::HS256 if self.secret.is_none() => Err("HS256 needs jwt.secret".into()),
+            jsonwebtoken::Algorithm::HS256 => Ok(()),
+            _ if self.public_key_file.is_some() == self.jwks_file.is_some() => {
+                Err("RS256/ES256 need exactly one of jwt.public_key_file, jwt.jwks_file".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn proxy_timeout() -> u64 {
     5000
 }
@@ -500,8 +524,9 @@ fn check(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
             }
         }
     }
+    // The key material (files) is read by `jwt::Verifier::new` when the namespaces are built.
     if let Some(jwt) = &s.jwt
-        && let Err(e) = crate::jwt::Verifier::new(jwt)
+        && let Err(e) = jwt.check()
     {
         err("jwt", e);
     }

@@ -59,12 +59,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
 impl Verifier {
     /// Builds a verifier from its settings; the error says what is wrong.
     pub(crate) fn new(s: &JwtSettings) -> Result<Self, String> {
-        let algorithm = match s.algorithm.to_ascii_uppercase().as_str() {
-            "HS256" => Algorithm::HS256,
-            "RS256" => Algorithm::RS256,
-            "ES256" => Algorithm::ES256,
-            other => return Err(format!("unsupported algorithm `{other}` (HS256, RS256, ES256)")),
-        };
+        let algorithm = s.algorithm()?;
         let keys = match algorithm {
             Algorithm::HS256 => {
                 let secret = s.secret.as_deref().ok_or("HS256 needs jwt.secret")?;

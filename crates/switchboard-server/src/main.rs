@@ -9,6 +9,12 @@
 //! `listening on ADDR` once ready; SIGTERM or Ctrl-C closes every connection with 1001 and
 //! exits 0. See the crate's README for every key.
 
+// Layers, each module using only those on the lines above it (no import circles):
+//   config              settings: layers, defaults, checks that read no file
+//   client, metrics     HTTP client to the application; Prometheus series
+//   jwt                 token verification (reads the key files)
+//   namespaces, api, demo   what the framework serves: identification, topics, HTTP API, page
+//   main.rs             loads, builds, listens, shuts down
 mod api;
 mod client;
 mod config;
