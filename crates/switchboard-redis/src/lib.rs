@@ -109,6 +109,9 @@ pub struct RedisOptions {
     /// A topic's history (epoch and sequence number) untouched for that long is dropped: its epoch
     /// changes when it comes back (default 10 minutes, like the in-memory history).
     pub stream_idle: Duration,
+    /// `rediss://` only: the CA certificates (PEM) that sign the Redis servers' certificates,
+    /// trusted instead of the system's roots (default: none, the system's roots).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -120,6 +123,7 @@ impl Default for RedisOptions {
             heartbeat: Duration::from_secs(5),
             owner_ttl: Duration::from_secs(15),
             stream_idle: Duration::from_secs(600),
+            tls_ca: None,
         }
     }
 }
@@ -151,6 +155,19 @@ impl RedisOptions {
     pub fn heartbeat(mut self, interval: Duration, ttl: Duration) -> Self {
         self.heartbeat = interval;
         self.owner_ttl = ttl.max(interval + Duration::from_millis(1));
+        self
+    }
+
+    /// Trusts these CA certificates (PEM, one or more) for `rediss://`, instead of the system's
+    /// roots: for Redis servers with certificates of a private CA.
+    ///
+    /// ```
+    /// let options = switchboard_redis::RedisOptions::default().tls_ca(b"-----BEGIN CERTIFICATE-----…".to_vec());
+    /// assert!(options.tls_ca.is_some());
+    /// ```
+    #[must_use]
+    pub fn tls_ca(mut self, pem: Vec<u8>) -> Self {
+        self.tls_ca = Some(pem);
         self
     }
 
@@ -193,7 +210,7 @@ impl RedisBackends {
     /// [`ConnectError`] if the URL is invalid (`rediss+cluster://` included: no TLS in this
     /// build), Redis is unreachable, or the prefix contains `{` or `}` on a cluster.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
-        let target = conn::Target::parse(url)?;
+        let target = conn::Target::parse(url, &options)?;
         if target.is_cluster() && options.prefix.contains(['{', '}']) {
             return Err(ConnectError::InvalidOptions(
                 "on a Redis Cluster the prefix must not contain '{' or '}' (it is part of every hash tag)"
