@@ -220,7 +220,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         );
     }
     let handle = metrics::install()?;
-    serve::describe();
+    serve::describe("main");
     if let Some(jwt) = &parts.jwt {
         jwt.start().await;
     }
@@ -302,12 +302,13 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         _ => None,
     };
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    tracker.spawn(serve::serve(listener, acceptor, app, limits, stop.clone(), tracker.clone()));
+    tracker.spawn(serve::serve("main", listener, acceptor, app, limits, stop.clone(), tracker.clone()));
     let metrics_address = match metrics_listener {
         Some(l) => {
             let at = l.local_addr()?;
             let router = api::metrics_router(api.clone());
-            tracker.spawn(serve::serve(l, None, router, limits, stop.clone(), tracker.clone()));
+            serve::describe("metrics");
+            tracker.spawn(serve::serve("metrics", l, None, router, limits, stop.clone(), tracker.clone()));
             Some(at)
         }
         None => None,

@@ -46,14 +46,15 @@ struct Slot {
     pending: Arc<AtomicUsize>,
     /// Given back already.
     released: AtomicBool,
+    /// The listener's label.
+    listener: &'static str,
 }
 
 impl Slot {
     fn release(&self) {
         if !self.released.swap(true, Ordering::AcqRel) {
             let left = self.pending.fetch_sub(1, Ordering::AcqRel) - 1;
-            #[allow(clippy::cast_precision_loss)]
-            metrics::gauge!("switchboard_handshakes_pending").set(left as f64);
+            pending_gauge(self.listener, left);
         }
     }
 
@@ -68,21 +69,29 @@ impl Drop for Slot {
     }
 }
 
-fn failed(reason: &'static str) {
-    metrics::counter!("switchboard_handshake_failures_total", "reason" => reason).increment(1);
+#[allow(clippy::cast_precision_loss)]
+fn pending_gauge(listener: &'static str, count: usize) {
+    metrics::gauge!("switchboard_handshakes_pending", "listener" => listener).set(count as f64);
 }
 
-/// Declares the series (present from the first scrape on).
-pub(crate) fn describe() {
+fn failed(listener: &'static str, reason: &'static str) {
+    metrics::counter!("switchboard_handshake_failures_total", "listener" => listener, "reason" => reason)
+        .increment(1);
+}
+
+/// Declares the series (present from the first scrape on) of a listener (`main`, `metrics`).
+pub(crate) fn describe(listener: &'static str) {
     metrics::describe_counter!(
         "switchboard_handshake_failures_total",
-        "Connections closed before their first request: cap (too many in handshake), timeout, tls"
+        "Connections closed before their first request, by listener and reason: cap (too many \
+         in handshake), timeout (no request head by the deadline), tls (failed TLS handshake)"
     );
     metrics::describe_gauge!("switchboard_handshakes_pending", "Connections in their TLS or HTTP handshake");
     for reason in ["cap", "timeout", "tls"] {
-        metrics::counter!("switchboard_handshake_failures_total", "reason" => reason).absolute(0);
+        metrics::counter!("switchboard_handshake_failures_total", "listener" => listener, "reason" => reason)
+            .absolute(0);
     }
-    metrics::gauge!("switchboard_handshakes_pending").set(0.0);
+    pending_gauge(listener, 0);
 }
 
 /// Accept errors that concern one connection only (as `axum::serve` classifies them).
@@ -96,8 +105,10 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 }
 
 /// Serves `app` on `listener` until `stop`; connection tasks go to `tracker` (HTTP connections
-/// finish their current request after `stop`; upgraded WebSockets are the framework's).
+/// finish their current request after `stop`; upgraded WebSockets are the framework's). `name`
+/// labels the listener's series.
 pub(crate) async fn serve(
+    name: &'static str,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
@@ -122,14 +133,14 @@ pub(crate) async fn serve(
             }
         };
         if pending.load(Ordering::Acquire) >= limits.max_handshakes {
-            failed("cap");
+            failed(name, "cap");
             drop(tcp);
             continue;
         }
         let count = pending.fetch_add(1, Ordering::AcqRel) + 1;
-        #[allow(clippy::cast_precision_loss)]
-        metrics::gauge!("switchboard_handshakes_pending").set(count as f64);
-        let slot = Arc::new(Slot { pending: pending.clone(), released: AtomicBool::new(false) });
+        pending_gauge(name, count);
+        let slot =
+            Arc::new(Slot { pending: pending.clone(), released: AtomicBool::new(false), listener: name });
         // Small frames must not wait for Nagle's algorithm: replies are latency-bound.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
@@ -158,11 +169,11 @@ async fn connection(
             match accepted {
                 Ok(Ok(io)) => http(io, remote, app, limits, slot, deadline, stop).await,
                 Ok(Err(e)) => {
-                    failed("tls");
+                    failed(slot.listener, "tls");
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
                 }
                 Err(_) => {
-                    failed("timeout");
+                    failed(slot.listener, "timeout");
                     tracing::debug!(%remote, "TLS handshake not done by the deadline");
                 }
             }
@@ -206,13 +217,18 @@ async fn http<IO>(
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
+                    // hyper's own header read timeout may beat our deadline to it.
+                    let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+                    if timed_out && !slot.released() {
+                        failed(slot.listener, "timeout");
+                    }
                     tracing::debug!(%remote, error = %e, "HTTP connection ended with an error");
                 }
                 return;
             }
             () = tokio::time::sleep_until(deadline), if watching => {
                 if !slot.released() {
-                    failed("timeout");
+                    failed(slot.listener, "timeout");
                     tracing::debug!(%remote, "no request head by the deadline: closed");
                     return;
                 }
