@@ -28,7 +28,11 @@
 //!   sharded pub/sub). The seeds are only where to start: the client learns every master from
 //!   them and follows slot moves. Pub/sub is sharded (`SSUBSCRIBE`/`SPUBLISH`), so a publication
 //!   crosses only the master of its channel's slot; every Lua script touches one slot. The prefix
-//!   must not contain `{` or `}`. `rediss+cluster://` (TLS) is refused: this build has no TLS.
+//!   must not contain `{` or `}`.
+//! - `rediss://…` and `rediss+cluster://…`: the same over TLS (rustls; no OpenSSL). The servers'
+//!   certificates are checked against the system's roots, or only against
+//!   [`RedisOptions::tls_ca`] when it is given (a private CA). Debian's `redis-server` speaks TLS
+//!   with `--tls-port` (and `--tls-cluster yes` for a cluster).
 //!
 //! Both use the same keys and the same code paths; only the pub/sub commands differ.
 //!
@@ -161,9 +165,12 @@ impl RedisOptions {
     /// Trusts these CA certificates (PEM, one or more) for `rediss://`, instead of the system's
     /// roots: for Redis servers with certificates of a private CA.
     ///
-    /// ```
-    /// let options = switchboard_redis::RedisOptions::default().tls_ca(b"-----BEGIN CERTIFICATE-----…".to_vec());
-    /// assert!(options.tls_ca.is_some());
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use switchboard_redis::{RedisBackends, RedisOptions};
+    /// let ca = std::fs::read("/etc/switchboard/redis-ca.crt")?;
+    /// let backends = RedisBackends::connect("rediss://redis.internal:6380", RedisOptions::default().tls_ca(ca)).await?;
+    /// # let _ = backends; Ok(()) }
     /// ```
     #[must_use]
     pub fn tls_ca(mut self, pem: Vec<u8>) -> Self {
@@ -201,14 +208,15 @@ pub struct RedisBackends;
 impl RedisBackends {
     /// Connects to `url` and returns the four backends: `redis://[user:password@]host:port[/db]`
     /// for one Redis, `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis
-    /// Cluster (sharded pub/sub; see the crate documentation).
+    /// Cluster (sharded pub/sub; see the crate documentation); `rediss` instead of `redis` for
+    /// TLS.
     ///
     /// Fails if Redis does not answer now; afterwards the backends reconnect by themselves.
     ///
     /// # Errors
     ///
-    /// [`ConnectError`] if the URL is invalid (`rediss+cluster://` included: no TLS in this
-    /// build), Redis is unreachable, or the prefix contains `{` or `}` on a cluster.
+    /// [`ConnectError`] if the URL is invalid, Redis is unreachable (a TLS certificate that
+    /// does not verify included), or the prefix contains `{` or `}` on a cluster.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
         let target = conn::Target::parse(url, &options)?;
         if target.is_cluster() && options.prefix.contains(['{', '}']) {
