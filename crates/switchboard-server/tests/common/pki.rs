@@ -124,3 +124,91 @@ pub async fn https(
     let (head, body) = text.split_once("\r\n\r\n").expect("a full response");
     (head.split(' ').nth(1).unwrap().parse().unwrap(), body.to_owned())
 }
+
+/// What an in-test HTTPS application answers: `(method, path, body) → (status, JSON body)`.
+pub type Handler = Arc<dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync>;
+
+/// A small HTTPS server (one request per connection) with a certificate of `pki` for
+/// localhost; its address. Runs until the test ends.
+pub async fn https_app(pki: &Pki, handler: Handler) -> SocketAddr {
+    let (cert, key) = pki.server(&format!("app-{}", super::rand_id()));
+    let chain: Vec<CertificateDer<'static>> =
+        rustls::pki_types::pem::PemObject::pem_file_iter(&cert).unwrap().map(Result::unwrap).collect();
+    let key = rustls::pki_types::pem::PemObject::from_pem_file(&key).unwrap();
+    let mut config =
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(tcp).await else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let (head_end, length) = loop {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                        break (i + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = stream.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let mut line = head.lines().next().unwrap_or_default().split(' ');
+                let (method, path) = (line.next().unwrap_or_default(), line.next().unwrap_or_default());
+                let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+                let (status, answer) = handler(method, path, &body);
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// base64url without padding (JWK coordinates).
+pub fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// An ES256 key made at test time: its JWK (with `kid`) and its signing key.
+pub fn es256_key(kid: &str) -> (serde_json::Value, jsonwebtoken::EncodingKey) {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = key.public_key_raw();
+    assert_eq!(point.len(), 65, "an uncompressed P-256 point");
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": b64url(&point[1..33]), "y": b64url(&point[33..]),
+    });
+    (jwk, jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap())
+}
