@@ -148,15 +148,11 @@ fn topic_options(t: &TopicSettings, shared: &Shared, ns: &str) -> TopicOptions {
     o.presence(t.presence).acknowledged(t.acknowledged)
 }
 
-#[derive(Deserialize)]
-struct DevIdentity {
-    name: String,
-}
-
-async fn identify_dev(Payload(id): Payload<DevIdentity>) -> Result<Accept, Error> {
-    let name = id.name.trim();
+/// `{"name": N}`, read by hand: a refusal says what is expected, not what a decoder found.
+async fn identify_dev(Payload(id): Payload<Value>) -> Result<Accept, Error> {
+    let name = id.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
     if name.is_empty() || name.len() > 64 {
-        return Err(Error::not_authorized("a name of 1 to 64 bytes, please"));
+        return Err(Error::not_authorized("identify with {\"name\": N}, a name of 1 to 64 bytes"));
     }
     Ok(Accept::user(name).alias(name))
 }

@@ -167,3 +167,14 @@ async fn gentoken_mints_tokens_the_server_accepts() {
     assert_eq!(code, 2);
     assert!(err.contains("--private-key"), "{err}");
 }
+
+#[tokio::test]
+async fn development_refusals_say_what_is_expected_not_what_a_decoder_found() {
+    let server = common::spawn(&["--dev"], &[]).await;
+    for identity in [json!(42), json!({"name": 7}), json!({"nom": "x"}), json!({"name": ""})] {
+        let mut c = Client::connect(server.addr).await;
+        let err = c.call("~hello", json!({"identity": identity})).await.unwrap_err();
+        assert_eq!(err["code"], "NOT_AUTHORIZED");
+        assert_eq!(err["message"], "identify with {\"name\": N}, a name of 1 to 64 bytes", "{identity}");
+    }
+}
