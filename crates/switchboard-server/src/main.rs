@@ -299,7 +299,10 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
             cert.clone().watch(interval, stop.clone());
             Some(cert.acceptor().map_err(StartError)?)
         }
-        _ => None,
+        _ => {
+            ignore_hangups(stop.clone());
+            None
+        }
     };
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     tracker.spawn(serve::serve("main", listener, acceptor, app, limits, stop.clone(), tracker.clone()));
@@ -332,6 +335,20 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
     }
     tracing::info!("bye");
     Ok(())
+}
+
+/// Without TLS there is nothing to reload, but a SIGHUP (`systemctl reload`) must not kill the
+/// process, as its default action would.
+fn ignore_hangups(stop: CancellationToken) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = hup.recv() => tracing::info!("SIGHUP: nothing to reload (no [tls])"),
+            }
+        }
+    });
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns what completes at the first of them.
