@@ -62,6 +62,7 @@ impl Drop for RedisBroker {
 }
 
 /// How subscriptions reach Redis.
+#[allow(clippy::large_enum_variant)] // One per process (a TLS-capable client is large): no matter.
 enum Mode {
     /// A dedicated pub/sub connection (`SUBSCRIBE`), driven by `drive`.
     Single(redis::Client),

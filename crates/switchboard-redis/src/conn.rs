@@ -1,5 +1,6 @@
-//! Which Redis: one server (`redis://…`) or a Redis Cluster (`redis+cluster://seed,seed…`), and
-//! the command connection that hides the difference from the rest of the crate.
+//! Which Redis: one server (`redis://…`, `rediss://…` over TLS) or a Redis Cluster
+//! (`redis+cluster://seed,seed…`, `rediss+cluster://…` over TLS), and the command connection
+//! that hides the difference from the rest of the crate.
 
 use std::time::Duration;
 
@@ -12,37 +13,60 @@ use crate::{ConnectError, RedisOptions};
 
 /// Where the backends connect, parsed from the URL.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // One per process (a TLS-capable client is large): no matter.
 pub(crate) enum Target {
     /// One Redis server (possibly behind Sentinel or a proxy).
     Single(redis::Client),
-    /// A Redis Cluster, given by seed nodes (`redis://[auth@]host:port` each).
+    /// A Redis Cluster, given by seed nodes (`redis[s]://[auth@]host:port` each; `rediss` for
+    /// TLS, with [`RedisOptions::tls_ca`] if given).
     Cluster(Vec<String>),
 }
 
 const CLUSTER_SCHEME: &str = "redis+cluster://";
 const CLUSTER_TLS_SCHEME: &str = "rediss+cluster://";
 
+/// `url` without `scheme` (any case), if it starts with it.
+fn strip_scheme<'a>(url: &'a str, scheme: &str) -> Option<&'a str> {
+    url.get(..scheme.len()).filter(|s| s.eq_ignore_ascii_case(scheme)).map(|_| &url[scheme.len()..])
+}
+
+/// TLS needs a rustls crypto provider: the process's default, else aws-lc-rs (the only one this
+/// crate compiles in; installing it is a no-op when another thread did first).
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    }
+}
+
+fn certificates(ca: Option<&[u8]>) -> redis::TlsCertificates {
+    redis::TlsCertificates { client_tls: None, root_cert: ca.map(<[u8]>::to_vec) }
+}
+
 impl Target {
-    /// Parses `redis://…` (anything `redis::Client::open` takes) or
-    /// `redis+cluster://[user[:password]@]host:port[,host:port…][/]`.
-    pub(crate) fn parse(url: &str) -> Result<Self, ConnectError> {
-        if url.len() >= CLUSTER_TLS_SCHEME.len()
-            && url[..CLUSTER_TLS_SCHEME.len()].eq_ignore_ascii_case(CLUSTER_TLS_SCHEME)
-        {
-            return Err(ConnectError::InvalidUrl(
-                "rediss+cluster:// (TLS) is not supported: switchboard-redis is built without TLS; \
-                 use redis+cluster:// on a trusted network, or a TLS tunnel"
-                    .to_owned(),
-            ));
-        }
-        let Some(rest) = url
-            .get(..CLUSTER_SCHEME.len())
-            .filter(|s| s.eq_ignore_ascii_case(CLUSTER_SCHEME))
-            .map(|_| &url[CLUSTER_SCHEME.len()..])
-        else {
-            let client = redis::Client::open(url).map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
-            return Ok(Self::Single(client));
+    /// Parses `redis[s]://…` (anything `redis::Client::open` takes) or
+    /// `redis[s]+cluster://[user[:password]@]host:port[,host:port…][/]`; `rediss` is TLS, with
+    /// the system's roots or, if given, [`RedisOptions::tls_ca`] only.
+    pub(crate) fn parse(url: &str, options: &RedisOptions) -> Result<Self, ConnectError> {
+        let (rest, tls) = match (strip_scheme(url, CLUSTER_SCHEME), strip_scheme(url, CLUSTER_TLS_SCHEME)) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => {
+                let tls = strip_scheme(url, "rediss://").is_some();
+                if tls {
+                    ensure_crypto_provider();
+                }
+                let client = match (&options.tls_ca, tls) {
+                    (Some(ca), true) => redis::Client::build_with_tls(url, certificates(Some(ca))),
+                    _ => redis::Client::open(url),
+                }
+                .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+                return Ok(Self::Single(client));
+            }
         };
+        if tls {
+            ensure_crypto_provider();
+        }
+        let seed_scheme = if tls { "rediss" } else { "redis" };
         let invalid = |why: &str| ConnectError::InvalidUrl(format!("{url}: {why}"));
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#']) {
@@ -64,8 +88,8 @@ impl Target {
                 return Err(invalid("every seed node needs host:port"));
             }
             let seed = match auth {
-                Some(auth) => format!("redis://{auth}@{host}"),
-                None => format!("redis://{host}"),
+                Some(auth) => format!("{seed_scheme}://{auth}@{host}"),
+                None => format!("{seed_scheme}://{host}"),
             };
             // Validates the seed the way the client will read it.
             redis::Client::open(seed.as_str()).map_err(|e| invalid(&e.to_string()))?;
@@ -93,6 +117,10 @@ impl Target {
             .max_retry_wait(500);
         if let Some(pushes) = pushes {
             builder = builder.use_protocol(redis::ProtocolVersion::RESP3).push_sender(pushes);
+        }
+        let tls = seeds.first().is_some_and(|s| s.starts_with("rediss://"));
+        if tls && options.tls_ca.is_some() {
+            builder = builder.certs(certificates(options.tls_ca.as_deref()));
         }
         builder.build().map_err(|e| ConnectError::InvalidUrl(e.to_string()))
     }
@@ -173,13 +201,22 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert!(!Target::parse("redis://127.0.0.1:6379").unwrap().is_cluster());
-        match Target::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/").unwrap() {
-            Target::Cluster(seeds) => assert_eq!(seeds, ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]),
+        let o = RedisOptions::default();
+        assert!(!Target::parse("redis://127.0.0.1:6379", &o).unwrap().is_cluster());
+        assert!(!Target::parse("rediss://127.0.0.1:6379", &o).unwrap().is_cluster());
+        match Target::parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/", &o).unwrap() {
+            Target::Cluster(seeds) => {
+                assert_eq!(seeds, ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]);
+            }
             Target::Single(_) => panic!("a cluster"),
         }
-        match Target::parse("REDIS+CLUSTER://u:pw@h1:1,h2:2").unwrap() {
+        match Target::parse("REDIS+CLUSTER://u:pw@h1:1,h2:2", &o).unwrap() {
             Target::Cluster(seeds) => assert_eq!(seeds, ["redis://u:pw@h1:1", "redis://u:pw@h2:2"]),
+            Target::Single(_) => panic!("a cluster"),
+        }
+        let with_ca = RedisOptions::default().tls_ca(b"PEM".to_vec());
+        match Target::parse("rediss+cluster://h1:1,h2:2", &with_ca).unwrap() {
+            Target::Cluster(seeds) => assert_eq!(seeds, ["rediss://h1:1", "rediss://h2:2"]),
             Target::Single(_) => panic!("a cluster"),
         }
         for bad in [
@@ -188,10 +225,10 @@ mod tests {
             "redis+cluster://h1:x",
             "redis+cluster://h1:1/2",
             "redis+cluster://h1:1?protocol=3",
-            "rediss+cluster://h1:1",
+            "rediss+cluster://h1",
             "not a url",
         ] {
-            assert!(matches!(Target::parse(bad), Err(ConnectError::InvalidUrl(_))), "{bad}");
+            assert!(matches!(Target::parse(bad, &o), Err(ConnectError::InvalidUrl(_))), "{bad}");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! What the four backends share: the command connection, key names, this process's heartbeat
 //! (its liveness as an *owner* of presence and user entries), deciding which owners are dead,
-//! the sweeping of dead owners, and the local copy of this owner's entries that is written again
-//! when Redis lost them.
+//! the entry writes (presence join, user register), the sweeping of dead owners, and the local
+//! copy of this owner's entries that is written again when Redis lost them. `presence` and
+//! `users` build on it; it uses neither.
 //!
 //! Liveness works the same on one Redis and on a Redis Cluster, where a script may only touch
 //! the keys of one hash slot:
@@ -30,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use redis::FromRedisValue;
-use switchboard_core::{BackendError, NodeId};
+use redis::{FromRedisValue, Value};
+use switchboard_core::{BackendError, CapPolicy, ConnRef, NodeId, Registration};
 
 use crate::conn::{Conn, Target};
 use crate::{ConnectError, RedisOptions, scripts};
@@ -83,6 +84,18 @@ impl Keys {
     /// The base of a user's keys (`:z` order, `:h` owner and node, `:n` counter).
     pub(crate) fn user(&self, user: &str) -> String {
         format!("{{{}:u:{user}}}", self.prefix)
+    }
+
+    /// A presence key's Redis keys: `:z` order, `:i` info, `:w` owner, `:n` counter.
+    pub(crate) fn presence_keys(&self, key: &str) -> [String; 4] {
+        let base = self.presence(key);
+        [format!("{base}:z"), format!("{base}:i"), format!("{base}:w"), format!("{base}:n")]
+    }
+
+    /// A user's Redis keys: `:z` order, `:h` owner and node, `:n` counter.
+    pub(crate) fn user_keys(&self, user: &str) -> [String; 3] {
+        let base = self.user(user);
+        [format!("{base}:z"), format!("{base}:h"), format!("{base}:n")]
     }
 
     /// The base of a topic's history keys (`:m` epoch and seq, `:s` stream).
@@ -249,8 +262,8 @@ impl Core {
     /// Cluster: asks every master for its run id; true if one differs from the last answer (or a
     /// master is new). No answer is no news.
     async fn masters_changed(&self) -> bool {
-        let v = self.query::<redis::Value>(redis::cmd("INFO").arg("server")).await;
-        let Ok(redis::Value::Map(answers)) = v else {
+        let v = self.query::<Value>(redis::cmd("INFO").arg("server")).await;
+        let Ok(Value::Map(answers)) = v else {
             return false;
         };
         let mut now = HashMap::new();
@@ -350,8 +363,8 @@ impl Core {
             }
             for ((kind, key), conns) in by_object {
                 let (script, keys) = match kind {
-                    'p' => (&*scripts::PRESENCE_PRUNE, crate::presence::keys(self, key).to_vec()),
-                    'u' => (&*scripts::USERS_PRUNE, crate::users::keys(self, key).to_vec()),
+                    'p' => (&*scripts::PRESENCE_PRUNE, self.keys.presence_keys(key).to_vec()),
+                    'u' => (&*scripts::USERS_PRUNE, self.keys.user_keys(key).to_vec()),
                     _ => continue,
                 };
                 let mut call = script.prepare_invoke();
@@ -425,13 +438,115 @@ impl Core {
         users.sort_by_key(|e| e.0);
         let count = presence.len() + users.len();
         for (_, key, conn, info) in presence {
-            crate::presence::write_join(self, &key, &conn, &info).await?;
+            self.write_join(&key, &conn, &info).await?;
         }
         for (_, user, conn, node) in users {
-            crate::users::write_register(self, &user, &conn, &node, None).await?;
+            self.write_register(&user, &conn, &node, None).await?;
         }
         Ok(count)
     }
+}
+
+/// The entry writes, without the gate or the local copy: what `Presence::join` and
+/// `Users::register` do, and what the rewrite does again when Redis lost the entries.
+impl Core {
+    /// The presence join script, listed in this owner's set in the same round trip.
+    pub(crate) async fn write_join(&self, key: &str, conn: &str, info: &[u8]) -> Result<(), BackendError> {
+        let owner = self.owner();
+        let mut call = scripts::PRESENCE_JOIN.prepare_invoke();
+        call.key(&self.keys.presence_keys(key)[..]).arg(conn).arg(info).arg(&*owner);
+        // Listed in the owner's set and written in one round trip (the set first on one Redis,
+        // where both go down one connection in this order).
+        let member = member('p', key, conn);
+        let (listed, written) = tokio::join!(self.add_owned(&owner, &member), self.invoke::<i64>(&call));
+        listed?;
+        written?;
+        Ok(())
+    }
+
+    /// The user register script.
+    ///
+    /// With a cap, the owners of the user's entries are checked first (fresh), and the script is
+    /// told which are dead; owners it was not told about count as alive.
+    pub(crate) async fn write_register(
+        &self,
+        user: &str,
+        conn: &str,
+        node: &str,
+        cap: Option<(usize, CapPolicy)>,
+    ) -> Result<Registration, BackendError> {
+        let (limit, policy) = match cap {
+            Some((n, CapPolicy::RefuseNew)) => (n.max(1), "r"),
+            Some((n, _)) => (n.max(1), "e"),
+            None => (0, "e"),
+        };
+        let keys = self.keys.user_keys(user);
+        let dead = if cap.is_some() {
+            let values: Vec<Vec<u8>> = self.query(redis::cmd("HVALS").arg(&keys[1])).await?;
+            let owners: Vec<&str> = values
+                .iter()
+                .filter_map(|v| std::str::from_utf8(v).ok()?.split_once('\n').map(|(o, _)| o))
+                .collect();
+            self.dead_among(owners, true).await?
+        } else {
+            HashSet::new()
+        };
+        let owner = self.owner();
+        let mut call = scripts::USERS_REGISTER.prepare_invoke();
+        call.key(&keys[..]).arg(conn).arg(node).arg(&*owner).arg(limit).arg(policy);
+        for o in &dead {
+            call.arg(o);
+        }
+        // Listed in the owner's set and written in one round trip (as in `write_join`).
+        let listed = member('u', user, conn);
+        let (added, reply) = tokio::join!(self.add_owned(&owner, &listed), self.invoke::<Vec<Value>>(&call));
+        let mut reply = reply?;
+        added?;
+        if reply.is_empty() {
+            return Err(BackendError::Unavailable("redis: empty answer from the register script".to_owned()));
+        }
+        let status = reply.remove(0);
+        if matches!(&status, Value::BulkString(s) if s == b"limit") {
+            // Not registered: unlist it again (harmless if this fails: a member without an entry).
+            let _ = self.remove_owned(&owner, &listed).await;
+            return Err(BackendError::Limit);
+        }
+        let evicted = pairs(reply)
+            .map(|(conn, node)| Ok(ConnRef { conn: text(conn)?.into(), node: text(node)?.into() }))
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        Ok(Registration { evicted })
+    }
+}
+
+/// `[a, b, owner, a, b, owner…]` as triples (the owner as text; not UTF-8: empty, never dead).
+pub(crate) fn triples(flat: Vec<Value>) -> Vec<(Vec<u8>, Vec<u8>, String)> {
+    let mut it = flat.into_iter().map(bytes_of);
+    let mut out = Vec::new();
+    while let (Some(a), Some(b), Some(o)) = (it.next(), it.next(), it.next()) {
+        out.push((a, b, String::from_utf8(o).unwrap_or_default()));
+    }
+    out
+}
+
+fn bytes_of(v: Value) -> Vec<u8> {
+    match v {
+        Value::BulkString(b) => b,
+        Value::SimpleString(s) => s.into_bytes(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+/// `[a, b, a, b…]` of bulk strings as pairs.
+pub(crate) fn pairs(flat: Vec<Value>) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+    let mut it = flat.into_iter().map(bytes_of);
+    std::iter::from_fn(move || Some((it.next()?, it.next()?)))
+}
+
+/// A stored id as text.
+pub(crate) fn text(bytes: Vec<u8>) -> Result<String, BackendError> {
+    String::from_utf8(bytes)
+        .map_err(|_| BackendError::Unavailable("redis: a stored id is not UTF-8".to_owned()))
 }
 
 /// What a heartbeat found.

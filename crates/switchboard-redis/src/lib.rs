@@ -28,7 +28,11 @@
 //!   sharded pub/sub). The seeds are only where to start: the client learns every master from
 //!   them and follows slot moves. Pub/sub is sharded (`SSUBSCRIBE`/`SPUBLISH`), so a publication
 //!   crosses only the master of its channel's slot; every Lua script touches one slot. The prefix
-//!   must not contain `{` or `}`. `rediss+cluster://` (TLS) is refused: this build has no TLS.
+//!   must not contain `{` or `}`.
+//! - `rediss://…` and `rediss+cluster://…`: the same over TLS (rustls; no OpenSSL). The servers'
+//!   certificates are checked against the system's roots, or only against
+//!   [`RedisOptions::tls_ca`] when it is given (a private CA). Debian's `redis-server` speaks TLS
+//!   with `--tls-port` (and `--tls-cluster yes` for a cluster).
 //!
 //! Both use the same keys and the same code paths; only the pub/sub commands differ.
 //!
@@ -71,6 +75,12 @@
 //! Publications sent while a node's subscription connection is down are lost for that node
 //! (at-most-once); history sequence numbers let the framework and clients see the gap.
 
+// Layers, each module using only those on the lines above it (no import circles):
+//   conn      which Redis (one or a cluster) and the command connection
+//   scripts   the Lua scripts
+//   core      key names, liveness of owners, the entry writes, sweeping, rewriting lost entries
+//   broker, history, presence, users   the four contracts of switchboard-core
+//   lib.rs    RedisOptions, ConnectError, RedisBackends::connect wiring them together
 mod broker;
 mod conn;
 mod core;
@@ -103,6 +113,9 @@ pub struct RedisOptions {
     /// A topic's history (epoch and sequence number) untouched for that long is dropped: its epoch
     /// changes when it comes back (default 10 minutes, like the in-memory history).
     pub stream_idle: Duration,
+    /// `rediss://` only: the CA certificates (PEM) that sign the Redis servers' certificates,
+    /// trusted instead of the system's roots (default: none, the system's roots).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for RedisOptions {
@@ -114,6 +127,7 @@ impl Default for RedisOptions {
             heartbeat: Duration::from_secs(5),
             owner_ttl: Duration::from_secs(15),
             stream_idle: Duration::from_secs(600),
+            tls_ca: None,
         }
     }
 }
@@ -148,6 +162,22 @@ impl RedisOptions {
         self
     }
 
+    /// Trusts these CA certificates (PEM, one or more) for `rediss://`, instead of the system's
+    /// roots: for Redis servers with certificates of a private CA.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use switchboard_redis::{RedisBackends, RedisOptions};
+    /// let ca = std::fs::read("/etc/switchboard/redis-ca.crt")?;
+    /// let backends = RedisBackends::connect("rediss://redis.internal:6380", RedisOptions::default().tls_ca(ca)).await?;
+    /// # let _ = backends; Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn tls_ca(mut self, pem: Vec<u8>) -> Self {
+        self.tls_ca = Some(pem);
+        self
+    }
+
     /// Sets how long an untouched topic history is kept.
     #[must_use]
     pub fn stream_idle(mut self, idle: Duration) -> Self {
@@ -178,16 +208,17 @@ pub struct RedisBackends;
 impl RedisBackends {
     /// Connects to `url` and returns the four backends: `redis://[user:password@]host:port[/db]`
     /// for one Redis, `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis
-    /// Cluster (sharded pub/sub; see the crate documentation).
+    /// Cluster (sharded pub/sub; see the crate documentation); `rediss` instead of `redis` for
+    /// TLS.
     ///
     /// Fails if Redis does not answer now; afterwards the backends reconnect by themselves.
     ///
     /// # Errors
     ///
-    /// [`ConnectError`] if the URL is invalid (`rediss+cluster://` included: no TLS in this
-    /// build), Redis is unreachable, or the prefix contains `{` or `}` on a cluster.
+    /// [`ConnectError`] if the URL is invalid, Redis is unreachable (a TLS certificate that
+    /// does not verify included), or the prefix contains `{` or `}` on a cluster.
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
-        let target = conn::Target::parse(url)?;
+        let target = conn::Target::parse(url, &options)?;
         if target.is_cluster() && options.prefix.contains(['{', '}']) {
             return Err(ConnectError::InvalidOptions(
                 "on a Redis Cluster the prefix must not contain '{' or '}' (it is part of every hash tag)"

@@ -1,14 +1,18 @@
 //! The HTTP API for backends under `/api` (see `docs/http-api.openapi.yaml`), plus `/metrics`,
 //! `/healthz` and `/readyz`.
+//!
+//! The key is checked before a body is read (a caller without it cannot make the server buffer
+//! anything), bodies are bounded (`api.max_body_bytes`), payloads that reach clients by the
+//! clients' own message limit (`limits.max_message_size`), batches by `api.max_batch_commands`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +32,14 @@ pub(crate) struct Api {
     pub metrics: PrometheusHandle,
     /// False once shutdown began.
     pub ready: Arc<AtomicBool>,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Commands per batch.
+    pub max_batch: usize,
+    /// Largest payload delivered to clients (their own inbound limit).
+    pub max_payload: usize,
+    /// `/metrics` needs the key.
+    pub metrics_need_key: bool,
 }
 
 /// An API error: status and `{"error": {"code", "message", "data"?}}`.
@@ -80,13 +92,51 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
-fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
-        .get(header::AUTHORIZATION)
+fn too_large(what: String) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "LIMIT", what)
+}
+
+/// Reads a body of at most `api.max_body_bytes` (call after [`authorize`]).
+async fn read_body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = api.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let over = || too_large(format!("the body is larger than api.max_body_bytes ({limit} bytes)"));
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(over());
+    }
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, limit)).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(over()),
+        Err(_) => Err(ApiError::bad_request("the body could not be read")),
+    }
+}
+
+/// A payload for clients must fit their own message limit.
+fn check_payload(api: &Api, payload: &Value) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(payload).map_or(usize::MAX, |v| v.len());
+    if size > api.max_payload {
+        return Err(too_large(format!(
+            "the payload ({size} bytes) is larger than limits.max_message_size ({} bytes)",
+            api.max_payload
+        )));
+    }
+    Ok(())
+}
+
+/// The credentials of `Authorization: Bearer KEY`; the scheme in any case (RFC 9110 §11.1).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, credentials) = value.split_once([' ', '\t'])?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
+}
+
+fn authorize(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = bearer(headers);
     match (&api.key, given) {
-        (Some(key), Some(given)) if constant_eq(key.as_bytes(), given.trim().as_bytes()) => Ok(()),
+        (Some(key), Some(given)) if constant_eq(key.as_bytes(), given.as_bytes()) => Ok(()),
         (None, _) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "NOT_AUTHENTICATED",
@@ -194,9 +244,11 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
     metrics::counter!("switchboard_api_commands_total").increment(1);
     match command {
         Command::Publish(c) => {
+            check_payload(api, &c.data)?;
             Ok(json!({ "seq": api.hub.publish(&c.topic, c.event.as_deref(), &c.data).await? }))
         }
         Command::Send(c) => {
+            check_payload(api, &c.payload)?;
             let delivered = match (&c.user, &c.conn) {
                 (Some(user), None) => api.hub.send_to_user(user, &c.kind, &c.payload).await?,
                 (None, Some(conn)) => api.hub.send_to_conn(conn, &c.kind, &c.payload).await?,
@@ -205,6 +257,7 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
             Ok(json!({ "delivered": delivered }))
         }
         Command::Broadcast(c) => {
+            check_payload(api, &c.payload)?;
             let delivered = api.hub.broadcast(&c.kind, &c.payload, c.except.as_deref()).await?;
             Ok(json!({ "delivered": delivered }))
         }
@@ -216,6 +269,7 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
             Ok(json!({ "disconnected": api.hub.disconnect_user(&c.user, CloseCode(c.code), reason).await? }))
         }
         Command::Request(c) => {
+            check_payload(api, &c.payload)?;
             let timeout = Duration::from_millis(c.timeout_ms.unwrap_or(10_000).clamp(1, 300_000));
             match api.hub.request(&c.conn, &c.kind, &c.payload, timeout).await {
                 Ok(answer) => {
@@ -275,8 +329,16 @@ async fn run(api: &Api, headers: &HeaderMap, command: Result<Command, ApiError>)
 
 macro_rules! post_route {
     ($name:ident, $variant:ident) => {
-        async fn $name(State(api): Shared, headers: HeaderMap, body: Bytes) -> Response {
-            run(&api, &headers, parse(&body).map(Command::$variant)).await
+        async fn $name(State(api): Shared, request: Request) -> Response {
+            let (parts, body) = request.into_parts();
+            if let Err(e) = authorize(&api, &parts.headers) {
+                return e.into_response();
+            }
+            let command = match read_body(&api, &parts.headers, body).await {
+                Ok(bytes) => parse(&bytes).map(Command::$variant),
+                Err(e) => Err(e),
+            };
+            run(&api, &parts.headers, command).await
         }
     };
 }
@@ -310,14 +372,23 @@ struct Batch {
     commands: Vec<Value>,
 }
 
-async fn batch(State(api): Shared, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = authorize(&api, &headers) {
+async fn batch(State(api): Shared, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Err(e) = authorize(&api, &parts.headers) {
         return e.into_response();
     }
-    let batch: Batch = match parse(&body) {
+    let batch: Batch = match read_body(&api, &parts.headers, body).await.and_then(|b| parse(&b)) {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
+    if batch.commands.len() > api.max_batch {
+        return too_large(format!(
+            "{} commands in one batch: at most api.max_batch_commands ({})",
+            batch.commands.len(),
+            api.max_batch
+        ))
+        .into_response();
+    }
     let mut results = Vec::with_capacity(batch.commands.len());
     for command in batch.commands {
         let outcome = match serde_json::from_value::<Command>(command) {
@@ -332,7 +403,12 @@ async fn batch(State(api): Shared, headers: HeaderMap, body: Bytes) -> Response 
     ok(&json!({ "results": results }))
 }
 
-async fn metrics_page(State(api): Shared) -> Response {
+async fn metrics_page(State(api): Shared, headers: HeaderMap) -> Response {
+    if api.metrics_need_key
+        && let Err(e) = authorize(&api, &headers)
+    {
+        return e.into_response();
+    }
     crate::metrics::update(&api.hub);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.metrics.render()).into_response()
 }
@@ -349,9 +425,16 @@ async fn readyz(State(api): Shared) -> Response {
     }
 }
 
-/// The `/api` routes and the operational endpoints.
-pub(crate) fn router(api: Arc<Api>) -> Router {
-    Router::new()
+/// `/metrics` alone (for `metrics.listen`).
+pub(crate) fn metrics_router(api: Arc<Api>) -> Router {
+    Router::new().route("/metrics", get(metrics_page)).with_state(api)
+}
+
+/// The `/api` routes and the operational endpoints; `/metrics` too unless `metrics_elsewhere`.
+pub(crate) fn router(api: Arc<Api>, metrics_elsewhere: bool) -> Router {
+    let router = Router::new();
+    let router = if metrics_elsewhere { router } else { router.route("/metrics", get(metrics_page)) };
+    router
         .route("/api/publish", post(publish))
         .route("/api/send", post(send))
         .route("/api/broadcast", post(broadcast))
@@ -361,8 +444,27 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/api/directory", get(directory))
         .route("/api/info", get(server_info))
         .route("/api/batch", post(batch))
-        .route("/metrics", get(metrics_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert_eq!(bearer(&with("Bearer k")), Some("k"));
+        assert_eq!(bearer(&with("bearer k")), Some("k"));
+        assert_eq!(bearer(&with("BEARER  k ")), Some("k"));
+        assert_eq!(bearer(&with("Basic k")), None);
+        assert_eq!(bearer(&with("Bearerk")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 }

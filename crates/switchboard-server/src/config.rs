@@ -1,370 +1,17 @@
-//! The configuration: defaults < TOML file < `SWITCHBOARD_*` environment < command-line flags,
-//! layered with figment so that a bad value is reported with its key and its source.
+//! Loading the configuration: defaults < TOML file < `SWITCHBOARD_*` environment < command-line
+//! flags, layered with figment so that a bad value is reported with its key and its source; then
+//! the checks that need no file: development mode only when asked for, a way to identify users,
+//! secrets long enough, limits that can work.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
-use serde::{Deserialize, Serialize};
-use switchboard::CapPolicy;
+use serde::Serialize;
 
-/// The whole configuration of the server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Settings {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Development mode: `{"name": N}` identifies anyone as user N.
-    pub dev: bool,
-    /// Key of the HTTP API (`Authorization: Bearer KEY`); no key, no API.
-    pub api_key: Option<String>,
-    /// `text` or `json` logs.
-    pub log_format: LogFormat,
-    /// Framework limits (every field of `switchboard::Config`).
-    pub limits: Limits,
-    /// JWT identification settings (namespaces with `identify = "jwt"`).
-    pub jwt: Option<JwtSettings>,
-    /// Proxy identification and forwarding settings.
-    pub proxy: Option<ProxySettings>,
-    /// Namespaces by name.
-    pub namespaces: BTreeMap<String, NamespaceSettings>,
-    /// Redis: servers on the same Redis form one cluster. None: in-memory, one server.
-    pub redis: Option<RedisSettings>,
-}
-
-/// The Redis backends (`switchboard-redis`), for running several servers as one.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RedisSettings {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (one Redis, with its replicas or Sentinel), or
-    /// `redis+cluster://HOST:PORT[,HOST:PORT…]` (Redis Cluster seed nodes).
-    pub url: String,
-    /// Prefix of every key and channel, so that several clusters share one Redis.
-    #[serde(default = "default_redis_prefix")]
-    pub prefix: String,
-    /// How long one Redis operation may take before it fails.
-    #[serde(default = "default_redis_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-fn default_redis_prefix() -> String {
-    switchboard_redis::RedisOptions::default().prefix
-}
-
-fn default_redis_timeout_ms() -> u64 {
-    ms(switchboard_redis::RedisOptions::default().timeout)
-}
-
-impl RedisSettings {
-    /// The backend options.
-    pub(crate) fn options(&self) -> switchboard_redis::RedisOptions {
-        let mut o = switchboard_redis::RedisOptions::default();
-        o.prefix.clone_from(&self.prefix);
-        o.timeout = Duration::from_millis(self.timeout_ms);
-        o
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Every field of [`switchboard::Config`]; durations in milliseconds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct Limits {
-    /// WebSocket endpoint path.
-    pub path: String,
-    /// Largest inbound message in bytes.
-    pub max_message_size: usize,
-    /// Time to identify after the upgrade.
-    pub identify_timeout_ms: u64,
-    /// Subscriptions per connection.
-    pub max_subscriptions: usize,
-    /// Handlers of one connection running at once.
-    pub max_inflight: usize,
-    /// Bytes queued for one connection before closing it (4002).
-    pub max_queue_bytes: usize,
-    /// WebSocket ping interval.
-    pub heartbeat_ms: u64,
-    /// Cap on one user's connections (0: none).
-    pub conn_per_user: usize,
-    /// What happens beyond the cap.
-    pub conn_policy: Policy,
-    /// Resend interval of acknowledged deliveries.
-    pub ack_timeout_ms: u64,
-    /// Resends of an unacknowledged delivery.
-    pub max_resends: u32,
-    /// Unacknowledged deliveries one connection may hold.
-    pub max_pending_acks: usize,
-    /// Default timeout of requests to clients.
-    pub request_timeout_ms: u64,
-    /// How long shutdown waits for running handlers.
-    pub shutdown_grace_ms: u64,
-    /// Socket read buffer per connection.
-    pub read_buffer_size: usize,
-}
-
-/// `conn_per_user` policy.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Policy {
-    /// Close the oldest connection with 4502.
-    EvictOldest,
-    /// Refuse the new connection.
-    RefuseNew,
-}
-
-fn ms(v: Duration) -> u64 {
-    u64::try_from(v.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let c = switchboard::Config::default();
-        Self {
-            path: c.path,
-            max_message_size: c.max_message_size,
-            identify_timeout_ms: ms(c.identify_timeout),
-            max_subscriptions: c.max_subscriptions,
-            max_inflight: c.max_inflight,
-            max_queue_bytes: c.max_queue_bytes,
-            heartbeat_ms: ms(c.heartbeat),
-            conn_per_user: 0,
-            conn_policy: Policy::EvictOldest,
-            ack_timeout_ms: ms(c.ack_timeout),
-            max_resends: c.max_resends,
-            max_pending_acks: c.max_pending_acks,
-            request_timeout_ms: ms(c.request_timeout),
-            shutdown_grace_ms: ms(c.shutdown_grace),
-            read_buffer_size: c.read_buffer_size,
-        }
-    }
-}
-
-impl Limits {
-    /// The framework's configuration.
-    pub(crate) fn to_config(&self) -> switchboard::Config {
-        let mut c = switchboard::Config::default();
-        c.path.clone_from(&self.path);
-        c.max_message_size = self.max_message_size;
-        c.identify_timeout = Duration::from_millis(self.identify_timeout_ms);
-        c.max_subscriptions = self.max_subscriptions;
-        c.max_inflight = self.max_inflight;
-        c.max_queue_bytes = self.max_queue_bytes;
-        c.heartbeat = Duration::from_millis(self.heartbeat_ms);
-        c.conn_per_user = (self.conn_per_user > 0).then(|| {
-            let policy = match self.conn_policy {
-                Policy::EvictOldest => CapPolicy::EvictOldest,
-                Policy::RefuseNew => CapPolicy::RefuseNew,
-            };
-            (self.conn_per_user, policy)
-        });
-        c.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
-        c.max_resends = self.max_resends;
-        c.max_pending_acks = self.max_pending_acks;
-        c.request_timeout = Duration::from_millis(self.request_timeout_ms);
-        c.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
-        c.read_buffer_size = self.read_buffer_size;
-        c
-    }
-}
-
-/// How a namespace identifies connections.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum IdentifyMode {
-    /// `{"name": N}` → user N (development mode only).
-    Dev,
-    /// A JWT (see `[jwt]`).
-    Jwt,
-    /// The application decides over HTTP (see `[proxy]`).
-    Proxy,
-    /// Everyone is accepted without a user.
-    Anonymous,
-}
-
-/// One namespace.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NamespaceSettings {
-    /// Namespaces whose handlers and topics this one inherits.
-    #[serde(default)]
-    pub extends: Vec<String>,
-    /// Identification mode.
-    pub identify: IdentifyMode,
-    /// Whether `~info` is allowed.
-    #[serde(default)]
-    pub allow_info: bool,
-    /// Event and request names forwarded to the application (`[proxy] forward_url`).
-    #[serde(default)]
-    pub forward: Vec<String>,
-    /// Topic patterns (`room/{name}`) and their options.
-    #[serde(default)]
-    pub topics: BTreeMap<String, TopicSettings>,
-}
-
-/// Who may subscribe.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Subscribe {
-    /// Any identified connection.
-    Anyone,
-    /// Nobody: server-side joins only (groups).
-    Nobody,
-    /// Only the user named by the pattern's parameter `owner_param`.
-    OwnUser,
-    /// The application decides (`proxy.authorize_url`).
-    Proxy,
-}
-
-/// Who may publish.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Publish {
-    /// Clients with `~pub` (and the server).
-    Clients,
-    /// Only the server (HTTP API).
-    Server,
-    /// Clients, where the application allows it (`proxy.authorize_url`).
-    Proxy,
-}
-
-/// One topic pattern.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TopicSettings {
-    #[serde(default = "anyone")]
-    /// Who may subscribe.
-    pub subscribe: Subscribe,
-    /// The parameter naming the owner, for `subscribe = "own-user"`.
-    #[serde(default = "user_param")]
-    pub owner_param: String,
-    #[serde(default = "server")]
-    /// Who may publish.
-    pub publish: Publish,
-    /// Publications kept for recovery (0: none).
-    #[serde(default)]
-    pub history: usize,
-    /// Lifetime of a kept publication in seconds (0: unlimited).
-    #[serde(default)]
-    pub history_ttl_secs: u64,
-    #[serde(default)]
-    /// Topic presence on.
-    pub presence: bool,
-    #[serde(default)]
-    /// Deliveries acknowledged and resent.
-    pub acknowledged: bool,
-}
-
-fn anyone() -> Subscribe {
-    Subscribe::Anyone
-}
-fn server() -> Publish {
-    Publish::Server
-}
-fn user_param() -> String {
-    "user".to_owned()
-}
-
-/// JWT identification.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct JwtSettings {
-    /// `HS256`, `RS256` or `ES256`.
-    pub algorithm: String,
-    /// HS256 shared secret.
-    pub secret: Option<String>,
-    /// RS256/ES256 PEM public key file.
-    pub public_key_file: Option<PathBuf>,
-    /// RS256/ES256 JWKS file (keys picked by `kid`).
-    pub jwks_file: Option<PathBuf>,
-    /// Required `iss`, if any.
-    pub issuer: Option<String>,
-    /// Required `aud`, if any.
-    pub audience: Option<String>,
-    /// Claim holding the alias.
-    #[serde(default)]
-    pub alias_claim: Option<String>,
-    /// Claim holding the public data.
-    #[serde(default)]
-    pub public_claim: Option<String>,
-    /// Claim holding a list of topics to join.
-    #[serde(default)]
-    pub groups_claim: Option<String>,
-    /// Clock leeway in seconds.
-    #[serde(default)]
-    pub leeway_secs: u64,
-}
-
-/// Proxy identification and forwarding.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ProxySettings {
-    /// Where `~hello` is POSTed.
-    pub identify_url: Option<String>,
-    /// Where forwarded events and requests are POSTed.
-    pub forward_url: Option<String>,
-    /// Where subscriptions and publications of topics with `subscribe`/`publish = "proxy"` are
-    /// POSTed for authorization.
-    pub authorize_url: Option<String>,
-    /// Upgrade request headers passed along.
-    #[serde(default)]
-    pub headers: Vec<String>,
-    /// Timeout of one call in milliseconds.
-    #[serde(default = "proxy_timeout")]
-    pub timeout_ms: u64,
-}
-
-fn proxy_timeout() -> u64 {
-    5000
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            dev: false,
-            api_key: None,
-            log_format: LogFormat::Text,
-            limits: Limits::default(),
-            jwt: None,
-            proxy: None,
-            namespaces: BTreeMap::new(),
-            redis: None,
-        }
-    }
-}
-
-/// The zero-configuration namespace: `main`, dev identification, chat rooms, the directory.
-pub(crate) fn dev_namespaces() -> BTreeMap<String, NamespaceSettings> {
-    let room = TopicSettings {
-        subscribe: Subscribe::Anyone,
-        owner_param: user_param(),
-        publish: Publish::Clients,
-        history: 100,
-        history_ttl_secs: 0,
-        presence: true,
-        acknowledged: false,
-    };
-    let main = NamespaceSettings {
-        extends: Vec::new(),
-        identify: IdentifyMode::Dev,
-        allow_info: false,
-        forward: Vec::new(),
-        topics: BTreeMap::from([("room/{name}".to_owned(), room)]),
-    };
-    BTreeMap::from([("main".to_owned(), main)])
-}
+use crate::origin::Origins;
+use crate::settings::{IdentifyMode, JwtSettings, LogFormat, Publish, Settings, Subscribe, dev_namespaces};
 
 /// Command-line values that override everything.
 #[derive(Debug, Default, Serialize)]
@@ -379,13 +26,21 @@ pub(crate) struct Overrides {
     pub redis: Option<RedisUrl>,
 }
 
+impl Overrides {
+    /// Whether a flag other than `--listen` and `--log-format` was given: those two alone do
+    /// not make a configuration.
+    fn configures(&self) -> bool {
+        self.dev.is_some() || self.redis.is_some()
+    }
+}
+
 /// `--redis URL`: the `redis.url` key alone.
 #[derive(Debug, Serialize)]
 pub(crate) struct RedisUrl {
     pub url: String,
 }
 
-/// A configuration error, already phrased with key and source.
+/// A configuration error, already phrased with key and source, one line each.
 #[derive(Debug)]
 pub(crate) struct ConfigError(pub Vec<String>);
 
@@ -395,12 +50,25 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-/// The loaded configuration and whether development mode was implied by its absence.
+/// How development mode came about, if it is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DevMode {
+    /// Production: a configuration that identifies users.
+    Off,
+    /// No configuration at all (the README's `cargo run --release`).
+    ZeroConfig,
+    /// Asked for: `--dev`, `dev = true` or `SWITCHBOARD_DEV=true`.
+    Asked,
+}
+
+/// The loaded configuration.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub settings: Settings,
-    /// No file, no environment, no namespaces: the zero-config development default.
-    pub zero_config: bool,
+    /// Development mode and why.
+    pub dev: DevMode,
+    /// The allowed origins, parsed.
+    pub origins: Origins,
 }
 
 fn source_of(figment: &Figment, key: &str) -> String {
@@ -414,8 +82,28 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-const TOP_LEVEL_KEYS: [&str; 9] =
-    ["listen", "dev", "api_key", "log_format", "limits", "jwt", "proxy", "namespaces", "redis"];
+pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
+    "listen",
+    "dev",
+    "api_key",
+    "log_format",
+    "allowed_origins",
+    "ca_file",
+    "tls",
+    "http",
+    "api",
+    "metrics",
+    "limits",
+    "jwt",
+    "proxy",
+    "namespaces",
+    "redis",
+];
+
+fn is_setting(var: &str) -> bool {
+    let top = var.split("__").next().unwrap_or_default().to_ascii_lowercase();
+    TOP_LEVEL_KEYS.contains(&top.as_str())
+}
 
 /// Loads the configuration from all layers and checks it.
 pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded, ConfigError> {
@@ -431,37 +119,82 @@ pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Loaded,
         let top = key.as_str().split('.').next().unwrap_or_default().to_ascii_lowercase();
         TOP_LEVEL_KEYS.contains(&top.as_str())
     });
+    let env_given = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .any(|k| k.strip_prefix("SWITCHBOARD_").is_some_and(is_setting));
+    let listen_configured = figment.clone().merge(env.clone()).find_value("listen").is_ok();
     figment = figment.merge(env).merge(Serialized::defaults(overrides));
     let mut settings: Settings = figment
         .extract()
         .map_err(|e| ConfigError(e.into_iter().map(|e| format!("invalid configuration: {e}")).collect()))?;
-    // No file, no namespaces, no identification settings: the development default. A
-    // configuration that says something but no namespace is a mistake, unless --dev asks for
-    // the development namespaces explicitly.
-    let zero_config = file.is_none()
-        && settings.namespaces.is_empty()
-        && settings.jwt.is_none()
-        && settings.proxy.is_none();
-    if settings.namespaces.is_empty() {
-        if !zero_config && !settings.dev {
-            return Err(ConfigError(vec![
-                "invalid configuration: no namespace configured for key `namespaces` (add \
-                 [namespaces.main], or run with --dev for the development defaults)"
-                    .to_owned(),
-            ]));
-        }
+    // Development mode only when asked for: no configuration at all, or --dev / dev = true.
+    let dev = if settings.dev {
+        DevMode::Asked
+    } else if file.is_none() && !env_given && !overrides.configures() {
+        DevMode::ZeroConfig
+    } else {
+        DevMode::Off
+    };
+    let mut errors = Vec::new();
+    if dev != DevMode::Off {
         settings.dev = true;
-        settings.namespaces = dev_namespaces();
+        if settings.namespaces.is_empty() {
+            settings.namespaces = dev_namespaces();
+        }
+        // Development mode stays on loopback unless --listen says otherwise: a `listen` from
+        // the file or the environment alone must not expose it.
+        if overrides.listen.is_none() && listen_configured && !settings.listen.ip().is_loopback() {
+            errors.push(format!(
+                "invalid configuration: development mode listens on loopback only, unless --listen \
+                 says otherwise: {} for key `listen` in {} is not a loopback address",
+                settings.listen,
+                source_of(&figment, "listen")
+            ));
+        }
+    } else if settings.namespaces.is_empty() {
+        errors.push(
+            "invalid configuration: no namespace is configured, so no user can identify: add \
+             [namespaces.main] with identify = \"jwt\" (and [jwt]) or \"proxy\" (and \
+             proxy.identify_url), or run with --dev for development mode"
+                .to_owned(),
+        );
     }
-    check(&figment, &settings)?;
-    Ok(Loaded { settings, zero_config })
+    let origins = match Origins::parse(&settings.allowed_origins) {
+        Ok(o) => o,
+        Err(e) => {
+            errors.push(format!(
+                "invalid configuration: {e} for key `allowed_origins` in {}",
+                source_of(&figment, "allowed_origins")
+            ));
+            Origins::default()
+        }
+    };
+    check(&figment, &settings, &mut errors);
+    if errors.is_empty() { Ok(Loaded { settings, dev, origins }) } else { Err(ConfigError(errors)) }
 }
 
-fn check(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
-    let mut errors = Vec::new();
+fn check(figment: &Figment, s: &Settings, errors: &mut Vec<String>) {
     let mut err = |key: &str, what: String| {
         errors.push(format!("invalid configuration: {what} for key `{key}` in {}", source_of(figment, key)));
     };
+    if s.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        err("api_key", "an empty API key (give a long random one, or none to disable the API)".into());
+    }
+    if s.metrics.require_key && s.api_key.is_none() {
+        err("metrics.require_key", "`/metrics` behind the API key needs api_key".into());
+    }
+    if s.http.handshake_timeout_ms == 0 {
+        err("http.handshake_timeout_ms", "0 (give a deadline, e.g. 10000)".into());
+    }
+    if s.http.max_header_bytes < 8192 {
+        err("http.max_header_bytes", format!("{} is under the minimum of 8192", s.http.max_header_bytes));
+    }
+    if s.http.max_handshakes == 0 {
+        err("http.max_handshakes", "0 would refuse every connection".into());
+    }
+    if s.api.max_batch_commands == 0 || s.api.max_body_bytes == 0 {
+        err("api", "max_batch_commands and max_body_bytes must be at least 1".into());
+    }
     for (name, ns) in &s.namespaces {
         let key = format!("namespaces.{name}");
         for parent in &ns.extends {
@@ -500,12 +233,89 @@ fn check(figment: &Figment, s: &Settings) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some(jwt) = &s.jwt
-        && let Err(e) = crate::jwt::Verifier::new(jwt)
-    {
-        err("jwt", e);
+    if let Some(jwt) = &s.jwt {
+        for (key, what) in check_jwt(jwt) {
+            err(key, what);
+        }
     }
-    if errors.is_empty() { Ok(()) } else { Err(ConfigError(errors)) }
+    if let Some(proxy) = &s.proxy {
+        for (key, url) in [
+            ("proxy.identify_url", &proxy.identify_url),
+            ("proxy.forward_url", &proxy.forward_url),
+            ("proxy.authorize_url", &proxy.authorize_url),
+        ] {
+            if let Some(url) = url
+                && let Err(e) = http_url(url)
+            {
+                err(key, e);
+            }
+        }
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+pub(crate) fn http_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
+        _ => Err(format!("`{url}` is not an http:// or https:// URL")),
+    }
+}
+
+/// What is wrong with the JWT settings, without reading a file: `(key, problem)`.
+fn check_jwt(jwt: &JwtSettings) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    let sources = [jwt.public_key_file.is_some(), jwt.jwks_file.is_some(), jwt.jwks_url.is_some()];
+    let given = sources.iter().filter(|g| **g).count();
+    match jwt.algorithm.min_secret_len() {
+        Some(min) => {
+            match jwt.secret.as_deref() {
+                None => problems.push(("jwt.secret", format!("{:?} needs a secret", jwt.algorithm.0))),
+                Some("") => problems.push(("jwt.secret", "an empty secret".to_owned())),
+                Some(s) if s.len() < min => problems.push((
+                    "jwt.secret",
+                    format!(
+                        "a secret of {} bytes: {:?} needs at least {min} random bytes",
+                        s.len(),
+                        jwt.algorithm.0
+                    ),
+                )),
+                Some(_) => {}
+            }
+            if given > 0 {
+                problems.push((
+                    "jwt",
+                    "public_key_file, jwks_file and jwks_url are for asymmetric algorithms".to_owned(),
+                ));
+            }
+        }
+        None => {
+            if jwt.secret.is_some() {
+                problems.push((
+                    "jwt.secret",
+                    format!("a secret is for HS algorithms, not {:?}", jwt.algorithm.0),
+                ));
+            }
+            if given != 1 {
+                problems.push((
+                    "jwt",
+                    format!(
+                        "{:?} needs exactly one of public_key_file, jwks_file, jwks_url",
+                        jwt.algorithm.0
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(url) = &jwt.jwks_url
+        && let Err(e) = http_url(url)
+    {
+        problems.push(("jwt.jwks_url", e));
+    }
+    if jwt.jwks_min_refresh_secs == 0 || jwt.jwks_refresh_secs == 0 {
+        problems.push(("jwt", "jwks_refresh_secs and jwks_min_refresh_secs must be at least 1".to_owned()));
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -513,28 +323,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_map_to_every_config_field() {
-        let limits = Limits {
-            conn_per_user: 3,
-            conn_policy: Policy::RefuseNew,
-            heartbeat_ms: 5000,
-            ..Limits::default()
-        };
-        let c = limits.to_config();
-        assert_eq!(c.conn_per_user, Some((3, CapPolicy::RefuseNew)));
-        assert_eq!(c.heartbeat, Duration::from_secs(5));
-        assert_eq!(c.max_message_size, switchboard::Config::default().max_message_size);
-        assert_eq!(Limits::default().to_config().conn_per_user, None);
-    }
-
-    #[test]
     fn the_readme_example_is_a_valid_configuration() {
         let readme = include_str!("../README.md");
         let start = readme.find("```toml\n").expect("an example") + "```toml\n".len();
         let example = &readme[start..start + readme[start..].find("```").expect("closed")];
-        let settings: Settings = Figment::from(Toml::string(example)).extract().expect("valid example");
+        let figment = Figment::from(Toml::string(example));
+        let settings: Settings = figment.extract().expect("valid example");
         assert_eq!(settings.namespaces["admin"].extends, ["main"]);
         assert_eq!(settings.namespaces["main"].topics["private/{user}"].subscribe, Subscribe::OwnUser);
-        assert_eq!(settings.limits.to_config().conn_per_user, Some((5, CapPolicy::EvictOldest)));
+        assert_eq!(settings.limits.to_config().conn_per_user, Some((5, switchboard::CapPolicy::EvictOldest)));
+        let mut errors = Vec::new();
+        check(&figment, &settings, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn secrets_are_checked_by_algorithm() {
+        let jwt = |alg: &str, secret: Option<&str>| JwtSettings {
+            algorithm: crate::settings::JwtAlgorithm::try_from(alg.to_owned()).unwrap(),
+            secret: secret.map(str::to_owned),
+            public_key_file: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            jwks_min_refresh_secs: 10,
+            issuer: None,
+            audience: None,
+            alias_claim: None,
+            public_claim: None,
+            groups_claim: None,
+            leeway_secs: 30,
+        };
+        let long = "k".repeat(64);
+        assert!(check_jwt(&jwt("HS256", Some(&long[..32]))).is_empty());
+        assert_eq!(check_jwt(&jwt("HS256", Some(&long[..31])))[0].0, "jwt.secret");
+        assert_eq!(check_jwt(&jwt("HS256", Some("")))[0].0, "jwt.secret");
+        assert_eq!(check_jwt(&jwt("HS256", None))[0].0, "jwt.secret");
+        assert!(!check_jwt(&jwt("HS384", Some(&long[..47]))).is_empty());
+        assert!(check_jwt(&jwt("HS512", Some(&long))).is_empty());
+        assert!(!check_jwt(&jwt("RS256", None)).is_empty(), "a key source is needed");
+        let mut rs = jwt("RS256", None);
+        rs.jwks_url = Some("ftp://keys".into());
+        assert_eq!(check_jwt(&rs)[0].0, "jwt.jwks_url");
+        rs.jwks_url = Some("https://auth.example.com/jwks.json".into());
+        assert!(check_jwt(&rs).is_empty());
+    }
+
+    #[test]
+    fn only_configuration_keys_count_as_settings() {
+        assert!(is_setting("API_KEY"));
+        assert!(is_setting("JWT__SECRET"));
+        assert!(is_setting("LISTEN"));
+        assert!(!is_setting("ARTIFACTS"));
+        assert!(!is_setting("FIXTURE"));
+        assert!(!is_setting(""));
     }
 }

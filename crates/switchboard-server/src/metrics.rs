@@ -41,6 +41,13 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!("switchboard_proxy_requests_total", "Calls to the application by outcome");
     metrics::describe_counter!("switchboard_api_commands_total", "HTTP API commands executed");
+    metrics::describe_counter!(
+        "switchboard_origin_refused_total",
+        "WebSocket upgrades refused (403) for their Origin, by reason: null, malformed, not_allowed"
+    );
+    for reason in ["null", "malformed", "not_allowed"] {
+        metrics::counter!("switchboard_origin_refused_total", "reason" => reason).absolute(0);
+    }
     // Present from the first scrape on.
     metrics::counter!("switchboard_api_commands_total").absolute(0);
     Ok(handle)

@@ -11,8 +11,8 @@ use switchboard::{
 };
 
 use crate::client::{AppClient, CallError};
-use crate::config::{IdentifyMode, NamespaceSettings, Publish, Settings, Subscribe, TopicSettings};
 use crate::jwt::Verifier;
+use crate::settings::{IdentifyMode, NamespaceSettings, Publish, Settings, Subscribe, TopicSettings};
 
 /// What the identify hooks and forwarders share.
 #[derive(Clone)]
@@ -31,16 +31,20 @@ struct Shared {
     headers: Arc<Vec<String>>,
 }
 
-/// Builds every configured namespace, parents before children.
+/// Builds every configured namespace, parents before children, with the JWT verifier and the
+/// client to the application (when configured).
 ///
 /// # Errors
-/// A message when the JWT settings are unusable or `extends` forms a cycle.
-pub(crate) fn build(settings: &Settings) -> Result<Vec<Namespace>, String> {
-    let jwt = settings.jwt.as_ref().map(Verifier::new).transpose()?.map(Arc::new);
+/// A message when `extends` forms a cycle.
+pub(crate) fn build(
+    settings: &Settings,
+    jwt: Option<Arc<Verifier>>,
+    client: Option<AppClient>,
+) -> Result<Vec<Namespace>, String> {
     let proxy = settings.proxy.as_ref();
     let shared = Shared {
         jwt,
-        client: proxy.map(|p| AppClient::new(Duration::from_millis(p.timeout_ms))),
+        client,
         identify_url: proxy.and_then(|p| p.identify_url.as_deref()).map(Arc::from),
         forward_url: proxy.and_then(|p| p.forward_url.as_deref()).map(Arc::from),
         authorize_url: proxy.and_then(|p| p.authorize_url.as_deref()).map(Arc::from),
@@ -144,15 +148,11 @@ fn topic_options(t: &TopicSettings, shared: &Shared, ns: &str) -> TopicOptions {
     o.presence(t.presence).acknowledged(t.acknowledged)
 }
 
-#[derive(Deserialize)]
-struct DevIdentity {
-    name: String,
-}
-
-async fn identify_dev(Payload(id): Payload<DevIdentity>) -> Result<Accept, Error> {
-    let name = id.name.trim();
+/// `{"name": N}`, read by hand: a refusal says what is expected, not what a decoder found.
+async fn identify_dev(Payload(id): Payload<Value>) -> Result<Accept, Error> {
+    let name = id.get("name").and_then(Value::as_str).map(str::trim).unwrap_or_default();
     if name.is_empty() || name.len() > 64 {
-        return Err(Error::not_authorized("a name of 1 to 64 bytes, please"));
+        return Err(Error::not_authorized("identify with {\"name\": N}, a name of 1 to 64 bytes"));
     }
     Ok(Accept::user(name).alias(name))
 }
@@ -166,7 +166,10 @@ async fn identify_jwt(verifier: Arc<Verifier>, identity: Value) -> Result<Accept
     if token.is_empty() {
         return Err(Error::not_authorized("a token, please"));
     }
-    let id = verifier.verify(token).map_err(Error::not_authorized)?;
+    let id = verifier.verify(token).await.map_err(|refusal| {
+        tracing::debug!(reason = refusal.detail(), "token refused");
+        Error::not_authorized(refusal.message())
+    })?;
     let mut accept = Accept::user(id.user);
     if let Some(alias) = id.alias {
         accept = accept.alias(alias);
@@ -350,7 +353,7 @@ mod tests {
     #[test]
     fn the_default_configuration_builds() {
         let settings =
-            Settings { dev: true, namespaces: crate::config::dev_namespaces(), ..Settings::default() };
-        assert_eq!(build(&settings).map(|n| n.len()), Ok(1));
+            Settings { dev: true, namespaces: crate::settings::dev_namespaces(), ..Settings::default() };
+        assert_eq!(build(&settings, None, None).map(|n| n.len()), Ok(1));
     }
 }

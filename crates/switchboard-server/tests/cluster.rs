@@ -16,6 +16,31 @@ struct Redis {
 }
 
 impl Redis {
+    /// Speaking TLS only (`--port 0 --tls-port P`), with a certificate of `pki` for 127.0.0.1.
+    fn start_tls(pki: &common::pki::Pki) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (cert, key) = pki.leaf("redis", &["127.0.0.1"]);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&pki.ca_file)
+            .args(["--tls-auth-clients", "no", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
     fn start() -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new("redis-server")
@@ -94,4 +119,34 @@ async fn an_unreachable_redis_stops_the_start_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot use Redis at redis://…@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains("secret"), "the password must not be printed: {stderr}");
+}
+
+#[tokio::test]
+async fn two_servers_on_one_redis_over_tls() {
+    let pki = common::pki::Pki::new("redis");
+    let redis = Redis::start_tls(&pki);
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let file = config(
+        "dev",
+        &format!("dev = true\n[redis]\nurl = \"{url}\"\nca_file = \"{}\"", pki.ca_file.display()),
+    );
+    let a = start_with(&file, &[], &[]).await;
+    let b = start_with(&file, &[], &[]).await;
+    let (mut bob, _) = Client::identified(b.addr, json!({"name": "bob"})).await;
+    bob.call("~sub", json!({"topic": "room/tls"})).await.unwrap();
+    api(a.addr, "POST", "/api/publish", Some(json!({"topic": "room/tls", "data": "over TLS"}))).await;
+    assert_eq!(bob.expect("~msg").await[1]["data"], "over TLS");
+
+    // Without the CA the Redis certificate is not trusted: the server does not start (exit 1).
+    let plain = config("dev", &format!("dev = true\n[redis]\nurl = \"{url}\""));
+    let path = std::env::temp_dir().join(format!("sb-redis-tls-{}.toml", std::process::id()));
+    std::fs::write(&path, plain).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot use Redis"));
 }

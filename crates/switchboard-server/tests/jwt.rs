@@ -16,10 +16,13 @@ fn hs256(claims: &Value, secret: &str) -> String {
     encode(&Header::new(Algorithm::HS256), claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
 }
 
+/// 32 bytes: the shortest HS256 secret the server accepts.
+const SECRET: &str = "an-hs256-secret-of-32-bytes-ok!!";
+
 const HS_CONFIG: &str = r#"
 [jwt]
 algorithm = "HS256"
-secret = "s3cret"
+secret = "an-hs256-secret-of-32-bytes-ok!!"
 alias_claim = "name"
 public_claim = "profile"
 groups_claim = "groups"
@@ -31,13 +34,13 @@ async fn hs256_tokens_give_user_alias_public_data_and_groups() {
     let addr = server.addr;
     let token = hs256(
         &json!({"sub": "u1", "name": "Ada", "profile": {"color": "teal"}, "groups": ["group/staff"], "exp": now() + 600}),
-        "s3cret",
+        SECRET,
     );
     let (mut ada, welcome) = Client::identified(addr, json!(token)).await;
     assert_eq!(welcome["user"], "u1");
     let (mut bob, _) = Client::identified(
         addr,
-        json!({"token": hs256(&json!({"sub": "u2", "name": "Bob", "exp": now() + 600}), "s3cret")}),
+        json!({"token": hs256(&json!({"sub": "u2", "name": "Bob", "exp": now() + 600}), SECRET)}),
     )
     .await;
     let who = bob.call("~who", json!({})).await.unwrap();
@@ -70,8 +73,8 @@ async fn bad_tokens_are_refused() {
     let server = start_with(&config("jwt", HS_CONFIG), &[], &[]).await;
     for identity in [
         json!(hs256(&json!({"sub": "u1", "exp": now() + 600}), "wrong")),
-        json!(hs256(&json!({"sub": "u1", "exp": now() - 600}), "s3cret")),
-        json!(hs256(&json!({"name": "no sub", "exp": now() + 600}), "s3cret")),
+        json!(hs256(&json!({"sub": "u1", "exp": now() - 600}), SECRET)),
+        json!(hs256(&json!({"name": "no sub", "exp": now() + 600}), SECRET)),
         json!("not a token"),
         json!({"name": "dev identity"}),
     ] {
@@ -85,13 +88,13 @@ async fn bad_tokens_are_refused() {
 #[tokio::test]
 async fn expiry_closes_with_4003_unless_refreshed() {
     let server = start_with(&config("jwt", HS_CONFIG), &[], &[]).await;
-    let short = hs256(&json!({"sub": "u1", "exp": now() + 2}), "s3cret");
+    let short = hs256(&json!({"sub": "u1", "exp": now() + 2}), SECRET);
     let (mut c, _) = Client::identified(server.addr, json!(short)).await;
-    let longer = hs256(&json!({"sub": "u1", "exp": now() + 5}), "s3cret");
+    let longer = hs256(&json!({"sub": "u1", "exp": now() + 5}), SECRET);
     let (mut r, _) = Client::identified(server.addr, json!(longer)).await;
-    let fresh = hs256(&json!({"sub": "u1", "exp": now() + 600}), "s3cret");
+    let fresh = hs256(&json!({"sub": "u1", "exp": now() + 600}), SECRET);
     r.call("~refresh", json!({"identity": fresh})).await.unwrap();
-    let other = hs256(&json!({"sub": "u2", "exp": now() + 600}), "s3cret");
+    let other = hs256(&json!({"sub": "u2", "exp": now() + 600}), SECRET);
     assert!(r.call("~refresh", json!({"identity": other})).await.is_err());
     assert_eq!(c.closed().await, Some(4003));
     // The refreshed connection lives on.
@@ -124,4 +127,59 @@ async fn rs256_with_jwks_and_es256_with_pem() {
         encode(&Header::new(Algorithm::ES256), &json!({"sub": "e1", "exp": now() + 600}), &key).unwrap();
     let (_, welcome) = Client::identified(server.addr, json!({"token": token})).await;
     assert_eq!(welcome["user"], "e1");
+}
+
+#[tokio::test]
+async fn time_claims_are_checked_with_a_leeway_and_refusals_reveal_nothing() {
+    // Default leeway: 30 s.
+    let server = start_with(&config("jwt", HS_CONFIG), &[], &[]).await;
+    let refused = |claims: Value, key: &'static str| {
+        let addr = server.addr;
+        async move {
+            let mut c = Client::connect(addr).await;
+            c.call("~hello", json!({"identity": hs256(&claims, key)})).await.unwrap_err()
+        }
+    };
+    for claims in [
+        json!({"sub": "u", "nbf": now() + 600}),
+        json!({"sub": "u", "iat": now() + 600}),
+        json!({"sub": "u", "iat": "yesterday"}),
+        json!({"sub": ""}),
+    ] {
+        let err = refused(claims.clone(), SECRET).await;
+        assert_eq!(err["message"], "the token is not valid", "{claims}: {err}");
+    }
+    let err = refused(json!({"sub": "u", "exp": now() - 600}), SECRET).await;
+    assert_eq!(err["message"], "the token has expired", "{err}");
+    // The signature is checked before the expiry: an expired forgery is just not valid.
+    let err = refused(json!({"sub": "u", "exp": now() - 600}), "forged-with-another-secret-of-32b").await;
+    assert_eq!(err["message"], "the token is not valid", "{err}");
+    // Within the leeway: accepted.
+    for claims in [
+        json!({"sub": "u", "nbf": now() + 10, "iat": now() + 10, "exp": now() + 600}),
+        json!({"sub": "u", "exp": now() - 10}),
+    ] {
+        let (_, welcome) = Client::identified(server.addr, json!(hs256(&claims, SECRET))).await;
+        assert_eq!(welcome["user"], "u", "{claims}");
+    }
+    // Whatever the garbage, the reply names no library error.
+    for identity in [
+        json!("not a token"),
+        json!("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1In0."),
+        json!("e30.e30.x"),
+        json!("eyJhbGciOiJIUzI1NiJ9.!!!.x"),
+    ] {
+        let mut c = Client::connect(server.addr).await;
+        let err = c.call("~hello", json!({"identity": identity})).await.unwrap_err();
+        let message = err["message"].as_str().unwrap();
+        assert_eq!(message, "the token is not valid", "{identity}");
+    }
+
+    // A leeway of 0 is exact.
+    let strict = HS_CONFIG.replace("[jwt]\n", "[jwt]\nleeway_secs = 0\n");
+    let server = start_with(&config("jwt", &strict), &[], &[]).await;
+    let mut c = Client::connect(server.addr).await;
+    let token = hs256(&json!({"sub": "u", "nbf": now() + 10}), SECRET);
+    let err = c.call("~hello", json!({"identity": token})).await.unwrap_err();
+    assert_eq!(err["message"], "the token is not valid");
 }

@@ -73,12 +73,13 @@ async fn slow_consumer_closes_are_counted() {
     let addr = server.addr;
     let (mut sleepy, _) = Client::identified(addr, json!({"name": "sleepy"})).await;
     sleepy.call("~sub", json!({"topic": "room/flood"})).await.unwrap();
-    // The client stops reading; 60 KB publications pile up beyond the socket buffers.
+    // The client stops reading; 60 KB publications pile up beyond the socket buffers (15 per
+    // batch: under api.max_body_bytes).
     let chunk = "x".repeat(60_000);
     let mut counted = None;
-    for _ in 0..40 {
+    for _ in 0..60 {
         let commands: Vec<Value> =
-            (0..25).map(|_| json!({"op": "publish", "topic": "room/flood", "data": chunk})).collect();
+            (0..15).map(|_| json!({"op": "publish", "topic": "room/flood", "data": chunk})).collect();
         common::api(addr, "POST", "/api/batch", Some(json!({ "commands": commands }))).await;
         let (_, text) = http(addr, "GET", "/metrics", None, None).await;
         if let Some(n) = series(&text, "switchboard_slow_consumer_closes_total").filter(|n| *n >= 1.0) {

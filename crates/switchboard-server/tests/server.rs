@@ -120,11 +120,15 @@ async fn environment_overrides_the_file_and_flags_override_both() {
 
 #[tokio::test]
 async fn sigterm_closes_connections_with_1001_and_exits_0() {
-    let mut server = spawn(&["--dev"], &[]).await;
+    let mut server = spawn(&["--dev"], &[("RUST_LOG", "info")]).await;
     let (mut ada, _) = Client::identified(server.addr, json!({"name": "ada"})).await;
     let (status, body) = http(server.addr, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200, "{body}");
     let pid = server.child.id().unwrap().to_string();
+    // SIGHUP (systemctl reload) does not stop a server without TLS.
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(server.logged(&["SIGHUP: nothing to reload"]).await);
+    assert_eq!(ada.call("~ping", serde_json::Value::Null).await, Ok(serde_json::Value::Null));
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     assert_eq!(ada.closed().await, Some(1001));
     let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait()).await.unwrap().unwrap();

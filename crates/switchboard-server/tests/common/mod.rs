@@ -2,6 +2,8 @@
 //! connect WebSocket clients.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,6 +27,35 @@ pub fn fixture(name: &str) -> String {
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its stderr lines so far (also passed on to the test's stderr).
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Its stdout lines after `listening on` (e.g. `metrics on ADDR`).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Whether a log line containing every one of `words` appeared within 15 s.
+    pub async fn logged(&self, words: &[&str]) -> bool {
+        for _ in 0..300 {
+            if self.logs.lock().unwrap().iter().any(|l| words.iter().all(|w| l.contains(w))) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// The address printed as `metrics on ADDR`, within 5 s.
+    pub async fn metrics_addr(&self) -> SocketAddr {
+        for _ in 0..100 {
+            if let Some(line) = self.stdout.lock().unwrap().iter().find_map(|l| l.strip_prefix("metrics on "))
+            {
+                return line.parse().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no `metrics on ADDR` line");
+    }
 }
 
 /// Writes `toml` to a temporary file and starts the server with it and `env`.
@@ -56,18 +87,33 @@ pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn().expect("spawn switchboard");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let kept = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = err.next_line().await {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
         .expect("server started in time")
         .unwrap()
-        .expect("a listening line");
+        .unwrap_or_else(|| panic!("a listening line; stderr: {:?}", logs.lock().unwrap()));
     let addr = line.strip_prefix("listening on ").expect("listening on ADDR").parse().unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, addr }
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = out.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    Server { child, addr, logs, stdout: out }
 }
 
 /// A configuration with one namespace `main` using `identify`, typical topics, and the API key.
@@ -160,6 +206,20 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.unwrap();
+        Self::from(ws)
+    }
+
+    /// Over `wss://localhost:PORT/ws`, trusting `tls`'s roots.
+    pub async fn connect_tls(addr: SocketAddr, tls: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        let url = format!("wss://localhost:{}/ws", addr.port());
+        let connector = tokio_tungstenite::Connector::Rustls(tls);
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector))
+            .await
+            .unwrap();
+        Self::from(ws)
+    }
+
+    pub fn from(ws: Ws) -> Self {
         Self { ws, next_id: 0, conn: String::new(), backlog: Vec::new() }
     }
 
@@ -236,4 +296,9 @@ impl Client {
             }
         }
     }
+}
+
+/// The value of the series `name` (with its labels, as printed) in a Prometheus page.
+pub fn metric(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

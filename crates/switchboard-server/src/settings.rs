@@ -1,0 +1,529 @@
+//! What can be configured: every key, its default, and why. Plain data; `config` loads and
+//! checks it, the other modules read it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchboard::CapPolicy;
+
+/// The whole configuration of the server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Development mode: `{"name": N}` identifies anyone as user N.
+    pub dev: bool,
+    /// Key of the HTTP API (`Authorization: Bearer KEY`); no key, no API.
+    pub api_key: Option<String>,
+    /// `text` or `json` logs.
+    pub log_format: LogFormat,
+    /// Origins allowed to open the WebSocket endpoint; empty: the request's own host only.
+    pub allowed_origins: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for outbound `https` (proxy calls, the JWKS URL),
+    /// besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Serve `https`/`wss` with these files.
+    pub tls: Option<TlsSettings>,
+    /// Limits of the HTTP layer (handshakes, headers).
+    pub http: HttpSettings,
+    /// Limits of the HTTP API.
+    pub api: ApiSettings,
+    /// Where and how `/metrics` is served.
+    pub metrics: MetricsSettings,
+    /// Framework limits (every field of `switchboard::Config`).
+    pub limits: Limits,
+    /// JWT identification settings (namespaces with `identify = "jwt"`).
+    pub jwt: Option<JwtSettings>,
+    /// Proxy identification and forwarding settings.
+    pub proxy: Option<ProxySettings>,
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, NamespaceSettings>,
+    /// Redis: servers on the same Redis form one cluster. None: in-memory, one server.
+    pub redis: Option<RedisSettings>,
+}
+
+/// The default address: loopback, so that nothing is exposed unless asked for.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 8080));
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            dev: false,
+            api_key: None,
+            log_format: LogFormat::Text,
+            allowed_origins: Vec::new(),
+            ca_file: None,
+            tls: None,
+            http: HttpSettings::default(),
+            api: ApiSettings::default(),
+            metrics: MetricsSettings::default(),
+            limits: Limits::default(),
+            jwt: None,
+            proxy: None,
+            namespaces: BTreeMap::new(),
+            redis: None,
+        }
+    }
+}
+
+/// `https`/`wss` from PEM files, re-read on SIGHUP and when they change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSettings {
+    /// The certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the files' modification times are checked (0: only on SIGHUP).
+    #[serde(default = "default_reload_secs")]
+    pub reload_interval_secs: u64,
+}
+
+fn default_reload_secs() -> u64 {
+    10
+}
+
+/// Limits of the HTTP layer: what a connection may cost before it sent a request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct HttpSettings {
+    /// Time from accepting a connection to its first complete request head (TLS handshake
+    /// included); also the time allowed for each later request head.
+    pub handshake_timeout_ms: u64,
+    /// Largest request head (request line and headers), bytes; larger is answered 431.
+    pub max_header_bytes: usize,
+    /// Connections still in their handshake (TLS or first request head) at once; beyond it new
+    /// connections are closed at once.
+    pub max_handshakes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { handshake_timeout_ms: 10_000, max_header_bytes: 16 * 1024, max_handshakes: 1024 }
+    }
+}
+
+/// Limits of the HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ApiSettings {
+    /// Largest request body of any API call, bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Commands in one `/api/batch` (413 beyond).
+    pub max_batch_commands: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024, max_batch_commands: 100 }
+    }
+}
+
+/// Where `/metrics` is served.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsSettings {
+    /// Serve `/metrics` on this address (plain HTTP) instead of the main listener.
+    pub listen: Option<SocketAddr>,
+    /// Require the API key (`Authorization: Bearer`) for `/metrics`.
+    pub require_key: bool,
+}
+
+/// The Redis backends (`switchboard-redis`), for running several servers as one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisSettings {
+    /// `redis[s]://[:PASSWORD@]HOST:PORT[/DB]` (one Redis), or
+    /// `redis[s]+cluster://HOST:PORT[,HOST:PORT…]` (Redis Cluster seed nodes); `rediss` is TLS.
+    pub url: String,
+    /// Prefix of every key and channel, so that several clusters share one Redis.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// How long one Redis operation may take before it fails.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// CA certificates (PEM) that sign the Redis servers' certificates (`rediss://`); without
+    /// it, the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_redis_prefix() -> String {
+    switchboard_redis::RedisOptions::default().prefix
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    ms(switchboard_redis::RedisOptions::default().timeout)
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every field of [`switchboard::Config`]; durations in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Limits {
+    /// WebSocket endpoint path.
+    pub path: String,
+    /// Largest inbound message in bytes (and largest publication through the HTTP API).
+    pub max_message_size: usize,
+    /// Time to identify after the upgrade.
+    pub identify_timeout_ms: u64,
+    /// Subscriptions per connection.
+    pub max_subscriptions: usize,
+    /// Handlers of one connection running at once.
+    pub max_inflight: usize,
+    /// Bytes queued for one connection before closing it (4002).
+    pub max_queue_bytes: usize,
+    /// WebSocket ping interval.
+    pub heartbeat_ms: u64,
+    /// Cap on one user's connections (0: none).
+    pub conn_per_user: usize,
+    /// What happens beyond the cap.
+    pub conn_policy: Policy,
+    /// Resend interval of acknowledged deliveries.
+    pub ack_timeout_ms: u64,
+    /// Resends of an unacknowledged delivery.
+    pub max_resends: u32,
+    /// Unacknowledged deliveries one connection may hold.
+    pub max_pending_acks: usize,
+    /// Default timeout of requests to clients.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for running handlers.
+    pub shutdown_grace_ms: u64,
+    /// Socket read buffer per connection.
+    pub read_buffer_size: usize,
+}
+
+/// `conn_per_user` policy.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Policy {
+    /// Close the oldest connection with 4502.
+    EvictOldest,
+    /// Refuse the new connection.
+    RefuseNew,
+}
+
+pub(crate) fn ms(v: Duration) -> u64 {
+    u64::try_from(v.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let c = switchboard::Config::default();
+        Self {
+            path: c.path,
+            max_message_size: c.max_message_size,
+            identify_timeout_ms: ms(c.identify_timeout),
+            max_subscriptions: c.max_subscriptions,
+            max_inflight: c.max_inflight,
+            max_queue_bytes: c.max_queue_bytes,
+            heartbeat_ms: ms(c.heartbeat),
+            conn_per_user: 0,
+            conn_policy: Policy::EvictOldest,
+            ack_timeout_ms: ms(c.ack_timeout),
+            max_resends: c.max_resends,
+            max_pending_acks: c.max_pending_acks,
+            request_timeout_ms: ms(c.request_timeout),
+            shutdown_grace_ms: ms(c.shutdown_grace),
+            read_buffer_size: c.read_buffer_size,
+        }
+    }
+}
+
+impl Limits {
+    /// The framework's configuration.
+    pub(crate) fn to_config(&self) -> switchboard::Config {
+        let mut c = switchboard::Config::default();
+        c.path.clone_from(&self.path);
+        c.max_message_size = self.max_message_size;
+        c.identify_timeout = Duration::from_millis(self.identify_timeout_ms);
+        c.max_subscriptions = self.max_subscriptions;
+        c.max_inflight = self.max_inflight;
+        c.max_queue_bytes = self.max_queue_bytes;
+        c.heartbeat = Duration::from_millis(self.heartbeat_ms);
+        c.conn_per_user = (self.conn_per_user > 0).then(|| {
+            let policy = match self.conn_policy {
+                Policy::EvictOldest => CapPolicy::EvictOldest,
+                Policy::RefuseNew => CapPolicy::RefuseNew,
+            };
+            (self.conn_per_user, policy)
+        });
+        c.ack_timeout = Duration::from_millis(self.ack_timeout_ms);
+        c.max_resends = self.max_resends;
+        c.max_pending_acks = self.max_pending_acks;
+        c.request_timeout = Duration::from_millis(self.request_timeout_ms);
+        c.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
+        c.read_buffer_size = self.read_buffer_size;
+        c
+    }
+}
+
+/// How a namespace identifies connections.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum IdentifyMode {
+    /// `{"name": N}` → user N (development mode only).
+    Dev,
+    /// A JWT (see `[jwt]`).
+    Jwt,
+    /// The application decides over HTTP (see `[proxy]`).
+    Proxy,
+    /// Everyone is accepted without a user.
+    Anonymous,
+}
+
+/// One namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NamespaceSettings {
+    /// Namespaces whose handlers and topics this one inherits.
+    #[serde(default)]
+    pub extends: Vec<String>,
+    /// Identification mode.
+    pub identify: IdentifyMode,
+    /// Whether `~info` is allowed.
+    #[serde(default)]
+    pub allow_info: bool,
+    /// Event and request names forwarded to the application (`[proxy] forward_url`).
+    #[serde(default)]
+    pub forward: Vec<String>,
+    /// Topic patterns (`room/{name}`) and their options.
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicSettings>,
+}
+
+/// Who may subscribe.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Subscribe {
+    /// Any identified connection.
+    Anyone,
+    /// Nobody: server-side joins only (groups).
+    Nobody,
+    /// Only the user named by the pattern's parameter `owner_param`.
+    OwnUser,
+    /// The application decides (`proxy.authorize_url`).
+    Proxy,
+}
+
+/// Who may publish.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Publish {
+    /// Clients with `~pub` (and the server).
+    Clients,
+    /// Only the server (HTTP API).
+    Server,
+    /// Clients, where the application allows it (`proxy.authorize_url`).
+    Proxy,
+}
+
+/// One topic pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TopicSettings {
+    #[serde(default = "anyone")]
+    /// Who may subscribe.
+    pub subscribe: Subscribe,
+    /// The parameter naming the owner, for `subscribe = "own-user"`.
+    #[serde(default = "user_param")]
+    pub owner_param: String,
+    #[serde(default = "server")]
+    /// Who may publish.
+    pub publish: Publish,
+    /// Publications kept for recovery (0: none).
+    #[serde(default)]
+    pub history: usize,
+    /// Lifetime of a kept publication in seconds (0: unlimited).
+    #[serde(default)]
+    pub history_ttl_secs: u64,
+    #[serde(default)]
+    /// Topic presence on.
+    pub presence: bool,
+    #[serde(default)]
+    /// Deliveries acknowledged and resent.
+    pub acknowledged: bool,
+}
+
+fn anyone() -> Subscribe {
+    Subscribe::Anyone
+}
+fn server() -> Publish {
+    Publish::Server
+}
+fn user_param() -> String {
+    "user".to_owned()
+}
+
+/// A JWT signature algorithm, read case-insensitively (`HS256`, `rs256`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub(crate) struct JwtAlgorithm(pub jsonwebtoken::Algorithm);
+
+/// Every algorithm the server verifies, in the spelling of RFC 7518.
+pub(crate) const JWT_ALGORITHMS: &str =
+    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+
+impl TryFrom<String> for JwtAlgorithm {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        JWT_ALGORITHMS
+            .split(", ")
+            .find(|known| known.eq_ignore_ascii_case(name.trim()))
+            .and_then(|known| known.parse().ok())
+            .map(Self)
+            .ok_or_else(|| format!("unknown algorithm `{name}` (one of {JWT_ALGORITHMS})"))
+    }
+}
+
+impl JwtAlgorithm {
+    /// The shortest HMAC secret in bytes, for `HS*`: the hash's output size (RFC 7518 §3.2).
+    pub(crate) fn min_secret_len(self) -> Option<usize> {
+        use jsonwebtoken::Algorithm::{HS256, HS384, HS512};
+        match self.0 {
+            HS256 => Some(32),
+            HS384 => Some(48),
+            HS512 => Some(64),
+            _ => None,
+        }
+    }
+}
+
+/// JWT identification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwtSettings {
+    /// The one algorithm tokens must be signed with.
+    pub algorithm: JwtAlgorithm,
+    /// HS* shared secret (at least the hash's size: 32, 48 or 64 bytes).
+    pub secret: Option<String>,
+    /// Asymmetric algorithms: a PEM public key file.
+    pub public_key_file: Option<PathBuf>,
+    /// Asymmetric algorithms: a JWKS file (keys picked by `kid`).
+    pub jwks_file: Option<PathBuf>,
+    /// Asymmetric algorithms: a JWKS URL (`https://…`), cached by `kid`.
+    pub jwks_url: Option<String>,
+    /// How often the JWKS URL is fetched again.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// A token with an unknown `kid` fetches the JWKS URL again, at most this often.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+    /// Required `iss`, if any.
+    pub issuer: Option<String>,
+    /// Required `aud`, if any.
+    pub audience: Option<String>,
+    /// Claim holding the alias.
+    #[serde(default)]
+    pub alias_claim: Option<String>,
+    /// Claim holding the public data.
+    #[serde(default)]
+    pub public_claim: Option<String>,
+    /// Claim holding a list of topics to join.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Clock leeway in seconds for `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_jwks_min_refresh() -> u64 {
+    10
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+/// Proxy identification and forwarding.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySettings {
+    /// Where `~hello` is POSTed.
+    pub identify_url: Option<String>,
+    /// Where forwarded events and requests are POSTed.
+    pub forward_url: Option<String>,
+    /// Where subscriptions and publications of topics with `subscribe`/`publish = "proxy"` are
+    /// POSTed for authorization.
+    pub authorize_url: Option<String>,
+    /// Upgrade request headers passed along.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Timeout of one call in milliseconds.
+    #[serde(default = "proxy_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn proxy_timeout() -> u64 {
+    5000
+}
+
+/// The development namespace: `main`, dev identification, chat rooms, the directory.
+pub(crate) fn dev_namespaces() -> BTreeMap<String, NamespaceSettings> {
+    let room = TopicSettings {
+        subscribe: Subscribe::Anyone,
+        owner_param: user_param(),
+        publish: Publish::Clients,
+        history: 100,
+        history_ttl_secs: 0,
+        presence: true,
+        acknowledged: false,
+    };
+    let main = NamespaceSettings {
+        extends: Vec::new(),
+        identify: IdentifyMode::Dev,
+        allow_info: false,
+        forward: Vec::new(),
+        topics: BTreeMap::from([("room/{name}".to_owned(), room)]),
+    };
+    BTreeMap::from([("main".to_owned(), main)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_map_to_every_config_field() {
+        let limits = Limits {
+            conn_per_user: 3,
+            conn_policy: Policy::RefuseNew,
+            heartbeat_ms: 5000,
+            ..Limits::default()
+        };
+        let c = limits.to_config();
+        assert_eq!(c.conn_per_user, Some((3, CapPolicy::RefuseNew)));
+        assert_eq!(c.heartbeat, Duration::from_secs(5));
+        assert_eq!(c.max_message_size, switchboard::Config::default().max_message_size);
+        assert_eq!(Limits::default().to_config().conn_per_user, None);
+    }
+
+    #[test]
+    fn algorithms_are_read_in_any_case_and_unknown_ones_refused() {
+        assert_eq!(JwtAlgorithm::try_from("hs256".to_owned()).unwrap().0, jsonwebtoken::Algorithm::HS256);
+        assert_eq!(JwtAlgorithm::try_from("EDDSA".to_owned()).unwrap().0, jsonwebtoken::Algorithm::EdDSA);
+        for bad in ["none", "HS1", "", "RS256 "] {
+            let e = JwtAlgorithm::try_from(bad.to_owned());
+            assert!(bad == "RS256 " || e.is_err(), "{bad}");
+        }
+        assert_eq!(JwtAlgorithm(jsonwebtoken::Algorithm::HS512).min_secret_len(), Some(64));
+        assert_eq!(JwtAlgorithm(jsonwebtoken::Algorithm::ES256).min_secret_len(), None);
+    }
+}
