@@ -1,8 +1,9 @@
-//! The [`Client`] handle: cheap to clone, usable from many tasks at once.
+//! The [`Client`] handle: cheap to clone, usable from many tasks at once. It starts the
+//! connection task and talks to it through the command channel.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,34 +15,22 @@ use switchboard_protocol::wire::{
 use switchboard_protocol::{ErrorBody, Format, MessageType, Payload, Topic};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ClientError;
-use crate::config::{ClientBuilder, Config};
-use crate::connection::{Command, Connection};
-use crate::handlers::{DirectMessages, Events, GroupPublications, Registry, RequestFn, request_fn};
-use crate::options::{CallOptions, PublishOptions};
+use crate::command::{Command, Commands};
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::error::{ClientError, CloseReason};
+use crate::handlers::{DirectMessages, Events, GroupPublications, RequestFn, request_fn};
+use crate::options::{CallOptions, PublishOptions, SubscribeOptions};
 use crate::presence::Roster;
 use crate::requests::Outbound;
-use crate::state::{CloseReason, Counters, State, Stats};
-use crate::subscription::{SubscribeOptions, Subscription};
+use crate::shared::Shared;
+use crate::state::{State, Stats};
+use crate::subscription::Subscription;
 use crate::topics::NewSink;
 use crate::transport::Connector;
 
-/// State shared by the handles and the connection task.
-pub(crate) struct Shared {
-    registry: Mutex<Registry>,
-    /// The welcome of the current (or last) connection.
-    pub(crate) welcome: Mutex<Option<Welcome>>,
-    pub(crate) stats: Counters,
-}
-
-impl Shared {
-    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
     state: watch::Receiver<State>,
     shared: Arc<Shared>,
     format: Format,
@@ -80,29 +69,14 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A builder for a client of the server at `url` (`ws://host:port/ws`).
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), switchboard_client::ClientError> {
-    /// let client = switchboard_client::Client::builder("ws://127.0.0.1:8080/ws").connect().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(url)
-    }
-
     pub(crate) fn spawn(
         config: Config,
         handlers: Vec<(String, RequestFn)>,
         connector: Arc<dyn Connector>,
     ) -> Self {
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = Commands::channel();
         let (state_tx, state) = watch::channel(State::Connecting);
-        let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::default()),
-            welcome: Mutex::new(None),
-            stats: Counters::default(),
-        });
+        let shared = Arc::new(Shared::default());
         for (name, handler) in handlers {
             shared.registry().set_handler(&name, handler);
         }
@@ -160,7 +134,9 @@ impl Client {
     /// ```
     ///
     /// # Errors
-    /// [`ClientError::Closed`] when the client closed instead.
+    /// [`ClientError::Connect`] with the error that stopped the client, when retrying could
+    /// not fix it (see [`ConnectionError`](crate::ConnectionError)); [`ClientError::Closed`]
+    /// when the client was closed or gave up ([`CloseReason::GaveUp`]).
     pub async fn ready(&self) -> Result<(), ClientError> {
         let mut states = self.inner.state.clone();
         let state = states
@@ -169,6 +145,7 @@ impl Client {
             .map(|s| s.clone())
             .unwrap_or(State::Closed { reason: CloseReason::Requested });
         match state {
+            State::Closed { reason: CloseReason::Failed(e) } => Err(ClientError::Connect(e)),
             State::Closed { reason } => Err(ClientError::Closed(reason)),
             _ => Ok(()),
         }
@@ -186,7 +163,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn welcome(&self) -> Option<Welcome> {
-        self.inner.shared.welcome.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner.shared.welcome()
     }
 
     /// Counters: connections, frames, duplicates dropped.
@@ -198,7 +175,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.inner.shared.stats.snapshot()
+        self.inner.shared.stats()
     }
 
     /// The format of this client's messages.
@@ -456,7 +433,7 @@ impl Client {
         topic: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription, ClientError> {
-        Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))?;
+        check_topic(topic)?;
         let sink = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let (waiter, reply) = oneshot::channel();
@@ -481,23 +458,11 @@ impl Client {
             topic: topic.to_owned(),
             sink,
             rx,
-            client: self.clone(),
+            commands: self.inner.commands.clone(),
             info: reply.info,
             presence: reply.presence,
             active: true,
         })
-    }
-
-    pub(crate) async fn unsubscribe_sink(&self, topic: &str, sink: u64, wait: bool) {
-        let (done, rx) = oneshot::channel();
-        let cmd = Command::Unsubscribe { topic: topic.to_owned(), sink, done: Some(done) };
-        if self.send_command(cmd).is_ok() && wait {
-            let _ = rx.await;
-        }
-    }
-
-    pub(crate) fn unsubscribe_sink_now(&self, topic: &str, sink: u64) {
-        let _ = self.send_command(Command::Unsubscribe { topic: topic.to_owned(), sink, done: None });
     }
 
     /// Publishes to a topic (where the server lets clients publish); returns the
@@ -532,7 +497,7 @@ impl Client {
         data: &P,
         options: PublishOptions,
     ) -> Result<u64, ClientError> {
-        Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))?;
+        check_topic(topic)?;
         let publish = Publish {
             topic: topic.to_owned(),
             event: options.event,
@@ -726,9 +691,13 @@ struct SinkGuard<'a> {
 impl Drop for SinkGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.client.unsubscribe_sink_now(self.topic, self.sink);
+            self.client.inner.commands.unsubscribe_now(self.topic, self.sink);
         }
     }
+}
+
+fn check_topic(topic: &str) -> Result<(), ClientError> {
+    Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))
 }
 
 fn check_type(kind: &str) -> Result<(), ClientError> {

@@ -9,10 +9,10 @@ use switchboard_protocol::wire::{
 use switchboard_protocol::{ErrorBody, Id, Payload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ClientError;
+use crate::delivery::{Publication, TopicEvent};
+use crate::error::ClientError;
 use crate::presence::{Change, PeerSet, Roster};
 use crate::requests::{Internal, Outbox};
-use crate::subscription::{Publication, TopicEvent};
 
 /// What a successful subscribe call gets back.
 pub(crate) struct SubReply {
