@@ -71,27 +71,29 @@ impl From<Delivery> for Publication {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum TopicEvent {
-    /// A publication, in order; duplicates (by `seq`, or by delivery id) are dropped.
+    /// A publication, in order; duplicates (a `seq` already delivered in the same epoch, or a
+    /// delivery id already seen) are dropped.
     Publication(Publication),
-    /// The client subscribed again after a reconnection, asking for the publications made
-    /// since the last one it delivered. With `recovered: true` they follow this item, in
-    /// order, and nothing was lost. With `recovered: false` the server could not fill the
-    /// gap (its history was lost or too short): publications were missed and the application
-    /// must reload its state.
+    /// The topic's position was (re)established, and whether what came before is complete.
+    ///
+    /// Yielded after a reconnection, when the client subscribed again asking for the
+    /// publications made since the last one it delivered: with `recovered: true` they follow
+    /// this item, in order, and nothing was lost; with `recovered: false` the server could not
+    /// fill the gap (its history was lost or too short).
+    ///
+    /// Also yielded, with `recovered: false`, when the topic's stream restarted while
+    /// subscribed: a delivery came with a new `epoch` (the server lost the topic's history, e.g.
+    /// a broker restart). Its `seq` is then the one before that delivery, which follows.
+    ///
+    /// Either way, `recovered: false` means publications were missed: reload the application's
+    /// state.
     Resubscribed {
         /// Whether every missed publication is delivered after this item.
         recovered: bool,
         /// The topic's epoch now.
         epoch: String,
-        /// The topic's last sequence number when it was subscribed again.
-        seq: u64,
-    },
-    /// The topic's stream restarted while subscribed (the server lost its history, e.g. a
-    /// Redis restart, or the topic was idle long enough for it to expire): `seq` went back to
-    /// `seq`. Publications around the restart may be missing: reload the application's state.
-    /// The next resubscription reports `recovered: false`.
-    Restarted {
-        /// The first sequence number of the new stream that was delivered.
+        /// The topic's last sequence number at that point: the next publication has a greater
+        /// one.
         seq: u64,
     },
     /// Peers joined or left the topic (only with

@@ -35,7 +35,7 @@
 //! | 3 | `handlers` | [`Inbox`], [`Event`], the registry of handlers and listeners | error, delivery, transport |
 //! | 3 | `testing` (feature `test-util`) | fault injection around a `Connector` | error, transport |
 //! | 4 | `config` | the settings the connection task runs with | backoff, handlers, transport |
-//! | 4 | `topics` | subscriptions across connections: positions, duplicates | error, delivery, presence, requests |
+//! | 4 | `topics` | subscriptions across connections: positions, epochs, duplicates | error, delivery, presence, requests |
 //! | 4 | `shared` | what handles and the task share: registry, welcome, counters | handlers, state |
 //! | 5 | `command` | the command channel from the handles to the task | error, presence, requests, topics |
 //! | 6 | `connection` | the connection task: connect, identify, serve, retry or stop | all of layers 0–5 |

@@ -18,6 +18,7 @@ use crate::{
     SubscribeOptions, TopicEvent,
 };
 
+mod epoch;
 mod errors;
 
 /// A message the client sent, decoded.
@@ -416,30 +417,6 @@ async fn acknowledged_deliveries_are_acked_every_time_and_delivered_once() {
     tokio::task::yield_now().await;
     assert!(notes.try_recv().is_none() && groups.try_recv().is_none(), "duplicates dropped");
     assert_eq!(h.client.stats().duplicates_dropped, 3);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_seq_that_goes_back_is_a_restarted_stream() {
-    let mut h = Harness::start(|b| b);
-    let mut srv = h.ready().await;
-    let c = h.client.clone();
-    let subscribing = tokio::spawn(async move { c.subscribe("chat/a").await });
-    let sub = srv.next().await;
-    srv.send(json!(["~ok", {"topic": "chat/a", "epoch": "e1", "seq": 7, "recovered": false}, sub.id]));
-    let mut s = subscribing.await.unwrap().unwrap();
-    for seq in [8, 1, 2] {
-        srv.send(json!(["~msg", {"topic": "chat/a", "data": seq, "seq": seq}]));
-    }
-    assert_eq!(s.next_publication().await.unwrap().seq, 8);
-    let event = s.recv().await.unwrap();
-    assert!(matches!(event, TopicEvent::Restarted { seq: 1 }), "{event:?}");
-    assert_eq!(s.next_publication().await.unwrap().seq, 1);
-    assert_eq!(s.next_publication().await.unwrap().seq, 2);
-    // The next resubscription does not claim the old epoch.
-    drop(srv);
-    let mut srv = h.ready().await;
-    let sub = srv.next().await;
-    assert_eq!(sub.payload["since"], json!({"epoch": "", "seq": 2}));
 }
 
 #[tokio::test(start_paused = true)]
