@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use switchboard_protocol::wire::{
-    DirectMessage, DmTarget, InfoRequest, Peer, Peers, Publish, Published, Refresh, Status, Welcome, Who,
-    types,
+    DirectMessage, DmTarget, HistoryReply, HistoryRequest, InfoRequest, Peer, Peers, Publish, Published,
+    Refresh, Status, Welcome, Who, types,
 };
 use switchboard_protocol::{ErrorBody, Format, MessageType, Payload, Topic};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::error::{ClientError, CloseReason};
 use crate::handlers::{DirectMessages, Events, GroupPublications, RequestFn, request_fn};
-use crate::options::{CallOptions, PublishOptions, SubscribeOptions};
+use crate::options::{CallOptions, HistoryOptions, PublishOptions, SubscribeOptions};
 use crate::presence::Roster;
 use crate::requests::Outbound;
 use crate::shared::Shared;
@@ -480,17 +480,20 @@ impl Client {
         self.publish_with(topic, data, PublishOptions::new()).await
     }
 
-    /// Publishes with an event name, or with echo to this connection.
+    /// Publishes with an event name, with echo to this connection, or with an idempotency key
+    /// that makes a retry safe ([`PublishOptions::key`]).
     ///
     /// ```no_run
     /// # async fn demo(client: switchboard_client::Client) -> Result<(), switchboard_client::ClientError> {
     /// use switchboard_client::PublishOptions;
     /// client.publish_with("chat/lobby", &"hi", PublishOptions::new().event("say").echo(true)).await?;
+    /// client.publish_with("chat/lobby", &"once", PublishOptions::new().key("msg-1")).await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// As [`Client::publish`].
+    /// As [`Client::publish`]; `BAD_REQUEST` ([`ClientError::Invalid`]) for a key longer than
+    /// 64 bytes, before anything is sent.
     pub async fn publish_with<P: Serialize + ?Sized>(
         &self,
         topic: &str,
@@ -498,15 +501,47 @@ impl Client {
         options: PublishOptions,
     ) -> Result<u64, ClientError> {
         check_topic(topic)?;
+        options.check()?;
         let publish = Publish {
             topic: topic.to_owned(),
             event: options.event,
             data: self.encode(data)?,
             echo: options.echo,
-            key: None,
+            key: options.key,
         };
         let published: Published = self.call(types::PUB, &publish).await?;
         Ok(published.seq)
+    }
+
+    /// Reads a topic's retained publications without subscribing (`~history`): the newest
+    /// ones ([`HistoryOptions::limit`]), or those after a position ([`HistoryOptions::since`]),
+    /// oldest first, with the topic's epoch and latest `seq`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: switchboard_client::Client) -> Result<(), switchboard_client::ClientError> {
+    /// use switchboard_client::HistoryOptions;
+    ///
+    /// let last = client.history("chat/lobby", HistoryOptions::new().limit(20)).await?;
+    /// for p in &last.publications {
+    ///     println!("#{} {:?}", p.seq, p.data);
+    /// }
+    /// // Later: only what came after, if the stream did not restart meanwhile.
+    /// let newer = client.history("chat/lobby", HistoryOptions::new().since(&last.epoch, last.seq)).await?;
+    /// if newer.epoch != last.epoch {
+    ///     println!("the topic's history was lost: reload");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `FORBIDDEN` where this client may not subscribe to the topic, `NOT_FOUND` where the
+    /// topic keeps no history, `BAD_REQUEST` for an invalid topic name or a limit of 0 (both
+    /// checked before sending), and as [`Client::call`].
+    pub async fn history(&self, topic: &str, options: HistoryOptions) -> Result<HistoryReply, ClientError> {
+        check_topic(topic)?;
+        options.check()?;
+        let request = HistoryRequest { topic: topic.to_owned(), limit: options.limit, since: options.since };
+        self.call(types::HISTORY, &request).await
     }
 
     /// The directory once (`~who`): the available connections that have an alias.

@@ -4,11 +4,12 @@
 //!
 //! | concept | where |
 //! |---|---|
-//! | the handle and its calls | [`Client`], [`CallOptions`], [`PublishOptions`] |
+//! | the handle and its calls | [`Client`], [`CallOptions`], [`PublishOptions`], [`HistoryOptions`] |
 //! | configuration | [`ClientBuilder`], [`Backoff`], TLS ([`ClientBuilder::tls_ca_pem`], [`ClientBuilder::tls_config`]) |
 //! | state | [`State`], [`CloseReason`], [`Stats`] |
 //! | errors | [`ClientError`] (codes of the protocol), [`ConnectionError`] (retried or fatal) |
 //! | subscriptions | [`Subscription`], [`TopicEvent`], [`Publication`], [`SubscribeOptions`] |
+//! | history | [`Client::history`], [`HistoryReply`], [`HistoryItem`] |
 //! | presence | [`Roster`] (directory and topic presence), [`Client::set_status`], [`Client::send_dm`] |
 //! | server-initiated traffic | [`Inbox`], [`Event`], [`Client::on_request`] |
 //! | fault injection (feature `test-util`) | `testing::Faults` |
@@ -25,7 +26,7 @@
 //! | 0 | `error` | [`ClientError`], [`ConnectionError`] and what is fatal, [`CloseReason`] | — |
 //! | 0 | `backoff` | [`Backoff`]: delays with full jitter | — |
 //! | 1 | `state` | [`State`], [`Stats`], the live counters | error |
-//! | 1 | `options` | [`CallOptions`], [`PublishOptions`], [`SubscribeOptions`] | — |
+//! | 1 | `options` | [`CallOptions`], [`PublishOptions`], [`SubscribeOptions`], [`HistoryOptions`] and their checks | error |
 //! | 1 | `delivery` | [`Publication`], [`TopicEvent`] | error |
 //! | 1 | `presence` | [`Roster`], the live peer sets | error |
 //! | 1 | `handshake` | identification steps, without I/O | error |
@@ -76,7 +77,7 @@ pub use client::Client;
 pub use delivery::{Publication, TopicEvent};
 pub use error::{ClientError, CloseReason, ConnectionError};
 pub use handlers::{DirectMessages, Event, Events, GroupPublications, Inbox};
-pub use options::{CallOptions, PublishOptions, SubscribeOptions};
+pub use options::{CallOptions, HistoryOptions, PublishOptions, SubscribeOptions};
 pub use presence::{PeerMap, Roster};
 /// The rustls this crate uses, for [`ClientBuilder::tls_config`] (feature `tls`).
 #[cfg(feature = "tls")]
@@ -84,7 +85,7 @@ pub use rustls;
 pub use state::{State, Stats};
 pub use subscription::Subscription;
 pub use switchboard_protocol::wire::{
-    DirectDelivery, DmSender, DmTarget, Origin, Peer, PeerChange, PresenceDiff, Status, StreamPosition,
-    Subscribed, Welcome,
+    DirectDelivery, DmSender, DmTarget, HistoryItem, HistoryReply, Origin, Peer, PeerChange, PresenceDiff,
+    Status, StreamPosition, Subscribed, Welcome,
 };
 pub use switchboard_protocol::{ErrorBody, Format, Payload, codes};

@@ -20,6 +20,7 @@ use crate::{
 
 mod epoch;
 mod errors;
+mod history;
 
 /// A message the client sent, decoded.
 #[derive(Debug)]
