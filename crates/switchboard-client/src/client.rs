@@ -1,47 +1,36 @@
-//! The [`Client`] handle: cheap to clone, usable from many tasks at once.
+//! The [`Client`] handle: cheap to clone, usable from many tasks at once. It starts the
+//! connection task and talks to it through the command channel.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use switchboard_protocol::wire::{
-    DirectMessage, DmTarget, InfoRequest, Peer, Peers, Publish, Published, Refresh, Status, Welcome, Who,
-    types,
+    DirectMessage, DmTarget, HistoryReply, HistoryRequest, InfoRequest, Peer, Peers, Publish, Published,
+    Refresh, Status, Welcome, Who, types,
 };
 use switchboard_protocol::{ErrorBody, Format, MessageType, Payload, Topic};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ClientError;
-use crate::config::{ClientBuilder, Config};
-use crate::connection::{Command, Connection};
-use crate::handlers::{DirectMessages, Events, GroupPublications, Registry, RequestFn, request_fn};
-use crate::options::{CallOptions, PublishOptions};
+use crate::command::{Command, Commands};
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::error::{ClientError, CloseReason};
+use crate::handlers::{DirectMessages, Events, GroupPublications, RequestFn, request_fn};
+use crate::options::{CallOptions, HistoryOptions, PublishOptions, SubscribeOptions};
 use crate::presence::Roster;
 use crate::requests::Outbound;
-use crate::state::{CloseReason, Counters, State, Stats};
-use crate::subscription::{SubscribeOptions, Subscription};
+use crate::shared::Shared;
+use crate::state::{State, Stats};
+use crate::subscription::Subscription;
 use crate::topics::NewSink;
 use crate::transport::Connector;
 
-/// State shared by the handles and the connection task.
-pub(crate) struct Shared {
-    registry: Mutex<Registry>,
-    /// The welcome of the current (or last) connection.
-    pub(crate) welcome: Mutex<Option<Welcome>>,
-    pub(crate) stats: Counters,
-}
-
-impl Shared {
-    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 struct Inner {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: Commands,
     state: watch::Receiver<State>,
     shared: Arc<Shared>,
     format: Format,
@@ -80,29 +69,14 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A builder for a client of the server at `url` (`ws://host:port/ws`).
-    ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), switchboard_client::ClientError> {
-    /// let client = switchboard_client::Client::builder("ws://127.0.0.1:8080/ws").connect().await?;
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(url: impl Into<String>) -> ClientBuilder {
-        ClientBuilder::new(url)
-    }
-
     pub(crate) fn spawn(
         config: Config,
         handlers: Vec<(String, RequestFn)>,
         connector: Arc<dyn Connector>,
     ) -> Self {
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = Commands::channel();
         let (state_tx, state) = watch::channel(State::Connecting);
-        let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::default()),
-            welcome: Mutex::new(None),
-            stats: Counters::default(),
-        });
+        let shared = Arc::new(Shared::default());
         for (name, handler) in handlers {
             shared.registry().set_handler(&name, handler);
         }
@@ -160,7 +134,9 @@ impl Client {
     /// ```
     ///
     /// # Errors
-    /// [`ClientError::Closed`] when the client closed instead.
+    /// [`ClientError::Connect`] with the error that stopped the client, when retrying could
+    /// not fix it (see [`ConnectionError`](crate::ConnectionError)); [`ClientError::Closed`]
+    /// when the client was closed or gave up ([`CloseReason::GaveUp`]).
     pub async fn ready(&self) -> Result<(), ClientError> {
         let mut states = self.inner.state.clone();
         let state = states
@@ -169,6 +145,7 @@ impl Client {
             .map(|s| s.clone())
             .unwrap_or(State::Closed { reason: CloseReason::Requested });
         match state {
+            State::Closed { reason: CloseReason::Failed(e) } => Err(ClientError::Connect(e)),
             State::Closed { reason } => Err(ClientError::Closed(reason)),
             _ => Ok(()),
         }
@@ -186,7 +163,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn welcome(&self) -> Option<Welcome> {
-        self.inner.shared.welcome.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.inner.shared.welcome()
     }
 
     /// Counters: connections, frames, duplicates dropped.
@@ -198,7 +175,7 @@ impl Client {
     /// ```
     #[must_use]
     pub fn stats(&self) -> Stats {
-        self.inner.shared.stats.snapshot()
+        self.inner.shared.stats()
     }
 
     /// The format of this client's messages.
@@ -456,7 +433,7 @@ impl Client {
         topic: &str,
         options: SubscribeOptions,
     ) -> Result<Subscription, ClientError> {
-        Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))?;
+        check_topic(topic)?;
         let sink = self.inner.next_sink.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         let (waiter, reply) = oneshot::channel();
@@ -481,23 +458,11 @@ impl Client {
             topic: topic.to_owned(),
             sink,
             rx,
-            client: self.clone(),
+            commands: self.inner.commands.clone(),
             info: reply.info,
             presence: reply.presence,
             active: true,
         })
-    }
-
-    pub(crate) async fn unsubscribe_sink(&self, topic: &str, sink: u64, wait: bool) {
-        let (done, rx) = oneshot::channel();
-        let cmd = Command::Unsubscribe { topic: topic.to_owned(), sink, done: Some(done) };
-        if self.send_command(cmd).is_ok() && wait {
-            let _ = rx.await;
-        }
-    }
-
-    pub(crate) fn unsubscribe_sink_now(&self, topic: &str, sink: u64) {
-        let _ = self.send_command(Command::Unsubscribe { topic: topic.to_owned(), sink, done: None });
     }
 
     /// Publishes to a topic (where the server lets clients publish); returns the
@@ -515,33 +480,68 @@ impl Client {
         self.publish_with(topic, data, PublishOptions::new()).await
     }
 
-    /// Publishes with an event name, or with echo to this connection.
+    /// Publishes with an event name, with echo to this connection, or with an idempotency key
+    /// that makes a retry safe ([`PublishOptions::key`]).
     ///
     /// ```no_run
     /// # async fn demo(client: switchboard_client::Client) -> Result<(), switchboard_client::ClientError> {
     /// use switchboard_client::PublishOptions;
     /// client.publish_with("chat/lobby", &"hi", PublishOptions::new().event("say").echo(true)).await?;
+    /// client.publish_with("chat/lobby", &"once", PublishOptions::new().key("msg-1")).await?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// As [`Client::publish`].
+    /// As [`Client::publish`]; `BAD_REQUEST` ([`ClientError::Invalid`]) for a key longer than
+    /// 64 bytes, before anything is sent.
     pub async fn publish_with<P: Serialize + ?Sized>(
         &self,
         topic: &str,
         data: &P,
         options: PublishOptions,
     ) -> Result<u64, ClientError> {
-        Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))?;
+        check_topic(topic)?;
+        options.check()?;
         let publish = Publish {
             topic: topic.to_owned(),
             event: options.event,
             data: self.encode(data)?,
             echo: options.echo,
-            key: None,
+            key: options.key,
         };
         let published: Published = self.call(types::PUB, &publish).await?;
         Ok(published.seq)
+    }
+
+    /// Reads a topic's retained publications without subscribing (`~history`): the newest
+    /// ones ([`HistoryOptions::limit`]), or those after a position ([`HistoryOptions::since`]),
+    /// oldest first, with the topic's epoch and latest `seq`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: switchboard_client::Client) -> Result<(), switchboard_client::ClientError> {
+    /// use switchboard_client::HistoryOptions;
+    ///
+    /// let last = client.history("chat/lobby", HistoryOptions::new().limit(20)).await?;
+    /// for p in &last.publications {
+    ///     println!("#{} {:?}", p.seq, p.data);
+    /// }
+    /// // Later: only what came after, if the stream did not restart meanwhile.
+    /// let newer = client.history("chat/lobby", HistoryOptions::new().since(&last.epoch, last.seq)).await?;
+    /// if newer.epoch != last.epoch {
+    ///     println!("the topic's history was lost: reload");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `FORBIDDEN` where this client may not subscribe to the topic, `NOT_FOUND` where the
+    /// topic keeps no history, `BAD_REQUEST` for an invalid topic name or a limit of 0 (both
+    /// checked before sending), and as [`Client::call`].
+    pub async fn history(&self, topic: &str, options: HistoryOptions) -> Result<HistoryReply, ClientError> {
+        check_topic(topic)?;
+        options.check()?;
+        let request = HistoryRequest { topic: topic.to_owned(), limit: options.limit, since: options.since };
+        self.call(types::HISTORY, &request).await
     }
 
     /// The directory once (`~who`): the available connections that have an alias.
@@ -726,9 +726,13 @@ struct SinkGuard<'a> {
 impl Drop for SinkGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.client.unsubscribe_sink_now(self.topic, self.sink);
+            self.client.inner.commands.unsubscribe_now(self.topic, self.sink);
         }
     }
+}
+
+fn check_topic(topic: &str) -> Result<(), ClientError> {
+    Topic::validate(topic).map_err(|e| ClientError::Invalid(format!("topic {topic:?}: {e}")))
 }
 
 fn check_type(kind: &str) -> Result<(), ClientError> {

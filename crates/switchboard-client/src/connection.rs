@@ -1,9 +1,9 @@
 //! The connection task: the one task that owns the link and every piece of connection state.
 //!
-//! It loops: connect → identify → serve frames and commands → on loss, decide from the close
-//! code whether to reconnect, wait out the backoff (buffering calls meanwhile), and again.
-//! Handles talk to it through [`Command`]s; handlers of server requests answer through
-//! [`HandlerReply`]s.
+//! It loops: connect → identify → serve frames and commands → on loss, decide from the
+//! [`ConnectionError`] whether to reconnect ([`ConnectionError::is_fatal`]), wait out the
+//! backoff (buffering calls meanwhile), and again. Handles talk to it through [`Command`]s;
+//! handlers of server requests answer through [`HandlerReply`]s.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -12,39 +12,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use switchboard_protocol::wire::{Bye, Delivery, DirectDelivery, PeerChange, Peers, Status, Who, types};
+use switchboard_protocol::wire::{
+    Bye, Delivery, DirectDelivery, Hello, PeerChange, Peers, Status, Welcome, Who, types,
+};
 use switchboard_protocol::{CloseCode, ErrorBody, Id, Message, Payload, codes};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-use crate::client::Shared;
+use crate::command::Command;
 use crate::config::Config;
+use crate::delivery::Publication;
+use crate::error::{ClientError, CloseReason, ConnectionError};
 use crate::handlers::Event;
-use crate::presence::{Change, PeerSet, Roster};
-use crate::requests::{Internal, Outbound, Outbox, Reply};
-use crate::state::{CloseReason, Counters, State};
-use crate::subscription::Publication;
-use crate::topics::{NewSink, Routed, Topics};
+use crate::handshake::{self, Step};
+use crate::presence::{Change, PeerSet};
+use crate::requests::{Internal, Outbound, Outbox};
+use crate::shared::Shared;
+use crate::state::{Counters, State};
+use crate::topics::{Routed, Topics};
 use crate::transport::{Connector, Incoming, Link};
-use crate::{ClientError, handshake};
-
-/// What a handle asks of the connection task.
-pub(crate) enum Command {
-    /// A request (with a reply) or an event (without).
-    Send(Outbound),
-    /// An event; `accepted` says whether it was sent or buffered.
-    Event { out: Outbound, accepted: oneshot::Sender<Result<(), ClientError>> },
-    /// A new local subscriber.
-    Subscribe(NewSink),
-    /// A local subscriber left.
-    Unsubscribe { topic: String, sink: u64, done: Option<oneshot::Sender<()>> },
-    /// Keep the directory, and answer once it is loaded.
-    Directory(oneshot::Sender<Result<Roster, ClientError>>),
-    /// `~status`, remembered and sent again after every reconnection.
-    Status { status: Status, reply: Reply },
-    /// Close for good; answer when done.
-    Close(oneshot::Sender<()>),
-}
 
 /// A handler's answer to a server request, tagged with the connection it belongs to.
 pub(crate) struct HandlerReply {
@@ -53,28 +39,18 @@ pub(crate) struct HandlerReply {
     result: Result<Payload, ErrorBody>,
 }
 
-/// Why a connection ended.
+/// Why a connection (or an attempt) ended.
 #[derive(Debug)]
-pub(crate) enum End {
-    /// Lost without a close frame (1006), or never opened.
-    Lost(String),
-    /// The server's close frame.
-    Closed { code: u16, reason: String },
-    /// Nothing arrived for two heartbeat periods.
-    Silent,
-    /// Stop for good.
+enum End {
+    /// An error: retried unless it is fatal.
+    Error(ConnectionError),
+    /// The application closed the client.
     Stop(CloseReason),
 }
 
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Lost(why) => f.write_str(why),
-            Self::Closed { code, reason } => write!(f, "closed by the server with {code} {reason}"),
-            Self::Silent => f.write_str("nothing received for two heartbeat periods"),
-            Self::Stop(reason) => reason.fmt(f),
-        }
-    }
+/// A link lost without a close frame.
+fn lost(why: impl Into<String>) -> End {
+    End::Error(ConnectionError::Network(why.into()))
 }
 
 /// Ids of acknowledged deliveries already seen on this connection (bounded).
@@ -109,14 +85,14 @@ impl SeenIds {
 
 /// The connection task.
 pub(crate) struct Connection {
-    pub(crate) config: Arc<Config>,
+    config: Arc<Config>,
     connector: Arc<dyn Connector>,
     commands: mpsc::UnboundedReceiver<Command>,
     replies_tx: mpsc::UnboundedSender<HandlerReply>,
     replies_rx: mpsc::UnboundedReceiver<HandlerReply>,
     state: watch::Sender<State>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) out: Outbox,
+    shared: Arc<Shared>,
+    out: Outbox,
     topics: Topics,
     /// The directory, once the application asked for it.
     directory: Option<PeerSet>,
@@ -129,7 +105,7 @@ pub(crate) struct Connection {
     online: bool,
     seen: SeenIds,
     /// The `~bye` of the current connection.
-    pub(crate) bye: Option<Bye>,
+    bye: Option<Bye>,
     close_waiters: Vec<oneshot::Sender<()>>,
 }
 
@@ -163,33 +139,38 @@ impl Connection {
         }
     }
 
-    /// Runs until the client closes.
+    /// Runs until the client closes: for good on a fatal error, after the backoff on others.
     pub(crate) async fn run(mut self) {
-        let mut attempt: u32 = 0;
-        let mut last_error = String::new();
+        // The next attempt's number and the error it retries.
+        let mut retry: Option<(u32, ConnectionError)> = None;
         let reason = loop {
-            if attempt > 0 {
+            if let Some((attempt, last_error)) = &retry {
+                let attempt = *attempt;
                 if !self.config.backoff.allows(attempt) {
-                    break CloseReason::GaveUp { attempts: attempt - 1, last_error };
+                    break CloseReason::GaveUp { attempts: attempt - 1, last_error: last_error.clone() };
                 }
-                self.state.send_replace(State::Reconnecting { attempt });
+                self.state.send_replace(State::Reconnecting { attempt, last_error: last_error.clone() });
                 let delay = self.config.backoff.delay(attempt);
-                tracing::debug!(attempt, ?delay, "reconnecting after a delay");
+                tracing::debug!(attempt, ?delay, error = %last_error, "reconnecting after a delay");
                 if let Err(reason) = self.idle(tokio::time::sleep(delay)).await {
                     break reason;
                 }
             }
             let (was_ready, end) = self.connect_once().await;
-            let end = self.apply_bye(end);
-            tracing::info!(url = %self.url, %end, "connection ended");
-            match end {
+            let error = match self.apply_bye(end) {
                 End::Stop(reason) => break reason,
-                End::Closed { code, reason } if !CloseCode(code).reconnects() => {
-                    break CloseReason::Server { code, reason };
-                }
-                end => last_error = end.to_string(),
+                End::Error(e) => e,
+            };
+            if error.is_fatal() {
+                tracing::warn!(url = %self.url, %error, "connection failed: not retrying");
+                break CloseReason::Failed(error);
             }
-            attempt = if was_ready { 1 } else { attempt + 1 };
+            tracing::info!(url = %self.url, %error, "connection ended");
+            let attempt = match &retry {
+                Some((attempt, _)) if !was_ready => attempt + 1,
+                _ => 1,
+            };
+            retry = Some((attempt, error));
         };
         self.shutdown(reason);
     }
@@ -202,11 +183,14 @@ impl Connection {
             tracing::info!(%jump, "the server asks to reconnect elsewhere");
             self.url = jump;
         }
+        let closed = |code, reason| End::Error(ConnectionError::Closed { code, reason });
         match end {
-            End::Lost(_) | End::Closed { code: 1005 | 1006, .. } => {
-                End::Closed { code: bye.code, reason: bye.reason }
+            End::Error(ConnectionError::Network(_) | ConnectionError::Closed { code: 1005 | 1006, .. }) => {
+                closed(bye.code, bye.reason)
             }
-            End::Closed { code, reason } if reason.is_empty() => End::Closed { code, reason: bye.reason },
+            End::Error(ConnectionError::Closed { code, reason }) if reason.is_empty() => {
+                closed(code, bye.reason)
+            }
             end => end,
         }
     }
@@ -220,17 +204,17 @@ impl Connection {
         );
         let mut link = match self.idle(opening).await {
             Err(reason) => return (false, End::Stop(reason)),
-            Ok(Err(_)) => return (false, End::Lost("connecting timed out".to_owned())),
-            Ok(Ok(Err(e))) => return (false, End::Lost(format!("cannot connect to {url}: {e}"))),
+            Ok(Err(_)) => return (false, lost(format!("connecting to {url} timed out"))),
+            Ok(Ok(Err(e))) => return (false, End::Error(e)),
             Ok(Ok(Ok(link))) => link,
         };
         self.generation += 1;
         self.seen.clear();
         self.bye = None;
-        let welcome = match handshake::run(self, &mut link).await {
+        let welcome = match self.identify(&mut link).await {
             Ok(welcome) => welcome,
             Err(end) => {
-                if matches!(end, End::Stop(_)) {
+                if matches!(&end, End::Stop(_)) || matches!(&end, End::Error(e) if e.is_fatal()) {
                     self.out.close(CloseCode::NORMAL.0, "");
                     let _ = self.flush(&mut link).await;
                 }
@@ -244,7 +228,7 @@ impl Connection {
         }
         .filter(|p| !p.is_zero());
         tracing::info!(conn = %welcome.conn, user = ?welcome.user, ns = %welcome.ns, "ready");
-        *self.shared.welcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(welcome);
+        self.shared.set_welcome(welcome);
         Counters::add(&self.shared.stats.connections, 1);
         self.on_ready();
         self.state.send_replace(State::Ready);
@@ -253,9 +237,80 @@ impl Connection {
         (true, end)
     }
 
+    /// Identifies on a fresh link: `~hello` with a fresh identity from the provider, the
+    /// optional `~challenge`, then the welcome or the refusal ([`handshake::step`] says which).
+    /// Calls made meanwhile wait in the offline buffer.
+    async fn identify(&mut self, link: &mut Link) -> Result<Welcome, End> {
+        let deadline = Instant::now() + self.config.connect_timeout;
+        let identity = match self.config.identity.clone() {
+            Some(provider) => match self.idle(provider()).await {
+                Err(reason) => return Err(End::Stop(reason)),
+                Ok(Err(e)) => return Err(End::Error(ConnectionError::Identity(e.to_string()))),
+                Ok(Ok(identity)) => Some(identity),
+            },
+            None => None,
+        };
+        let hello = Hello { ns: self.config.namespace.clone(), identity, meta: self.config.meta.clone() };
+        let hello_id = self.out.next_id();
+        let sent = Payload::encode(self.out.format(), &hello)
+            .map_err(ClientError::from)
+            .and_then(|payload| self.out.frame(types::HELLO, &payload, Some(hello_id)));
+        if let Err(e) = sent {
+            return Err(End::Error(ConnectionError::Identity(format!("cannot encode the ~hello: {e}"))));
+        }
+        self.flush(link).await.map_err(lost)?;
+        loop {
+            let next = tokio::time::timeout_at(deadline, link.stream.next());
+            let bytes = match self.idle(next).await {
+                Err(reason) => return Err(End::Stop(reason)),
+                Ok(Err(_)) => return Err(lost("no welcome in time")),
+                Ok(Ok(Some(Ok(Incoming::Frame(bytes))))) => bytes,
+                Ok(Ok(Some(Ok(Incoming::Close { code, reason })))) => {
+                    return Err(End::Error(ConnectionError::Closed { code, reason }));
+                }
+                Ok(Ok(Some(Err(e)))) => return Err(lost(e.0)),
+                Ok(Ok(None)) => return Err(lost("the connection ended during the handshake")),
+            };
+            Counters::add(&self.shared.stats.frames_in, 1);
+            let msg = match self.out.format().decode(&bytes) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    tracing::warn!(error = %e, "undecodable frame during the handshake ignored");
+                    continue;
+                }
+            };
+            match handshake::step(hello_id, msg) {
+                Step::Welcome(welcome) => return Ok(welcome),
+                Step::Failed(e) => return Err(End::Error(e)),
+                Step::Challenge { id, quest } => {
+                    let answer = match self.config.challenge.clone() {
+                        Some(handler) => {
+                            match self.idle(AssertUnwindSafe(handler(quest)).catch_unwind()).await {
+                                Err(reason) => return Err(End::Stop(reason)),
+                                Ok(Ok(answer)) => answer,
+                                Ok(Err(_)) => {
+                                    Err(ErrorBody::new(codes::FAILED, "the challenge handler panicked"))
+                                }
+                            }
+                        }
+                        None => Err(ErrorBody::new(codes::NOT_FOUND, "this client has no challenge handler")),
+                    };
+                    self.out.reply(id, &answer);
+                    self.flush(link).await.map_err(lost)?;
+                }
+                Step::Ping(id) => {
+                    self.out.reply(id, &Ok(Payload::null()));
+                    self.flush(link).await.map_err(lost)?;
+                }
+                Step::Bye(bye) => self.bye = bye,
+                Step::Ignore => {}
+            }
+        }
+    }
+
     /// Waits for `fut` while offline, serving commands (calls wait in the offline buffer).
     /// Fails when the client is closing.
-    pub(crate) async fn idle<F: Future>(&mut self, fut: F) -> Result<F::Output, CloseReason> {
+    async fn idle<F: Future>(&mut self, fut: F) -> Result<F::Output, CloseReason> {
         let mut fut = std::pin::pin!(fut);
         loop {
             tokio::select! {
@@ -284,7 +339,7 @@ impl Connection {
         });
         loop {
             if let Err(e) = self.flush(link).await {
-                return End::Lost(e);
+                return lost(e);
             }
             let end = tokio::select! {
                 item = link.stream.next() => {
@@ -294,9 +349,11 @@ impl Connection {
                             self.on_frame(&bytes);
                             None
                         }
-                        Some(Ok(Incoming::Close { code, reason })) => Some(End::Closed { code, reason }),
-                        Some(Err(e)) => Some(End::Lost(e.0)),
-                        None => Some(End::Lost("the connection ended without a close frame".to_owned())),
+                        Some(Ok(Incoming::Close { code, reason })) => {
+                            Some(End::Error(ConnectionError::Closed { code, reason }))
+                        }
+                        Some(Err(e)) => Some(lost(e.0)),
+                        None => Some(lost("the connection ended without a close frame")),
                     }
                 }
                 cmd = self.commands.recv() => match cmd {
@@ -320,7 +377,7 @@ impl Connection {
                     let period = heartbeat.unwrap_or_default();
                     self.out.prune();
                     if last_rx.elapsed() >= period * 2 {
-                        Some(End::Silent)
+                        Some(lost("nothing received for two heartbeat periods"))
                     } else {
                         self.out.internal(types::PING, &(), Internal::Ping);
                         None
@@ -338,7 +395,7 @@ impl Connection {
     }
 
     /// Writes the outbox: every frame fed, one flush.
-    pub(crate) async fn flush(&mut self, link: &mut Link) -> Result<(), String> {
+    async fn flush(&mut self, link: &mut Link) -> Result<(), String> {
         let frames = self.out.take_frames();
         if frames.is_empty() {
             return Ok(());

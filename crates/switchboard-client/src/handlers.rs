@@ -14,8 +14,8 @@ use switchboard_protocol::wire::DirectDelivery;
 use switchboard_protocol::{ErrorBody, Format, Payload, codes};
 use tokio::sync::mpsc;
 
-use crate::ClientError;
-use crate::subscription::Publication;
+use crate::delivery::Publication;
+use crate::error::ClientError;
 use crate::transport::BoxFuture;
 
 /// An event (or acknowledged delivery) the server sent: `[name, payload]`.

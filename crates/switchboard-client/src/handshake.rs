@@ -1,103 +1,93 @@
-//! Identification: `~hello` (with a fresh identity from the provider), the optional
-//! `~challenge`, and the welcome — or the refusal that stops the client.
+//! Identification, as steps without I/O: what each frame that arrives before the welcome
+//! means. The connection task sends `~hello` (with a fresh identity from the provider), then
+//! feeds every frame to [`step`] until the welcome, or the refusal that stops the client.
 
-use std::panic::AssertUnwindSafe;
+use switchboard_protocol::wire::{Bye, Welcome, types};
+use switchboard_protocol::{ErrorBody, Id, Message, Payload, codes};
 
-use futures_util::{FutureExt, StreamExt};
-use switchboard_protocol::wire::{Hello, Welcome, types};
-use switchboard_protocol::{ErrorBody, Payload, codes};
-use tokio::time::Instant;
+use crate::error::ConnectionError;
 
-use crate::connection::{Connection, End};
-use crate::state::{CloseReason, Counters};
-use crate::transport::{Incoming, Link};
+/// What a frame received during identification asks of the connection task.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Identified.
+    Welcome(Welcome),
+    /// Not identified: refused (`~err` to `~hello`, classified by
+    /// [`ConnectionError::is_fatal`]), or a welcome that does not decode.
+    Failed(ConnectionError),
+    /// The server's `~challenge`: answer it with the challenge handler.
+    Challenge { id: Id, quest: Payload },
+    /// `~ping`: answer `~ok`.
+    Ping(Id),
+    /// The server's `~bye` (a close follows).
+    Bye(Option<Bye>),
+    /// Anything else, which does not belong before the welcome.
+    Ignore,
+}
 
-/// Identifies on a fresh link. Calls made meanwhile wait in the offline buffer.
-pub(crate) async fn run(conn: &mut Connection, link: &mut Link) -> Result<Welcome, End> {
-    let deadline = Instant::now() + conn.config.connect_timeout;
-    let identity = match conn.config.identity.clone() {
-        Some(provider) => match conn.idle(provider()).await {
-            Err(reason) => return Err(End::Stop(reason)),
-            Ok(Err(e)) => return Err(End::Lost(format!("the identity provider failed: {e}"))),
-            Ok(Ok(identity)) => Some(identity),
+/// The meaning of one message received while waiting for the reply to `~hello` `hello_id`.
+pub(crate) fn step(hello_id: Id, msg: Message) -> Step {
+    match (msg.kind.as_str(), msg.id) {
+        (types::OK, Some(id)) if id == hello_id => match msg.payload.decode::<Welcome>() {
+            Ok(welcome) => Step::Welcome(welcome),
+            Err(e) => Step::Failed(ConnectionError::Network(format!("undecodable welcome: {e}"))),
         },
-        None => None,
-    };
-    let hello = Hello { ns: conn.config.namespace.clone(), identity, meta: conn.config.meta.clone() };
-    let format = conn.out.format();
-    let hello_id = conn.out.next_id();
-    let sent = Payload::encode(format, &hello)
-        .map_err(Into::into)
-        .and_then(|payload| conn.out.frame(types::HELLO, &payload, Some(hello_id)));
-    if let Err(e) = sent {
-        return Err(End::Stop(CloseReason::Refused { code: e.code().to_owned(), message: e.to_string() }));
-    }
-    conn.flush(link).await.map_err(End::Lost)?;
-    loop {
-        let next = tokio::time::timeout_at(deadline, link.stream.next());
-        let item = match conn.idle(next).await {
-            Err(reason) => return Err(End::Stop(reason)),
-            Ok(Err(_)) => return Err(End::Lost("no welcome in time".to_owned())),
-            Ok(Ok(item)) => item,
-        };
-        let bytes = match item {
-            Some(Ok(Incoming::Frame(bytes))) => bytes,
-            Some(Ok(Incoming::Close { code, reason })) => return Err(End::Closed { code, reason }),
-            Some(Err(e)) => return Err(End::Lost(e.0)),
-            None => return Err(End::Lost("the connection ended during the handshake".to_owned())),
-        };
-        Counters::add(&conn.shared.stats.frames_in, 1);
-        let msg = match format.decode(&bytes) {
-            Ok(msg) => msg,
-            Err(e) => {
-                tracing::warn!(error = %e, "undecodable frame during the handshake ignored");
-                continue;
-            }
-        };
-        match (msg.kind.as_str(), msg.id) {
-            (types::OK, Some(id)) if id == hello_id => {
-                return msg
-                    .payload
-                    .decode::<Welcome>()
-                    .map_err(|e| End::Lost(format!("undecodable welcome: {e}")));
-            }
-            (types::ERR, Some(id)) if id == hello_id => return Err(refusal(&msg.payload)),
-            (types::CHALLENGE, Some(id)) => {
-                let answer = match conn.config.challenge.clone() {
-                    Some(handler) => {
-                        let answering = AssertUnwindSafe(handler(msg.payload)).catch_unwind();
-                        match conn.idle(answering).await {
-                            Err(reason) => return Err(End::Stop(reason)),
-                            Ok(Ok(answer)) => answer,
-                            Ok(Err(_)) => {
-                                Err(ErrorBody::new(codes::FAILED, "the challenge handler panicked"))
-                            }
-                        }
-                    }
-                    None => Err(ErrorBody::new(codes::NOT_FOUND, "this client has no challenge handler")),
-                };
-                conn.out.reply(id, &answer);
-                conn.flush(link).await.map_err(End::Lost)?;
-            }
-            (types::PING, Some(id)) => {
-                conn.out.reply(id, &Ok(Payload::null()));
-                conn.flush(link).await.map_err(End::Lost)?;
-            }
-            (types::BYE, _) => conn.bye = msg.payload.decode().ok(),
-            (kind, _) => tracing::debug!(kind, "frame before the welcome ignored"),
+        (types::ERR, Some(id)) if id == hello_id => Step::Failed(refusal(&msg.payload)),
+        (types::CHALLENGE, Some(id)) => Step::Challenge { id, quest: msg.payload },
+        (types::PING, Some(id)) => Step::Ping(id),
+        (types::BYE, _) => Step::Bye(msg.payload.decode().ok()),
+        (kind, _) => {
+            tracing::debug!(kind, "frame before the welcome ignored");
+            Step::Ignore
         }
     }
 }
 
-/// A `~err` to `~hello`: a refusal stops the client; a transient failure is retried.
-fn refusal(payload: &Payload) -> End {
+/// A `~err` to `~hello`, with the server's code and message. An undecodable one counts as
+/// `FAILED`, which is retried.
+fn refusal(payload: &Payload) -> ConnectionError {
     let body = payload
         .decode::<ErrorBody>()
         .unwrap_or_else(|e| ErrorBody::new(codes::FAILED, format!("undecodable refusal: {e}")));
-    match body.code.as_str() {
-        codes::TIMEOUT | codes::UNAVAILABLE | codes::RATE_LIMITED | codes::FAILED => {
-            End::Lost(format!("identification failed: {body}"))
-        }
-        _ => End::Stop(CloseReason::Refused { code: body.code, message: body.message }),
+    ConnectionError::Refused { code: body.code, message: body.message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_protocol::Format;
+
+    fn msg(json: &str) -> Message {
+        Format::Json.decode(&bytes::Bytes::from(json.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn the_reply_to_hello_decides() {
+        let hello = Id::new(3).unwrap();
+        let welcome = r#"["~ok",{"conn":"c","user":"u","ns":"main","data":null,"heartbeat":5000},3]"#;
+        assert!(matches!(step(hello, msg(welcome)), Step::Welcome(w) if w.conn == "c"));
+        let refused = r#"["~err",{"code":"NOT_AUTHORIZED","message":"bad password"},3]"#;
+        let Step::Failed(e) = step(hello, msg(refused)) else { panic!() };
+        assert_eq!(
+            e,
+            ConnectionError::Refused { code: "NOT_AUTHORIZED".into(), message: "bad password".into() }
+        );
+        assert!(e.is_fatal());
+        let busy = r#"["~err",{"code":"UNAVAILABLE","message":"try later"},3]"#;
+        assert!(matches!(step(hello, msg(busy)), Step::Failed(e) if !e.is_fatal()));
+        let garbled = r#"["~err","what",3]"#;
+        assert!(matches!(step(hello, msg(garbled)), Step::Failed(e) if e.code() == "FAILED"));
+        // A reply to another id is not the welcome.
+        assert!(matches!(step(hello, msg(r#"["~ok",null,4]"#)), Step::Ignore));
+    }
+
+    #[test]
+    fn challenges_pings_and_byes_are_passed_on() {
+        let hello = Id::new(1).unwrap();
+        let challenge = step(hello, msg(r#"["~challenge",{"nonce":"ab"},9]"#));
+        assert!(matches!(challenge, Step::Challenge { id, .. } if id.get() == 9));
+        assert!(matches!(step(hello, msg(r#"["~ping",null,2]"#)), Step::Ping(id) if id.get() == 2));
+        let bye = step(hello, msg(r#"["~bye",{"code":4000,"reason":"moving"}]"#));
+        assert!(matches!(bye, Step::Bye(Some(b)) if b.code == 4000));
     }
 }

@@ -8,8 +8,7 @@ use switchboard_protocol::Id;
 use switchboard_protocol::wire::{Peer, PeerChange, PresenceDiff};
 use tokio::sync::{oneshot, watch};
 
-use crate::ClientError;
-use crate::state::CloseReason;
+use crate::error::{ClientError, CloseReason};
 
 /// Peers by connection id.
 pub type PeerMap = BTreeMap<String, Peer>;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use switchboard_protocol::{ErrorBody, Format, Id, MAX_ID, Payload, encode, wire::types};
 use tokio::sync::oneshot;
 
-use crate::ClientError;
+use crate::error::ClientError;
 use crate::transport::Outgoing;
 
 /// Where a caller waits for its reply.

@@ -1,22 +1,26 @@
-//! The connection's observable state.
+//! The connection's observable state, and the counters of a client's life.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{CloseReason, ConnectionError};
 
 /// Where the client's connection stands, observed through [`Client::state`] or the
 /// `tokio::sync::watch` channel of [`Client::states`].
 ///
 /// The life of a client: `Connecting` → `Ready` ⇄ `Reconnecting { .. }` → `Closed { .. }`.
-/// `Closed` is final.
+/// `Closed` is final. The state carries the last error: the one being retried while
+/// `Reconnecting`, the one that stopped the client in `Closed` ([`State::last_error`]).
 ///
 /// [`Client::state`]: crate::Client::state
 /// [`Client::states`]: crate::Client::states
 ///
 /// ```
-/// use switchboard_client::{CloseReason, State};
+/// use switchboard_client::{CloseReason, ConnectionError, State};
 /// assert!(State::Ready.is_ready());
-/// let closed = State::Closed { reason: CloseReason::Requested };
+/// let closed = State::Closed { reason: CloseReason::Failed(ConnectionError::Http { status: 404 }) };
 /// assert!(closed.is_closed() && !closed.is_ready());
+/// assert_eq!(closed.last_error(), Some(&ConnectionError::Http { status: 404 }));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,11 +29,14 @@ pub enum State {
     Connecting,
     /// Identified: requests, events and subscriptions flow.
     Ready,
-    /// The connection was lost (or an attempt failed); the client waits out its backoff delay
-    /// and tries again. `attempt` counts the attempts since the last `Ready` (1 for the first).
+    /// The connection was lost (or an attempt failed) for a reason that retrying may fix; the
+    /// client waits out its backoff delay and tries again. `attempt` counts the attempts since
+    /// the last `Ready` (1 for the first).
     Reconnecting {
         /// The attempt about to be made, from 1.
         attempt: u32,
+        /// Why the last connection ended, or the last attempt failed.
+        last_error: ConnectionError,
     },
     /// The client stopped for good; `reason` says why.
     Closed {
@@ -53,12 +60,33 @@ impl State {
     /// Whether the state is [`State::Closed`].
     ///
     /// ```
-    /// use switchboard_client::State;
-    /// assert!(!State::Reconnecting { attempt: 2 }.is_closed());
+    /// use switchboard_client::{ConnectionError, State};
+    /// let state = State::Reconnecting { attempt: 2, last_error: ConnectionError::Http { status: 503 } };
+    /// assert!(!state.is_closed());
     /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
         matches!(self, Self::Closed { .. })
+    }
+
+    /// The last error: the one being retried (`Reconnecting`) or the one that stopped the
+    /// client (`Closed`); `None` while connecting for the first time, when ready, and after
+    /// [`Client::close`](crate::Client::close).
+    ///
+    /// ```
+    /// use switchboard_client::{ConnectionError, State};
+    /// let state = State::Reconnecting { attempt: 1, last_error: ConnectionError::Http { status: 503 } };
+    /// let text = state.last_error().unwrap().to_string();
+    /// assert_eq!(text, "the server answered the WebSocket upgrade with HTTP 503");
+    /// assert!(State::Ready.last_error().is_none());
+    /// ```
+    #[must_use]
+    pub fn last_error(&self) -> Option<&ConnectionError> {
+        match self {
+            Self::Reconnecting { last_error, .. } => Some(last_error),
+            Self::Closed { reason } => reason.error(),
+            Self::Connecting | Self::Ready => None,
+        }
     }
 }
 
@@ -67,80 +95,10 @@ impl fmt::Display for State {
         match self {
             Self::Connecting => f.write_str("connecting"),
             Self::Ready => f.write_str("ready"),
-            Self::Reconnecting { attempt } => write!(f, "reconnecting (attempt {attempt})"),
+            Self::Reconnecting { attempt, last_error } => {
+                write!(f, "reconnecting (attempt {attempt}, after: {last_error})")
+            }
             Self::Closed { reason } => write!(f, "closed: {reason}"),
-        }
-    }
-}
-
-/// Why a client stopped (the reason of [`State::Closed`]).
-///
-/// ```
-/// use switchboard_client::CloseReason;
-/// let r = CloseReason::Server { code: 4503, reason: "kicked".into() };
-/// assert_eq!(r.to_string(), "the server closed the connection with 4503 (kicked)");
-/// assert_eq!(r.close_code(), Some(4503));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// The application called [`Client::close`](crate::Client::close), or dropped every handle.
-    Requested,
-    /// The server closed with a code that asks clients not to reconnect (4500–4999, 1000,
-    /// 1009…).
-    Server {
-        /// The WebSocket close code (from `~bye` when the server sent one).
-        code: u16,
-        /// The close reason, for people.
-        reason: String,
-    },
-    /// The server refused the `~hello`: `NOT_AUTHORIZED`, `NOT_FOUND` (unknown namespace),
-    /// `LIMIT`…
-    Refused {
-        /// The `~err` code.
-        code: String,
-        /// The `~err` message.
-        message: String,
-    },
-    /// The reconnection policy's `max_attempts` consecutive attempts failed.
-    GaveUp {
-        /// How many attempts were made since the last `Ready`.
-        attempts: u32,
-        /// What went wrong with the last one.
-        last_error: String,
-    },
-}
-
-impl CloseReason {
-    /// The WebSocket close code, when the server closed.
-    ///
-    /// ```
-    /// use switchboard_client::CloseReason;
-    /// assert_eq!(CloseReason::Requested.close_code(), None);
-    /// ```
-    #[must_use]
-    pub fn close_code(&self) -> Option<u16> {
-        match self {
-            Self::Server { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Requested => f.write_str("closed by the application"),
-            Self::Server { code, reason } if reason.is_empty() => {
-                write!(f, "the server closed the connection with {code}")
-            }
-            Self::Server { code, reason } => {
-                write!(f, "the server closed the connection with {code} ({reason})")
-            }
-            Self::Refused { code, message } => write!(f, "identification refused: {code}: {message}"),
-            Self::GaveUp { attempts, last_error } => {
-                write!(f, "gave up after {attempts} attempts (last: {last_error})")
-            }
         }
     }
 }

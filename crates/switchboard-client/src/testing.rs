@@ -24,6 +24,7 @@ use futures_util::{Sink, StreamExt};
 use switchboard_protocol::Format;
 use tokio::sync::watch;
 
+use crate::error::ConnectionError;
 use crate::transport::{BoxFuture, Connector, FrameSink, Incoming, Link, Outgoing, TransportError};
 
 /// A switchboard of faults shared by a test and the client it was given to
@@ -136,12 +137,14 @@ struct FaultyConnector {
 }
 
 impl Connector for FaultyConnector {
-    fn connect(&self, url: &str, format: Format) -> BoxFuture<'static, Result<Link, TransportError>> {
+    fn connect(&self, url: &str, format: Format) -> BoxFuture<'static, Result<Link, ConnectionError>> {
         let faults = self.faults.clone();
         let connecting = self.inner.connect(url, format);
         Box::pin(async move {
             if faults.is_offline() {
-                return Err(TransportError("connection refused (fault injection: offline)".to_owned()));
+                return Err(ConnectionError::Network(
+                    "connection refused (fault injection: offline)".to_owned(),
+                ));
             }
             let link = connecting.await?;
             faults.inner.links.fetch_add(1, Ordering::SeqCst);

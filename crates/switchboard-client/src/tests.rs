@@ -13,7 +13,14 @@ use tokio::time::Instant;
 
 use crate::transport::fake::{FakeConn, FakeConnector, Plan};
 use crate::transport::{Incoming, Outgoing};
-use crate::{Backoff, CallOptions, Client, ClientBuilder, CloseReason, State, SubscribeOptions, TopicEvent};
+use crate::{
+    Backoff, CallOptions, Client, ClientBuilder, ClientError, CloseReason, ConnectionError, State,
+    SubscribeOptions, TopicEvent,
+};
+
+mod epoch;
+mod errors;
+mod history;
 
 /// A message the client sent, decoded.
 #[derive(Debug)]
@@ -122,7 +129,9 @@ async fn states_follow_the_connection_and_the_close_codes() {
     assert_eq!(h.client.welcome().unwrap().conn, "c1");
 
     srv.close(4001, "heartbeat timeout");
-    assert_eq!(h.wait_state(|s| !s.is_ready()).await, State::Reconnecting { attempt: 1 });
+    let state = h.wait_state(|s| !s.is_ready()).await;
+    let closed = ConnectionError::Closed { code: 4001, reason: "heartbeat timeout".into() };
+    assert_eq!(state, State::Reconnecting { attempt: 1, last_error: closed });
     let srv = h.ready().await;
 
     srv.close(1001, "going away");
@@ -140,10 +149,13 @@ async fn states_follow_the_connection_and_the_close_codes() {
 
     srv.close(4503, "kicked");
     let state = h.wait_state(State::is_closed).await;
-    assert_eq!(state, State::Closed { reason: CloseReason::Server { code: 4503, reason: "kicked".into() } });
+    let kicked = ConnectionError::Closed { code: 4503, reason: "kicked".into() };
+    assert_eq!(state, State::Closed { reason: CloseReason::Failed(kicked.clone()) });
+    assert_eq!(state.last_error(), Some(&kicked));
     let err = h.client.call::<Value, _>("echo", &1).await.unwrap_err();
     assert_eq!(err.code(), "DISCONNECTED");
-    assert!(matches!(err, crate::ClientError::Closed(CloseReason::Server { code: 4503, .. })));
+    assert_eq!(err.connection_error(), Some(&kicked));
+    assert!(matches!(err, ClientError::Closed(CloseReason::Failed(_))), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -153,7 +165,8 @@ async fn normal_closure_and_protocol_errors_stop() {
         let srv = h.ready().await;
         srv.close(code, "");
         let state = h.wait_state(State::is_closed).await;
-        assert_eq!(state, State::Closed { reason: CloseReason::Server { code, reason: String::new() } });
+        let closed = ConnectionError::Closed { code, reason: String::new() };
+        assert_eq!(state, State::Closed { reason: CloseReason::Failed(closed) });
         assert_eq!(h.connector.attempts.lock().unwrap().len(), 1, "no reconnection after {code}");
     }
 }
@@ -182,7 +195,7 @@ async fn backoff_grows_with_full_jitter_and_resets_after_ready() {
     let mut states = h.client.states();
     drop(_srv);
     states.wait_for(|s| !s.is_ready()).await.unwrap();
-    assert_eq!(*states.borrow(), State::Reconnecting { attempt: 1 });
+    assert!(matches!(*states.borrow(), State::Reconnecting { attempt: 1, .. }), "{:?}", *states.borrow());
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,7 +214,7 @@ async fn max_attempts_gives_up() {
     match state {
         State::Closed { reason: CloseReason::GaveUp { attempts, last_error } } => {
             assert_eq!(attempts, 3);
-            assert!(last_error.contains("connection refused"), "{last_error}");
+            assert_eq!(last_error, ConnectionError::Network("connection refused".into()));
         }
         other => panic!("{other:?}"),
     }
@@ -285,7 +298,12 @@ async fn bye_jump_moves_the_next_connection() {
     let state = h.wait_state(State::is_closed).await;
     assert_eq!(
         state,
-        State::Closed { reason: CloseReason::Server { code: 4503, reason: "kicked by admin".into() } }
+        State::Closed {
+            reason: CloseReason::Failed(ConnectionError::Closed {
+                code: 4503,
+                reason: "kicked by admin".into()
+            })
+        }
     );
 }
 
@@ -295,7 +313,7 @@ async fn a_refused_hello_stops_and_connect_says_why() {
     let connecting = tokio::spawn(
         Client::builder("ws://fake/ws")
             .identity(&json!({"user": "u", "password": "wrong"}))
-            .connector(Arc::new(connector))
+            .connector(Arc::new(connector.clone()))
             .connect(),
     );
     let mut srv = Srv { conn: conns.recv().await.unwrap() };
@@ -303,9 +321,12 @@ async fn a_refused_hello_stops_and_connect_says_why() {
     assert_eq!(hello.payload, json!({"identity": {"user": "u", "password": "wrong"}}));
     srv.send(json!(["~err", {"code": "NOT_AUTHORIZED", "message": "bad password"}, hello.id]));
     let err = connecting.await.unwrap().unwrap_err();
-    assert_eq!(err.code(), "DISCONNECTED");
-    let crate::ClientError::Closed(CloseReason::Refused { code, message }) = err else { panic!("{err:?}") };
-    assert_eq!((code.as_str(), message.as_str()), ("NOT_AUTHORIZED", "bad password"));
+    assert_eq!(err.code(), "NOT_AUTHORIZED");
+    let refused = ConnectionError::Refused { code: "NOT_AUTHORIZED".into(), message: "bad password".into() };
+    assert!(matches!(&err, ClientError::Connect(e) if *e == refused), "{err:?}");
+    // The client said goodbye and stopped: no second attempt.
+    assert_eq!(srv.next().await.kind, "close");
+    assert_eq!(connector.attempts.lock().unwrap().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -397,30 +418,6 @@ async fn acknowledged_deliveries_are_acked_every_time_and_delivered_once() {
     tokio::task::yield_now().await;
     assert!(notes.try_recv().is_none() && groups.try_recv().is_none(), "duplicates dropped");
     assert_eq!(h.client.stats().duplicates_dropped, 3);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_seq_that_goes_back_is_a_restarted_stream() {
-    let mut h = Harness::start(|b| b);
-    let mut srv = h.ready().await;
-    let c = h.client.clone();
-    let subscribing = tokio::spawn(async move { c.subscribe("chat/a").await });
-    let sub = srv.next().await;
-    srv.send(json!(["~ok", {"topic": "chat/a", "epoch": "e1", "seq": 7, "recovered": false}, sub.id]));
-    let mut s = subscribing.await.unwrap().unwrap();
-    for seq in [8, 1, 2] {
-        srv.send(json!(["~msg", {"topic": "chat/a", "data": seq, "seq": seq}]));
-    }
-    assert_eq!(s.next_publication().await.unwrap().seq, 8);
-    let event = s.recv().await.unwrap();
-    assert!(matches!(event, TopicEvent::Restarted { seq: 1 }), "{event:?}");
-    assert_eq!(s.next_publication().await.unwrap().seq, 1);
-    assert_eq!(s.next_publication().await.unwrap().seq, 2);
-    // The next resubscription does not claim the old epoch.
-    drop(srv);
-    let mut srv = h.ready().await;
-    let sub = srv.next().await;
-    assert_eq!(sub.payload["since"], json!({"epoch": "", "seq": 2}));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! The connection task's registry of subscriptions: `~sub` / `~unsub`, resubscription with the
-//! last position after a reconnection, in-order delivery without duplicates, topic presence.
+//! last position after a reconnection, in-order delivery without duplicates, the epoch of each
+//! topic's stream (protocol §5), topic presence.
 
 use std::collections::HashMap;
 
@@ -9,10 +10,10 @@ use switchboard_protocol::wire::{
 use switchboard_protocol::{ErrorBody, Id, Payload};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::ClientError;
+use crate::delivery::{Publication, TopicEvent};
+use crate::error::ClientError;
 use crate::presence::{Change, PeerSet, Roster};
 use crate::requests::{Internal, Outbox};
-use crate::subscription::{Publication, TopicEvent};
 
 /// What a successful subscribe call gets back.
 pub(crate) struct SubReply {
@@ -37,7 +38,7 @@ pub(crate) struct NewSink {
 pub(crate) enum Routed {
     /// To the topic's subscribers.
     Delivered,
-    /// Dropped: already delivered (same or lower `seq`).
+    /// Dropped: already delivered (same or lower `seq` in the same epoch).
     Duplicate,
     /// Kept until the pending `~sub` is answered.
     Buffered,
@@ -62,7 +63,8 @@ struct Entry {
     /// Subscribe calls with presence, waiting for the `~who {topic}` reply.
     presence_waiters: Vec<SubWaiter>,
     phase: Phase,
-    /// The epoch and the last `seq` delivered: the `since` of the next `~sub`.
+    /// The epoch (from the `~sub` reply, or the last `~msg` that carried one) and the last
+    /// `seq` delivered in it: the `since` of the next `~sub`.
     position: Option<StreamPosition>,
     /// The last `~sub` reply.
     last: Option<Subscribed>,
@@ -80,30 +82,29 @@ impl Entry {
         }
     }
 
+    /// Delivers a publication, unless its `seq` was already delivered in its epoch. A delivery
+    /// that carries a new epoch is a restarted stream (the server lost the topic's history):
+    /// it is taken whatever its `seq`, counting starts again from it, and the application
+    /// hears first that its state was not recovered.
     fn deliver(&mut self, d: Delivery) -> bool {
-        let mut restarted = false;
+        let mut restarted = None;
         if let Some(pos) = &mut self.position {
-            // `seq` 0 would mean "not numbered": never a duplicate by number.
-            if d.seq != 0 && d.seq == pos.seq {
-                return false;
+            match d.epoch.as_deref() {
+                Some(epoch) if epoch != pos.epoch => {
+                    pos.epoch = epoch.to_owned();
+                    pos.seq = d.seq;
+                    restarted = Some(epoch.to_owned());
+                }
+                // `seq` 0 would mean "not numbered": never a duplicate by number.
+                _ if d.seq != 0 && d.seq <= pos.seq => return false,
+                _ => pos.seq = pos.seq.max(d.seq),
             }
-            if d.seq != 0 && d.seq < pos.seq {
-                // The server never goes back within a stream: this is a new one (its history
-                // was lost). The old epoch no longer describes where we are, so the next
-                // resubscription must not claim it: an empty epoch gets `recovered: false`.
-                pos.epoch = String::new();
-                pos.seq = d.seq;
-                restarted = true;
-            }
-            pos.seq = pos.seq.max(d.seq);
         }
-        if restarted {
-            self.fan_out(&TopicEvent::Restarted { seq: d.seq });
+        if let Some(epoch) = restarted {
+            tracing::debug!(topic = %d.topic, %epoch, seq = d.seq, "the topic's stream restarted");
+            self.fan_out(&TopicEvent::Resubscribed { recovered: false, epoch, seq: d.seq.saturating_sub(1) });
         }
-        let event = TopicEvent::Publication(Publication::from(d));
-        for (_, tx) in &self.sinks {
-            let _ = tx.send(event.clone());
-        }
+        self.fan_out(&TopicEvent::Publication(Publication::from(d)));
         true
     }
 

@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use switchboard_client::testing::Faults;
-use switchboard_client::{Client, ClientError, CloseReason, ErrorBody, Format, State};
+use switchboard_client::{Client, ClientError, CloseReason, ConnectionError, ErrorBody, Format, State};
 
 #[derive(serde::Deserialize, Debug, PartialEq)]
 struct WhoAmI {
@@ -57,10 +57,13 @@ async fn a_wrong_password_is_refused_and_the_client_stops() {
             .await
             .unwrap_err();
     match &err {
-        ClientError::Closed(CloseReason::Refused { code, .. }) => assert_eq!(code, "NOT_AUTHORIZED"),
+        ClientError::Connect(ConnectionError::Refused { code, message }) => {
+            assert_eq!(code, "NOT_AUTHORIZED");
+            assert!(!message.is_empty());
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(err.code(), "DISCONNECTED");
+    assert_eq!(err.code(), "NOT_AUTHORIZED");
 }
 
 #[tokio::test]
@@ -69,7 +72,7 @@ async fn no_identity_is_refused() {
     let client = Client::builder(fx.url()).start().unwrap();
     let state = wait_state(&client, State::is_closed).await;
     assert!(
-        matches!(&state, State::Closed { reason: CloseReason::Refused { code, .. } } if code == "NOT_AUTHORIZED"),
+        matches!(&state, State::Closed { reason: CloseReason::Failed(e) } if e.code() == "NOT_AUTHORIZED"),
         "{state:?}"
     );
 }
@@ -79,7 +82,7 @@ async fn an_unknown_namespace_is_refused_with_not_found() {
     let fx = Fixture::start();
     let err = within(builder(&fx, "alice").namespace("nowhere").connect()).await.unwrap_err();
     assert!(
-        matches!(&err, ClientError::Closed(CloseReason::Refused { code, .. }) if code == "NOT_FOUND"),
+        matches!(&err, ClientError::Connect(ConnectionError::Refused { code, .. }) if code == "NOT_FOUND"),
         "{err:?}"
     );
 }
@@ -104,7 +107,7 @@ async fn the_admin_namespace_extends_main() {
     let alice = connect(&fx, "alice", Format::Json).await;
     assert_eq!(within(alice.info(false)).await.unwrap_err().code(), "FORBIDDEN");
     let err = within(builder(&fx, "alice").namespace("admin").connect()).await.unwrap_err();
-    assert!(matches!(err, ClientError::Closed(CloseReason::Refused { .. })), "{err:?}");
+    assert_eq!(err.code(), "NOT_AUTHORIZED", "{err:?}");
 }
 
 fn hmac_hex(user: &str, nonce: &str) -> String {
@@ -138,10 +141,10 @@ async fn challenges_are_answered_by_the_handler() {
         .identity(&json!({"user": "carol", "challenge": true}))
         .on_challenge(|q: Quest| async move { Ok::<_, ErrorBody>(hmac_hex("mallory", &q.nonce)) })
         .connect();
-    assert!(matches!(within(wrong).await.unwrap_err(), ClientError::Closed(CloseReason::Refused { .. })));
+    assert_eq!(within(wrong).await.unwrap_err().code(), "NOT_AUTHORIZED");
     let no_handler =
         Client::builder(fx.url()).identity(&json!({"user": "carol", "challenge": true})).connect();
-    assert!(matches!(within(no_handler).await.unwrap_err(), ClientError::Closed(_)));
+    assert!(matches!(within(no_handler).await.unwrap_err(), ClientError::Connect(_)));
 }
 
 #[tokio::test]

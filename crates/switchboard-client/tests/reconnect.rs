@@ -10,7 +10,7 @@ use common::{Fixture, builder, connect, wait_state, within, within_for};
 use serde_json::{Value, json};
 use switchboard_client::testing::Faults;
 use switchboard_client::{
-    CallOptions, Client, ClientError, CloseReason, Format, State, Subscription, TopicEvent,
+    CallOptions, Client, ClientError, CloseReason, ConnectionError, Format, State, Subscription, TopicEvent,
 };
 
 async fn expect_resubscribed(sub: &mut Subscription) -> bool {
@@ -198,7 +198,10 @@ async fn a_kick_stops_the_client_and_says_why() {
     assert!(alice.state().is_closed());
     assert_eq!(alice.stats().connections, 1);
     let err = within(alice.call::<Value, _>("echo", &1)).await.unwrap_err();
-    assert!(matches!(err, ClientError::Closed(CloseReason::Server { code: 4503, .. })), "{err:?}");
+    assert!(
+        matches!(&err, ClientError::Closed(CloseReason::Failed(ConnectionError::Closed { code: 4503, .. }))),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

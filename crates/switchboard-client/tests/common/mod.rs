@@ -128,7 +128,12 @@ impl Drop for Fixture {
 
 /// A builder for user `user` (password `pw-<user>`), with quick reconnections.
 pub fn builder(fx: &Fixture, user: &str) -> ClientBuilder {
-    Client::builder(fx.url())
+    builder_at(&fx.url(), user)
+}
+
+/// [`builder`] for another URL (a proxy in front of the fixture).
+pub fn builder_at(url: &str, user: &str) -> ClientBuilder {
+    Client::builder(url)
         .identity(&serde_json::json!({"user": user, "password": format!("pw-{user}")}))
         .backoff(Backoff {
             initial: Duration::from_millis(50),
