@@ -82,7 +82,8 @@ export interface ClientOptions {
 
 /** The client's own events. */
 export type ClientEvents = {
-  state: { readonly state: ClientState; readonly previous: ClientState };
+  /** Every change of `state`; `error` (also in `lastError`) says why when it is `reconnecting` or `closed`. */
+  state: { readonly state: ClientState; readonly previous: ClientState; readonly error?: SwitchboardError };
   /** Identified (first time and after every reconnect). */
   ready: Welcome;
   /** A connection ended; `willReconnect` says what comes next. */
@@ -113,7 +114,10 @@ export class SwitchboardClient {
   readonly directory: Directory;
 
   private readonly emitter = new Emitter<ClientEvents>();
-  private readonly machine = new StateMachine((state, previous) => this.emitter.emit("state", { state, previous }));
+  private readonly machine = new StateMachine((state, previous) => {
+    const error = state === "reconnecting" || state === "closed" ? this.failure : undefined;
+    this.emitter.emit("state", { state, previous, ...(error === undefined ? {} : { error }) });
+  });
   private readonly clock: Clock;
   private readonly transport: Transport;
   private readonly codec: Codec;
@@ -129,6 +133,8 @@ export class SwitchboardClient {
   private currentUrl: string;
   private welcomeInfo: Welcome | undefined;
   private lastClose: CloseInfo | undefined;
+  /** Why the client is reconnecting or closed (undefined when ready, or closed by the application). */
+  private failure: SwitchboardError | undefined;
   private attemptToken = 0;
   private waiters: { resolve: (w: Welcome) => void; reject: (e: SwitchboardError) => void }[] = [];
 
@@ -174,6 +180,23 @@ export class SwitchboardClient {
     return this.lastClose;
   }
 
+  /**
+   * Why the client is `reconnecting` (the last attempt's failure) or `closed` (the cause that
+   * stopped it: `NOT_AUTHORIZED` for a refused identification or a 4500 close, the HTTP refusal
+   * of the upgrade, `BAD_REQUEST` for a URL that cannot be opened, `DISCONNECTED` with
+   * `data: {code, reason}` for a close code). Undefined while connecting or ready, and after
+   * `close()` by the application.
+   *
+   * ```ts
+   * client.on("state", ({ state }) => {
+   *   if (state === "closed" && client.lastError?.code === "NOT_AUTHORIZED") showLogin();
+   * });
+   * ```
+   */
+  get lastError(): SwitchboardError | undefined {
+    return this.failure;
+  }
+
   /** Messages waiting in the offline buffer. */
   get buffered(): number {
     return this.outbox.size;
@@ -207,6 +230,7 @@ export class SwitchboardClient {
     const promise = new Promise<Welcome>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (this.machine.state === "idle" || this.machine.state === "closed") {
       this.backoff.reset();
+      this.failure = undefined;
       this.machine.transition("connecting");
       void this.attempt();
     }
@@ -220,6 +244,7 @@ export class SwitchboardClient {
   close(code = 1000, reason = "client closed", timeoutMs = 1000): Promise<void> {
     const conn = this.connection;
     if (this.machine.state !== "closed") {
+      this.failure = undefined;
       this.terminate(new SwitchboardError("DISCONNECTED", "the client was closed"), code, reason);
       const info: CloseInfo = { code, reason, byUser: true, willReconnect: false };
       this.lastClose = info;
@@ -241,7 +266,7 @@ export class SwitchboardClient {
    * buffer full), `ABORTED`. While offline the request waits in the buffer, its timeout running.
    */
   call<R = unknown>(type: string, payload: unknown = null, options: CallOptions = {}): Promise<R> {
-    if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+    if (this.machine.state === "closed") return Promise.reject(this.closedError());
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const { id, promise } = this.pending.create<R>(type, timeoutMs, options.signal);
     if (!this.pending.has(id)) return promise; // already aborted
@@ -257,7 +282,7 @@ export class SwitchboardClient {
 
   /** Sends an event (no reply). Buffered while offline; throws `LIMIT` when the buffer is full. */
   send(type: string, payload: unknown = null): void {
-    if (this.machine.state === "closed") throw new SwitchboardError("DISCONNECTED", "the client is closed");
+    if (this.machine.state === "closed") throw this.closedError();
     const message: Message = { type, payload };
     if (this.machine.state === "ready" && this.connection?.send(message) === true) return;
     if (!this.outbox.push(message)) throw this.bufferFull();
@@ -284,7 +309,7 @@ export class SwitchboardClient {
     onMessage?: (pub: Publication<T>) => void,
     options: Omit<SubscribeOptions<T>, "onMessage"> = {},
   ): Promise<Subscription<T>> {
-    if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+    if (this.machine.state === "closed") return Promise.reject(this.closedError());
     return this.topics.subscribe<T>(topic, onMessage === undefined ? options : { ...options, onMessage });
   }
 
@@ -351,7 +376,7 @@ export class SwitchboardClient {
       if (token !== this.attemptToken || this.machine.state === "closed") return;
       const message = err instanceof Error ? err.message : String(err);
       this.emitter.emit("error", new SwitchboardError("FAILED", `identity provider failed: ${message}`));
-      return this.ended({ code: 1006, reason: "identity provider failed" });
+      return this.ended({ code: 1006, reason: `identity provider failed: ${message}` });
     }
     if (token !== this.attemptToken || this.machine.state === "closed") return;
     const hello = {
@@ -387,12 +412,17 @@ export class SwitchboardClient {
     try {
       conn.open();
     } catch (err) {
+      // The transport cannot even start (a URL it cannot open): retrying cannot help.
       this.connection = undefined;
-      const message = err instanceof Error ? err.message : String(err);
-      const info: CloseInfo = { code: 1006, reason: `cannot open ${this.currentUrl}: ${message}`, byUser: false, willReconnect: false };
+      const error =
+        err instanceof SwitchboardError
+          ? err
+          : new SwitchboardError("BAD_REQUEST", `cannot open ${this.currentUrl}: ${err instanceof Error ? err.message : String(err)}`);
+      const info: CloseInfo = { code: 1006, reason: error.message, byUser: false, willReconnect: false };
       this.lastClose = info;
+      this.failure = error;
       this.emitter.emit("close", info);
-      this.terminate(new SwitchboardError("DISCONNECTED", info.reason, { code: info.code, reason: info.reason }));
+      this.terminate(error);
     }
   }
 
@@ -404,6 +434,7 @@ export class SwitchboardClient {
   private onReady(conn: Connection, welcome: Welcome): void {
     if (conn !== this.connection) return;
     this.welcomeInfo = welcome;
+    this.failure = undefined;
     this.backoff.reset();
     this.recent.clear();
     this.topics.ready();
@@ -417,7 +448,11 @@ export class SwitchboardClient {
     this.emitter.emit("ready", welcome);
   }
 
-  /** A connection ended on its own (not by `close()`): reconnect or stop. */
+  /**
+   * A connection ended on its own (not by `close()`): reconnect or stop. Never again after a
+   * cause that retrying cannot fix (protocol §8): a close code 4500–4999, a final `~hello`
+   * refusal (`NOT_AUTHORIZED`…), an HTTP 4xx at the upgrade.
+   */
   private ended(end: ConnectionEnd): void {
     this.pending.failSent(disconnectedError());
     this.topics.disconnected();
@@ -425,16 +460,19 @@ export class SwitchboardClient {
     const reconnect = this.options.reconnect ?? true;
     const policy = typeof reconnect === "object" && reconnect.shouldReconnect !== undefined ? reconnect.shouldReconnect : defaultPolicy;
     const jump = end.bye?.jump;
-    let error: SwitchboardError | undefined;
     let again: boolean;
-    if (end.refusal !== undefined && FINAL_REFUSALS.has(end.refusal.code)) {
-      error = end.refusal;
-      again = false;
-    } else if (reconnect === false) again = false;
-    else if (jump !== undefined) again = !(end.code >= 4500 && end.code <= 4999);
+    if (end.fatal !== undefined || (end.code >= 4500 && end.code <= 4999)) again = false;
+    else if (end.refusal !== undefined && FINAL_REFUSALS.has(end.refusal.code)) again = false;
+    else if (reconnect === false) again = false;
+    else if (jump !== undefined) again = true;
     else again = end.refusal !== undefined || policy(end.code, end.reason);
+    let cause = causeOf(end);
     const maxAttempts = typeof reconnect === "object" ? (reconnect.maxAttempts ?? Infinity) : Infinity;
-    if (again && jump === undefined && this.backoff.attempt >= maxAttempts) again = false;
+    if (again && jump === undefined && this.backoff.attempt >= maxAttempts) {
+      again = false;
+      cause = new SwitchboardError("DISCONNECTED", `gave up after ${maxAttempts} retries; the last attempt: ${cause.message}`, cause.data);
+    }
+    this.failure = cause;
     const info: CloseInfo = {
       code: end.code,
       reason: end.reason,
@@ -444,10 +482,7 @@ export class SwitchboardClient {
     };
     this.lastClose = info;
     this.emitter.emit("close", info);
-    if (!again) {
-      const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
-      return this.terminate(error ?? new SwitchboardError("DISCONNECTED", why, { code: end.code, reason: end.reason }));
-    }
+    if (!again) return this.terminate(cause);
     if (jump !== undefined) this.currentUrl = jump;
     const delayMs = jump !== undefined ? 0 : this.backoff.next();
     this.machine.transition("reconnecting");
@@ -455,7 +490,11 @@ export class SwitchboardClient {
     this.retryTimer.start(delayMs);
   }
 
-  /** Moves to `closed` and fails everything that waits. */
+  /**
+   * Moves to `closed` and fails everything that waits with `error`: `connect()`, subscriptions,
+   * and the requests still in the offline buffer (they never went out; those that did were
+   * failed with `DISCONNECTED` when their link dropped).
+   */
   private terminate(error: SwitchboardError, code = 1000, reason = "client closed"): void {
     this.attemptToken++;
     this.retryTimer.cancel();
@@ -464,11 +503,17 @@ export class SwitchboardClient {
     if (conn !== undefined && !conn.closed) conn.close(code, reason);
     this.machine.transition("closed");
     this.outbox.clear();
-    this.pending.failAll(error.code === "DISCONNECTED" ? error : new SwitchboardError("DISCONNECTED", error.message, error.data));
+    this.pending.failAll(error);
     this.topics.closeAll(error);
     this.directory.clear();
     this.recent.clear();
     for (const w of this.waiters.splice(0)) w.reject(error);
+  }
+
+  /** What `call()` and friends reject with once the client is closed. */
+  private closedError(): SwitchboardError {
+    const why = this.failure === undefined ? "" : `: ${this.failure.message}`;
+    return new SwitchboardError("DISCONNECTED", `the client is closed${why}`, this.failure?.data);
   }
 
   // ---- incoming (private) ---------------------------------------------------------------
@@ -553,6 +598,15 @@ export class SwitchboardClient {
     }
     return impl;
   }
+}
+
+/** The error that describes how a connection ended. */
+function causeOf(end: ConnectionEnd): SwitchboardError {
+  if (end.fatal !== undefined) return end.fatal;
+  if (end.refusal !== undefined) return end.refusal;
+  const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
+  const data = { code: end.code, reason: end.reason, ...(end.status === undefined ? {} : { status: end.status }) };
+  return new SwitchboardError(end.code === 4500 ? "NOT_AUTHORIZED" : "DISCONNECTED", why, data);
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
