@@ -100,6 +100,14 @@ export type ClientEvents = {
   recovery: RecoveryInfo;
 };
 
+/** A change of this connection's public profile (`~status`): absent fields stay as they are. */
+export interface StatusChange {
+  /** The new alias (1 to 128 bytes), or `null` to clear it (which leaves the directory). */
+  readonly alias?: string | null;
+  /** Whether others may see and reach this connection (directory, direct messages). */
+  readonly available?: boolean;
+}
+
 export interface PublishOptions extends CallOptions {
   readonly event?: string;
   /** Also deliver the publication to this connection. */
@@ -137,6 +145,8 @@ export class SwitchboardClient {
   private failure: SwitchboardError | undefined;
   private attemptToken = 0;
   private waiters: { resolve: (w: Welcome) => void; reject: (e: SwitchboardError) => void }[] = [];
+  /** Every `setStatus` merged: re-applied after each reconnect (the server forgets it). */
+  private status: StatusChange | undefined;
 
   constructor(private readonly options: ClientOptions) {
     this.clock = options.clock ?? systemClock;
@@ -338,9 +348,29 @@ export class SwitchboardClient {
     return Array.isArray(reply?.peers) ? reply.peers : [];
   }
 
-  /** Changes this connection's alias and/or availability (`~status`). */
-  setStatus(status: { alias?: string | null; available?: boolean }, options?: CallOptions): Promise<unknown> {
-    return this.call("~status", status, options);
+  /**
+   * Changes this connection's alias and/or availability (`~status`) and resolves with the
+   * profile the server now shows (a `Peer`). The client remembers every change and applies it
+   * again after each reconnect, before re-syncing the directory; `directory` shows our own
+   * entry as the server last described it. A re-applied status that the server refuses is
+   * reported on `error`. Rejects `BAD_REQUEST` without sending for a malformed change.
+   *
+   * ```ts
+   * await client.setStatus({ alias: "annie" });
+   * await client.setStatus({ available: false }); // away: out of the directory, no direct messages
+   * ```
+   */
+  setStatus(status: StatusChange, options?: CallOptions): Promise<Peer> {
+    const { alias, available } = (isObject(status) ? status : {}) as { alias?: unknown; available?: unknown };
+    if (!isObject(status) || (alias !== undefined && alias !== null && typeof alias !== "string") || (available !== undefined && typeof available !== "boolean")) {
+      return Promise.reject(new SwitchboardError("BAD_REQUEST", "a status is {alias?: string | null, available?: boolean}"));
+    }
+    const change: StatusChange = { ...(alias === undefined ? {} : { alias }), ...(available === undefined ? {} : { available }) };
+    if (this.machine.state !== "closed") this.status = { ...this.status, ...change };
+    return this.call<Peer>("~status", change, options).then((peer) => {
+      this.directory.status(peer);
+      return peer;
+    });
   }
 
   /** Sends a direct message; rejects `UNAVAILABLE` or `NOT_FOUND` when it cannot be delivered. */
@@ -437,6 +467,8 @@ export class SwitchboardClient {
     this.failure = undefined;
     this.backoff.reset();
     this.recent.clear();
+    this.directory.connected(welcome.conn);
+    if (this.status !== undefined) this.reapplyStatus(conn, this.status);
     this.topics.ready();
     this.directory.ready();
     for (const message of this.outbox.drain()) {
@@ -446,6 +478,30 @@ export class SwitchboardClient {
     this.machine.transition("ready");
     for (const w of this.waiters.splice(0)) w.resolve(welcome);
     this.emitter.emit("ready", welcome);
+  }
+
+  /**
+   * Sends the remembered status on a new connection. `setStatus` calls that waited in the
+   * offline buffer are part of it: they leave the buffer and settle with its reply.
+   */
+  private reapplyStatus(conn: Connection, status: StatusChange): void {
+    const waiting: number[] = [];
+    for (const m of this.outbox.take((m) => m.type === "~status")) {
+      if (m.id !== undefined && this.pending.has(m.id)) (waiting.push(m.id), this.pending.markSent(m.id));
+    }
+    conn.request<Peer>("~status", status, this.requestTimeoutMs).then(
+      (peer) => {
+        for (const id of waiting) this.pending.settle({ type: "~ok", payload: peer, id });
+        if (waiting.length === 0) this.directory.status(peer); // else their own `then` does it
+      },
+      (err: unknown) => {
+        const error = err instanceof SwitchboardError ? err : new SwitchboardError("FAILED", String(err));
+        for (const id of waiting) this.pending.fail(id, error);
+        if (waiting.length === 0 && error.code !== "DISCONNECTED") {
+          this.emitter.emit("error", new SwitchboardError(error.code, `the status could not be applied again after reconnecting: ${error.message}`, error.data));
+        }
+      },
+    );
   }
 
   /**
@@ -507,6 +563,7 @@ export class SwitchboardClient {
     this.topics.closeAll(error);
     this.directory.clear();
     this.recent.clear();
+    this.status = undefined;
     for (const w of this.waiters.splice(0)) w.reject(error);
   }
 
