@@ -60,7 +60,13 @@ export interface Publication<T = unknown> {
   readonly topic: string;
   readonly event?: string;
   readonly data: T;
+  /** The publication's number in its topic's epoch: 1, 2, 3… */
   readonly seq: number;
+  /**
+   * Present when the topic's epoch changed since this subscriber was last told (in its `~sub`
+   * reply or an earlier delivery): the stream restarted, and this is where it stands now.
+   */
+  readonly epoch?: string;
   readonly from?: Sender;
   /** Set when the delivery was acknowledged (the client has already answered it). */
   readonly ackId?: Id;

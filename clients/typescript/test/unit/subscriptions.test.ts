@@ -51,6 +51,43 @@ describe("subscribe()", () => {
     assert.equal(sub.seq, 2);
   });
 
+  it("takes a delivery with a new epoch even when its seq is not above the last, and counts from it", async () => {
+    const { client, transport, clock } = await readyClient();
+    const got: string[] = [];
+    const recoveries: RecoveryInfo[] = [];
+    client.on("recovery", (r) => recoveries.push(r));
+    const p = client.subscribe<number>("chat/a", (m) => got.push(`${m.epoch ?? "-"}:${m.seq}`));
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 7, recovered: false });
+    const sub = await p;
+    msg(transport.last, "chat/a", 8);
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 8, epoch: "e2" }); // the stream restarted
+    assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e2", seq: 8, recovered: false, previous: { epoch: "e1", seq: 8 } }]);
+    assert.equal(sub.epoch, "e2");
+    msg(transport.last, "chat/a", 9); // no epoch: the one we were last told
+    msg(transport.last, "chat/a", 9); // a duplicate within e2
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 8, epoch: "e2" }); // explicitly e2: a duplicate too
+    assert.deepEqual(got, ["-:8", "e2:8", "-:9"]);
+    assert.equal(recoveries.length, 1);
+    assert.deepEqual([sub.epoch, sub.seq], ["e2", 9]);
+
+    transport.last.drop(1006);
+    await clock.advance(100);
+    transport.last.accept();
+    await flush();
+    assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e2", seq: 9 } });
+  });
+
+  it("a new epoch that starts again at 1 is the new epoch, not an unknown one", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.subscribe("chat/a");
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 5, recovered: false });
+    const sub = await p;
+    const recovered: boolean[] = [];
+    sub.on("recovery", (r) => recovered.push(r.recovered));
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 1, epoch: "e2" });
+    assert.deepEqual([sub.epoch, sub.seq, recovered], ["e2", 1, [false]]);
+  });
+
   it("acknowledges acked deliveries and drops resends by id", async () => {
     const { client, transport } = await readyClient();
     const got: Publication[] = [];
@@ -150,6 +187,23 @@ describe("resubscription after a reconnect", () => {
     assert.deepEqual(got, [11, 12, 13, 14]);
     assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e1", seq: 14, recovered: true, previous: { epoch: "e1", seq: 11 } }]);
     assert.equal(sub.state, "active");
+  });
+
+  it("orders publications held during the resubscription by seq within each epoch, epochs in arrival order", async () => {
+    const { transport, got, recoveries, sub } = await subscribed();
+    msg(transport.last, "chat/a", 13);
+    msg(transport.last, "chat/a", 12);
+    transport.last.push("~msg", { topic: "chat/a", data: 2, seq: 2, epoch: "e2" });
+    transport.last.push("~msg", { topic: "chat/a", data: 1, seq: 1, epoch: "e2" });
+    msg(transport.last, "chat/a", 3); // e2, the epoch last told
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 13, recovered: true });
+    await flush();
+    assert.deepEqual(got, [11, 12, 13, 1, 2, 3]);
+    assert.deepEqual(
+      recoveries.map((r) => [r.epoch, r.seq, r.recovered]),
+      [["e1", 13, true], ["e2", 1, false]],
+    );
+    assert.deepEqual([sub.epoch, sub.seq], ["e2", 3]);
   });
 
   it("delivers recovered publications that follow the reply", async () => {
