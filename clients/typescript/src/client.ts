@@ -11,6 +11,7 @@ import { RecentIds } from "./dedupe.js";
 import { Emitter } from "./emitter.js";
 import { SwitchboardError, disconnectedError } from "./errors.js";
 import { Handlers } from "./handlers.js";
+import { historyReply, historyRequest, type HistoryOptions } from "./history.js";
 import { msgpackCodec } from "./msgpack.js";
 import { Outbox } from "./outbox.js";
 import { Directory } from "./presence.js";
@@ -28,6 +29,7 @@ import type {
   DirectMessage,
   DmTarget,
   EventHandler,
+  History,
   MaybePromise,
   Message,
   Peer,
@@ -338,6 +340,24 @@ export class SwitchboardClient {
     const { event, echo, ...call } = options;
     const payload = { topic, data, ...(event === undefined ? {} : { event }), ...(echo === undefined ? {} : { echo }) };
     return this.call("~pub", payload, call);
+  }
+
+  /**
+   * Reads a topic's retained publications without subscribing (`~history`): the newest `limit`,
+   * or those after `since`, oldest first, with where the topic stands (`epoch`, `seq`). Rejects
+   * `FORBIDDEN` (not allowed to subscribe to it), `NOT_FOUND` (the topic keeps no history),
+   * `BAD_REQUEST` (a bad topic, `limit` or `since`: checked before sending), or as `call()`.
+   *
+   * ```ts
+   * const { epoch, seq, publications } = await client.history<Msg>("chat/lobby", { limit: 50 });
+   * render(publications.map((p) => p.data));
+   * await client.subscribe("chat/lobby", onMessage, { since: { epoch, seq } }); // no gap, no overlap
+   * ```
+   */
+  async history<T = unknown>(topic: string, options: HistoryOptions = {}): Promise<History<T>> {
+    const payload = historyRequest(topic, options);
+    const { limit: _limit, since: _since, ...call } = options;
+    return historyReply<T>(await this.call("~history", payload, call));
   }
 
   // ---- users and presence ----------------------------------------------------------------

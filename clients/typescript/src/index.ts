@@ -14,6 +14,7 @@ export type { ErrorCode, StandardCode } from "./errors.js";
 export { Subscription } from "./subscription.js";
 export type { RecoveryInfo, SubscribedInfo, SubscriptionEvents, SubscriptionState } from "./subscription.js";
 export type { SubscribeOptions } from "./topics.js";
+export type { HistoryOptions } from "./history.js";
 export { Directory, TopicPresence } from "./presence.js";
 export type { PresenceEvents } from "./presence.js";
 export { Backoff } from "./backoff.js";

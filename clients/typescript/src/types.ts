@@ -72,6 +72,21 @@ export interface Publication<T = unknown> {
   readonly ackId?: Id;
 }
 
+/** A publication as `~history` returns it. */
+export interface HistoryPublication<T = unknown> {
+  readonly seq: number;
+  readonly event?: string;
+  readonly data: T;
+  readonly from?: Sender;
+}
+
+/** The reply to `~history`: where the topic stands, and what it retained, oldest first. */
+export interface History<T = unknown> extends StreamPosition {
+  readonly topic: string;
+  /** Oldest first. Empty when the request's `since` was of another epoch (then `epoch` differs). */
+  readonly publications: readonly HistoryPublication<T>[];
+}
+
 /** A position in a topic's history. */
 export interface StreamPosition {
   readonly epoch: string;
