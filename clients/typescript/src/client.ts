@@ -114,7 +114,16 @@ export interface PublishOptions extends CallOptions {
   readonly event?: string;
   /** Also deliver the publication to this connection. */
   readonly echo?: boolean;
+  /**
+   * An idempotency key (a string of at most 64 UTF-8 bytes): a publication whose key the topic
+   * has already seen within its history is not published again, and the reply is the first
+   * one's, so a retry after `TIMEOUT` or `DISCONNECTED` is safe.
+   */
+  readonly key?: string;
 }
+
+/** The longest publication key, in UTF-8 bytes (protocol §5). */
+export const MAX_PUBLISH_KEY_BYTES = 64;
 
 /** Hello refusals that no retry can fix. */
 const FINAL_REFUSALS = new Set(["NOT_AUTHORIZED", "NOT_FOUND", "BAD_REQUEST", "FORBIDDEN", "LIMIT", "ALREADY_IDENTIFIED"]);
@@ -335,10 +344,30 @@ export class SwitchboardClient {
     return this.topics.unsubscribeAll(prefix);
   }
 
-  /** Publishes to a topic (where the server lets clients publish). */
+  /**
+   * Publishes to a topic (where the server lets clients publish) and resolves with its `seq`.
+   * With a `key`, retrying is safe: the server publishes a key only once per topic history.
+   * A key that is not a string of at most 64 UTF-8 bytes is refused with `BAD_REQUEST`.
+   *
+   * ```ts
+   * const key = crypto.randomUUID();
+   * const publish = () => client.publish("chat/lobby", { text: "hi" }, { event: "said", key });
+   * await publish().catch((e) => (e.code === "DISCONNECTED" ? publish() : Promise.reject(e)));
+   * ```
+   */
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<{ seq: number }> {
-    const { event, echo, ...call } = options;
-    const payload = { topic, data, ...(event === undefined ? {} : { event }), ...(echo === undefined ? {} : { echo }) };
+    const { event, echo, key, ...call } = options;
+    if (key !== undefined && (typeof key !== "string" || utf8Length(key) > MAX_PUBLISH_KEY_BYTES)) {
+      const got = typeof key === "string" ? `${utf8Length(key)} bytes` : typeof key;
+      return Promise.reject(new SwitchboardError("BAD_REQUEST", `a publication key is a string of at most ${MAX_PUBLISH_KEY_BYTES} UTF-8 bytes (got ${got})`));
+    }
+    const payload = {
+      topic,
+      data,
+      ...(event === undefined ? {} : { event }),
+      ...(echo === undefined ? {} : { echo }),
+      ...(key === undefined ? {} : { key }),
+    };
     return this.call("~pub", payload, call);
   }
 
@@ -684,6 +713,16 @@ function causeOf(end: ConnectionEnd): SwitchboardError {
   const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
   const data = { code: end.code, reason: end.reason, ...(end.status === undefined ? {} : { status: end.status }) };
   return new SwitchboardError(end.code === 4500 ? "NOT_AUTHORIZED" : "DISCONNECTED", why, data);
+}
+
+/** The length of a string in UTF-8 bytes (a lone surrogate counts 3, as its replacement). */
+function utf8Length(s: string): number {
+  let n = 0;
+  for (const ch of s) {
+    const cp = ch.codePointAt(0) as number;
+    n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  }
+  return n;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -7,8 +7,8 @@
  * const sum = await client.call<number>("add", { a: 1, b: 2 }, { timeoutMs: 5000 });
  * ```
  */
-export { SwitchboardClient } from "./client.js";
-export type { ClientEvents, ClientOptions, IdentityProvider, PublishOptions, ReconnectOptions } from "./client.js";
+export { MAX_PUBLISH_KEY_BYTES, SwitchboardClient } from "./client.js";
+export type { ClientEvents, ClientOptions, IdentityProvider, PublishOptions, ReconnectOptions, StatusChange } from "./client.js";
 export { SwitchboardError, isWireError } from "./errors.js";
 export type { ErrorCode, StandardCode } from "./errors.js";
 export { Subscription } from "./subscription.js";

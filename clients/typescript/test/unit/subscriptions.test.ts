@@ -1,7 +1,7 @@
 /** Subscriptions: delivery, dedupe, acknowledged deliveries, resubscription with recovery. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Publication, RecoveryInfo } from "../../src/index.js";
+import { SwitchboardError, type Publication, type RecoveryInfo } from "../../src/index.js";
 import { flush } from "../support/fake-clock.js";
 import type { FakeSocket } from "../support/fake-transport.js";
 import { fakeClient, readyClient } from "../support/setup.js";
@@ -244,4 +244,41 @@ describe("resubscription after a reconnect", () => {
     await flush();
     assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e1", seq: 11 } });
   });
+});
+
+describe("publish()", () => {
+  it("sends topic, data, event, echo and key", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.publish("chat/a", { text: "hi" }, { event: "said", echo: true, key: "msg-7f3a" });
+    assert.deepEqual(transport.last.request("~pub").payload, { topic: "chat/a", data: { text: "hi" }, event: "said", echo: true, key: "msg-7f3a" });
+    transport.last.ok("~pub", { seq: 3 });
+    assert.deepEqual(await p, { seq: 3 });
+    void client.publish("chat/a", 1);
+    assert.deepEqual(transport.last.request("~pub").payload, { topic: "chat/a", data: 1 });
+  });
+
+  it("accepts a key of 64 bytes, counted in UTF-8", async () => {
+    const { client, transport } = await readyClient();
+    for (const key of ["a".repeat(64), "é".repeat(32), "😀".repeat(16)]) {
+      void client.publish("chat/a", 1, { key });
+      assert.equal((transport.last.request("~pub").payload as { key: string }).key, key);
+    }
+  });
+
+  for (const [what, key] of [
+    ["65 ASCII bytes", "a".repeat(65)],
+    ["66 bytes in 33 characters", "é".repeat(33)],
+    ["a number", 7],
+  ] as const) {
+    it(`refuses a key of ${what} with BAD_REQUEST, without sending`, async () => {
+      const { client, transport } = await readyClient();
+      await assert.rejects(client.publish("chat/a", 1, { key: key as string }), (e: unknown) => {
+        assert.ok(e instanceof SwitchboardError);
+        assert.equal(e.code, "BAD_REQUEST");
+        assert.match(e.message, /key/);
+        return true;
+      });
+      assert.equal(transport.last.ofType("~pub").length, 0);
+    });
+  }
 });
