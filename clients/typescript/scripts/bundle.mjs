@@ -1,6 +1,17 @@
-// Browser bundles of the client: dist/switchboard.esm.js (ES module) and
-// dist/switchboard.iife.js (a global `Switchboard`), each with a source map.
+// Completes `npm run build` after tsc has written dist/esm (ES modules) and dist/cjs (CommonJS):
+// - dist/cjs/package.json marks that folder CommonJS (the package itself is "type": "module");
+// - browser bundles: dist/switchboard.esm.js (ES module, the `@switchboard/client/browser`
+//   entry point, typed by dist/switchboard.esm.d.ts), dist/switchboard.esm.min.js, and
+//   dist/switchboard.iife.js (a global `Switchboard`), each with a source map.
+import { writeFileSync } from "node:fs";
 import { build } from "esbuild";
+
+writeFileSync("dist/cjs/package.json", `${JSON.stringify({ type: "commonjs" }, null, 2)}\n`);
+writeFileSync(
+  "dist/switchboard.esm.d.ts",
+  "// Types of the browser bundle switchboard.esm.js: the same API as the package's main entry point.\n" +
+    'export * from "./esm/index.js";\n',
+);
 
 const common = {
   entryPoints: ["src/index.ts"],

@@ -11,6 +11,7 @@ import { RecentIds } from "./dedupe.js";
 import { Emitter } from "./emitter.js";
 import { SwitchboardError, disconnectedError } from "./errors.js";
 import { Handlers } from "./handlers.js";
+import { historyReply, historyRequest, type HistoryOptions } from "./history.js";
 import { msgpackCodec } from "./msgpack.js";
 import { Outbox } from "./outbox.js";
 import { Directory } from "./presence.js";
@@ -28,6 +29,7 @@ import type {
   DirectMessage,
   DmTarget,
   EventHandler,
+  History,
   MaybePromise,
   Message,
   Peer,
@@ -82,7 +84,8 @@ export interface ClientOptions {
 
 /** The client's own events. */
 export type ClientEvents = {
-  state: { readonly state: ClientState; readonly previous: ClientState };
+  /** Every change of `state`; `error` (also in `lastError`) says why when it is `reconnecting` or `closed`. */
+  state: { readonly state: ClientState; readonly previous: ClientState; readonly error?: SwitchboardError };
   /** Identified (first time and after every reconnect). */
   ready: Welcome;
   /** A connection ended; `willReconnect` says what comes next. */
@@ -99,11 +102,28 @@ export type ClientEvents = {
   recovery: RecoveryInfo;
 };
 
+/** A change of this connection's public profile (`~status`): absent fields stay as they are. */
+export interface StatusChange {
+  /** The new alias (1 to 128 bytes), or `null` to clear it (which leaves the directory). */
+  readonly alias?: string | null;
+  /** Whether others may see and reach this connection (directory, direct messages). */
+  readonly available?: boolean;
+}
+
 export interface PublishOptions extends CallOptions {
   readonly event?: string;
   /** Also deliver the publication to this connection. */
   readonly echo?: boolean;
+  /**
+   * An idempotency key (a string of at most 64 UTF-8 bytes): a publication whose key the topic
+   * has already seen within its history is not published again, and the reply is the first
+   * one's, so a retry after `TIMEOUT` or `DISCONNECTED` is safe.
+   */
+  readonly key?: string;
 }
+
+/** The longest publication key, in UTF-8 bytes (protocol §5). */
+export const MAX_PUBLISH_KEY_BYTES = 64;
 
 /** Hello refusals that no retry can fix. */
 const FINAL_REFUSALS = new Set(["NOT_AUTHORIZED", "NOT_FOUND", "BAD_REQUEST", "FORBIDDEN", "LIMIT", "ALREADY_IDENTIFIED"]);
@@ -113,7 +133,10 @@ export class SwitchboardClient {
   readonly directory: Directory;
 
   private readonly emitter = new Emitter<ClientEvents>();
-  private readonly machine = new StateMachine((state, previous) => this.emitter.emit("state", { state, previous }));
+  private readonly machine = new StateMachine((state, previous) => {
+    const error = state === "reconnecting" || state === "closed" ? this.failure : undefined;
+    this.emitter.emit("state", { state, previous, ...(error === undefined ? {} : { error }) });
+  });
   private readonly clock: Clock;
   private readonly transport: Transport;
   private readonly codec: Codec;
@@ -129,8 +152,12 @@ export class SwitchboardClient {
   private currentUrl: string;
   private welcomeInfo: Welcome | undefined;
   private lastClose: CloseInfo | undefined;
+  /** Why the client is reconnecting or closed (undefined when ready, or closed by the application). */
+  private failure: SwitchboardError | undefined;
   private attemptToken = 0;
   private waiters: { resolve: (w: Welcome) => void; reject: (e: SwitchboardError) => void }[] = [];
+  /** Every `setStatus` merged: re-applied after each reconnect (the server forgets it). */
+  private status: StatusChange | undefined;
 
   constructor(private readonly options: ClientOptions) {
     this.clock = options.clock ?? systemClock;
@@ -174,6 +201,23 @@ export class SwitchboardClient {
     return this.lastClose;
   }
 
+  /**
+   * Why the client is `reconnecting` (the last attempt's failure) or `closed` (the cause that
+   * stopped it: `NOT_AUTHORIZED` for a refused identification or a 4500 close, the HTTP refusal
+   * of the upgrade, `BAD_REQUEST` for a URL that cannot be opened, `DISCONNECTED` with
+   * `data: {code, reason}` for a close code). Undefined while connecting or ready, and after
+   * `close()` by the application.
+   *
+   * ```ts
+   * client.on("state", ({ state }) => {
+   *   if (state === "closed" && client.lastError?.code === "NOT_AUTHORIZED") showLogin();
+   * });
+   * ```
+   */
+  get lastError(): SwitchboardError | undefined {
+    return this.failure;
+  }
+
   /** Messages waiting in the offline buffer. */
   get buffered(): number {
     return this.outbox.size;
@@ -207,6 +251,7 @@ export class SwitchboardClient {
     const promise = new Promise<Welcome>((resolve, reject) => this.waiters.push({ resolve, reject }));
     if (this.machine.state === "idle" || this.machine.state === "closed") {
       this.backoff.reset();
+      this.failure = undefined;
       this.machine.transition("connecting");
       void this.attempt();
     }
@@ -220,6 +265,7 @@ export class SwitchboardClient {
   close(code = 1000, reason = "client closed", timeoutMs = 1000): Promise<void> {
     const conn = this.connection;
     if (this.machine.state !== "closed") {
+      this.failure = undefined;
       this.terminate(new SwitchboardError("DISCONNECTED", "the client was closed"), code, reason);
       const info: CloseInfo = { code, reason, byUser: true, willReconnect: false };
       this.lastClose = info;
@@ -241,7 +287,7 @@ export class SwitchboardClient {
    * buffer full), `ABORTED`. While offline the request waits in the buffer, its timeout running.
    */
   call<R = unknown>(type: string, payload: unknown = null, options: CallOptions = {}): Promise<R> {
-    if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+    if (this.machine.state === "closed") return Promise.reject(this.closedError());
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const { id, promise } = this.pending.create<R>(type, timeoutMs, options.signal);
     if (!this.pending.has(id)) return promise; // already aborted
@@ -257,7 +303,7 @@ export class SwitchboardClient {
 
   /** Sends an event (no reply). Buffered while offline; throws `LIMIT` when the buffer is full. */
   send(type: string, payload: unknown = null): void {
-    if (this.machine.state === "closed") throw new SwitchboardError("DISCONNECTED", "the client is closed");
+    if (this.machine.state === "closed") throw this.closedError();
     const message: Message = { type, payload };
     if (this.machine.state === "ready" && this.connection?.send(message) === true) return;
     if (!this.outbox.push(message)) throw this.bufferFull();
@@ -284,7 +330,7 @@ export class SwitchboardClient {
     onMessage?: (pub: Publication<T>) => void,
     options: Omit<SubscribeOptions<T>, "onMessage"> = {},
   ): Promise<Subscription<T>> {
-    if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+    if (this.machine.state === "closed") return Promise.reject(this.closedError());
     return this.topics.subscribe<T>(topic, onMessage === undefined ? options : { ...options, onMessage });
   }
 
@@ -298,11 +344,49 @@ export class SwitchboardClient {
     return this.topics.unsubscribeAll(prefix);
   }
 
-  /** Publishes to a topic (where the server lets clients publish). */
+  /**
+   * Publishes to a topic (where the server lets clients publish) and resolves with its `seq`.
+   * With a `key`, retrying is safe: the server publishes a key only once per topic history.
+   * A key that is not a string of at most 64 UTF-8 bytes is refused with `BAD_REQUEST`.
+   *
+   * ```ts
+   * const key = crypto.randomUUID();
+   * const publish = () => client.publish("chat/lobby", { text: "hi" }, { event: "said", key });
+   * await publish().catch((e) => (e.code === "DISCONNECTED" ? publish() : Promise.reject(e)));
+   * ```
+   */
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<{ seq: number }> {
-    const { event, echo, ...call } = options;
-    const payload = { topic, data, ...(event === undefined ? {} : { event }), ...(echo === undefined ? {} : { echo }) };
+    const { event, echo, key, ...call } = options;
+    if (key !== undefined && (typeof key !== "string" || utf8Length(key) > MAX_PUBLISH_KEY_BYTES)) {
+      const got = typeof key === "string" ? `${utf8Length(key)} bytes` : typeof key;
+      return Promise.reject(new SwitchboardError("BAD_REQUEST", `a publication key is a string of at most ${MAX_PUBLISH_KEY_BYTES} UTF-8 bytes (got ${got})`));
+    }
+    const payload = {
+      topic,
+      data,
+      ...(event === undefined ? {} : { event }),
+      ...(echo === undefined ? {} : { echo }),
+      ...(key === undefined ? {} : { key }),
+    };
     return this.call("~pub", payload, call);
+  }
+
+  /**
+   * Reads a topic's retained publications without subscribing (`~history`): the newest `limit`,
+   * or those after `since`, oldest first, with where the topic stands (`epoch`, `seq`). Rejects
+   * `FORBIDDEN` (not allowed to subscribe to it), `NOT_FOUND` (the topic keeps no history),
+   * `BAD_REQUEST` (a bad topic, `limit` or `since`: checked before sending), or as `call()`.
+   *
+   * ```ts
+   * const { epoch, seq, publications } = await client.history<Msg>("chat/lobby", { limit: 50 });
+   * render(publications.map((p) => p.data));
+   * await client.subscribe("chat/lobby", onMessage, { since: { epoch, seq } }); // no gap, no overlap
+   * ```
+   */
+  async history<T = unknown>(topic: string, options: HistoryOptions = {}): Promise<History<T>> {
+    const payload = historyRequest(topic, options);
+    const { limit: _limit, since: _since, ...call } = options;
+    return historyReply<T>(await this.call("~history", payload, call));
   }
 
   // ---- users and presence ----------------------------------------------------------------
@@ -313,9 +397,29 @@ export class SwitchboardClient {
     return Array.isArray(reply?.peers) ? reply.peers : [];
   }
 
-  /** Changes this connection's alias and/or availability (`~status`). */
-  setStatus(status: { alias?: string | null; available?: boolean }, options?: CallOptions): Promise<unknown> {
-    return this.call("~status", status, options);
+  /**
+   * Changes this connection's alias and/or availability (`~status`) and resolves with the
+   * profile the server now shows (a `Peer`). The client remembers every change and applies it
+   * again after each reconnect, before re-syncing the directory; `directory` shows our own
+   * entry as the server last described it. A re-applied status that the server refuses is
+   * reported on `error`. Rejects `BAD_REQUEST` without sending for a malformed change.
+   *
+   * ```ts
+   * await client.setStatus({ alias: "annie" });
+   * await client.setStatus({ available: false }); // away: out of the directory, no direct messages
+   * ```
+   */
+  setStatus(status: StatusChange, options?: CallOptions): Promise<Peer> {
+    const { alias, available } = (isObject(status) ? status : {}) as { alias?: unknown; available?: unknown };
+    if (!isObject(status) || (alias !== undefined && alias !== null && typeof alias !== "string") || (available !== undefined && typeof available !== "boolean")) {
+      return Promise.reject(new SwitchboardError("BAD_REQUEST", "a status is {alias?: string | null, available?: boolean}"));
+    }
+    const change: StatusChange = { ...(alias === undefined ? {} : { alias }), ...(available === undefined ? {} : { available }) };
+    if (this.machine.state !== "closed") this.status = { ...this.status, ...change };
+    return this.call<Peer>("~status", change, options).then((peer) => {
+      this.directory.status(peer);
+      return peer;
+    });
   }
 
   /** Sends a direct message; rejects `UNAVAILABLE` or `NOT_FOUND` when it cannot be delivered. */
@@ -351,7 +455,7 @@ export class SwitchboardClient {
       if (token !== this.attemptToken || this.machine.state === "closed") return;
       const message = err instanceof Error ? err.message : String(err);
       this.emitter.emit("error", new SwitchboardError("FAILED", `identity provider failed: ${message}`));
-      return this.ended({ code: 1006, reason: "identity provider failed" });
+      return this.ended({ code: 1006, reason: `identity provider failed: ${message}` });
     }
     if (token !== this.attemptToken || this.machine.state === "closed") return;
     const hello = {
@@ -387,12 +491,17 @@ export class SwitchboardClient {
     try {
       conn.open();
     } catch (err) {
+      // The transport cannot even start (a URL it cannot open): retrying cannot help.
       this.connection = undefined;
-      const message = err instanceof Error ? err.message : String(err);
-      const info: CloseInfo = { code: 1006, reason: `cannot open ${this.currentUrl}: ${message}`, byUser: false, willReconnect: false };
+      const error =
+        err instanceof SwitchboardError
+          ? err
+          : new SwitchboardError("BAD_REQUEST", `cannot open ${this.currentUrl}: ${err instanceof Error ? err.message : String(err)}`);
+      const info: CloseInfo = { code: 1006, reason: error.message, byUser: false, willReconnect: false };
       this.lastClose = info;
+      this.failure = error;
       this.emitter.emit("close", info);
-      this.terminate(new SwitchboardError("DISCONNECTED", info.reason, { code: info.code, reason: info.reason }));
+      this.terminate(error);
     }
   }
 
@@ -404,8 +513,11 @@ export class SwitchboardClient {
   private onReady(conn: Connection, welcome: Welcome): void {
     if (conn !== this.connection) return;
     this.welcomeInfo = welcome;
+    this.failure = undefined;
     this.backoff.reset();
     this.recent.clear();
+    this.directory.connected(welcome.conn);
+    if (this.status !== undefined) this.reapplyStatus(conn, this.status);
     this.topics.ready();
     this.directory.ready();
     for (const message of this.outbox.drain()) {
@@ -417,7 +529,35 @@ export class SwitchboardClient {
     this.emitter.emit("ready", welcome);
   }
 
-  /** A connection ended on its own (not by `close()`): reconnect or stop. */
+  /**
+   * Sends the remembered status on a new connection. `setStatus` calls that waited in the
+   * offline buffer are part of it: they leave the buffer and settle with its reply.
+   */
+  private reapplyStatus(conn: Connection, status: StatusChange): void {
+    const waiting: number[] = [];
+    for (const m of this.outbox.take((m) => m.type === "~status")) {
+      if (m.id !== undefined && this.pending.has(m.id)) (waiting.push(m.id), this.pending.markSent(m.id));
+    }
+    conn.request<Peer>("~status", status, this.requestTimeoutMs).then(
+      (peer) => {
+        for (const id of waiting) this.pending.settle({ type: "~ok", payload: peer, id });
+        if (waiting.length === 0) this.directory.status(peer); // else their own `then` does it
+      },
+      (err: unknown) => {
+        const error = err instanceof SwitchboardError ? err : new SwitchboardError("FAILED", String(err));
+        for (const id of waiting) this.pending.fail(id, error);
+        if (waiting.length === 0 && error.code !== "DISCONNECTED") {
+          this.emitter.emit("error", new SwitchboardError(error.code, `the status could not be applied again after reconnecting: ${error.message}`, error.data));
+        }
+      },
+    );
+  }
+
+  /**
+   * A connection ended on its own (not by `close()`): reconnect or stop. Never again after a
+   * cause that retrying cannot fix (protocol §8): a close code 4500–4999, a final `~hello`
+   * refusal (`NOT_AUTHORIZED`…), an HTTP 4xx at the upgrade.
+   */
   private ended(end: ConnectionEnd): void {
     this.pending.failSent(disconnectedError());
     this.topics.disconnected();
@@ -425,16 +565,19 @@ export class SwitchboardClient {
     const reconnect = this.options.reconnect ?? true;
     const policy = typeof reconnect === "object" && reconnect.shouldReconnect !== undefined ? reconnect.shouldReconnect : defaultPolicy;
     const jump = end.bye?.jump;
-    let error: SwitchboardError | undefined;
     let again: boolean;
-    if (end.refusal !== undefined && FINAL_REFUSALS.has(end.refusal.code)) {
-      error = end.refusal;
-      again = false;
-    } else if (reconnect === false) again = false;
-    else if (jump !== undefined) again = !(end.code >= 4500 && end.code <= 4999);
+    if (end.fatal !== undefined || (end.code >= 4500 && end.code <= 4999)) again = false;
+    else if (end.refusal !== undefined && FINAL_REFUSALS.has(end.refusal.code)) again = false;
+    else if (reconnect === false) again = false;
+    else if (jump !== undefined) again = true;
     else again = end.refusal !== undefined || policy(end.code, end.reason);
+    let cause = causeOf(end);
     const maxAttempts = typeof reconnect === "object" ? (reconnect.maxAttempts ?? Infinity) : Infinity;
-    if (again && jump === undefined && this.backoff.attempt >= maxAttempts) again = false;
+    if (again && jump === undefined && this.backoff.attempt >= maxAttempts) {
+      again = false;
+      cause = new SwitchboardError("DISCONNECTED", `gave up after ${maxAttempts} retries; the last attempt: ${cause.message}`, cause.data);
+    }
+    this.failure = cause;
     const info: CloseInfo = {
       code: end.code,
       reason: end.reason,
@@ -444,10 +587,7 @@ export class SwitchboardClient {
     };
     this.lastClose = info;
     this.emitter.emit("close", info);
-    if (!again) {
-      const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
-      return this.terminate(error ?? new SwitchboardError("DISCONNECTED", why, { code: end.code, reason: end.reason }));
-    }
+    if (!again) return this.terminate(cause);
     if (jump !== undefined) this.currentUrl = jump;
     const delayMs = jump !== undefined ? 0 : this.backoff.next();
     this.machine.transition("reconnecting");
@@ -455,7 +595,11 @@ export class SwitchboardClient {
     this.retryTimer.start(delayMs);
   }
 
-  /** Moves to `closed` and fails everything that waits. */
+  /**
+   * Moves to `closed` and fails everything that waits with `error`: `connect()`, subscriptions,
+   * and the requests still in the offline buffer (they never went out; those that did were
+   * failed with `DISCONNECTED` when their link dropped).
+   */
   private terminate(error: SwitchboardError, code = 1000, reason = "client closed"): void {
     this.attemptToken++;
     this.retryTimer.cancel();
@@ -464,11 +608,18 @@ export class SwitchboardClient {
     if (conn !== undefined && !conn.closed) conn.close(code, reason);
     this.machine.transition("closed");
     this.outbox.clear();
-    this.pending.failAll(error.code === "DISCONNECTED" ? error : new SwitchboardError("DISCONNECTED", error.message, error.data));
+    this.pending.failAll(error);
     this.topics.closeAll(error);
     this.directory.clear();
     this.recent.clear();
+    this.status = undefined;
     for (const w of this.waiters.splice(0)) w.reject(error);
+  }
+
+  /** What `call()` and friends reject with once the client is closed. */
+  private closedError(): SwitchboardError {
+    const why = this.failure === undefined ? "" : `: ${this.failure.message}`;
+    return new SwitchboardError("DISCONNECTED", `the client is closed${why}`, this.failure?.data);
   }
 
   // ---- incoming (private) ---------------------------------------------------------------
@@ -553,6 +704,25 @@ export class SwitchboardClient {
     }
     return impl;
   }
+}
+
+/** The error that describes how a connection ended. */
+function causeOf(end: ConnectionEnd): SwitchboardError {
+  if (end.fatal !== undefined) return end.fatal;
+  if (end.refusal !== undefined) return end.refusal;
+  const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
+  const data = { code: end.code, reason: end.reason, ...(end.status === undefined ? {} : { status: end.status }) };
+  return new SwitchboardError(end.code === 4500 ? "NOT_AUTHORIZED" : "DISCONNECTED", why, data);
+}
+
+/** The length of a string in UTF-8 bytes (a lone surrogate counts 3, as its replacement). */
+function utf8Length(s: string): number {
+  let n = 0;
+  for (const ch of s) {
+    const cp = ch.codePointAt(0) as number;
+    n += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  }
+  return n;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

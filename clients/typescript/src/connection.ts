@@ -8,7 +8,7 @@ import { SwitchboardError, toWireError } from "./errors.js";
 import { Heartbeat } from "./heartbeat.js";
 import type { PendingRequests } from "./request.js";
 import { Timer, type Clock } from "./timer.js";
-import type { Transport, TransportConnection } from "./transport.js";
+import type { CloseDetail, Transport, TransportConnection } from "./transport.js";
 import type { Bye, MaybePromise, Message, Welcome } from "./types.js";
 
 /** The `~hello` payload. */
@@ -40,6 +40,10 @@ export interface ConnectionEnd {
   readonly bye?: Bye;
   /** Set when the server answered `~hello` with `~err`. */
   readonly refusal?: SwitchboardError;
+  /** The HTTP status that refused the upgrade, when the transport could see it. */
+  readonly status?: number;
+  /** A cause that no retry can fix, found by the transport (an HTTP 4xx at the upgrade). */
+  readonly fatal?: SwitchboardError;
 }
 
 export interface ConnectionEvents {
@@ -90,7 +94,7 @@ export class Connection {
     this.socket = this.opts.transport.connect(this.opts.url, [this.opts.codec.subprotocol], {
       open: () => this.onOpen(),
       message: (frame) => this.onFrame(frame),
-      close: (code, reason) => this.finish(code, reason),
+      close: (code, reason, detail) => this.finish(code, reason, detail),
     });
   }
 
@@ -209,7 +213,7 @@ export class Connection {
     this.send(reply);
   }
 
-  private finish(code: number, reason: string): void {
+  private finish(code: number, reason: string, detail?: CloseDetail): void {
     if (this.dead) return;
     this.dead = true;
     this.connectTimer.cancel();
@@ -219,6 +223,8 @@ export class Connection {
       reason,
       ...(this.bye === undefined ? {} : { bye: this.bye }),
       ...(this.refusal === undefined ? {} : { refusal: this.refusal }),
+      ...(detail?.status === undefined ? {} : { status: detail.status }),
+      ...(detail?.fatal === undefined ? {} : { fatal: detail.fatal }),
     };
     this.events.closed(end);
     for (const callback of this.closeCallbacks.splice(0)) callback();

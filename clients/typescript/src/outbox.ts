@@ -27,6 +27,13 @@ export class Outbox {
     if (i >= 0) this.queue.splice(i, 1);
   }
 
+  /** Takes the messages that match, oldest first, leaving the others in order. */
+  take(predicate: (message: Message) => boolean): Message[] {
+    const taken = this.queue.filter(predicate);
+    if (taken.length > 0) this.queue.splice(0, this.queue.length, ...this.queue.filter((m) => !predicate(m)));
+    return taken;
+  }
+
   /** Takes everything, oldest first. */
   drain(): Message[] {
     return this.queue.splice(0, this.queue.length);

@@ -6,6 +6,11 @@
  *
  * Diffs that arrive while a snapshot is being fetched are held and applied on top of it, in
  * order: each peer then ends in the state of the latest news about it, whichever came last.
+ *
+ * The directory also knows which entries are this client's own: its current connection is shown
+ * as the server last described it (the reply to `~status`, or a `~peer` about it), and its
+ * earlier connections, dead since a reconnect, are never shown again (the server may still list
+ * one for a moment, until it notices the old socket is gone).
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError } from "./errors.js";
@@ -79,8 +84,9 @@ abstract class PeerView {
     const held = this.held ?? [];
     this.held = null;
     this.byConn.clear();
-    for (const p of peers) if (isPeer(p)) this.byConn.set(p.conn, p);
+    for (const p of peers) if (isPeer(p) && this.admits(p)) this.byConn.set(p.conn, p);
     for (const diff of held) this.applyQuietly(diff);
+    this.adjust(this.byConn);
     this.synced = true;
     const list = this.list();
     this.emitter.emit("sync", list);
@@ -114,12 +120,20 @@ abstract class PeerView {
       if (isPeer(p) && this.byConn.delete(p.conn)) left.push(p);
     }
     for (const p of diff.joins) {
-      if (!isPeer(p)) continue;
+      if (!isPeer(p) || !this.admits(p)) continue;
       this.byConn.set(p.conn, p);
       joined.push(p);
     }
     return { joined, left };
   }
+
+  /** Whether a peer that the server announces or lists may be shown (all, unless overridden). */
+  protected admits(_peer: Peer): boolean {
+    return true;
+  }
+
+  /** Corrects a freshly loaded snapshot before it is shown (nothing, unless overridden). */
+  protected adjust(_byConn: Map<string, Peer>): void {}
 
   /** Forgets everything (the client closed). */
   protected reset(): void {
@@ -139,9 +153,21 @@ function peersOf(reply: unknown): Peer[] {
   return Array.isArray(peers) ? peers.filter(isPeer) : [];
 }
 
+/** Our former connections remembered, so that the server's late news of them is ignored. */
+const FORMER_CONNS = 32;
+
+/** Listed in the directory: online, available and aliased. */
+const isListed = (p: Peer): boolean => p.available === true && typeof p.alias === "string";
+
 /** The server's directory: who is online, available and has an alias. */
 export class Directory extends PeerView {
   private tracking = false;
+  /** Our current connection. */
+  private self: string | undefined;
+  /** Our connections before the last reconnects: dead, never shown again. */
+  private readonly former = new Set<string>();
+  /** Our current connection's profile as the server last told it (`~status` reply, `~peer`). */
+  private own: Peer | undefined;
 
   /** @internal */
   constructor(who: () => Promise<unknown>) {
@@ -159,6 +185,18 @@ export class Directory extends PeerView {
     this.tracking = false;
   }
 
+  /** @internal A connection was identified as `conn`: the previous one is gone for good. */
+  connected(conn: string): void {
+    if (this.self !== undefined && this.self !== conn) {
+      this.former.add(this.self);
+      if (this.former.size > FORMER_CONNS) this.former.delete(this.former.values().next().value as string);
+    }
+    this.self = conn;
+    this.own = undefined;
+    const gone = [...this.former].map((c) => this.get(c)).filter((p): p is Peer => p !== undefined);
+    if (gone.length > 0) this.applyDiff({ joins: [], leaves: gone });
+  }
+
   /** @internal */
   ready(): void {
     if (this.tracking) this.resync();
@@ -167,13 +205,39 @@ export class Directory extends PeerView {
   /** @internal A `~peer` update. */
   update(update: PeerUpdate): void {
     const { online, ...peer } = update;
-    const listed = online && peer.available && typeof peer.alias === "string";
+    if (peer.conn === this.self) this.own = online ? peer : { ...peer, available: false };
+    const listed = online && isListed(peer);
     this.applyDiff(listed ? { joins: [peer], leaves: [] } : { joins: [], leaves: [peer] });
+  }
+
+  /** @internal The server's reply to our `~status`: our own profile now. */
+  status(peer: Peer): void {
+    if (!isPeer(peer) || peer.conn !== this.self) return;
+    const wasListed = this.own !== undefined ? isListed(this.own) : this.get(peer.conn) !== undefined;
+    this.own = peer;
+    const listed = isListed(peer);
+    this.applyDiff(listed ? { joins: [peer], leaves: [] } : { joins: [], leaves: [peer] });
+    // While not listed the server sent us no `~peer`: what we show may be stale.
+    if (listed && !wasListed && this.tracking) this.resync();
+  }
+
+  protected override admits(peer: Peer): boolean {
+    return !this.former.has(peer.conn);
+  }
+
+  protected override adjust(byConn: Map<string, Peer>): void {
+    const own = this.own;
+    if (own === undefined) return;
+    if (isListed(own)) byConn.set(own.conn, own);
+    else byConn.delete(own.conn);
   }
 
   /** @internal */
   clear(): void {
     this.tracking = false;
+    this.self = undefined;
+    this.own = undefined;
+    this.former.clear();
     this.reset();
   }
 }

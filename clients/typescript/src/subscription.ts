@@ -3,8 +3,14 @@
  *
  * It remembers the last `epoch`/`seq` it delivered and resubscribes with them, so the server can
  * replay what was missed. Publications that arrive while a `~sub` is in flight are held and
- * delivered, in `seq` order, once the reply says where the stream stands. A publication whose
- * `seq` was already delivered in the current epoch is dropped.
+ * delivered, in `seq` order within each epoch, once the reply says where the stream stands.
+ * A publication whose `seq` was already delivered in the current epoch is dropped.
+ *
+ * Epochs (protocol §5): the epoch is the one of the `~sub` reply, then of the last delivery
+ * that carried an `epoch`. A delivery with another epoch means the stream restarted (its history
+ * was lost): it is delivered whatever its `seq`, counting starts again from it, and `recovery`
+ * says `recovered: false` so the application reloads; the next resubscription asks for
+ * `since: {epoch: <the new one>, seq}`.
  */
 import { Emitter } from "./emitter.js";
 import { SwitchboardError } from "./errors.js";
@@ -24,8 +30,10 @@ export interface SubscribedInfo extends StreamPosition {
 
 /**
  * Emitted after a reconnect: `recovered: false` means publications were lost, reload your state.
- * Also emitted (with `recovered: false` and an empty `epoch`) when the topic's stream restarted
- * while subscribed — its `seq` went back because the server lost its history (a Redis restart).
+ * Also emitted with `recovered: false` when the topic's stream restarted while subscribed (the
+ * server lost its history, e.g. a Redis restart): a delivery carried a new `epoch`, which this
+ * event gives. A server that does not mark the restart is caught by its `seq` going back; the
+ * epoch is then unknown (empty), and the next resubscription gets `recovered: false`.
  */
 export interface RecoveryInfo extends StreamPosition {
   readonly topic: string;
@@ -109,7 +117,7 @@ export class Subscription<T = unknown> {
     const since = this.position;
     const resubscribed = this.everSubscribed;
     const recovered = since !== undefined && reply.recovered === true;
-    const held = (this.held ?? []).sort((a, b) => a.seq - b.seq);
+    const held = inOrder(this.held ?? []);
     this.held = null;
     this.everSubscribed = true;
     this.current = "active";
@@ -121,7 +129,7 @@ export class Subscription<T = unknown> {
     if (resubscribed && since !== undefined) {
       this.emitter.emit("recovery", { topic: this.topic, epoch: reply.epoch, seq: reply.seq, recovered, previous: since });
     }
-    for (const pub of held) this.deliver(pub, !recovered);
+    for (const { pub, epoch } of held) this.deliver(pub, !recovered, epoch);
     return info;
   }
 
@@ -152,10 +160,20 @@ export class Subscription<T = unknown> {
     this.emitter.removeAll();
   }
 
-  private deliver(pub: Publication<T>, force: boolean): void {
+  /** `epoch`: the publication's, or for a held one, the last announced before it. */
+  private deliver(pub: Publication<T>, force: boolean, epoch = pub.epoch): void {
     const pos = this.position;
     if (typeof pub.seq === "number" && pos !== undefined) {
+      if (typeof epoch === "string" && epoch !== pos.epoch) {
+        // A new epoch (protocol §5): the stream restarted. Whatever its seq, this publication is
+        // new; publications of the old epoch that we never got are lost: the application reloads.
+        this.position = { epoch, seq: pub.seq };
+        this.emitter.emit("recovery", { topic: this.topic, epoch, seq: pub.seq, recovered: false, previous: pos });
+        this.emitter.emit("message", pub);
+        return;
+      }
       if (!force && pub.seq === pos.seq) return; // already delivered
+      if (!force && pub.seq < pos.seq && typeof epoch === "string") return; // the same epoch, said so: a duplicate
       if (!force && pub.seq < pos.seq) {
         // The server never goes back within a stream: this is a new one (its history was lost,
         // e.g. a Redis restart). Publications around it may be missing: the application reloads,
@@ -166,4 +184,23 @@ export class Subscription<T = unknown> {
     }
     this.emitter.emit("message", pub);
   }
+}
+
+/**
+ * Publications held during a `~sub`, in delivery order: by `seq` within an epoch, epochs in the
+ * order they arrived. A publication without `epoch` belongs to the last one announced before it
+ * (or to the reply's, if none was: `epoch` undefined).
+ */
+function inOrder<T>(held: Publication<T>[]): { pub: Publication<T>; epoch: string | undefined }[] {
+  const group = new Map<string | undefined, number>([[undefined, 0]]);
+  let current: string | undefined;
+  const keyed = held.map((pub, i) => {
+    if (typeof pub.epoch === "string") {
+      current = pub.epoch;
+      if (!group.has(current)) group.set(current, group.size);
+    }
+    return { pub, epoch: current, group: group.get(current) as number, i };
+  });
+  keyed.sort((a, b) => a.group - b.group || a.pub.seq - b.pub.seq || a.i - b.i);
+  return keyed.map(({ pub, epoch }) => ({ pub, epoch }));
 }

@@ -60,10 +60,31 @@ export interface Publication<T = unknown> {
   readonly topic: string;
   readonly event?: string;
   readonly data: T;
+  /** The publication's number in its topic's epoch: 1, 2, 3… */
   readonly seq: number;
+  /**
+   * Present when the topic's epoch changed since this subscriber was last told (in its `~sub`
+   * reply or an earlier delivery): the stream restarted, and this is where it stands now.
+   */
+  readonly epoch?: string;
   readonly from?: Sender;
   /** Set when the delivery was acknowledged (the client has already answered it). */
   readonly ackId?: Id;
+}
+
+/** A publication as `~history` returns it. */
+export interface HistoryPublication<T = unknown> {
+  readonly seq: number;
+  readonly event?: string;
+  readonly data: T;
+  readonly from?: Sender;
+}
+
+/** The reply to `~history`: where the topic stands, and what it retained, oldest first. */
+export interface History<T = unknown> extends StreamPosition {
+  readonly topic: string;
+  /** Oldest first. Empty when the request's `since` was of another epoch (then `epoch` differs). */
+  readonly publications: readonly HistoryPublication<T>[];
 }
 
 /** A position in a topic's history. */

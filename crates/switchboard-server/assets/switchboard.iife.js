@@ -26,6 +26,7 @@ var Switchboard = (() => {
     Backoff: () => Backoff,
     CloseCode: () => CloseCode,
     Directory: () => Directory,
+    MAX_PUBLISH_KEY_BYTES: () => MAX_PUBLISH_KEY_BYTES,
     Subscription: () => Subscription,
     SwitchboardClient: () => SwitchboardClient,
     SwitchboardError: () => SwitchboardError,
@@ -38,7 +39,9 @@ var Switchboard = (() => {
     jsonCodec: () => jsonCodec,
     msgpackCodec: () => msgpackCodec,
     shouldReconnect: () => shouldReconnect,
-    systemClock: () => systemClock
+    systemClock: () => systemClock,
+    upgradeRefusal: () => upgradeRefusal,
+    webSocketUrl: () => webSocketUrl
   });
 
   // src/backoff.ts
@@ -319,7 +322,7 @@ var Switchboard = (() => {
       this.socket = this.opts.transport.connect(this.opts.url, [this.opts.codec.subprotocol], {
         open: () => this.onOpen(),
         message: (frame) => this.onFrame(frame),
-        close: (code, reason) => this.finish(code, reason)
+        close: (code, reason, detail) => this.finish(code, reason, detail)
       });
     }
     /** Writes a message; false if the socket is not usable. */
@@ -426,7 +429,7 @@ var Switchboard = (() => {
       }
       this.send(reply);
     }
-    finish(code, reason) {
+    finish(code, reason, detail) {
       if (this.dead) return;
       this.dead = true;
       this.connectTimer.cancel();
@@ -435,7 +438,9 @@ var Switchboard = (() => {
         code,
         reason,
         ...this.bye === void 0 ? {} : { bye: this.bye },
-        ...this.refusal === void 0 ? {} : { refusal: this.refusal }
+        ...this.refusal === void 0 ? {} : { refusal: this.refusal },
+        ...detail?.status === void 0 ? {} : { status: detail.status },
+        ...detail?.fatal === void 0 ? {} : { fatal: detail.fatal }
       };
       this.events.closed(end);
       for (const callback of this.closeCallbacks.splice(0)) callback();
@@ -571,6 +576,29 @@ var Switchboard = (() => {
       }
     }
   };
+
+  // src/history.ts
+  function historyRequest(topic, options) {
+    if (typeof topic !== "string" || topic.length === 0) throw new SwitchboardError("BAD_REQUEST", "history needs a topic name");
+    const { limit, since } = options;
+    if (limit !== void 0 && !(typeof limit === "number" && Number.isSafeInteger(limit) && limit >= 1)) {
+      throw new SwitchboardError("BAD_REQUEST", `history's limit must be an integer >= 1 (got ${String(limit)})`);
+    }
+    if (since !== void 0 && !isPosition(since)) {
+      throw new SwitchboardError("BAD_REQUEST", "history's since must be {epoch: string, seq: integer >= 0}");
+    }
+    return { topic, ...limit === void 0 ? {} : { limit }, ...since === void 0 ? {} : { since: { epoch: since.epoch, seq: since.seq } } };
+  }
+  function historyReply(reply) {
+    const r = reply;
+    const ok = typeof r === "object" && r !== null && typeof r.topic === "string" && typeof r.epoch === "string" && typeof r.seq === "number" && Array.isArray(r.publications) && r.publications.every((p) => typeof p === "object" && p !== null && typeof p.seq === "number");
+    if (!ok) throw new SwitchboardError("PROTOCOL", "malformed ~history reply", reply);
+    return reply;
+  }
+  function isPosition(value) {
+    const v = value;
+    return typeof v === "object" && v !== null && typeof v.epoch === "string" && typeof v.seq === "number" && Number.isSafeInteger(v.seq) && v.seq >= 0;
+  }
 
   // src/msgpack.ts
   var g = globalThis;
@@ -865,6 +893,12 @@ var Switchboard = (() => {
       const i = this.queue.findIndex((m) => m.id === id);
       if (i >= 0) this.queue.splice(i, 1);
     }
+    /** Takes the messages that match, oldest first, leaving the others in order. */
+    take(predicate) {
+      const taken = this.queue.filter(predicate);
+      if (taken.length > 0) this.queue.splice(0, this.queue.length, ...this.queue.filter((m) => !predicate(m)));
+      return taken;
+    }
     /** Takes everything, oldest first. */
     drain() {
       return this.queue.splice(0, this.queue.length);
@@ -920,8 +954,9 @@ var Switchboard = (() => {
       const held = this.held ?? [];
       this.held = null;
       this.byConn.clear();
-      for (const p of peers) if (isPeer(p)) this.byConn.set(p.conn, p);
+      for (const p of peers) if (isPeer(p) && this.admits(p)) this.byConn.set(p.conn, p);
       for (const diff of held) this.applyQuietly(diff);
+      this.adjust(this.byConn);
       this.synced = true;
       const list = this.list();
       this.emitter.emit("sync", list);
@@ -952,11 +987,18 @@ var Switchboard = (() => {
         if (isPeer(p) && this.byConn.delete(p.conn)) left.push(p);
       }
       for (const p of diff.joins) {
-        if (!isPeer(p)) continue;
+        if (!isPeer(p) || !this.admits(p)) continue;
         this.byConn.set(p.conn, p);
         joined.push(p);
       }
       return { joined, left };
+    }
+    /** Whether a peer that the server announces or lists may be shown (all, unless overridden). */
+    admits(_peer) {
+      return true;
+    }
+    /** Corrects a freshly loaded snapshot before it is shown (nothing, unless overridden). */
+    adjust(_byConn) {
     }
     /** Forgets everything (the client closed). */
     reset() {
@@ -973,11 +1015,19 @@ var Switchboard = (() => {
     const peers = reply?.peers;
     return Array.isArray(peers) ? peers.filter(isPeer) : [];
   }
+  var FORMER_CONNS = 32;
+  var isListed = (p) => p.available === true && typeof p.alias === "string";
   var Directory = class extends PeerView {
     /** @internal */
     constructor(who) {
       super(() => who().then(peersOf));
       __publicField(this, "tracking", false);
+      /** Our current connection. */
+      __publicField(this, "self");
+      /** Our connections before the last reconnects: dead, never shown again. */
+      __publicField(this, "former", /* @__PURE__ */ new Set());
+      /** Our current connection's profile as the server last told it (`~status` reply, `~peer`). */
+      __publicField(this, "own");
     }
     /** Loads the directory and keeps it current, across reconnects, until `stop()`. */
     sync() {
@@ -988,6 +1038,17 @@ var Switchboard = (() => {
     stop() {
       this.tracking = false;
     }
+    /** @internal A connection was identified as `conn`: the previous one is gone for good. */
+    connected(conn) {
+      if (this.self !== void 0 && this.self !== conn) {
+        this.former.add(this.self);
+        if (this.former.size > FORMER_CONNS) this.former.delete(this.former.values().next().value);
+      }
+      this.self = conn;
+      this.own = void 0;
+      const gone = [...this.former].map((c) => this.get(c)).filter((p) => p !== void 0);
+      if (gone.length > 0) this.applyDiff({ joins: [], leaves: gone });
+    }
     /** @internal */
     ready() {
       if (this.tracking) this.resync();
@@ -995,12 +1056,34 @@ var Switchboard = (() => {
     /** @internal A `~peer` update. */
     update(update) {
       const { online, ...peer } = update;
-      const listed = online && peer.available && typeof peer.alias === "string";
+      if (peer.conn === this.self) this.own = online ? peer : { ...peer, available: false };
+      const listed = online && isListed(peer);
       this.applyDiff(listed ? { joins: [peer], leaves: [] } : { joins: [], leaves: [peer] });
+    }
+    /** @internal The server's reply to our `~status`: our own profile now. */
+    status(peer) {
+      if (!isPeer(peer) || peer.conn !== this.self) return;
+      const wasListed = this.own !== void 0 ? isListed(this.own) : this.get(peer.conn) !== void 0;
+      this.own = peer;
+      const listed = isListed(peer);
+      this.applyDiff(listed ? { joins: [peer], leaves: [] } : { joins: [], leaves: [peer] });
+      if (listed && !wasListed && this.tracking) this.resync();
+    }
+    admits(peer) {
+      return !this.former.has(peer.conn);
+    }
+    adjust(byConn) {
+      const own = this.own;
+      if (own === void 0) return;
+      if (isListed(own)) byConn.set(own.conn, own);
+      else byConn.delete(own.conn);
     }
     /** @internal */
     clear() {
       this.tracking = false;
+      this.self = void 0;
+      this.own = void 0;
+      this.former.clear();
       this.reset();
     }
   };
@@ -1177,7 +1260,7 @@ var Switchboard = (() => {
       const since = this.position;
       const resubscribed = this.everSubscribed;
       const recovered = since !== void 0 && reply.recovered === true;
-      const held = (this.held ?? []).sort((a, b) => a.seq - b.seq);
+      const held = inOrder(this.held ?? []);
       this.held = null;
       this.everSubscribed = true;
       this.current = "active";
@@ -1187,7 +1270,7 @@ var Switchboard = (() => {
       if (resubscribed && since !== void 0) {
         this.emitter.emit("recovery", { topic: this.topic, epoch: reply.epoch, seq: reply.seq, recovered, previous: since });
       }
-      for (const pub of held) this.deliver(pub, !recovered);
+      for (const { pub, epoch } of held) this.deliver(pub, !recovered, epoch);
       return info;
     }
     /** @internal A publication of this topic arrived. */
@@ -1213,10 +1296,18 @@ var Switchboard = (() => {
       this.emitter.emit("closed", error === void 0 ? {} : { error });
       this.emitter.removeAll();
     }
-    deliver(pub, force) {
+    /** `epoch`: the publication's, or for a held one, the last announced before it. */
+    deliver(pub, force, epoch = pub.epoch) {
       const pos = this.position;
       if (typeof pub.seq === "number" && pos !== void 0) {
+        if (typeof epoch === "string" && epoch !== pos.epoch) {
+          this.position = { epoch, seq: pub.seq };
+          this.emitter.emit("recovery", { topic: this.topic, epoch, seq: pub.seq, recovered: false, previous: pos });
+          this.emitter.emit("message", pub);
+          return;
+        }
         if (!force && pub.seq === pos.seq) return;
+        if (!force && pub.seq < pos.seq && typeof epoch === "string") return;
         if (!force && pub.seq < pos.seq) {
           this.position = { epoch: "", seq: pub.seq };
           this.emitter.emit("recovery", { topic: this.topic, epoch: "", seq: pub.seq, recovered: false, previous: pos });
@@ -1225,6 +1316,19 @@ var Switchboard = (() => {
       this.emitter.emit("message", pub);
     }
   };
+  function inOrder(held) {
+    const group = /* @__PURE__ */ new Map([[void 0, 0]]);
+    let current;
+    const keyed = held.map((pub, i) => {
+      if (typeof pub.epoch === "string") {
+        current = pub.epoch;
+        if (!group.has(current)) group.set(current, group.size);
+      }
+      return { pub, epoch: current, group: group.get(current), i };
+    });
+    keyed.sort((a, b) => a.group - b.group || a.pub.seq - b.pub.seq || a.i - b.i);
+    return keyed.map(({ pub, epoch }) => ({ pub, epoch }));
+  }
 
   // src/topics.ts
   var Topics = class {
@@ -1377,25 +1481,86 @@ var Switchboard = (() => {
     }
     return void 0;
   }
+  function webSocketUrl(url) {
+    let absolute = url;
+    const base = globalThis.location?.href;
+    const UrlImpl = globalThis.URL;
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(url) && typeof base === "string" && UrlImpl !== void 0 && url.length > 0) {
+      try {
+        absolute = new UrlImpl(url, base).href;
+      } catch {
+      }
+    }
+    const m = /^([a-z][a-z0-9+.-]*):\/\/[^/?#]/i.exec(absolute);
+    const scheme = m?.[1]?.toLowerCase();
+    if (scheme === "ws" || scheme === "wss") return absolute;
+    if (scheme === "http" || scheme === "https") return `${scheme === "http" ? "ws" : "wss"}${absolute.slice(scheme.length)}`;
+    throw new SwitchboardError(
+      "BAD_REQUEST",
+      `cannot connect to ${JSON.stringify(url)}: the URL must start with ws:, wss:, http: or https: followed by //host`,
+      { url }
+    );
+  }
+  function upgradeRefusal(status, url) {
+    if (status < 400 || status > 499 || status === 408 || status === 429) return void 0;
+    const code = { 400: "BAD_REQUEST", 401: "NOT_AUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND" }[status];
+    return new SwitchboardError(
+      code ?? "UPGRADE_REFUSED",
+      `the server answered HTTP ${status} to the WebSocket upgrade of ${url}${status === 404 ? " (check the path)" : ""}`,
+      { status }
+    );
+  }
   var WebSocketTransport = class {
     constructor(WebSocketImpl) {
       __publicField(this, "WebSocketImpl", WebSocketImpl);
     }
     connect(url, protocols, listener) {
-      const ws = new this.WebSocketImpl(url, [...protocols]);
+      const target = webSocketUrl(url);
+      let ws;
+      try {
+        ws = new this.WebSocketImpl(target, [...protocols]);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new SwitchboardError("BAD_REQUEST", `cannot open a WebSocket to ${url}: ${why}`, { url });
+      }
       ws.binaryType = "arraybuffer";
+      let opened = false;
       let closed = false;
-      ws.addEventListener("open", () => listener.open(ws.protocol ?? ""));
+      let status;
+      const end = (code, reason) => {
+        if (closed) return;
+        closed = true;
+        const fatal = status === void 0 ? void 0 : upgradeRefusal(status, url);
+        const detail = status === void 0 ? void 0 : { status, ...fatal === void 0 ? {} : { fatal } };
+        listener.close(code, status === void 0 ? reason : `the server answered HTTP ${status} to the upgrade`, detail);
+      };
+      ws.addEventListener("open", () => {
+        if (closed) return;
+        opened = true;
+        listener.open(ws.protocol ?? "");
+      });
       ws.addEventListener("message", (event) => {
         const frame = toFrame(event.data);
         if (frame !== void 0 && !closed) listener.message(frame);
       });
-      ws.addEventListener("close", (event) => {
-        if (closed) return;
-        closed = true;
-        listener.close(event.code ?? 1006, event.reason ?? "");
+      ws.addEventListener("close", (event) => end(event.code ?? 1006, event.reason ?? ""));
+      ws.addEventListener("error", (event) => {
+        if (opened) return;
+        const why = typeof event?.message === "string" && event.message.length > 0 ? event.message : "";
+        end(1006, why === "" ? "connection failed" : `connection failed: ${why}`);
       });
-      ws.addEventListener("error", () => void 0);
+      const emitter = ws;
+      if (typeof emitter.on === "function") {
+        emitter.on.call(ws, "unexpected-response", (_request, response) => {
+          const code = response?.statusCode;
+          status = typeof code === "number" ? code : 0;
+          try {
+            ws.close();
+          } catch {
+            end(1006, "");
+          }
+        });
+      }
       return {
         send: (frame) => ws.send(frame),
         close: (code, reason) => {
@@ -1409,6 +1574,7 @@ var Switchboard = (() => {
   };
 
   // src/client.ts
+  var MAX_PUBLISH_KEY_BYTES = 64;
   var FINAL_REFUSALS = /* @__PURE__ */ new Set(["NOT_AUTHORIZED", "NOT_FOUND", "BAD_REQUEST", "FORBIDDEN", "LIMIT", "ALREADY_IDENTIFIED"]);
   var SwitchboardClient = class {
     constructor(options) {
@@ -1416,7 +1582,10 @@ var Switchboard = (() => {
       /** The directory of available peers (`~who` + `~peer`). Call `directory.sync()` to start tracking it. */
       __publicField(this, "directory");
       __publicField(this, "emitter", new Emitter());
-      __publicField(this, "machine", new StateMachine((state, previous) => this.emitter.emit("state", { state, previous })));
+      __publicField(this, "machine", new StateMachine((state, previous) => {
+        const error = state === "reconnecting" || state === "closed" ? this.failure : void 0;
+        this.emitter.emit("state", { state, previous, ...error === void 0 ? {} : { error } });
+      }));
       __publicField(this, "clock");
       __publicField(this, "transport");
       __publicField(this, "codec");
@@ -1432,8 +1601,12 @@ var Switchboard = (() => {
       __publicField(this, "currentUrl");
       __publicField(this, "welcomeInfo");
       __publicField(this, "lastClose");
+      /** Why the client is reconnecting or closed (undefined when ready, or closed by the application). */
+      __publicField(this, "failure");
       __publicField(this, "attemptToken", 0);
       __publicField(this, "waiters", []);
+      /** Every `setStatus` merged: re-applied after each reconnect (the server forgets it). */
+      __publicField(this, "status");
       this.clock = options.clock ?? systemClock;
       this.currentUrl = options.url;
       this.requestTimeoutMs = options.requestTimeoutMs ?? 1e4;
@@ -1469,6 +1642,22 @@ var Switchboard = (() => {
     get closeInfo() {
       return this.lastClose;
     }
+    /**
+     * Why the client is `reconnecting` (the last attempt's failure) or `closed` (the cause that
+     * stopped it: `NOT_AUTHORIZED` for a refused identification or a 4500 close, the HTTP refusal
+     * of the upgrade, `BAD_REQUEST` for a URL that cannot be opened, `DISCONNECTED` with
+     * `data: {code, reason}` for a close code). Undefined while connecting or ready, and after
+     * `close()` by the application.
+     *
+     * ```ts
+     * client.on("state", ({ state }) => {
+     *   if (state === "closed" && client.lastError?.code === "NOT_AUTHORIZED") showLogin();
+     * });
+     * ```
+     */
+    get lastError() {
+      return this.failure;
+    }
     /** Messages waiting in the offline buffer. */
     get buffered() {
       return this.outbox.size;
@@ -1496,6 +1685,7 @@ var Switchboard = (() => {
       const promise = new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
       if (this.machine.state === "idle" || this.machine.state === "closed") {
         this.backoff.reset();
+        this.failure = void 0;
         this.machine.transition("connecting");
         void this.attempt();
       }
@@ -1508,6 +1698,7 @@ var Switchboard = (() => {
     close(code = 1e3, reason = "client closed", timeoutMs = 1e3) {
       const conn = this.connection;
       if (this.machine.state !== "closed") {
+        this.failure = void 0;
         this.terminate(new SwitchboardError("DISCONNECTED", "the client was closed"), code, reason);
         const info = { code, reason, byUser: true, willReconnect: false };
         this.lastClose = info;
@@ -1527,7 +1718,7 @@ var Switchboard = (() => {
      * buffer full), `ABORTED`. While offline the request waits in the buffer, its timeout running.
      */
     call(type, payload = null, options = {}) {
-      if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+      if (this.machine.state === "closed") return Promise.reject(this.closedError());
       const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
       const { id, promise } = this.pending.create(type, timeoutMs, options.signal);
       if (!this.pending.has(id)) return promise;
@@ -1542,7 +1733,7 @@ var Switchboard = (() => {
     }
     /** Sends an event (no reply). Buffered while offline; throws `LIMIT` when the buffer is full. */
     send(type, payload = null) {
-      if (this.machine.state === "closed") throw new SwitchboardError("DISCONNECTED", "the client is closed");
+      if (this.machine.state === "closed") throw this.closedError();
       const message = { type, payload };
       if (this.machine.state === "ready" && this.connection?.send(message) === true) return;
       if (!this.outbox.push(message)) throw this.bufferFull();
@@ -1561,7 +1752,7 @@ var Switchboard = (() => {
      * position). Subscribing twice to a topic returns the same `Subscription`.
      */
     subscribe(topic, onMessage, options = {}) {
-      if (this.machine.state === "closed") return Promise.reject(new SwitchboardError("DISCONNECTED", "the client is closed"));
+      if (this.machine.state === "closed") return Promise.reject(this.closedError());
       return this.topics.subscribe(topic, onMessage === void 0 ? options : { ...options, onMessage });
     }
     /** The subscription of a topic, if any. */
@@ -1572,11 +1763,48 @@ var Switchboard = (() => {
     unsubscribeAll(prefix) {
       return this.topics.unsubscribeAll(prefix);
     }
-    /** Publishes to a topic (where the server lets clients publish). */
+    /**
+     * Publishes to a topic (where the server lets clients publish) and resolves with its `seq`.
+     * With a `key`, retrying is safe: the server publishes a key only once per topic history.
+     * A key that is not a string of at most 64 UTF-8 bytes is refused with `BAD_REQUEST`.
+     *
+     * ```ts
+     * const key = crypto.randomUUID();
+     * const publish = () => client.publish("chat/lobby", { text: "hi" }, { event: "said", key });
+     * await publish().catch((e) => (e.code === "DISCONNECTED" ? publish() : Promise.reject(e)));
+     * ```
+     */
     publish(topic, data, options = {}) {
-      const { event, echo, ...call } = options;
-      const payload = { topic, data, ...event === void 0 ? {} : { event }, ...echo === void 0 ? {} : { echo } };
+      const { event, echo, key, ...call } = options;
+      if (key !== void 0 && (typeof key !== "string" || utf8Length(key) > MAX_PUBLISH_KEY_BYTES)) {
+        const got = typeof key === "string" ? `${utf8Length(key)} bytes` : typeof key;
+        return Promise.reject(new SwitchboardError("BAD_REQUEST", `a publication key is a string of at most ${MAX_PUBLISH_KEY_BYTES} UTF-8 bytes (got ${got})`));
+      }
+      const payload = {
+        topic,
+        data,
+        ...event === void 0 ? {} : { event },
+        ...echo === void 0 ? {} : { echo },
+        ...key === void 0 ? {} : { key }
+      };
       return this.call("~pub", payload, call);
+    }
+    /**
+     * Reads a topic's retained publications without subscribing (`~history`): the newest `limit`,
+     * or those after `since`, oldest first, with where the topic stands (`epoch`, `seq`). Rejects
+     * `FORBIDDEN` (not allowed to subscribe to it), `NOT_FOUND` (the topic keeps no history),
+     * `BAD_REQUEST` (a bad topic, `limit` or `since`: checked before sending), or as `call()`.
+     *
+     * ```ts
+     * const { epoch, seq, publications } = await client.history<Msg>("chat/lobby", { limit: 50 });
+     * render(publications.map((p) => p.data));
+     * await client.subscribe("chat/lobby", onMessage, { since: { epoch, seq } }); // no gap, no overlap
+     * ```
+     */
+    async history(topic, options = {}) {
+      const payload = historyRequest(topic, options);
+      const { limit: _limit, since: _since, ...call } = options;
+      return historyReply(await this.call("~history", payload, call));
     }
     // ---- users and presence ----------------------------------------------------------------
     /** `~who`: the directory (no topic) or a topic's presence. */
@@ -1584,9 +1812,29 @@ var Switchboard = (() => {
       const reply = await this.call("~who", topic === void 0 ? {} : { topic }, options);
       return Array.isArray(reply?.peers) ? reply.peers : [];
     }
-    /** Changes this connection's alias and/or availability (`~status`). */
+    /**
+     * Changes this connection's alias and/or availability (`~status`) and resolves with the
+     * profile the server now shows (a `Peer`). The client remembers every change and applies it
+     * again after each reconnect, before re-syncing the directory; `directory` shows our own
+     * entry as the server last described it. A re-applied status that the server refuses is
+     * reported on `error`. Rejects `BAD_REQUEST` without sending for a malformed change.
+     *
+     * ```ts
+     * await client.setStatus({ alias: "annie" });
+     * await client.setStatus({ available: false }); // away: out of the directory, no direct messages
+     * ```
+     */
     setStatus(status, options) {
-      return this.call("~status", status, options);
+      const { alias, available } = isObject(status) ? status : {};
+      if (!isObject(status) || alias !== void 0 && alias !== null && typeof alias !== "string" || available !== void 0 && typeof available !== "boolean") {
+        return Promise.reject(new SwitchboardError("BAD_REQUEST", "a status is {alias?: string | null, available?: boolean}"));
+      }
+      const change = { ...alias === void 0 ? {} : { alias }, ...available === void 0 ? {} : { available } };
+      if (this.machine.state !== "closed") this.status = { ...this.status, ...change };
+      return this.call("~status", change, options).then((peer) => {
+        this.directory.status(peer);
+        return peer;
+      });
     }
     /** Sends a direct message; rejects `UNAVAILABLE` or `NOT_FOUND` when it cannot be delivered. */
     dm(to, data, options) {
@@ -1616,7 +1864,7 @@ var Switchboard = (() => {
         if (token !== this.attemptToken || this.machine.state === "closed") return;
         const message = err instanceof Error ? err.message : String(err);
         this.emitter.emit("error", new SwitchboardError("FAILED", `identity provider failed: ${message}`));
-        return this.ended({ code: 1006, reason: "identity provider failed" });
+        return this.ended({ code: 1006, reason: `identity provider failed: ${message}` });
       }
       if (token !== this.attemptToken || this.machine.state === "closed") return;
       const hello = {
@@ -1653,11 +1901,12 @@ var Switchboard = (() => {
         conn.open();
       } catch (err) {
         this.connection = void 0;
-        const message = err instanceof Error ? err.message : String(err);
-        const info = { code: 1006, reason: `cannot open ${this.currentUrl}: ${message}`, byUser: false, willReconnect: false };
+        const error = err instanceof SwitchboardError ? err : new SwitchboardError("BAD_REQUEST", `cannot open ${this.currentUrl}: ${err instanceof Error ? err.message : String(err)}`);
+        const info = { code: 1006, reason: error.message, byUser: false, willReconnect: false };
         this.lastClose = info;
+        this.failure = error;
         this.emitter.emit("close", info);
-        this.terminate(new SwitchboardError("DISCONNECTED", info.reason, { code: info.code, reason: info.reason }));
+        this.terminate(error);
       }
     }
     identity() {
@@ -1667,8 +1916,11 @@ var Switchboard = (() => {
     onReady(conn, welcome) {
       if (conn !== this.connection) return;
       this.welcomeInfo = welcome;
+      this.failure = void 0;
       this.backoff.reset();
       this.recent.clear();
+      this.directory.connected(welcome.conn);
+      if (this.status !== void 0) this.reapplyStatus(conn, this.status);
       this.topics.ready();
       this.directory.ready();
       for (const message of this.outbox.drain()) {
@@ -1679,7 +1931,34 @@ var Switchboard = (() => {
       for (const w of this.waiters.splice(0)) w.resolve(welcome);
       this.emitter.emit("ready", welcome);
     }
-    /** A connection ended on its own (not by `close()`): reconnect or stop. */
+    /**
+     * Sends the remembered status on a new connection. `setStatus` calls that waited in the
+     * offline buffer are part of it: they leave the buffer and settle with its reply.
+     */
+    reapplyStatus(conn, status) {
+      const waiting = [];
+      for (const m of this.outbox.take((m2) => m2.type === "~status")) {
+        if (m.id !== void 0 && this.pending.has(m.id)) waiting.push(m.id), this.pending.markSent(m.id);
+      }
+      conn.request("~status", status, this.requestTimeoutMs).then(
+        (peer) => {
+          for (const id of waiting) this.pending.settle({ type: "~ok", payload: peer, id });
+          if (waiting.length === 0) this.directory.status(peer);
+        },
+        (err) => {
+          const error = err instanceof SwitchboardError ? err : new SwitchboardError("FAILED", String(err));
+          for (const id of waiting) this.pending.fail(id, error);
+          if (waiting.length === 0 && error.code !== "DISCONNECTED") {
+            this.emitter.emit("error", new SwitchboardError(error.code, `the status could not be applied again after reconnecting: ${error.message}`, error.data));
+          }
+        }
+      );
+    }
+    /**
+     * A connection ended on its own (not by `close()`): reconnect or stop. Never again after a
+     * cause that retrying cannot fix (protocol §8): a close code 4500–4999, a final `~hello`
+     * refusal (`NOT_AUTHORIZED`…), an HTTP 4xx at the upgrade.
+     */
     ended(end) {
       this.pending.failSent(disconnectedError());
       this.topics.disconnected();
@@ -1687,16 +1966,19 @@ var Switchboard = (() => {
       const reconnect = this.options.reconnect ?? true;
       const policy = typeof reconnect === "object" && reconnect.shouldReconnect !== void 0 ? reconnect.shouldReconnect : shouldReconnect;
       const jump = end.bye?.jump;
-      let error;
       let again;
-      if (end.refusal !== void 0 && FINAL_REFUSALS.has(end.refusal.code)) {
-        error = end.refusal;
-        again = false;
-      } else if (reconnect === false) again = false;
-      else if (jump !== void 0) again = !(end.code >= 4500 && end.code <= 4999);
+      if (end.fatal !== void 0 || end.code >= 4500 && end.code <= 4999) again = false;
+      else if (end.refusal !== void 0 && FINAL_REFUSALS.has(end.refusal.code)) again = false;
+      else if (reconnect === false) again = false;
+      else if (jump !== void 0) again = true;
       else again = end.refusal !== void 0 || policy(end.code, end.reason);
+      let cause = causeOf(end);
       const maxAttempts = typeof reconnect === "object" ? reconnect.maxAttempts ?? Infinity : Infinity;
-      if (again && jump === void 0 && this.backoff.attempt >= maxAttempts) again = false;
+      if (again && jump === void 0 && this.backoff.attempt >= maxAttempts) {
+        again = false;
+        cause = new SwitchboardError("DISCONNECTED", `gave up after ${maxAttempts} retries; the last attempt: ${cause.message}`, cause.data);
+      }
+      this.failure = cause;
       const info = {
         code: end.code,
         reason: end.reason,
@@ -1706,17 +1988,18 @@ var Switchboard = (() => {
       };
       this.lastClose = info;
       this.emitter.emit("close", info);
-      if (!again) {
-        const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
-        return this.terminate(error ?? new SwitchboardError("DISCONNECTED", why, { code: end.code, reason: end.reason }));
-      }
+      if (!again) return this.terminate(cause);
       if (jump !== void 0) this.currentUrl = jump;
       const delayMs = jump !== void 0 ? 0 : this.backoff.next();
       this.machine.transition("reconnecting");
       this.emitter.emit("reconnecting", { attempt: this.backoff.attempt, delayMs, url: this.currentUrl });
       this.retryTimer.start(delayMs);
     }
-    /** Moves to `closed` and fails everything that waits. */
+    /**
+     * Moves to `closed` and fails everything that waits with `error`: `connect()`, subscriptions,
+     * and the requests still in the offline buffer (they never went out; those that did were
+     * failed with `DISCONNECTED` when their link dropped).
+     */
     terminate(error, code = 1e3, reason = "client closed") {
       this.attemptToken++;
       this.retryTimer.cancel();
@@ -1725,11 +2008,17 @@ var Switchboard = (() => {
       if (conn !== void 0 && !conn.closed) conn.close(code, reason);
       this.machine.transition("closed");
       this.outbox.clear();
-      this.pending.failAll(error.code === "DISCONNECTED" ? error : new SwitchboardError("DISCONNECTED", error.message, error.data));
+      this.pending.failAll(error);
       this.topics.closeAll(error);
       this.directory.clear();
       this.recent.clear();
+      this.status = void 0;
       for (const w of this.waiters.splice(0)) w.reject(error);
+    }
+    /** What `call()` and friends reject with once the client is closed. */
+    closedError() {
+      const why = this.failure === void 0 ? "" : `: ${this.failure.message}`;
+      return new SwitchboardError("DISCONNECTED", `the client is closed${why}`, this.failure?.data);
     }
     // ---- incoming (private) ---------------------------------------------------------------
     onMessage(conn, message) {
@@ -1805,6 +2094,21 @@ var Switchboard = (() => {
       return impl;
     }
   };
+  function causeOf(end) {
+    if (end.fatal !== void 0) return end.fatal;
+    if (end.refusal !== void 0) return end.refusal;
+    const why = `connection closed: ${end.code} ${describeClose(end.code)}${end.reason ? ` (${end.reason})` : ""}`;
+    const data = { code: end.code, reason: end.reason, ...end.status === void 0 ? {} : { status: end.status } };
+    return new SwitchboardError(end.code === 4500 ? "NOT_AUTHORIZED" : "DISCONNECTED", why, data);
+  }
+  function utf8Length(s) {
+    let n = 0;
+    for (const ch of s) {
+      const cp = ch.codePointAt(0);
+      n += cp < 128 ? 1 : cp < 2048 ? 2 : cp < 65536 ? 3 : 4;
+    }
+    return n;
+  }
   function isObject(value) {
     return typeof value === "object" && value !== null && !Array.isArray(value);
   }

@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { SwitchboardClient } from "../../src/index.js";
-import { clientFor, dropLink, type Fixture, startFixture } from "../support/fixture.js";
+import { jsonCodec, SwitchboardClient } from "../../src/index.js";
+import { clientFor, dropLink, type Fixture, framesOf, sleep, startFixture } from "../support/fixture.js";
 
 describe("identify (fixture)", { timeout: 120_000 }, () => {
   let fx: Fixture;
@@ -55,10 +55,38 @@ describe("identify (fixture)", { timeout: 120_000 }, () => {
     assert.equal(c.closeInfo?.willReconnect, false);
   });
 
-  it("is refused with NOT_AUTHORIZED for a wrong password", async () => {
+  it("is refused with NOT_AUTHORIZED for a wrong password: kept in lastError, never retried", async () => {
     const c = make(fx, "ann", { identity: { user: "ann", password: "nope" } });
+    const states: string[] = [];
+    c.on("state", (s) => states.push(`${s.state}${s.error === undefined ? "" : `:${s.error.code}`}`));
+    const buffered = c.call("echo", 1);
     await assert.rejects(c.connect(), (e: unknown) => (e as { code: string }).code === "NOT_AUTHORIZED");
+    await assert.rejects(buffered, { code: "NOT_AUTHORIZED" });
     assert.equal(c.state, "closed");
+    assert.equal(c.lastError?.code, "NOT_AUTHORIZED");
+    assert.equal(c.closeInfo?.code, 4500);
+    assert.deepEqual(states, ["connecting", "closed:NOT_AUTHORIZED"]);
+    await sleep(300); // longer than the backoff of clientFor (50 ms): a retry would show
+    assert.equal(framesOf(c).filter((f) => f.startsWith('> ["~hello"')).length, 1);
+  });
+
+  it("a wrong path is refused at the upgrade (HTTP 404): NOT_FOUND at once, never retried", async () => {
+    const c = make({ url: fx.url.replace(/\/ws$/, "/nope") }, "ann");
+    await assert.rejects(c.connect(), (e: unknown) => {
+      assert.equal((e as { code?: string }).code, "NOT_FOUND");
+      assert.match((e as Error).message, /HTTP 404/);
+      return true;
+    });
+    assert.equal(c.state, "closed");
+    assert.deepEqual(c.lastError?.data, { status: 404 });
+  });
+
+  it("an unknown subprotocol is refused at the upgrade (HTTP 400): BAD_REQUEST at once", async () => {
+    const bogus = { ...jsonCodec, subprotocol: "switchboard.v9.bogus" };
+    const c = make(fx, "ann", { codec: bogus });
+    await assert.rejects(c.connect(), { code: "BAD_REQUEST" });
+    assert.equal(c.lastError?.code, "BAD_REQUEST");
+    assert.deepEqual(c.lastError?.data, { status: 400 });
   });
 
   it("reports NOT_FOUND for an unknown namespace", async () => {

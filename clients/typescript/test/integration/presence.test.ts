@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { DirectMessage, SwitchboardClient } from "../../src/index.js";
-import { clientFor, eventually, type Fixture, startFixture } from "../support/fixture.js";
+import { clientFor, dropLink, eventually, type Fixture, next, sleep, startFixture } from "../support/fixture.js";
 
 describe("presence (fixture)", { timeout: 120_000 }, () => {
   let fx: Fixture;
@@ -39,6 +39,43 @@ describe("presence (fixture)", { timeout: 120_000 }, () => {
 
     await bob.close();
     await eventually(() => ann.directory.byAlias("bobby") === undefined, 3000, "bob offline");
+  });
+
+  it("a status survives reconnects: re-applied at once, and the directory forgets our old connection", async () => {
+    const ivy = await connect("ivy");
+    const jon = await connect("jon");
+    await Promise.all([ivy.directory.sync(), jon.directory.sync()]);
+    const first = ivy.welcome?.conn as string;
+    const renamed = await ivy.setStatus({ alias: "ivy-2" });
+    assert.deepEqual([renamed.conn, renamed.alias, renamed.available], [first, "ivy-2", true]);
+    assert.equal(ivy.directory.get(first)?.alias, "ivy-2");
+    await eventually(() => jon.directory.byAlias("ivy-2")?.conn === first, 3000, "jon sees ivy-2");
+
+    dropLink(ivy);
+    await next((l) => ivy.on("ready", l), 5000, "ivy back");
+    const second = ivy.welcome?.conn as string;
+    assert.notEqual(second, first);
+    await eventually(() => jon.directory.byAlias("ivy-2")?.conn === second, 3000, "jon sees ivy-2 on the new connection");
+    await eventually(() => ivy.directory.get(second)?.alias === "ivy-2", 3000, "ivy's own entry, renamed");
+    assert.equal(ivy.directory.get(first), undefined, "the old connection is gone from ivy's directory");
+
+    await ivy.setStatus({ available: false });
+    assert.equal(ivy.directory.get(second), undefined, "unavailable: not in the directory");
+    dropLink(ivy);
+    await next((l) => ivy.on("ready", l), 5000, "ivy back again");
+    const third = ivy.welcome?.conn as string;
+    // The server has the status again: ivy's third connection cannot be reached.
+    let answer = "";
+    for (let i = 0; i < 100 && answer !== "UNAVAILABLE"; i++) {
+      answer = await jon.dm({ conn: third }, "hi").then(
+        () => "delivered",
+        (e: { code: string }) => e.code,
+      );
+      if (answer !== "UNAVAILABLE") await sleep(20);
+    }
+    assert.equal(answer, "UNAVAILABLE");
+    await eventually(() => jon.directory.get(third) === undefined && jon.directory.byUser("ivy").length === 0, 3000, "ivy away for jon");
+    for (const conn of [first, second, third]) assert.equal(ivy.directory.get(conn), undefined);
   });
 
   it("who() without a topic returns the directory", async () => {

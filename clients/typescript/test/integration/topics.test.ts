@@ -36,6 +36,16 @@ describe("topics (fixture)", { timeout: 120_000 }, () => {
     assert.equal(sub.seq, seq0 + 2);
   });
 
+  it("a publication with an idempotency key goes out with its key and is accepted", async () => {
+    const got: unknown[] = [];
+    await ann.subscribe("chat/keyed", (p) => got.push(p.data));
+    const r = await bob.publish("chat/keyed", "once", { key: "k-1" });
+    assert.equal(typeof r.seq, "number");
+    assert.ok(framesOf(bob).some((f) => f.startsWith('> ["~pub",{"topic":"chat/keyed","data":"once","key":"k-1"}')));
+    await eventually(() => got.length === 1, 3000, "the publication");
+    await assert.rejects(bob.publish("chat/keyed", "x", { key: "k".repeat(65) }), { code: "BAD_REQUEST" });
+  });
+
   it("does not echo a publication to its sender unless asked", async () => {
     const got: unknown[] = [];
     await bob.subscribe("chat/echo", (p) => got.push(p.data));

@@ -274,3 +274,92 @@ describe("heartbeat", () => {
     assert.deepEqual(transport.last.ofType("~ok").at(-1), { type: "~ok", payload: null, id: 77 });
   });
 });
+
+describe("failing fast (protocol §8)", () => {
+  it("a refused ~hello (NOT_AUTHORIZED, then 4500) is the error everywhere, kept in lastError, and never retried", async () => {
+    const { client, transport, clock } = fakeClient();
+    const events: { state: ClientState; error: string | undefined }[] = [];
+    client.on("state", ({ state, error }) => events.push({ state, error: error?.code }));
+    const buffered = client.call("echo", 1); // waits in the offline buffer for the welcome
+    const subscribing = client.subscribe("chat/a");
+    const welcome = client.connect();
+    await flush();
+    transport.last.open();
+    transport.last.err("~hello", "NOT_AUTHORIZED", "bad password");
+    transport.last.drop(4500, "not authorized");
+    await assert.rejects(welcome, { code: "NOT_AUTHORIZED", message: "bad password" });
+    await assert.rejects(buffered, { code: "NOT_AUTHORIZED" }, "a request that never went out fails with the cause");
+    await assert.rejects(subscribing, { code: "NOT_AUTHORIZED" });
+    assert.equal(client.lastError?.code, "NOT_AUTHORIZED");
+    assert.equal(client.lastError?.message, "bad password");
+    assert.deepEqual(events, [
+      { state: "connecting", error: undefined },
+      { state: "closed", error: "NOT_AUTHORIZED" },
+    ]);
+    await clock.advance(60_000);
+    assert.equal(transport.sockets.length, 1);
+  });
+
+  it("lastError says why the client is reconnecting, and clears once ready", async () => {
+    const { client, transport, clock } = await readyClient();
+    assert.equal(client.lastError?.code, undefined);
+    transport.last.drop(1006, "link lost");
+    assert.equal(client.lastError?.code, "DISCONNECTED");
+    assert.deepEqual(client.lastError?.data, { code: 1006, reason: "link lost" });
+    await clock.advance(100);
+    transport.last.accept();
+    await flush();
+    assert.equal(client.state, "ready");
+    assert.equal(client.lastError, undefined);
+  });
+
+  it("close() by the application leaves no lastError", async () => {
+    const { client, transport } = await readyClient();
+    transport.last.drop(1006);
+    await client.close();
+    assert.equal(client.lastError, undefined);
+  });
+
+  it("a 4500 close without a refusal is NOT_AUTHORIZED too", async () => {
+    const { client, transport } = await readyClient();
+    transport.last.drop(4500, "credentials revoked");
+    assert.equal(client.state, "closed");
+    assert.equal(client.lastError?.code, "NOT_AUTHORIZED");
+    assert.match(client.lastError?.message ?? "", /credentials revoked/);
+  });
+
+  for (const code of [4500, 4501, 4503, 4599, 4999]) {
+    it(`close code ${code} never reconnects, whatever shouldReconnect or the refusal say`, async () => {
+      const { client, transport, clock } = fakeClient({ reconnect: { shouldReconnect: () => true, initialDelayMs: 10 } });
+      const welcome = client.connect();
+      await flush();
+      transport.last.open();
+      transport.last.err("~hello", "UNAVAILABLE", "identity service down"); // a refusal worth retrying…
+      transport.last.drop(code, "final"); // …but the close code says no
+      await assert.rejects(welcome);
+      assert.equal(client.state, "closed");
+      assert.equal(client.closeInfo?.willReconnect, false);
+      await clock.advance(60_000);
+      assert.equal(transport.sockets.length, 1);
+    });
+  }
+
+  it("shouldReconnect still decides for codes outside 4500–4999", async () => {
+    const { client, transport } = await readyClient({ reconnect: { shouldReconnect: (code) => code !== 4002 } });
+    transport.last.drop(4002, "slow consumer");
+    assert.equal(client.state, "closed");
+    assert.equal(client.lastError?.code, "DISCONNECTED");
+  });
+
+  it("an URL the transport cannot open fails with the transport's error, kept in lastError", async () => {
+    const transport = {
+      connect(): never {
+        throw new SwitchboardError("BAD_REQUEST", "unsupported URL");
+      },
+    };
+    const { client } = fakeClient({ transport });
+    await assert.rejects(client.connect(), { code: "BAD_REQUEST", message: "unsupported URL" });
+    assert.equal(client.lastError?.code, "BAD_REQUEST");
+    assert.equal(client.state, "closed");
+  });
+});

@@ -56,6 +56,89 @@ describe("directory", () => {
   });
 });
 
+describe("status across reconnects", () => {
+  const me = (conn: string, alias: string | null, available: boolean): Peer => ({ conn, user: "ann", alias, available, public: null });
+
+  it("re-applies the status before the directory re-syncs; the directory drops our old connection and shows our current one as it is", async () => {
+    const { client, transport, clock } = await readyClient(); // connection c1
+    const syncing = client.directory.sync();
+    transport.last.ok("~who", { peers: [me("c1", "ann", true), peer("b")] });
+    await syncing;
+
+    const renamed = client.setStatus({ alias: "annie" });
+    assert.deepEqual(transport.last.request("~status").payload, { alias: "annie" });
+    transport.last.ok("~status", me("c1", "annie", true));
+    assert.deepEqual(await renamed, me("c1", "annie", true));
+    assert.equal(client.directory.get("c1")?.alias, "annie", "our own entry follows the ~status reply");
+
+    const away = client.setStatus({ available: false });
+    transport.last.ok("~status", me("c1", "annie", false));
+    await away;
+    assert.deepEqual(conns(client.directory.list()), ["b"], "unavailable: we are not in the directory");
+
+    transport.last.drop(1006);
+    await clock.advance(100);
+    transport.last.accept({ conn: "c2" });
+    await flush();
+    assert.deepEqual(transport.last.sent.map((m) => m.type), ["~hello", "~status", "~who"]);
+    assert.deepEqual(transport.last.request("~status").payload, { alias: "annie", available: false });
+    // The server has not noticed yet that c1 is gone, and lists c2 as identify made it.
+    transport.last.ok("~who", { peers: [me("c1", "annie", false), me("c2", "ann", true), peer("b")] });
+    await flush();
+    transport.last.ok("~status", me("c2", "annie", false));
+    await flush();
+    assert.deepEqual(conns(client.directory.list()), ["b"]);
+    transport.last.push("~peer", { ...me("c1", "annie", true), online: true }); // late news of the dead connection
+    assert.deepEqual(conns(client.directory.list()), ["b"]);
+
+    const back = client.setStatus({ available: true });
+    transport.last.ok("~status", me("c2", "annie", true));
+    await back;
+    assert.deepEqual(conns(client.directory.list()), ["b", "c2"]);
+    assert.equal(client.directory.get("c2")?.alias, "annie");
+    // While unavailable we were sent no ~peer: listed again, the directory re-syncs.
+    assert.equal(transport.last.ofType("~who").length, 2);
+  });
+
+  it("a status set while offline goes out once, merged, and its promise settles with the reply", async () => {
+    const { client, transport, clock } = await readyClient();
+    const first = client.setStatus({ alias: "annie" });
+    transport.last.ok("~status", me("c1", "annie", true));
+    await first;
+    transport.last.drop(1006);
+    const offline = client.setStatus({ available: false });
+    await clock.advance(100);
+    transport.last.accept({ conn: "c2" });
+    await flush();
+    assert.deepEqual(transport.last.ofType("~status").map((m) => m.payload), [{ alias: "annie", available: false }]);
+    transport.last.ok("~status", me("c2", "annie", false));
+    assert.deepEqual(await offline, me("c2", "annie", false));
+  });
+
+  it("reports a re-applied status that the server refuses", async () => {
+    const { client, transport, clock } = await readyClient();
+    const errors: string[] = [];
+    client.on("error", (e) => errors.push(e.code));
+    const p = client.setStatus({ alias: "annie" });
+    transport.last.ok("~status", me("c1", "annie", true));
+    await p;
+    transport.last.drop(1006);
+    await clock.advance(100);
+    transport.last.accept({ conn: "c2" });
+    await flush();
+    transport.last.err("~status", "BAD_REQUEST", "alias taken");
+    await flush();
+    assert.deepEqual(errors, ["BAD_REQUEST"]);
+  });
+
+  it("refuses a malformed status without sending it", async () => {
+    const { client, transport } = await readyClient();
+    await assert.rejects(client.setStatus({ available: "yes" } as never), { code: "BAD_REQUEST" });
+    await assert.rejects(client.setStatus({ alias: 42 } as never), { code: "BAD_REQUEST" });
+    assert.equal(transport.last.ofType("~status").length, 0);
+  });
+});
+
 describe("topic presence", () => {
   it("syncs from ~who {topic}, follows ~presence diffs and re-syncs after resubscribing", async () => {
     const { client, transport, clock } = await readyClient();

@@ -1,7 +1,7 @@
 /** Subscriptions: delivery, dedupe, acknowledged deliveries, resubscription with recovery. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Publication, RecoveryInfo } from "../../src/index.js";
+import { SwitchboardError, type Publication, type RecoveryInfo } from "../../src/index.js";
 import { flush } from "../support/fake-clock.js";
 import type { FakeSocket } from "../support/fake-transport.js";
 import { fakeClient, readyClient } from "../support/setup.js";
@@ -49,6 +49,43 @@ describe("subscribe()", () => {
     // The old epoch no longer describes the stream: the next resubscription cannot claim it.
     assert.equal(sub.epoch, "");
     assert.equal(sub.seq, 2);
+  });
+
+  it("takes a delivery with a new epoch even when its seq is not above the last, and counts from it", async () => {
+    const { client, transport, clock } = await readyClient();
+    const got: string[] = [];
+    const recoveries: RecoveryInfo[] = [];
+    client.on("recovery", (r) => recoveries.push(r));
+    const p = client.subscribe<number>("chat/a", (m) => got.push(`${m.epoch ?? "-"}:${m.seq}`));
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 7, recovered: false });
+    const sub = await p;
+    msg(transport.last, "chat/a", 8);
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 8, epoch: "e2" }); // the stream restarted
+    assert.deepEqual(recoveries, [{ topic: "chat/a", epoch: "e2", seq: 8, recovered: false, previous: { epoch: "e1", seq: 8 } }]);
+    assert.equal(sub.epoch, "e2");
+    msg(transport.last, "chat/a", 9); // no epoch: the one we were last told
+    msg(transport.last, "chat/a", 9); // a duplicate within e2
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 8, epoch: "e2" }); // explicitly e2: a duplicate too
+    assert.deepEqual(got, ["-:8", "e2:8", "-:9"]);
+    assert.equal(recoveries.length, 1);
+    assert.deepEqual([sub.epoch, sub.seq], ["e2", 9]);
+
+    transport.last.drop(1006);
+    await clock.advance(100);
+    transport.last.accept();
+    await flush();
+    assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e2", seq: 9 } });
+  });
+
+  it("a new epoch that starts again at 1 is the new epoch, not an unknown one", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.subscribe("chat/a");
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 5, recovered: false });
+    const sub = await p;
+    const recovered: boolean[] = [];
+    sub.on("recovery", (r) => recovered.push(r.recovered));
+    transport.last.push("~msg", { topic: "chat/a", data: 0, seq: 1, epoch: "e2" });
+    assert.deepEqual([sub.epoch, sub.seq, recovered], ["e2", 1, [false]]);
   });
 
   it("acknowledges acked deliveries and drops resends by id", async () => {
@@ -152,6 +189,23 @@ describe("resubscription after a reconnect", () => {
     assert.equal(sub.state, "active");
   });
 
+  it("orders publications held during the resubscription by seq within each epoch, epochs in arrival order", async () => {
+    const { transport, got, recoveries, sub } = await subscribed();
+    msg(transport.last, "chat/a", 13);
+    msg(transport.last, "chat/a", 12);
+    transport.last.push("~msg", { topic: "chat/a", data: 2, seq: 2, epoch: "e2" });
+    transport.last.push("~msg", { topic: "chat/a", data: 1, seq: 1, epoch: "e2" });
+    msg(transport.last, "chat/a", 3); // e2, the epoch last told
+    transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 13, recovered: true });
+    await flush();
+    assert.deepEqual(got, [11, 12, 13, 1, 2, 3]);
+    assert.deepEqual(
+      recoveries.map((r) => [r.epoch, r.seq, r.recovered]),
+      [["e1", 13, true], ["e2", 1, false]],
+    );
+    assert.deepEqual([sub.epoch, sub.seq], ["e2", 3]);
+  });
+
   it("delivers recovered publications that follow the reply", async () => {
     const { transport, got } = await subscribed();
     transport.last.ok("~sub", { topic: "chat/a", epoch: "e1", seq: 13, recovered: true });
@@ -190,4 +244,41 @@ describe("resubscription after a reconnect", () => {
     await flush();
     assert.deepEqual(transport.last.request("~sub").payload, { topic: "chat/a", since: { epoch: "e1", seq: 11 } });
   });
+});
+
+describe("publish()", () => {
+  it("sends topic, data, event, echo and key", async () => {
+    const { client, transport } = await readyClient();
+    const p = client.publish("chat/a", { text: "hi" }, { event: "said", echo: true, key: "msg-7f3a" });
+    assert.deepEqual(transport.last.request("~pub").payload, { topic: "chat/a", data: { text: "hi" }, event: "said", echo: true, key: "msg-7f3a" });
+    transport.last.ok("~pub", { seq: 3 });
+    assert.deepEqual(await p, { seq: 3 });
+    void client.publish("chat/a", 1);
+    assert.deepEqual(transport.last.request("~pub").payload, { topic: "chat/a", data: 1 });
+  });
+
+  it("accepts a key of 64 bytes, counted in UTF-8", async () => {
+    const { client, transport } = await readyClient();
+    for (const key of ["a".repeat(64), "é".repeat(32), "😀".repeat(16)]) {
+      void client.publish("chat/a", 1, { key });
+      assert.equal((transport.last.request("~pub").payload as { key: string }).key, key);
+    }
+  });
+
+  for (const [what, key] of [
+    ["65 ASCII bytes", "a".repeat(65)],
+    ["66 bytes in 33 characters", "é".repeat(33)],
+    ["a number", 7],
+  ] as const) {
+    it(`refuses a key of ${what} with BAD_REQUEST, without sending`, async () => {
+      const { client, transport } = await readyClient();
+      await assert.rejects(client.publish("chat/a", 1, { key: key as string }), (e: unknown) => {
+        assert.ok(e instanceof SwitchboardError);
+        assert.equal(e.code, "BAD_REQUEST");
+        assert.match(e.message, /key/);
+        return true;
+      });
+      assert.equal(transport.last.ofType("~pub").length, 0);
+    });
+  }
 });
