@@ -11,13 +11,13 @@
 //! tokio's local run queue overflowing into the global one) cost more than the writes
 //! themselves at 10,000 subscribers.
 //!
-//! A connection's task and a pass never write the same socket at once: the task holds
-//! `ConnShared::writing` while it is polled ([`WhileWriting`]), and a pass takes it without
-//! waiting. A pass also leaves alone a socket whose transport still holds bytes
-//! (`ConnShared::buffered`, which the transport keeps through [`SharedWrites`]: a pong, or the
-//! rest of a write). Whatever a pass cannot do goes back to the connection's task, by waking
-//! it: a queue holding anything but data frames, the rest of a write the socket did not take
-//! (queued first, already framed), a socket in use.
+//! A connection's task and a pass never write the same socket at once: the task holds the
+//! socket's write lock (`io::tcp::SharedSocket`) while it is polled ([`WhileWriting`]), and a
+//! pass takes it without waiting. A pass also leaves alone a socket whose transport still holds
+//! bytes (the socket's `buffered` flag, kept by the transport: a pong, or the rest of a write).
+//! Whatever a pass cannot do goes back to the connection's task, by waking it: a queue holding
+//! anything but data frames, the rest of a write the socket did not take (queued first, already
+//! framed), a socket in use.
 //!
 //! Only the lean transport over TCP (`Switchboard::serve`) shares its socket, and only frames
 //! that transport would copy too are written by a pass (`io::ws::PassFrames`; a large payload
@@ -25,7 +25,6 @@
 //! and lets go of it when it closes.
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -33,26 +32,20 @@ use bytes::Bytes;
 
 use super::state::{ConnShared, Out};
 use crate::base::counters::Counters;
-use crate::io::tcp::send_now;
-use crate::io::transport::{SharedWrites, Transport};
+use crate::io::tcp::{SharedSocket, send_now};
+use crate::io::transport::Transport;
 use crate::io::ws::PassFrames;
 
 /// Connections written per pass task. (With 128, S1 at 1,000 subscribers and bursts of 1 lost
 /// 9 %: each write carried fewer publications. See docs/benchmarks-findings.md.)
 const PASS_CHUNK: usize = 32;
 
-impl SharedWrites for ConnShared {
-    fn set_buffered(&self, buffered: bool) {
-        self.buffered.store(buffered, Ordering::Release);
-    }
-}
-
-/// Lets writer passes write `conn`'s socket, if its transport shares it: whether they may (then
-/// the task must run inside [`WhileWriting`]).
-pub(crate) fn enable(conn: &Arc<ConnShared>, transport: &mut impl Transport) -> bool {
-    let Some(socket) = transport.share_socket(conn.clone()) else { return false };
-    conn.queue.attach(socket);
-    true
+/// Lets writer passes write `conn`'s socket, if its transport shares it: the socket, then the
+/// task must run inside [`WhileWriting`].
+pub(crate) fn enable(conn: &ConnShared, transport: &mut impl Transport) -> Option<Arc<SharedSocket>> {
+    let socket = transport.share_socket()?;
+    conn.queue.attach(socket.clone());
+    Some(socket)
 }
 
 /// Starts the passes for the connections a cork collected (when it is removed).
@@ -90,13 +83,9 @@ pub(super) fn start(dirty: Vec<(Arc<ConnShared>, Waker)>, counters: &Weak<Counte
 /// only data frames and nobody else writes the socket; else, and with whatever the socket did not
 /// take, the task is woken to do it. Returns the messages and bytes written, for the counters.
 fn write(conn: &ConnShared, waker: Waker) -> (u64, u64) {
-    if conn.writing.swap(true, Ordering::Acquire) {
-        waker.wake();
-        return (0, 0);
-    }
     let (mut messages, mut bytes) = (0u64, 0usize);
     let mut rest = None;
-    if !conn.buffered.load(Ordering::Acquire) {
+    {
         let binary = conn.format.is_binary();
         let mut frames = PassFrames::new();
         let mut frame = |payload: &Bytes| {
@@ -104,7 +93,19 @@ fn write(conn: &ConnShared, waker: Waker) -> (u64, u64) {
             bytes += payload.len();
             frames.push(binary, payload);
         };
+        // Nobody else writes the socket, and the transport holds nothing of its own.
+        let free = |socket: &Arc<SharedSocket>| {
+            if !socket.try_write_lock() {
+                return false;
+            }
+            if socket.is_buffered() {
+                socket.write_unlock();
+                return false;
+            }
+            true
+        };
         let drained = conn.queue.drain_if(
+            free,
             |item| match item {
                 Out::Frame(payload) => PassFrames::takes(payload.len()),
                 Out::Frames(payloads) => payloads.iter().all(|p| PassFrames::takes(p.len())),
@@ -119,6 +120,7 @@ fn write(conn: &ConnShared, waker: Waker) -> (u64, u64) {
         if let Some(socket) = drained {
             let framed = frames.bytes();
             let sent = send_now(&socket, framed);
+            socket.write_unlock();
             if sent < framed.len() {
                 let raw = Bytes::copy_from_slice(&framed[sent..]);
                 let len = raw.len();
@@ -126,7 +128,6 @@ fn write(conn: &ConnShared, waker: Waker) -> (u64, u64) {
             }
         }
     }
-    conn.writing.store(false, Ordering::Release);
     if let Some(waker) = conn.queue.drained(bytes, rest, waker) {
         waker.wake();
     }
@@ -134,10 +135,10 @@ fn write(conn: &ConnShared, waker: Waker) -> (u64, u64) {
 }
 
 pin_project_lite::pin_project! {
-    /// A connection task whose socket writer passes may write to: it holds the right to write
-    /// while it is polled, so that no pass writes at the same time.
+    /// A connection task whose socket writer passes may write to: it holds the socket's write
+    /// lock while it is polled, so that no pass writes at the same time.
     pub(crate) struct WhileWriting<F> {
-        pub(crate) conn: Arc<ConnShared>,
+        pub(crate) socket: Arc<SharedSocket>,
         #[pin]
         pub(crate) session: F,
     }
@@ -148,13 +149,13 @@ impl<F: Future> Future for WhileWriting<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        if this.conn.writing.swap(true, Ordering::Acquire) {
+        if !this.socket.try_write_lock() {
             // A pass is writing (one `send`): try again right after.
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         let polled = this.session.poll(cx);
-        this.conn.writing.store(false, Ordering::Release);
+        this.socket.write_unlock();
         polled
     }
 }

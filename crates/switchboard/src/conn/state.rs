@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use switchboard_protocol::{CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::base::lazy::Lazy;
 use crate::base::ordered::{self, rank};
 use crate::config::Config;
 use crate::error::Error;
+use crate::io::tcp::SharedSocket;
 use crate::io::upgrade::UpgradeRequest;
 use crate::outbound::queue::Queue;
 
@@ -135,7 +135,7 @@ pub(crate) struct ConnShared {
     pub(crate) upgrade: Arc<UpgradeRequest>,
     /// The writer's queue, bounded in bytes (`Config::max_queue_bytes`); its attachment is the
     /// socket, when writer passes may write it (see `pass.rs`).
-    pub(super) queue: Queue<Out, Arc<TcpStream>>,
+    pub(super) queue: Queue<Out, Arc<SharedSocket>>,
     /// Set once a close was requested; nothing is queued after.
     pub(super) closing: AtomicBool,
     /// Set once the connection was told to stop at once (it may already be closing).
@@ -153,11 +153,6 @@ pub(crate) struct ConnShared {
     pub(crate) identifying: AtomicBool,
     pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
-    /// Held by whoever writes to the socket: the connection's task while it is polled, or a
-    /// writer pass (see `pass.rs`).
-    pub(super) writing: AtomicBool,
-    /// The transport holds bytes not yet written: a writer pass must not write before them.
-    pub(super) buffered: AtomicBool,
 }
 
 impl ConnShared {
@@ -174,8 +169,6 @@ impl ConnShared {
             config,
             upgrade,
             queue: Queue::new(),
-            writing: AtomicBool::new(false),
-            buffered: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             kill_reason: Lazy::default(),

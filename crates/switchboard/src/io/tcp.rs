@@ -1,25 +1,62 @@
-//! A TCP stream that a connection's task and its writer passes share (see `conn::pass`): the
-//! task reads and writes it through [`SharedTcp`], a pass writes with [`send_now`].
+//! A TCP socket that two writers share: the transport that owns it (reading and writing
+//! through [`SharedTcp`]) and a second writer (a connection's writer passes, `conn::pass`) that
+//! writes with [`send_now`]. The socket carries the two flags that keep them apart.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A TCP stream that writer passes may write to as well (they hold it while they write).
-pub(crate) struct SharedTcp(Arc<TcpStream>);
+/// The shared socket (see the module's documentation).
+pub(crate) struct SharedSocket {
+    tcp: TcpStream,
+    /// Held by whoever writes: the owner's task while it is polled, or the second writer.
+    writing: AtomicBool,
+    /// The transport holds bytes not yet written: the second writer must not write before them.
+    buffered: AtomicBool,
+}
+
+impl SharedSocket {
+    /// Takes the right to write, if nobody holds it.
+    pub(crate) fn try_write_lock(&self) -> bool {
+        !self.writing.swap(true, Ordering::Acquire)
+    }
+
+    /// Gives the right to write back.
+    pub(crate) fn write_unlock(&self) {
+        self.writing.store(false, Ordering::Release);
+    }
+
+    /// Whether the transport holds bytes not yet written.
+    pub(crate) fn is_buffered(&self) -> bool {
+        self.buffered.load(Ordering::Acquire)
+    }
+
+    /// The transport says whether it holds bytes not yet written.
+    pub(crate) fn set_buffered(&self, buffered: bool) {
+        self.buffered.store(buffered, Ordering::Release);
+    }
+}
+
+/// The owner's side of a [`SharedSocket`]: a TCP stream for its transport.
+pub(crate) struct SharedTcp(Arc<SharedSocket>);
 
 impl SharedTcp {
     pub(crate) fn new(tcp: TcpStream) -> Self {
-        Self(Arc::new(tcp))
+        Self(Arc::new(SharedSocket {
+            tcp,
+            writing: AtomicBool::new(false),
+            buffered: AtomicBool::new(false),
+        }))
     }
 
-    /// The stream, for the other writer.
-    pub(crate) fn share(&self) -> Arc<TcpStream> {
+    /// The socket, for the second writer.
+    pub(crate) fn share(&self) -> Arc<SharedSocket> {
         self.0.clone()
     }
 }
@@ -33,12 +70,12 @@ thread_local! {
 impl AsyncRead for SharedTcp {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
+            ready!(self.0.tcp.poll_read_ready(cx))?;
             let read: io::Result<()> = READ_INTO.with(|into| {
                 let mut into = into.borrow_mut();
                 into.clear();
                 into.reserve(buf.remaining());
-                let n = self.0.try_read_buf(&mut *into)?;
+                let n = self.0.tcp.try_read_buf(&mut *into)?;
                 buf.put_slice(&into[..n]);
                 Ok(())
             });
@@ -53,8 +90,8 @@ impl AsyncRead for SharedTcp {
 impl AsyncWrite for SharedTcp {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write(buf) {
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+            match self.0.tcp.try_write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return Poll::Ready(r),
             }
@@ -67,8 +104,8 @@ impl AsyncWrite for SharedTcp {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
+            ready!(self.0.tcp.poll_write_ready(cx))?;
+            match self.0.tcp.try_write_vectored(bufs) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 r => return Poll::Ready(r),
             }
@@ -88,9 +125,9 @@ impl AsyncWrite for SharedTcp {
     }
 }
 
-/// Writes all of `buf` it can to `tcp` without waiting; returns how much went.
-pub(crate) fn send_now(tcp: &TcpStream, buf: &[u8]) -> usize {
-    let socket = socket2::SockRef::from(tcp);
+/// Writes all of `buf` it can to the socket without waiting; returns how much went.
+pub(crate) fn send_now(shared: &SharedSocket, buf: &[u8]) -> usize {
+    let socket = socket2::SockRef::from(&shared.tcp);
     let mut at = 0;
     while at < buf.len() {
         match socket.send(&buf[at..]) {

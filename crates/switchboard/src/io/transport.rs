@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::net::TcpStream;
+
+use super::tcp::SharedSocket;
 
 /// One thing read from the socket.
 pub(crate) enum Inbound {
@@ -55,11 +56,11 @@ pub(crate) trait Transport: Send + 'static {
     /// Writes what is buffered; `Ready(false)` if the socket failed.
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<bool>;
 
-    /// Shares the TCP socket under this transport with another writer (a connection's writer
+    /// Shares the TCP socket under this transport with a second writer (a connection's writer
     /// passes), if it can: the socket, for that writer's non-blocking sends. From then on the
-    /// transport tells `with` whether bytes of its own wait to be written, which must go first.
-    fn share_socket(&mut self, with: Arc<dyn SharedWrites>) -> Option<Arc<TcpStream>> {
-        let _ = with;
+    /// transport tells the socket whether bytes of its own wait to be written, which must go
+    /// first (see `tcp.rs`).
+    fn share_socket(&mut self) -> Option<Arc<SharedSocket>> {
         None
     }
 
@@ -74,12 +75,4 @@ pub(crate) trait Transport: Send + 'static {
         self.buffer(frame, binary);
         self.flush()
     }
-}
-
-/// What a transport whose socket is shared tells the other writer (see
-/// [`Transport::share_socket`]).
-pub(crate) trait SharedWrites: Send + Sync {
-    /// Whether the transport holds bytes not yet written (the other writer must not write
-    /// before them).
-    fn set_buffered(&self, buffered: bool);
 }

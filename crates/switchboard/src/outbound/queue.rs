@@ -146,14 +146,20 @@ impl<T, A: Clone + Send> Queue<T, A> {
     }
 
     /// For a second writer: takes every queued item, handing each to `each` under the lock, if
-    /// all pass `ok` and the queue is open and has an attachment; returns the attachment. The
-    /// queue keeps its buffer. [`Queue::drained`] follows.
-    pub(crate) fn drain_if(&self, ok: impl Fn(&T) -> bool, each: impl FnMut(T)) -> Option<A> {
+    /// all pass `ok`, the queue is open, and it has an attachment that passes `ready` (checked
+    /// last: once it passes, the items are taken); returns the attachment. The queue keeps its
+    /// buffer. [`Queue::drained`] follows.
+    pub(crate) fn drain_if(
+        &self,
+        ready: impl FnOnce(&A) -> bool,
+        ok: impl Fn(&T) -> bool,
+        each: impl FnMut(T),
+    ) -> Option<A> {
         let mut state = self.state.lock();
         if state.interrupted || state.closed || state.items.is_empty() || !state.items.iter().all(ok) {
             return None;
         }
-        let attachment = state.attachment.clone()?;
+        let attachment = state.attachment.as_ref().filter(|a| ready(a))?.clone();
         state.items.drain(..).for_each(each);
         Some(attachment)
     }
@@ -439,11 +445,12 @@ mod tests {
     fn a_second_writer_drains_only_an_attached_queue_of_accepted_items() {
         let q: Queue<u32, &'static str> = Queue::new();
         q.send_with(1, usize::MAX, |i| i.push_back(1), true).unwrap();
-        assert!(q.drain_if(|_| true, |_| {}).is_none(), "no attachment");
+        assert!(q.drain_if(|_| true, |_| true, |_| {}).is_none(), "no attachment");
         q.attach("socket");
-        assert!(q.drain_if(|i| *i > 1, |_| {}).is_none(), "an item it does not take");
+        assert!(q.drain_if(|_| true, |i| *i > 1, |_| {}).is_none(), "an item it does not take");
+        assert!(q.drain_if(|_| false, |_| true, |_| {}).is_none(), "an attachment not ready");
         let mut got = Vec::new();
-        assert_eq!(q.drain_if(|_| true, |i| got.push(i)), Some("socket"));
+        assert_eq!(q.drain_if(|_| true, |_| true, |i| got.push(i)), Some("socket"));
         assert_eq!(got, [1]);
         // What it could not write goes first; the waker goes back when nothing is left.
         let w = Count::waiting_reader(&q);
@@ -452,6 +459,6 @@ mod tests {
         assert_eq!(q.try_recv(), Some(7));
         assert!(q.drained(1, None, waker).is_none(), "nothing left: the waker stays");
         q.close();
-        assert!(q.drain_if(|_| true, |_| {}).is_none(), "closed: the attachment is gone");
+        assert!(q.drain_if(|_| true, |_| true, |_| {}).is_none(), "closed: the attachment is gone");
     }
 }

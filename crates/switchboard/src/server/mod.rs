@@ -314,9 +314,9 @@ fn connection<S: Clone + Send + Sync + 'static, T: Transport>(
     let id = hub.registry().new_conn_id();
     let span = tracing::debug_span!("conn", conn = %id);
     let (conn, rx) = ConnShared::new(id, format, hub.config().clone(), request, hub.now_ms());
-    if pass::enable(&conn, &mut transport) {
-        let session = run::run(runtime, transport, conn.clone(), rx);
-        Either::Right(pass::WhileWriting { conn, session }.instrument(span))
+    if let Some(socket) = pass::enable(&conn, &mut transport) {
+        let session = run::run(runtime, transport, conn, rx);
+        Either::Right(pass::WhileWriting { socket, session }.instrument(span))
     } else {
         Either::Left(run::run(runtime, transport, conn, rx).instrument(span))
     }

@@ -85,7 +85,6 @@ where
 {
     async move {
         let hub = &**server.hub.core();
-        let config = hub.config();
         membership::arrive(hub, &conn);
         if hub.lifecycle().shutdown.is_cancelled() {
             // `Switchboard::shutdown` told the registered connections; this one came just after.
@@ -176,7 +175,7 @@ where
                         if inflight.is_empty() {
                             conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                         } else {
-                            grace = Some(Box::pin(tokio::time::sleep(config.shutdown_grace)));
+                            grace = Some(Box::pin(tokio::time::sleep(conn.config.shutdown_grace)));
                         }
                     }
                 }
@@ -192,7 +191,7 @@ where
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
-                inbound = transport.recv(), if !draining && inflight.len() < config.max_inflight.max(1) => {
+                inbound = transport.recv(), if !draining && inflight.len() < conn.config.max_inflight.max(1) => {
                     // What the frames read now queue wakes its readers once, at the end (a burst
                     // fanned out is written in one go); replies to this connection wake nobody:
                     // the loop drains its queue next.
@@ -201,7 +200,7 @@ where
                     let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     // Take every frame that already arrived (their handlers run as they are taken),
                     // so that the replies they produce leave in one write, not one write each.
-                    while end.is_none() && inflight.len() < config.max_inflight.max(1) {
+                    while end.is_none() && inflight.len() < conn.config.max_inflight.max(1) {
                         let Some(inbound) = transport.recv().now_or_never() else { break };
                         end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     }

@@ -37,7 +37,8 @@ use self::decode::{Decoder, Event, ReadState};
 pub(crate) use self::encode::PassFrames;
 use self::encode::{Outbox, Run};
 use self::opcode::{OP_CLOSE, OP_PING, OP_PONG, data_opcode};
-use super::transport::{Inbound, Outbound, SharedWrites, Transport};
+use super::tcp::SharedSocket;
+use super::transport::{Inbound, Outbound, Transport};
 
 /// Bytes read per `poll_read`, into a buffer on the stack of that call (never kept).
 const SCRATCH: usize = 8 * 1024;
@@ -47,11 +48,10 @@ pub(crate) struct WebSocket<S> {
     io: S,
     decoder: Decoder,
     out: Outbox,
-    /// The socket, until it is shared with another writer (see [`Transport::share_socket`]).
-    socket: Option<Arc<tokio::net::TcpStream>>,
-    /// Who writes to the socket beside us, once it is shared: told when bytes of ours wait to
-    /// be written.
-    sharer: Option<Arc<dyn SharedWrites>>,
+    /// The socket under `io`, when a second writer may share it (see [`Transport::share_socket`]).
+    socket: Option<Arc<SharedSocket>>,
+    /// The socket is shared: it is told when bytes of ours wait to be written.
+    shared: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
@@ -62,19 +62,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if !received.is_empty() {
             decoder.extend(received);
         }
-        Self { io, decoder, out: Outbox::default(), socket: None, sharer: None }
+        Self { io, decoder, out: Outbox::default(), socket: None, shared: false }
     }
 
     /// Lets another writer write to `socket` (the one under `io`), see [`Transport::share_socket`].
-    pub(crate) fn with_socket(mut self, socket: Arc<tokio::net::TcpStream>) -> Self {
+    pub(crate) fn with_socket(mut self, socket: Arc<SharedSocket>) -> Self {
         self.socket = Some(socket);
         self
     }
 
-    /// Tells the other writer whether bytes of ours wait to be written (they must go first).
+    /// Tells the shared socket whether bytes of ours wait to be written (they must go first).
     fn note_buffered(&self) {
-        if let Some(sharer) = &self.sharer {
-            sharer.set_buffered(!self.out.is_empty());
+        if self.shared
+            && let Some(socket) = &self.socket
+        {
+            socket.set_buffered(!self.out.is_empty());
         }
     }
 
@@ -231,9 +233,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for WebSocket
         Poll::Ready(ready!(flushed).is_ok())
     }
 
-    fn share_socket(&mut self, with: Arc<dyn SharedWrites>) -> Option<Arc<tokio::net::TcpStream>> {
-        let socket = self.socket.take()?;
-        self.sharer = Some(with);
+    fn share_socket(&mut self) -> Option<Arc<SharedSocket>> {
+        let socket = self.socket.clone()?;
+        self.shared = true;
         Some(socket)
     }
 }
