@@ -24,6 +24,9 @@ echo "==> npm ci (clients/typescript)"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "==> layering: no module imports from a layer above it, no import circle (docs/architecture.md)"
+python3 scripts/check-layers.py
+
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
