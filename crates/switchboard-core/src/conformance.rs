@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Checks [`History`]: consecutive sequence numbers, size limit, recovery with and without a gap,
-/// unknown epoch, TTL.
+/// unknown epoch, TTL, idempotency keys.
 pub async fn history(h: &dyn History, prefix: &str) {
     let topic = format!("{prefix}/history");
     let opts = HistoryOptions { size: 3, ttl: None };
@@ -34,7 +34,7 @@ pub async fn history(h: &dyn History, prefix: &str) {
     assert_eq!(start.seq, 0, "a new stream starts at 0");
     let mut last = start.clone();
     for i in 1..=5u64 {
-        let p = h.append(&topic, Bytes::from(format!("m{i}")), opts).await.unwrap();
+        let p = h.append(&topic, Bytes::from(format!("m{i}")), opts, None).await.unwrap().position;
         assert_eq!(p.seq, i, "sequence numbers are consecutive");
         assert_eq!(p.epoch, start.epoch, "the epoch is stable");
         last = p;
@@ -56,18 +56,41 @@ pub async fn history(h: &dyn History, prefix: &str) {
     assert_eq!(r.position, last);
 
     let none = format!("{prefix}/no-history");
-    h.append(&none, Bytes::from("x"), HistoryOptions::default()).await.unwrap();
-    let p = h.append(&none, Bytes::from("y"), HistoryOptions::default()).await.unwrap();
+    h.append(&none, Bytes::from("x"), HistoryOptions::default(), None).await.unwrap();
+    let p = h.append(&none, Bytes::from("y"), HistoryOptions::default(), None).await.unwrap().position;
     assert_eq!(p.seq, 2, "topics without history still count");
     let r = h.recover(&none, &Position { epoch: p.epoch.clone(), seq: 1 }).await.unwrap();
     assert!(!r.complete);
 
     let ttl = format!("{prefix}/ttl");
     let opts = HistoryOptions { size: 10, ttl: Some(Duration::from_millis(50)) };
-    let p = h.append(&ttl, Bytes::from("old"), opts).await.unwrap();
+    let p = h.append(&ttl, Bytes::from("old"), opts, Some("k-old")).await.unwrap().position;
     tokio::time::sleep(Duration::from_millis(120)).await;
     let r = h.recover(&ttl, &Position { epoch: p.epoch.clone(), seq: 0 }).await.unwrap();
     assert!(!r.complete, "expired publications are gone");
+    let again = h.append(&ttl, Bytes::from("old"), opts, Some("k-old")).await.unwrap();
+    assert!(!again.duplicate, "an expired publication's key is forgotten with it");
+    assert_eq!(again.position.seq, 2);
+
+    // Idempotency keys: a key seen within the kept history appends nothing.
+    let keyed = format!("{prefix}/keys");
+    let opts = HistoryOptions { size: 2, ttl: None };
+    let first = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert!(!first.duplicate);
+    let retry = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert!(retry.duplicate, "the same key again is a duplicate");
+    assert_eq!(retry.position, first.position, "with the first one's position");
+    assert_eq!(h.position(&keyed).await.unwrap().seq, 1, "nothing was appended");
+    let other = h.append(&keyed, Bytes::from("b"), opts, Some("k2")).await.unwrap();
+    assert_eq!((other.position.seq, other.duplicate), (2, false));
+    let unkeyed = h.append(&keyed, Bytes::from("c"), opts, None).await.unwrap();
+    assert_eq!(unkeyed.position.seq, 3);
+    let pushed_out = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert_eq!((pushed_out.position.seq, pushed_out.duplicate), (4, false), "k1 left the kept history");
+    let none_kept = format!("{prefix}/keys-no-history");
+    h.append(&none_kept, Bytes::from("a"), HistoryOptions::default(), Some("k")).await.unwrap();
+    let again = h.append(&none_kept, Bytes::from("a"), HistoryOptions::default(), Some("k")).await.unwrap();
+    assert!(!again.duplicate, "a topic that keeps no history keeps no keys");
 }
 
 /// Checks [`Presence`]: join, update, leave, order, empty keys.

@@ -20,8 +20,8 @@
 //! let backends = Backends::memory();
 //! let topic = "chat/lobby";
 //! let opts = HistoryOptions { size: 10, ttl: None };
-//! let p = backends.history.append(topic, "hi".into(), opts).await.unwrap();
-//! assert_eq!(p.seq, 1);
+//! let a = backends.history.append(topic, "hi".into(), opts, None).await.unwrap();
+//! assert_eq!(a.position.seq, 1);
 //! # });
 //! ```
 
@@ -39,7 +39,7 @@ mod presence;
 mod users;
 
 pub use broker::{Broker, BrokerSink, MemoryBroker};
-pub use history::{History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
+pub use history::{Appended, History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
 pub use presence::{MemoryPresence, Presence, PresenceEntry};
 pub use users::{CapPolicy, ConnRef, MemoryUsers, Registration, Users};
 

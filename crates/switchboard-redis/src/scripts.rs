@@ -234,23 +234,59 @@ local function now_ms()
 end
 ";
 
-/// KEYS: m, s. ARGV: data, size, ttl ms (0: none), idle ms, epoch candidate.
-/// Returns `{epoch, seq}`.
+/// KEYS: m, s, k. ARGV: data, size, ttl ms (0: none), idle ms, epoch candidate, key ('': none).
+/// Returns `{epoch, seq, duplicate (0|1)}`.
+///
+/// `k` maps an idempotency key to the sequence number of the kept publication that carried it
+/// (whose stream entry also holds the key, field `k`): a mapping whose entry is gone (pushed out,
+/// expired, or from a lost epoch) or holds another key is stale and dropped. The entry `MAXLEN`
+/// pushes out takes its key out of `k` with it.
 pub(crate) static HISTORY_APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{NOW_MS}
-local m, s, candidate = KEYS[1], KEYS[2], ARGV[5]
+local m, s, k, candidate = KEYS[1], KEYS[2], KEYS[3], ARGV[5]
 {ENSURE_EPOCH}
+local size, ttl, idle, key = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
+local function field(e, name)
+  local f = e[2]
+  for j = 1, #f, 2 do if f[j] == name then return f[j + 1] end end
+  return nil
+end
+if key ~= '' and size > 0 then
+  local prev = redis.call('HGET', k, key)
+  if prev then
+    local e = redis.call('XRANGE', s, prev .. '-1', prev .. '-1')[1]
+    local exp = e and tonumber(field(e, 'x')) or 0
+    if e and field(e, 'k') == key and (exp == 0 or exp > now_ms()) then
+      return {{epoch, tonumber(prev), 1}}
+    end
+    redis.call('HDEL', k, key)
+  end
+end
 local seq = redis.call('HINCRBY', m, 's', 1)
-local size, ttl, idle = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if size > 0 then
   local exp = 0
   if ttl > 0 then exp = now_ms() + ttl end
-  redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp)
-  if ttl > 0 and ttl < idle then redis.call('PEXPIRE', s, ttl) else redis.call('PEXPIRE', s, idle) end
+  local over = redis.call('XLEN', s) - size + 1
+  if over > 0 and redis.call('EXISTS', k) == 1 then
+    for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT', over)) do
+      local old = field(e, 'k')
+      if old then redis.call('HDEL', k, old) end
+    end
+  end
+  if key ~= '' then
+    redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp, 'k', key)
+    redis.call('HSET', k, key, seq)
+  else
+    redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp)
+  end
+  local keep = idle
+  if ttl > 0 and ttl < idle then keep = ttl end
+  redis.call('PEXPIRE', s, keep)
+  if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, idle) end
 end
 redis.call('PEXPIRE', m, idle)
-return {{epoch, seq}}
+return {{epoch, seq, 0}}
 "
     ))
 });

@@ -248,7 +248,7 @@ async fn a_master_restart_mid_stream() {
         .expect("a room on the victim");
     b.broker.subscribe(&nb, &topic).await.unwrap();
     let opts = HistoryOptions { size: 10, ttl: None };
-    let before = a.history.append(&topic, Bytes::from("h1"), opts).await.unwrap();
+    let before = a.history.append(&topic, Bytes::from("h1"), opts, None).await.unwrap().position;
     a.broker.publish(&na, &topic, Bytes::from("before")).await.unwrap();
     assert!(eventually(Duration::from_secs(5), async || rb.has(Some(&topic), "before")).await);
     a.presence.join(&room, "conn-a", Bytes::from("info-a")).await.unwrap();
@@ -257,7 +257,7 @@ async fn a_master_restart_mid_stream() {
 
     cluster.kill(victim);
     assert!(a.broker.publish(&na, &topic, Bytes::from("during")).await.is_err(), "an error, not a loss");
-    assert!(a.history.append(&topic, Bytes::from("h2"), opts).await.is_err());
+    assert!(a.history.append(&topic, Bytes::from("h2"), opts, None).await.is_err());
     cluster.restart(victim);
 
     let mut n = 0;
@@ -300,7 +300,7 @@ async fn a_master_restart_mid_stream() {
     }
 
     // The history in the restarted master's slots is a new epoch: not recoverable.
-    let after = a.history.append(&topic, Bytes::from("h3"), opts).await.unwrap();
+    let after = a.history.append(&topic, Bytes::from("h3"), opts, None).await.unwrap().position;
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.seq, 1);
     let r = b.history.recover(&topic, &Position { epoch: before.epoch.clone(), seq: 1 }).await.unwrap();
@@ -362,7 +362,7 @@ async fn the_cap_holds_across_instances() {
             let mut seqs = Vec::new();
             for i in 0..50 {
                 seqs.push(
-                    backends.history.append("t/seq", Bytes::from(format!("{i}")), opts).await.unwrap().seq,
+                    backends.history.append("t/seq", Bytes::from(format!("{i}")), opts, None).await.unwrap().position.seq,
                 );
             }
             seqs

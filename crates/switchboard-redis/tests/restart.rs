@@ -51,7 +51,7 @@ async fn redis_restart_mid_stream() {
     b.broker.subscribe(&nb, "t/x").await.unwrap();
 
     let opts = HistoryOptions { size: 10, ttl: None };
-    let before = a.history.append("t/x", Bytes::from("h1"), opts).await.unwrap();
+    let before = a.history.append("t/x", Bytes::from("h1"), opts, None).await.unwrap().position;
     assert_eq!(before.seq, 1);
     a.broker.publish(&na, "t/x", Bytes::from("before")).await.unwrap();
     assert!(eventually(Duration::from_secs(5), async || rb.has(Some("t/x"), "before")).await);
@@ -64,7 +64,7 @@ async fn redis_restart_mid_stream() {
     let during = a.broker.publish(&na, "t/x", Bytes::from("during")).await;
     assert!(during.is_err(), "a publication that cannot reach Redis is an error");
     assert!(a.broker.send(&na, Some(&nb), Bytes::from("during")).await.is_err());
-    assert!(a.history.append("t/x", Bytes::from("h2"), opts).await.is_err());
+    assert!(a.history.append("t/x", Bytes::from("h2"), opts, None).await.is_err());
     assert!(b.presence.list("room").await.is_err());
 
     redis.restart();
@@ -93,7 +93,7 @@ async fn redis_restart_mid_stream() {
     assert!(!ra.0.lock().iter().any(|(t, _)| t.is_some()), "a never hears its own publications");
 
     // History lost its stream: a new epoch, numbered from 1, and the old position is not recoverable.
-    let after = a.history.append("t/x", Bytes::from("h3"), opts).await.unwrap();
+    let after = a.history.append("t/x", Bytes::from("h3"), opts, None).await.unwrap().position;
     assert_ne!(after.epoch, before.epoch, "a new epoch after Redis lost the history");
     assert_eq!(after.seq, 1);
     let r = b.history.recover("t/x", &Position { epoch: before.epoch.clone(), seq: 1 }).await.unwrap();

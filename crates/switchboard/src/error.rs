@@ -155,6 +155,8 @@ impl From<HubError> for Error {
             HubError::Backend(_) => Error::unavailable("the operation could not be completed"),
             HubError::Topic(m) => Error::bad_request(m),
             HubError::NotFound => Error::not_found("no such connection"),
+            HubError::NoHistory => Error::not_found("the topic keeps no history"),
+            HubError::Invalid(m) => Error::bad_request(m),
         }
     }
 }
@@ -212,6 +214,12 @@ pub enum HubError {
     /// No such connection.
     #[error("no such connection")]
     NotFound,
+    /// The topic keeps no history.
+    #[error("the topic keeps no history")]
+    NoHistory,
+    /// An argument is not valid (the message says which).
+    #[error("invalid: {0}")]
+    Invalid(String),
 }
 
 /// The configuration cannot make a server.

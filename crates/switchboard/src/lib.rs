@@ -74,6 +74,8 @@ pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError}
 pub use hub::Hub;
 pub use hub::hooks::DirectMessageEvent;
 pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
+pub use hub::topics::history::HistoryQuery;
+pub use hub::topics::publish::PublishOptions;
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
 pub use server::{Server, Switchboard, subprotocol};

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use switchboard_core::ConnRef;
-use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic};
+use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic, wire};
 
 use self::acked::send_acked;
 use self::core::{Core, Parts};
@@ -33,7 +33,8 @@ use self::inbound::{NodeSink, broadcast_local};
 use self::link::NodeMsg;
 use self::registry::Registry;
 use self::stats::{ClusterStats, NODES, RegistrySizes, Stats};
-use self::topics::publish::publish;
+use self::topics::history::{self, HistoryQuery};
+use self::topics::publish::{Publication, PublishOptions, publish};
 use crate::conn::Conn;
 use crate::error::{BuildError, HubError, RequestError};
 use crate::outbound::frame::SharedFrame;
@@ -277,9 +278,58 @@ impl Hub {
         event: Option<&str>,
         data: &T,
     ) -> Result<u64, HubError> {
+        let options = PublishOptions { event: event.map(str::to_owned), key: None };
+        self.publish_with(topic, data, options).await
+    }
+
+    /// [`Hub::publish`] with options: an event name, and an idempotency key that makes a retry
+    /// safe (a publication whose key the topic's kept history has already seen is not published
+    /// again; the answer is the first one's sequence number).
+    ///
+    /// ```no_run
+    /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+    /// use switchboard::PublishOptions;
+    /// let options = PublishOptions::new().event("order").key("order-7731");
+    /// let seq = hub.publish_with("orders/eu", &serde_json::json!({"id": 7731}), options.clone()).await?;
+    /// // A retry after a lost answer: not published twice.
+    /// assert_eq!(hub.publish_with("orders/eu", &serde_json::json!({"id": 7731}), options).await?, seq);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Hub::publish`]; [`HubError::Invalid`] for a key over 64 bytes or an invalid event name.
+    pub async fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        data: &T,
+        options: PublishOptions,
+    ) -> Result<u64, HubError> {
         let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        options.check()?;
         let data = RawPayload::json(data).map_err(|e| HubError::Encode(e.to_string()))?;
-        publish(&self.core, &topic, event.map(str::to_owned), data, None, None).await
+        let PublishOptions { event, key } = options;
+        let publication = Publication { event, data, from: None, skip: None, key: key.as_deref() };
+        publish(&self.core, &topic, publication).await
+    }
+
+    /// Reads a topic's retained publications without subscribing (oldest first), as `~history`
+    /// does, without permission checks.
+    ///
+    /// ```no_run
+    /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+    /// let recent = hub.history("chat/lobby", switchboard::HistoryQuery::new().limit(20)).await?;
+    /// for p in &recent.publications {
+    ///     println!("{} {:?}", p.seq, p.data);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Topic`] for an invalid name, [`HubError::NoHistory`] where the topic keeps no
+    /// history, [`HubError::Invalid`] for a limit of 0, [`HubError::Backend`].
+    pub async fn history(&self, topic: &str, query: HistoryQuery) -> Result<wire::HistoryReply, HubError> {
+        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        history::read(&self.core, &topic, query).await
     }
 
     /// Puts a local connection into a topic (a group), without permission checks.

@@ -5,12 +5,13 @@
 //! history keeps it) · `sequencer` (puts publications in `seq` order: **where a publication gets
 //! sequenced** for this node's subscribers) ← `table` (the topics and their state) ← `deliver`
 //! (the fan-out, held by a cork) ← `publish` (numbering by history, the sequencer, gaps) ←
-//! `subscribe`.
+//! `subscribe` · `history` (reading what a topic keeps).
 //!
 //! A publication is appended to history (which assigns its sequence number), then passes the
 //! topic's sequencer to the local subscribers, and goes to the other nodes.
 
 pub(crate) mod deliver;
+pub(crate) mod history;
 pub(crate) mod publish;
 pub(crate) mod record;
 pub(crate) mod sequencer;
