@@ -1306,12 +1306,8 @@ var Switchboard = (() => {
           this.emitter.emit("message", pub);
           return;
         }
-        if (!force && pub.seq === pos.seq) return;
-        if (!force && pub.seq < pos.seq && typeof epoch === "string") return;
-        if (!force && pub.seq < pos.seq) {
-          this.position = { epoch: "", seq: pub.seq };
-          this.emitter.emit("recovery", { topic: this.topic, epoch: "", seq: pub.seq, recovered: false, previous: pos });
-        } else if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
+        if (!force && pub.seq <= pos.seq) return;
+        if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
       }
       this.emitter.emit("message", pub);
     }
