@@ -20,6 +20,8 @@ pub trait BrokerSink: Send + Sync + 'static {
     fn publication(&self, topic: &str, publication: Bytes);
     /// A message addressed to this node (or to every node).
     fn node_message(&self, message: Bytes);
+    /// The broker's connection was lost: nothing is received until [`BrokerSink::reconnected`].
+    fn disconnected(&self) {}
     /// The broker's connection was lost and is back: publications and messages sent meanwhile
     /// may have been missed (the framework checks its topics' positions).
     fn reconnected(&self) {}

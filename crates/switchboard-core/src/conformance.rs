@@ -120,7 +120,10 @@ pub async fn presence(p: &dyn Presence, prefix: &str) {
     evicted.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         evicted.iter().map(|(k, e)| (k.as_str(), e.conn.as_str(), e.info.clone())).collect::<Vec<_>>(),
-        [(k1.as_str(), &*format!("{dead}.1"), Bytes::from("d1")), (k2.as_str(), &*format!("{dead}.2"), Bytes::from("d2"))]
+        [
+            (k1.as_str(), &*format!("{dead}.1"), Bytes::from("d1")),
+            (k2.as_str(), &*format!("{dead}.2"), Bytes::from("d2"))
+        ]
     );
     let left: Vec<_> = p.list(&k1).await.unwrap().into_iter().map(|e| e.conn).collect();
     assert_eq!(left, [format!("{alive}.1")], "other nodes' entries stay");
@@ -160,7 +163,8 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     assert!(u.connections(&user).await.unwrap().is_empty());
 
     // A node's registrations, of every user, go at once.
-    let (dead, alive): (NodeId, NodeId) = (Arc::from(format!("{prefix}-dead")), Arc::from(format!("{prefix}-alive")));
+    let (dead, alive): (NodeId, NodeId) =
+        (Arc::from(format!("{prefix}-dead")), Arc::from(format!("{prefix}-alive")));
     let on = |c: &str, n: &NodeId| ConnRef { conn: Arc::from(c), node: n.clone() };
     let (u1, u2) = (format!("{prefix}-u1"), format!("{prefix}-u2"));
     u.register(&u1, on("d1", &dead), None).await.unwrap();
@@ -170,10 +174,16 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     let mut evicted = u.evict_node(&dead).await.unwrap();
     evicted.sort_by(|a, b| a.user.cmp(&b.user));
     assert_eq!(evicted.len(), 2);
-    assert_eq!((evicted[0].user.as_str(), evicted[0].conns.clone(), evicted[0].remaining), (u1.as_str(), vec![Arc::from("d1")], 1));
+    assert_eq!(
+        (evicted[0].user.as_str(), evicted[0].conns.clone(), evicted[0].remaining),
+        (u1.as_str(), vec![Arc::from("d1")], 1)
+    );
     let mut two = evicted[1].conns.clone();
     two.sort();
-    assert_eq!((evicted[1].user.as_str(), two, evicted[1].remaining), (u2.as_str(), vec![Arc::from("d2"), Arc::from("d3")], 0));
+    assert_eq!(
+        (evicted[1].user.as_str(), two, evicted[1].remaining),
+        (u2.as_str(), vec![Arc::from("d2"), Arc::from("d3")], 0)
+    );
     assert_eq!(u.connections(&u1).await.unwrap(), [on("a1", &alive)]);
     assert!(u.connections(&u2).await.unwrap().is_empty());
     assert!(u.evict_node(&dead).await.unwrap().is_empty(), "evicted once");
@@ -248,7 +258,8 @@ mod tests {
 /// beating is dead after its ttl, on both handles; one claimer at a time, a lapsed claim can be
 /// taken over; a forgotten node is no longer listed, and its late beat learns it was cleaned up.
 pub async fn liveness(a: &dyn Broker, b: &dyn Broker, prefix: &str) {
-    let (na, nb): (NodeId, NodeId) = (Arc::from(format!("{prefix}-live-a")), Arc::from(format!("{prefix}-live-b")));
+    let (na, nb): (NodeId, NodeId) =
+        (Arc::from(format!("{prefix}-live-a")), Arc::from(format!("{prefix}-live-b")));
     let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
     a.attach(na.clone(), ra.clone()).await.unwrap();
     b.attach(nb.clone(), rb.clone()).await.unwrap();

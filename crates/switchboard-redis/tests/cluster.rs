@@ -362,7 +362,13 @@ async fn the_cap_holds_across_instances() {
             let mut seqs = Vec::new();
             for i in 0..50 {
                 seqs.push(
-                    backends.history.append("t/seq", Bytes::from(format!("{i}")), opts, None).await.unwrap().position.seq,
+                    backends
+                        .history
+                        .append("t/seq", Bytes::from(format!("{i}")), opts, None)
+                        .await
+                        .unwrap()
+                        .position
+                        .seq,
                 );
             }
             seqs

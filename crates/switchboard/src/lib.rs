@@ -73,7 +73,7 @@ pub use conn::{Conn, Request};
 pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError};
 pub use hub::Hub;
 pub use hub::hooks::DirectMessageEvent;
-pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
+pub use hub::stats::{ClusterStats, NodeHealth, NodeStats, RegistrySizes, Stats};
 pub use hub::topics::history::HistoryQuery;
 pub use hub::topics::publish::PublishOptions;
 pub use hub::topics::settings::TopicParams;

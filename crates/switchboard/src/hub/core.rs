@@ -12,6 +12,7 @@
 //!
 //! Fields are visible to the hub's own modules only; the layers above use the methods.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Weak};
 
 use switchboard_core::{Backends, NodeId};
@@ -28,6 +29,21 @@ use crate::base::clock::Clock;
 use crate::base::counters::Counters;
 use crate::config::Config;
 use crate::conn::ConnShared;
+
+/// How this node sees its cluster, for `~info` and metrics.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// The broker's connection is down (between `disconnected` and `reconnected`).
+    pub(crate) broker_down: AtomicBool,
+    /// Times the broker's connection was lost.
+    pub(crate) broker_outages: AtomicU64,
+    /// Dead nodes this node cleaned up after.
+    pub(crate) nodes_cleaned: AtomicU64,
+    /// Publications this node missed and filled from history.
+    pub(crate) missed_filled: AtomicU64,
+    /// Times this node told a topic's subscribers that publications were missed (closed 4000).
+    pub(crate) missed_signalled: AtomicU64,
+}
 
 /// The shutdown signal and the tasks a shutdown waits for.
 pub(crate) struct Lifecycle {
@@ -54,6 +70,9 @@ pub(crate) struct Core {
     pub(super) counters: Arc<Counters>,
     pub(super) lifecycle: Lifecycle,
     pub(super) dm_audit: Option<DmAudit>,
+    /// Notified when the broker's connection was lost and is back (`watch::positions`).
+    pub(super) outage: Arc<tokio::sync::Notify>,
+    pub(super) health: Health,
 }
 
 /// What a core is made of (see [`Core::new`]).
@@ -81,6 +100,8 @@ impl Core {
             counters: Arc::new(Counters::default()),
             lifecycle: Lifecycle { shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
             dm_audit: parts.dm_audit,
+            outage: Arc::new(tokio::sync::Notify::new()),
+            health: Health::default(),
         })
     }
 

@@ -1,0 +1,147 @@
+//! What a node watches in its cluster, in two tasks: its own liveness and the other nodes'
+//! (declaring the dead ones dead and cleaning up after them, once), and its topics' positions
+//! (`topics::positions`).
+//!
+//! A node beats every fifth of [`Config::node_timeout`](crate::Config::node_timeout) with a
+//! liveness of four fifths of it, and looks for dead nodes as often: a node that stops is
+//! declared dead within the timeout. The survivor that claims a dead node's cleanup evicts its
+//! connections from presence and from the user registry and announces their leaves (`~presence`
+//! leaves, `~peer` offline) — one survivor, once. A node that was only slow and learns that it
+//! was cleaned up after closes its connections with 4000: they reconnect and register again.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use switchboard_core::{Beat, NodeId};
+use switchboard_protocol::CloseCode;
+
+use super::core::Core;
+use super::presence::announce_evicted;
+use super::stats::NODES;
+use super::topics::positions;
+
+/// The liveness task; ends when the server shuts down or is dropped.
+pub(crate) async fn liveness(core: Weak<Core>) {
+    let Some((every, shutdown)) =
+        core.upgrade().map(|c| (c.config.node_timeout / 5, c.lifecycle.shutdown.clone()))
+    else {
+        return;
+    };
+    let every = every.max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let Some(core) = core.upgrade() else { return };
+        beat(&core, every).await;
+        match core.backends.broker.dead_nodes().await {
+            Ok(dead) => {
+                for node in dead.iter().filter(|n| **n != core.node) {
+                    clean_up_after(&core, node).await;
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "the list of dead nodes could not be read"),
+        }
+    }
+}
+
+/// Renews this node's liveness; acts on a lapse.
+async fn beat(core: &Core, every: Duration) {
+    let ttl = core.config.node_timeout.saturating_sub(every).max(every);
+    match core.backends.broker.beat(&core.node, ttl).await {
+        Ok(Beat::Alive) => {}
+        Ok(Beat::Lapsed { cleaned: true }) => {
+            tracing::error!(
+                node = %core.node,
+                "this node was declared dead by the others (it was silent too long): closing its \\
+                 connections with 4000 so that they register again"
+            );
+            core.registry.for_each(|conn| {
+                conn.close(CloseCode::RECONNECT, "the server rejoins its cluster: reconnect", true);
+            });
+            rejoin(core).await;
+        }
+        Ok(Beat::Lapsed { cleaned: false }) => {
+            tracing::warn!(node = %core.node, "this node's liveness had lapsed (the broker lost it): renewed");
+            rejoin(core).await;
+        }
+        Err(e) => tracing::warn!(error = %e, "this node's liveness could not be renewed"),
+    }
+}
+
+/// Lists this node among the running ones again.
+async fn rejoin(core: &Core) {
+    let listed = core.backends.presence.join(NODES, &core.node, bytes::Bytes::from_static(b"{}")).await;
+    if let Err(e) = listed {
+        tracing::warn!(error = %e, "this node could not list itself among the running ones");
+    }
+}
+
+/// Cleans up after a dead node, if this node gets the claim: its connections leave presence
+/// (announced) and the user registry.
+async fn clean_up_after(core: &Core, dead: &NodeId) {
+    let broker = &core.backends.broker;
+    let lease = core.config.node_timeout * 2;
+    match broker.claim_dead(dead, &core.node, lease).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, node = %dead, "the cleanup of a dead node could not be claimed");
+            return;
+        }
+    }
+    tracing::warn!(node = %dead, "node declared dead (silent for {:?}): cleaning up after it", core.config.node_timeout);
+    let evicted = match core.backends.presence.evict_node(dead).await {
+        Ok(evicted) => evicted,
+        Err(e) => {
+            tracing::warn!(error = %e, node = %dead, "a dead node's presence could not be cleaned up (retried)");
+            return;
+        }
+    };
+    let entries = evicted.len();
+    announce_evicted(core, evicted).await;
+    let users = match core.backends.users.evict_node(dead).await {
+        Ok(users) => users,
+        Err(e) => {
+            tracing::warn!(error = %e, node = %dead, "a dead node's users could not be cleaned up (retried)");
+            return;
+        }
+    };
+    let conns: usize = users.iter().map(|u| u.conns.len()).sum();
+    if let Err(e) = broker.forget_dead(dead).await {
+        tracing::warn!(error = %e, node = %dead, "a dead node's cleanup could not be recorded (retried)");
+        return;
+    }
+    core.health.nodes_cleaned.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(node = %dead, entries, conns, "cleaned up after a dead node");
+}
+
+/// The position-check task (see `topics::positions`): every
+/// [`Config::position_check`](crate::Config::position_check), and at once after a broker outage.
+pub(crate) async fn positions(core: Weak<Core>) {
+    let Some((every, shutdown)) =
+        core.upgrade().map(|c| (c.config.position_check, c.lifecycle.shutdown.clone()))
+    else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let outage = {
+            let Some(c) = core.upgrade() else { return };
+            let outage = Arc::clone(&c.outage);
+            drop(c);
+            tokio::select! {
+                _ = tick.tick() => false,
+                () = outage.notified() => true,
+                () = shutdown.cancelled() => return,
+            }
+        };
+        let Some(core) = core.upgrade() else { return };
+        positions::check_all(&core, outage).await;
+    }
+}
