@@ -72,6 +72,7 @@ pub use config::{CapPolicy, Config};
 pub use conn::{Conn, Request};
 pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError};
 pub use hub::Hub;
+pub use hub::core::HistorySpan;
 pub use hub::hooks::DirectMessageEvent;
 pub use hub::stats::{ClusterStats, NodeHealth, NodeStats, RegistrySizes, Stats};
 pub use hub::topics::history::HistoryQuery;

@@ -43,6 +43,25 @@ pub(crate) struct Health {
     pub(crate) missed_filled: AtomicU64,
     /// Times this node told a topic's subscribers that publications were missed (closed 4000).
     pub(crate) missed_signalled: AtomicU64,
+    /// Per topic class (pattern): how long a gap its history can bridge, from the position
+    /// checks (`watch::positions`).
+    pub(crate) spans: parking_lot::Mutex<Vec<HistorySpan>>,
+}
+
+/// How long a gap a topic class's history can bridge ([`Hub::history_spans`](crate::Hub::history_spans)).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistorySpan {
+    /// The topic pattern (the class), as declared.
+    pub pattern: String,
+    /// Publications its topics keep.
+    pub size: usize,
+    /// The highest publication rate among its topics this node has subscribers of, per second,
+    /// over the last position-check period.
+    pub publications_per_second: f64,
+    /// `size / publications_per_second`: the shortest time its topics' histories cover, in
+    /// seconds (infinite while nothing is published).
+    pub seconds: f64,
 }
 
 /// The shutdown signal and the tasks a shutdown waits for.

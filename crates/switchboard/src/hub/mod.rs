@@ -29,7 +29,7 @@ use switchboard_core::ConnRef;
 use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic, wire};
 
 use self::acked::send_acked;
-use self::core::{Core, Parts};
+use self::core::{Core, HistorySpan, Parts};
 use self::inbound::{NodeSink, broadcast_local};
 use self::link::{ConnOp, NodeMsg};
 use self::registry::Registry;
@@ -412,6 +412,22 @@ impl Hub {
     #[must_use]
     pub fn health(&self) -> NodeHealth {
         stats::health_now(&self.core)
+    }
+
+    /// How long a gap each topic class's history can bridge (its size over the highest
+    /// publication rate among the class's topics this node has subscribers of), measured by the
+    /// position checks. An outage longer than that loses publications for good (signalled).
+    ///
+    /// ```
+    /// # fn demo(hub: switchboard::Hub) {
+    /// for span in hub.history_spans() {
+    ///     println!("{}: {:.0} s of history", span.pattern, span.seconds);
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn history_spans(&self) -> Vec<HistorySpan> {
+        self.core.health.spans.lock().clone()
     }
 
     /// Who is present in a topic (where presence is on), across the cluster.

@@ -13,10 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use switchboard_core::{Beat, NodeId};
+use std::collections::HashMap;
+use std::time::Instant;
+
+use switchboard_core::{Beat, NodeId, Position};
 use switchboard_protocol::CloseCode;
 
-use super::core::Core;
+use super::core::{Core, HistorySpan};
 use super::presence::announce_evicted;
 use super::stats::NODES;
 use super::topics::positions;
@@ -130,6 +133,8 @@ pub(crate) async fn positions(core: Weak<Core>) {
     };
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Each topic's last position read, and when.
+    let mut last: HashMap<Arc<str>, (Position, Instant)> = HashMap::new();
     loop {
         let outage = {
             let Some(c) = core.upgrade() else { return };
@@ -142,6 +147,43 @@ pub(crate) async fn positions(core: Weak<Core>) {
             }
         };
         let Some(core) = core.upgrade() else { return };
-        positions::check_all(&core, outage).await;
+        let read = positions::check_all(&core, outage).await;
+        measure_spans(&core, &mut last, read);
     }
+}
+
+/// Updates the history span of every topic class from two successive position reads.
+fn measure_spans(
+    core: &Core,
+    last: &mut HashMap<Arc<str>, (Position, Instant)>,
+    read: Vec<(Arc<str>, Position)>,
+) {
+    let now = Instant::now();
+    let mut classes: HashMap<String, (usize, f64)> = HashMap::new();
+    let mut seen = HashMap::with_capacity(read.len());
+    for (topic, position) in read {
+        if let Some((before, at)) = last.get(&topic)
+            && before.epoch == position.epoch
+            && let Some((pattern, settings)) = core.settings.class_of(&topic)
+            && settings.history.size > 0
+        {
+            let secs = now.duration_since(*at).as_secs_f64().max(0.001);
+            let rate = position.seq.saturating_sub(before.seq) as f64 / secs;
+            let class = classes.entry(pattern).or_insert((settings.history.size, 0.0));
+            class.1 = class.1.max(rate);
+        }
+        seen.insert(topic, (position, now));
+    }
+    *last = seen;
+    let mut spans: Vec<HistorySpan> = classes
+        .into_iter()
+        .map(|(pattern, (size, rate))| HistorySpan {
+            pattern,
+            size,
+            publications_per_second: rate,
+            seconds: if rate > 0.0 { size as f64 / rate } else { f64::INFINITY },
+        })
+        .collect();
+    spans.sort_by(|a, b| a.pattern.cmp(&b.pattern));
+    *core.health.spans.lock() = spans;
 }

@@ -23,38 +23,42 @@ use crate::hub::core::Core;
 const CONCURRENCY: usize = 32;
 
 /// Checks every topic this node has subscribers of; `after_outage`: the broker connection was
-/// lost and is back.
-pub(crate) async fn check_all(core: &Arc<Core>, after_outage: bool) {
+/// lost and is back. Returns each topic's position read (for the history spans).
+pub(crate) async fn check_all(core: &Arc<Core>, after_outage: bool) -> Vec<(Arc<str>, Position)> {
     let topics: Vec<Arc<str>> = core.topics.names().into_iter().map(|(t, _)| t).collect();
+    let mut read = Vec::with_capacity(topics.len());
     for chunk in topics.chunks(CONCURRENCY) {
-        futures_util::future::join_all(chunk.iter().map(|t| check(core, t, after_outage))).await;
+        let positions =
+            futures_util::future::join_all(chunk.iter().map(|t| check(core, t, after_outage))).await;
+        read.extend(chunk.iter().cloned().zip(positions).filter_map(|(t, p)| Some((t, p?))));
     }
+    read
 }
 
-/// Checks one topic (see the module's documentation).
-async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) {
-    let Some(state) = core.topics.get(topic) else { return };
+/// Checks one topic (see the module's documentation); the position read, if any.
+async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) -> Option<Position> {
+    let state = core.topics.get(topic)?;
     let (epoch, next) = {
         let s = state.sequencer.lock();
         match &s.epoch {
             Some(epoch) => (epoch.clone(), s.next),
             // Its first subscription is still reading history.
-            None => return,
+            None => return None,
         }
     };
     let history = &core.backends.history;
     // The broker or history being down is not a verdict: the next check tries again.
-    let Ok(position) = history.position(topic).await else { return };
+    let position = history.position(topic).await.ok()?;
     let same = position.epoch == epoch;
     if same && position.seq < next {
-        return;
+        return Some(position);
     }
     let since = if same {
         Position { epoch: epoch.clone(), seq: next - 1 }
     } else {
         Position { epoch: position.epoch.clone(), seq: 0 }
     };
-    let Ok(recovery) = history.recover(topic, &since).await else { return };
+    let recovery = history.recover(topic, &since).await.ok()?;
     let filled = recovery.complete && recovery.position.epoch == since.epoch;
     if filled && (same || !after_outage) {
         let records: Vec<_> = recovery
@@ -73,7 +77,7 @@ async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) {
         for (seq, record) in records {
             sequenced(core, &state, &since.epoch, seq, record);
         }
-        return;
+        return Some(position);
     }
     tracing::warn!(
         topic,
@@ -86,11 +90,12 @@ async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) {
     let mut sequencer = state.sequencer.lock();
     if sequencer.epoch.as_ref() != Some(&epoch) || sequencer.next != next {
         // Something arrived meanwhile: the next check decides again.
-        return;
+        return Some(position);
     }
     signal_missed(&state);
     core.health.missed_signalled.fetch_add(1, Ordering::Relaxed);
     // Carry on from where the stream is now (the subscribers recover what they can).
     let released = sequencer.start(&recovery.position.epoch, recovery.position.seq + 1);
     apply(core, &state, released);
+    Some(position)
 }
