@@ -55,6 +55,7 @@ async fn cluster_backends_conform() {
     conformance::presence(&*b.presence, "r2").await;
     conformance::users(&*b.users, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "r").await;
 }
 
 #[tokio::test]
@@ -362,7 +363,13 @@ async fn the_cap_holds_across_instances() {
             let mut seqs = Vec::new();
             for i in 0..50 {
                 seqs.push(
-                    backends.history.append("t/seq", Bytes::from(format!("{i}")), opts, None).await.unwrap().position.seq,
+                    backends
+                        .history
+                        .append("t/seq", Bytes::from(format!("{i}")), opts, None)
+                        .await
+                        .unwrap()
+                        .position
+                        .seq,
                 );
             }
             seqs
