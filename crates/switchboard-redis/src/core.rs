@@ -23,6 +23,12 @@
 //!   entry with a per-slot script that checks the entry still names the dead owner. An entry
 //!   whose listing was lost (a crash between the two writes on a cluster, or the master of the
 //!   owner's set restarted empty) is not swept, but readers still drop it once its owner is dead.
+//! - Each entry is also listed in its *node's* set (`{P:N:NODE}:p` or `:u`, written beside the
+//!   owner's), where a survivor's `evict_node` finds it; whoever removes an entry (leave,
+//!   unregister, eviction, the cap, a prune) unlists it from both. The node's liveness itself
+//!   (`{P:N:NODE}:a`…) is the broker's; the rewrite below reads it ([`Core::node_state`]) to skip
+//!   the entries of nodes whose cleanup was claimed or finished, and the broker's beat makes the
+//!   mirror forget a node that learned it was cleaned up ([`Core::forget_node`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
