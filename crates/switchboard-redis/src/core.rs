@@ -851,6 +851,11 @@ mod tests {
         assert_eq!(k.history("chat/a"), "{sb:h:chat/a}");
         assert_eq!(k.alive("o1"), "{sb:o:o1}:a");
         assert_eq!(k.owned("o1"), "{sb:o:o1}:e");
+        assert_eq!(k.nodes(), "sb:nodes");
+        assert_eq!(k.node_keys("n1"), ["{sb:N:n1}:a", "{sb:N:n1}:k", "{sb:N:n1}:c", "{sb:N:n1}:x"]);
+        assert_eq!(k.node_verdict("n1"), "{sb:N:n1}:v");
+        assert_eq!(k.node_index("n1", 'p'), "{sb:N:n1}:p");
+        assert_eq!(k.node_index("n1", 'u'), "{sb:N:n1}:u");
         // A key may contain ':' and digits.
         assert_eq!(member('p', "chat:1/a", "c.7"), "p8:chat:1/ac.7");
         assert_eq!(member('u', "", "c"), "u0:c");
@@ -875,6 +880,10 @@ mod tests {
                 let base = base.trim_end_matches(":a").trim_end_matches(":e");
                 assert_eq!(tag(&format!("{base}:z")), tag(&format!("{base}:n")), "{base}");
             }
+            // A node's liveness keys, its last verdict and its sets: one slot.
+            let mut node: Vec<String> = k.node_keys(name).to_vec();
+            node.extend([k.node_verdict(name), k.node_index(name, 'p'), k.node_index(name, 'u')]);
+            assert!(node.iter().all(|key| tag(key) == tag(&node[0])), "{node:?}");
         }
     }
 }

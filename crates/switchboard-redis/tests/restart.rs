@@ -69,6 +69,8 @@ async fn redis_restart_mid_stream() {
     a.users.register("ada", me.clone(), None).await.unwrap();
 
     assert!(!ra.has(None, RECONNECTED) && !rb.has(None, RECONNECTED), "not on the first connection");
+    let beat = Duration::from_secs(30);
+    assert_eq!(a.broker.beat(&na, beat).await.unwrap(), Beat::Alive);
     redis.stop();
     let during = a.broker.publish(&na, "t/x", Bytes::from("during")).await;
     assert!(during.is_err(), "a publication that cannot reach Redis is an error");
@@ -132,6 +134,19 @@ async fn redis_restart_mid_stream() {
     })
     .await;
     assert!(back, "presence and users are written again after Redis lost them");
+
+    // Redis lost every trace of the node's liveness: its beat says it lapsed, not that it was
+    // cleaned up (nobody removed its entries: it registers them again), and it is alive again.
+    let mut lapsed = None;
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            lapsed = a.broker.beat(&na, beat).await.ok();
+            lapsed.is_some()
+        })
+        .await
+    );
+    assert_eq!(lapsed, Some(Beat::Lapsed { cleaned: false }));
+    assert_eq!(a.broker.beat(&na, beat).await.unwrap(), Beat::Alive);
 
     // Unsubscribing still works on the new connection.
     b.broker.unsubscribe(&nb, "t/x").await.unwrap();
