@@ -62,7 +62,7 @@ async fn history_ttl_and_unknown_topics() {
     let opts = HistoryOptions { size: 10, ttl: Some(Duration::from_millis(600)) };
     let p1 = a.history.append("t/ttl", Bytes::from("1"), opts, None).await.unwrap().position;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    a.history.append("t/ttl", Bytes::from("2"), opts, None).await.unwrap().position;
+    a.history.append("t/ttl", Bytes::from("2"), opts, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // 1 expired, 2 is kept: seq 1 → incomplete, but seq 2 is still there.
     let since0 = Position { epoch: p1.epoch.clone(), seq: 0 };
