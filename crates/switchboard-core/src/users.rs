@@ -59,6 +59,14 @@ pub struct Evicted {
     pub remaining: usize,
 }
 
+impl Evicted {
+    /// What an eviction removed of `user`: `conns`, leaving `remaining` connections.
+    #[must_use]
+    pub fn new(user: impl Into<String>, conns: Vec<NodeId>, remaining: usize) -> Self {
+        Self { user: user.into(), conns, remaining }
+    }
+}
+
 /// The users → connections registry, cluster-wide.
 ///
 /// **Guarantees**: `register` checks and applies the cap atomically, so two nodes registering

@@ -373,6 +373,7 @@ async fn drive_cluster(
                 tracing::warn!("redis sharded pub/sub: a connection to a cluster node was lost");
                 shared.state.lock().confirmed.clear();
                 shared.losses.fetch_add(1, Ordering::AcqRel);
+                disconnected(&shared);
                 shared.kick.notify_one();
             }
             _ => {}
@@ -701,6 +702,15 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Tells every attached node that the pub/sub connection is lost: nothing arrives until
+/// [`reconnected`].
+fn disconnected(shared: &Shared) {
+    let sinks: Vec<Arc<dyn BrokerSink>> = shared.state.lock().nodes.values().cloned().collect();
+    for sink in sinks {
+        sink.disconnected();
+    }
+}
+
 /// Tells every attached node that the pub/sub connection was lost and is back (its channels
 /// are subscribed again).
 fn reconnected(shared: &Shared) {
@@ -778,6 +788,7 @@ async fn drive(shared: Arc<Shared>) {
         shared.state.lock().sink = None;
         shared.up.send_replace(false);
         tracing::warn!("redis pub/sub: connection lost; reconnecting");
+        disconnected(&shared);
     }
 }
 

@@ -142,7 +142,7 @@ impl Users for RedisUsers {
                         conns.push(conn.into());
                     }
                     if !conns.is_empty() {
-                        evicted.push(evicted_of(user, conns, remaining));
+                        evicted.push(Evicted::new(user, conns, remaining));
                     }
                 }
                 if let Err(e) = core.unlist(unlisted).await {
@@ -181,25 +181,4 @@ impl RedisUsers {
         }
         Ok(live)
     }
-}
-
-/// An [`Evicted`] (`#[non_exhaustive]` in `switchboard-core`, without a constructor or
-/// `Default`, so it cannot be built here directly): one is taken from the in-memory registry's
-/// own `evict_node`, which returns at once, and filled in.
-fn evicted_of(user: &str, conns: Vec<NodeId>, remaining: usize) -> Evicted {
-    use futures_util::FutureExt;
-    use switchboard_core::MemoryUsers;
-    let memory = MemoryUsers::new();
-    let template = async {
-        let node: NodeId = Arc::from("n");
-        memory.register("u", ConnRef { conn: Arc::from("c"), node }, None).await.ok()?;
-        memory.evict_node("n").await.ok()?.pop()
-    }
-    .now_or_never()
-    .flatten();
-    let mut evicted = template.expect("the in-memory registry answers at once");
-    evicted.user = user.to_owned();
-    evicted.conns = conns;
-    evicted.remaining = remaining;
-    evicted
 }

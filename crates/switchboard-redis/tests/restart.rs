@@ -20,6 +20,7 @@ struct Recorder(Mutex<Vec<(Option<String>, Bytes)>>);
 
 /// What `reconnected` records (as a node message nobody sends).
 const RECONNECTED: &str = "<reconnected>";
+const DISCONNECTED: &str = "<disconnected>";
 
 impl BrokerSink for Recorder {
     fn publication(&self, topic: &str, publication: Bytes) {
@@ -27,6 +28,9 @@ impl BrokerSink for Recorder {
     }
     fn node_message(&self, message: Bytes) {
         self.0.lock().push((None, message));
+    }
+    fn disconnected(&self) {
+        self.0.lock().push((None, Bytes::from(DISCONNECTED)));
     }
     fn reconnected(&self) {
         self.0.lock().push((None, Bytes::from(RECONNECTED)));
@@ -82,6 +86,7 @@ async fn redis_restart_mid_stream() {
     // Each broker tells its sinks once it subscribed again: from then on, a publication that
     // Redis accepts reaches them (publish until the publisher's own connection is back).
     assert!(eventually(Duration::from_secs(10), async || rb.has(None, RECONNECTED)).await, "b was told");
+    assert!(rb.has(None, DISCONNECTED), "and was told of the loss first");
     let mut n = 0;
     let accepted = eventually(Duration::from_secs(10), async || {
         n += 1;

@@ -98,29 +98,65 @@ async fn clean_up_after(core: &Core, dead: &NodeId) {
         }
     }
     tracing::warn!(node = %dead, "node declared dead (silent for {:?}): cleaning up after it", core.config.node_timeout);
-    let evicted = match core.backends.presence.evict_node(dead).await {
-        Ok(evicted) => evicted,
-        Err(e) => {
-            tracing::warn!(error = %e, node = %dead, "a dead node's presence could not be cleaned up (retried)");
+    // A backend may evict in rounds (it answers what one round removed, and nothing once all is
+    // gone); the claim is renewed between rounds, and given up if the node came back (its
+    // new entries must not be removed).
+    let (mut entries, mut conns) = (0, 0);
+    loop {
+        let evicted = match core.backends.presence.evict_node(dead).await {
+            Ok(evicted) => evicted,
+            Err(e) => {
+                tracing::warn!(error = %e, node = %dead, "a dead node's presence could not be cleaned up (retried)");
+                return;
+            }
+        };
+        if evicted.is_empty() {
+            break;
+        }
+        entries += evicted.len();
+        announce_evicted(core, evicted).await;
+        if !still_claimed(core, dead, lease).await {
             return;
         }
-    };
-    let entries = evicted.len();
-    announce_evicted(core, evicted).await;
-    let users = match core.backends.users.evict_node(dead).await {
-        Ok(users) => users,
-        Err(e) => {
-            tracing::warn!(error = %e, node = %dead, "a dead node's users could not be cleaned up (retried)");
+    }
+    loop {
+        let users = match core.backends.users.evict_node(dead).await {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::warn!(error = %e, node = %dead, "a dead node's users could not be cleaned up (retried)");
+                return;
+            }
+        };
+        if users.is_empty() {
+            break;
+        }
+        conns += users.iter().map(|u| u.conns.len()).sum::<usize>();
+        if !still_claimed(core, dead, lease).await {
             return;
         }
-    };
-    let conns: usize = users.iter().map(|u| u.conns.len()).sum();
+    }
     if let Err(e) = broker.forget_dead(dead).await {
         tracing::warn!(error = %e, node = %dead, "a dead node's cleanup could not be recorded (retried)");
         return;
     }
     core.health.nodes_cleaned.fetch_add(1, Ordering::Relaxed);
     tracing::info!(node = %dead, entries, conns, "cleaned up after a dead node");
+}
+
+/// Renews this node's claim on a dead node's cleanup between rounds; `false` if it was lost
+/// (the node came back, or another took over after this one stalled).
+async fn still_claimed(core: &Core, dead: &NodeId, lease: Duration) -> bool {
+    match core.backends.broker.claim_dead(dead, &core.node, lease).await {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::info!(node = %dead, "the cleanup of a dead node stopped: its claim was lost");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, node = %dead, "the cleanup of a dead node stopped (retried)");
+            false
+        }
+    }
 }
 
 /// The position-check task (see `topics::positions`): every

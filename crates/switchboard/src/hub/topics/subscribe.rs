@@ -133,7 +133,7 @@ pub(crate) async fn subscribe(
             // restarted meanwhile (the sequencer is on another one), the new stream's
             // publications follow, the first of them carrying its epoch.
             let current = sequencer.epoch.clone();
-            let mut told = position.epoch.clone();
+            let mut told = position.epoch;
             for (epoch, seq, record) in &buffer {
                 let new = *epoch != told;
                 if (!new && *seq <= covered) || (new && Some(epoch) != current.as_ref()) {
