@@ -493,7 +493,7 @@ async fn metrics_page(State(api): Shared, headers: HeaderMap) -> Response {
     {
         return e.into_response();
     }
-    crate::metrics::update(&api.hub);
+    crate::metrics::update(&api.hub).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.metrics.render()).into_response()
 }
 
