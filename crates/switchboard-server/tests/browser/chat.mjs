@@ -230,6 +230,14 @@ try {
   await shot(bob, "desktop-bob-after-restart");
   await shot(ada, "desktop-ada-after-restart");
 
+  // A tablet: two columns, people in a panel; and a wide screen.
+  await bob.setViewportSize({ width: 820, height: 1180 });
+  await checkLayout(bob, 500, "tablet 820×1180");
+  await shot(bob, "tablet-bob");
+  await bob.setViewportSize({ width: 1920, height: 1080 });
+  await checkLayout(bob, 1200, "wide 1920×1080");
+  await bob.setViewportSize({ width: 1280, height: 800 });
+
   // ---- a phone -------------------------------------------------------------------------
   await say(bob, "welcome, phones");
   const phone = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
