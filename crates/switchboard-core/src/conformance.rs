@@ -12,6 +12,8 @@
 //! let bus = MemoryBroker::new();
 //! conformance::broker(&bus, &bus.clone()).await;
 //! conformance::liveness(&bus, &bus.clone(), "t1").await;
+//! let log = switchboard_core::MemoryEventLog::new();
+//! conformance::event_log(&log, &log, "t1").await;
 //! # });
 //! ```
 
@@ -277,6 +279,48 @@ pub async fn liveness(a: &dyn Broker, b: &dyn Broker, prefix: &str) {
     b.detach(&nb).await.unwrap();
 }
 
+/// Checks [`EventLog`](crate::EventLog) with two handles to the same log: per-key sequences
+/// across handles, append order within a partition, one lease holder at a time and a lapsed lease
+/// taken over, reading from the committed position (what was read and not committed is read
+/// again), commit.
+pub async fn event_log(a: &dyn crate::EventLog, b: &dyn crate::EventLog, prefix: &str) {
+    let parts = a.partitions();
+    assert!(parts >= 1 && parts == b.partitions(), "both handles see the same partitions");
+    let key = format!("{prefix}-user");
+    let e1 = a.append(&key, Bytes::from("one")).await.unwrap();
+    let e2 = b.append(&key, Bytes::from("two")).await.unwrap();
+    let e3 = a.append(&key, Bytes::from("three")).await.unwrap();
+    assert_eq!((e1.seq, e2.seq, e3.seq), (1, 2, 3), "one sequence per key, across handles");
+    assert_eq!(e1.key, key);
+    // Find the key's partition: the one whose unread events include e1.
+    let mut partition = None;
+    for p in 0..parts {
+        if a.read(p, 1000).await.unwrap().iter().any(|e| e.id == e1.id) {
+            partition = Some(p);
+        }
+    }
+    let p = partition.expect("the event is in one partition");
+    let (na, nb): (NodeId, NodeId) = (Arc::from(format!("{prefix}-a")), Arc::from(format!("{prefix}-b")));
+    assert!(a.lease(p, &na, Duration::from_millis(300)).await.unwrap(), "a takes the lease");
+    assert!(a.lease(p, &na, Duration::from_millis(300)).await.unwrap(), "and renews it");
+    assert!(!b.lease(p, &nb, Duration::from_secs(30)).await.unwrap(), "one holder at a time");
+    let mine: Vec<_> = a.read(p, 1000).await.unwrap().into_iter().filter(|e| e.key == key).collect();
+    assert_eq!(mine.iter().map(|e| e.data.clone()).collect::<Vec<_>>(), ["one", "two", "three"], "in order");
+    // a delivers the first two and dies.
+    a.commit(p, &mine[1].id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.lease(p, &nb, Duration::from_secs(30)).await.unwrap(), "a lapsed lease is taken over");
+    let again: Vec<_> = b.read(p, 1000).await.unwrap().into_iter().filter(|e| e.key == key).collect();
+    assert_eq!(again, mine[2..], "what was not committed is read again, nothing before");
+    b.commit(p, &again[0].id).await.unwrap();
+    assert!(b.read(p, 1000).await.unwrap().iter().all(|e| e.key != key), "all delivered");
+    let e4 = b.append(&key, Bytes::from("four")).await.unwrap();
+    assert!(e4.seq == 4 || e4.seq == 1, "the sequence goes on (or starts again once all was committed)");
+    let next = b.read(p, 1000).await.unwrap();
+    assert!(next.iter().any(|e| e.id == e4.id), "a new event after the committed position");
+    b.commit(p, &next.last().unwrap().id).await.unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use crate::*;
@@ -289,5 +333,7 @@ mod tests {
         let bus = MemoryBroker::new();
         super::broker(&bus, &bus.clone()).await;
         super::liveness(&bus, &bus.clone(), "m").await;
+        let log = MemoryEventLog::new();
+        super::event_log(&log, &log, "m").await;
     }
 }

@@ -11,6 +11,7 @@
 //! | [`History`] | assigns sequence numbers and keeps recent publications per topic | [`MemoryHistory`] |
 //! | [`Presence`] | who is in a topic, and the directory | [`MemoryPresence`] |
 //! | [`Users`] | users → connections across nodes, with the per-user cap | [`MemoryUsers`] |
+//! | [`EventLog`] | lifecycle events for the application's backend, durable until delivered, in order per key | [`MemoryEventLog`] (lost with the process) |
 //!
 //! [`conformance`] holds one shared test suite that every implementation must pass.
 //!
@@ -33,12 +34,14 @@ use futures_util::future::BoxFuture;
 
 mod broker;
 pub mod conformance;
+mod events;
 mod few;
 mod history;
 mod presence;
 mod users;
 
 pub use broker::{Beat, Broker, BrokerSink, MemoryBroker};
+pub use events::{EventLog, LoggedEvent, MemoryEventLog};
 pub use history::{Appended, History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
 pub use presence::{MemoryPresence, Presence, PresenceEntry};
 pub use users::{CapPolicy, ConnRef, Evicted, MemoryUsers, Registration, Unregistered, Users};
@@ -93,6 +96,8 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     /// Users → connections, cluster-wide.
     pub users: Arc<dyn Users>,
+    /// Lifecycle events for the application's backend, durable until delivered.
+    pub events: Arc<dyn EventLog>,
 }
 
 impl Backends {
@@ -104,6 +109,7 @@ impl Backends {
             history: Arc::new(MemoryHistory::new()),
             presence: Arc::new(MemoryPresence::new()),
             users: Arc::new(MemoryUsers::new()),
+            events: Arc::new(MemoryEventLog::new()),
         }
     }
 }
@@ -125,4 +131,12 @@ pub(crate) fn deadline(ttl: Option<Duration>) -> Option<std::time::Instant> {
 }
 
 #[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Broker, _: &dyn History, _: &dyn Presence, _: &dyn Users, _: Bytes) {}
+fn _assert_object_safe(
+    _: &dyn Broker,
+    _: &dyn History,
+    _: &dyn Presence,
+    _: &dyn Users,
+    _: &dyn EventLog,
+    _: Bytes,
+) {
+}
