@@ -19,6 +19,9 @@ impl CloseCode {
     pub const NORMAL: Self = Self(1000);
     /// 1001: the server is going away (shutdown, restart); the client reconnects.
     pub const GOING_AWAY: Self = Self(1001);
+    /// 1006: the connection was lost without a close frame (never sent; reported by the side
+    /// that saw it, e.g. in a `disconnect` lifecycle event).
+    pub const ABNORMAL: Self = Self(1006);
     /// 1009: a message was too big.
     pub const TOO_BIG: Self = Self(1009);
     /// 4000: reconnect requested, maybe elsewhere (see `~bye.jump`).

@@ -283,6 +283,7 @@ impl RedisBackends {
             history: Arc::new(history::RedisHistory::new(core.clone())),
             presence: Arc::new(presence::RedisPresence::new(core.clone())),
             users: Arc::new(users::RedisUsers::new(core)),
+            events: Arc::new(switchboard_core::MemoryEventLog::new()),
         })
     }
 }

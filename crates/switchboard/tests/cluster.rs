@@ -16,6 +16,7 @@ async fn cluster() -> (Switchboard, Switchboard) {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        ..Backends::memory()
     };
     let mut config = Config::default();
     config.conn_per_user = Some((2, CapPolicy::EvictOldest));
@@ -92,6 +93,7 @@ async fn recovery_on_one_node_while_another_publishes_has_no_gap() {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        ..Backends::memory()
     };
     let node = || {
         Server::new()
@@ -169,6 +171,7 @@ async fn acknowledged_delivery_to_a_connection_on_another_node() {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        ..Backends::memory()
     };
     let mut config = Config::default();
     config.ack_timeout = std::time::Duration::from_millis(200);
@@ -212,6 +215,7 @@ async fn a_dead_node_is_cleaned_up_after_once() {
         history: Arc::new(MemoryHistory::new()),
         presence: presence.clone(),
         users: users.clone(),
+        ..Backends::memory()
     };
     let mut config = Config::default();
     config.node_timeout = std::time::Duration::from_millis(500);
@@ -317,6 +321,7 @@ async fn a_missed_tail_is_filled_from_history_by_the_position_check() {
         history: history.clone(),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        ..Backends::memory()
     };
     let mut config = Config::default();
     config.position_check = std::time::Duration::from_millis(200);

@@ -151,6 +151,8 @@ pub(crate) struct ConnShared {
     pub(crate) identity: RwLock<Option<Identified>>,
     /// Whether a `~hello` is being handled.
     pub(crate) identifying: AtomicBool,
+    /// Whether its `connect` lifecycle event was written (and its `disconnect` is owed).
+    pub(crate) announced: AtomicBool,
     pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
 }
@@ -178,6 +180,7 @@ impl ConnShared {
             pending: Lazy::default(),
             identity: RwLock::new(None),
             identifying: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
             filters: Filters::default(),
             topics: Mutex::new(Vec::new()),
         });

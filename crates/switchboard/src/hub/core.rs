@@ -8,7 +8,8 @@
 //! | deadlines | [`Timers`] | identification, acknowledgement and expiry deadlines |
 //! | the cluster | [`Link`] | node messages and replies awaited from other nodes |
 //! | counters | [`Counters`] | per-thread traffic counters |
-//! | lifecycle | [`Lifecycle`] | the shutdown signal and the tasks to wait for |
+//! | lifecycle events | [`Events`] | which events, the hook, the sink, counts |
+//! | running | [`Running`] | the shutdown signal and the tasks to wait for |
 //!
 //! Fields are visible to the hub's own modules only; the layers above use the methods.
 
@@ -19,6 +20,7 @@ use switchboard_core::{Backends, NodeId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::events::{EventParts, Events};
 use super::hooks::DmAudit;
 use super::link::Link;
 use super::registry::Registry;
@@ -65,7 +67,7 @@ pub struct HistorySpan {
 }
 
 /// The shutdown signal and the tasks a shutdown waits for.
-pub(crate) struct Lifecycle {
+pub(crate) struct Running {
     /// Cancelled when the server shuts down.
     pub(crate) shutdown: CancellationToken,
     /// Connection and handshake tasks, waited for at shutdown.
@@ -87,8 +89,10 @@ pub(crate) struct Core {
     pub(super) link: Link,
     pub(super) clock: Clock,
     pub(super) counters: Arc<Counters>,
-    pub(super) lifecycle: Lifecycle,
+    pub(super) running: Running,
     pub(super) dm_audit: Option<DmAudit>,
+    /// Lifecycle events, if the application wants any.
+    pub(super) events: Option<Events>,
     /// Notified when the broker's connection was lost and is back (`watch::positions`).
     pub(super) outage: Arc<tokio::sync::Notify>,
     pub(super) health: Health,
@@ -100,6 +104,7 @@ pub(crate) struct Parts {
     pub(crate) backends: Backends,
     pub(crate) settings: SettingsTable,
     pub(crate) dm_audit: Option<DmAudit>,
+    pub(crate) events: Option<EventParts>,
 }
 
 impl Core {
@@ -117,8 +122,9 @@ impl Core {
             timers: Timers::default(),
             clock: Clock::start(),
             counters: Arc::new(Counters::default()),
-            lifecycle: Lifecycle { shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
+            running: Running { shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
             dm_audit: parts.dm_audit,
+            events: parts.events.map(Events::new),
             outage: Arc::new(tokio::sync::Notify::new()),
             health: Health::default(),
         })
@@ -150,8 +156,8 @@ impl Core {
         &self.timers
     }
 
-    pub(crate) fn lifecycle(&self) -> &Lifecycle {
-        &self.lifecycle
+    pub(crate) fn running(&self) -> &Running {
+        &self.running
     }
 
     /// A local connection by id.
@@ -169,6 +175,7 @@ impl Core {
             backends: Backends::memory(),
             settings: SettingsTable::default(),
             dm_audit: None,
+            events: None,
         })
     }
 

@@ -182,7 +182,7 @@ async fn on_conn(hub: &Core, conn: &Arc<ConnShared>, op: ConnOp) -> Result<RawPa
             RawPayload::json(&true).map_err(|_| Error::failed())
         }
         ConnOp::Leave { topic } => {
-            let was = membership::leave(hub, conn, &topic).await;
+            let was = membership::leave(hub, conn, &topic).await?;
             RawPayload::json(&was).map_err(|_| Error::failed())
         }
         ConnOp::Acked { kind, payload } => {

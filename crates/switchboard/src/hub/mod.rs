@@ -1,16 +1,20 @@
 //! The hub: this node's connections, users and topics, and what ties it to the other nodes of
 //! a cluster; [`Hub`] is the handle the application uses to reach them from anywhere.
 //!
-//! Order inside (each file uses only those before it): `hooks` · `registry` · `timers` · `link`
-//! (messages to other nodes) · `topics::{settings, record, sequencer, table}` ← `core` (the
-//! state, one owner per piece) ← `acked` ← `topics::{deliver, publish, subscribe}` ←
+//! Order inside (each file uses only those before it): `hooks` · `events` (lifecycle events'
+//! state) · `registry` · `timers` · `link` (messages to other nodes) ·
+//! `topics::{settings, record, sequencer, table}` ← `core` (the state, one owner per piece) ←
+//! `lifecycle` (emitting and delivering lifecycle events) ← `acked` ←
+//! `topics::{deliver, publish, subscribe}` ←
 //! `presence` ← `membership` ← `stats` ← `inbound` (what other nodes say) ← `sweeper` ·
 //! `watch` (liveness of the nodes, positions of the topics) ← this file, the facade. Knows nothing of namespaces, handlers or sessions.
 
 pub(crate) mod acked;
 pub(crate) mod core;
+pub(crate) mod events;
 pub(crate) mod hooks;
 pub(crate) mod inbound;
+pub(crate) mod lifecycle;
 pub(crate) mod link;
 pub(crate) mod membership;
 pub(crate) mod presence;
@@ -86,12 +90,14 @@ impl Hub {
         tokio::spawn(sweeper::run(Arc::downgrade(&core)));
         tokio::spawn(watch::liveness(Arc::downgrade(&core)));
         tokio::spawn(watch::positions(Arc::downgrade(&core)));
+        lifecycle::start(&core);
         Ok(Self { core })
     }
 
     /// Leaves the cluster (after every connection closed).
     pub(crate) async fn stop(&self) {
         let core = &self.core;
+        lifecycle::stop(core).await;
         let _ = core.backends.presence.leave(NODES, &core.node).await;
         let _ = core.backends.broker.detach(&core.node).await;
     }
@@ -381,7 +387,9 @@ impl Hub {
             let was = self.on_remote(conn, ConnOp::Leave { topic: topic.to_owned() }).await?;
             return Ok(was.decode::<bool>().unwrap_or(false));
         };
-        Ok(membership::leave(&self.core, &local, topic).await)
+        membership::leave(&self.core, &local, topic)
+            .await
+            .map_err(|e| HubError::Backend(e.message().to_owned()))
     }
 
     /// Asks the node of `conn` (another one) to do `op` with it.
@@ -412,6 +420,20 @@ impl Hub {
     #[must_use]
     pub fn health(&self) -> NodeHealth {
         stats::health_now(&self.core)
+    }
+
+    /// Counts of this node's lifecycle events: emitted, appended to the log, delivered, retried,
+    /// refused by the sink, lost (all zero when no lifecycle events are configured).
+    ///
+    /// ```
+    /// # fn demo(hub: switchboard::Hub) {
+    /// let events = hub.event_stats();
+    /// println!("delivered {} (retried {} times)", events.delivered, events.retries);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn event_stats(&self) -> events::EventStats {
+        self.core.events.as_ref().map(events::Events::stats).unwrap_or_default()
     }
 
     /// How long a gap each topic class's history can bridge (its size over the highest

@@ -7,7 +7,8 @@ use bytes::Bytes;
 use switchboard_protocol::{Payload as RawPayload, codes, wire};
 
 use super::core::Core;
-use super::hooks::DirectMessageEvent;
+use super::hooks::{DirectMessageEvent, EventKind, LifecycleEvent};
+use super::lifecycle;
 use super::link::NodeMsg;
 use super::registry::Registry;
 use super::topics::deliver::deliver_event;
@@ -180,6 +181,8 @@ pub(crate) async fn announce_evicted(core: &Core, evicted: Vec<(String, switchbo
             DIRECTORY => directory_announce(core, peer, false).await,
             // Not announced: the list of aliases and the list of nodes.
             ALIASES | super::stats::NODES => {}
+            // Lifecycle events' list of a node's connections (see `lifecycle`).
+            key if key.starts_with(lifecycle::CONNS) => {}
             topic => topic_change(core, topic, Some(peer), None).await,
         }
     }
@@ -246,6 +249,18 @@ pub(crate) async fn status(
             let _ = core.backends.presence.join(topic, &conn.id, info.clone()).await;
             // A profile change is the old profile leaving and the new one joining.
             topic_change(core, topic, Some(before.clone()), Some(after.clone())).await;
+        }
+        if lifecycle::wants_conn(core, conn, EventKind::Status) {
+            let event = LifecycleEvent::Status {
+                conn: conn.id.to_string(),
+                user: conn.user().map(|u| u.to_string()),
+                alias: after.alias.clone(),
+                available: after.available,
+            };
+            // Written before the reply (the change stays made: the client may send it again).
+            lifecycle::emit(core, event).await.map_err(|_| {
+                Error::unavailable("the status changed, but its event could not be written: retry")
+            })?;
         }
     }
     Ok(after)

@@ -13,7 +13,7 @@ use crate::conn::Pending;
 /// The sweeper task; ends when the server shuts down or is dropped.
 pub(crate) async fn run(hub: Weak<Core>) {
     let (config, shutdown) = match hub.upgrade() {
-        Some(h) => (h.config.clone(), h.lifecycle.shutdown.clone()),
+        Some(h) => (h.config.clone(), h.running.shutdown.clone()),
         None => return,
     };
     let tick = [

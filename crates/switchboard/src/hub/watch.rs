@@ -20,6 +20,7 @@ use switchboard_core::{Beat, NodeId, Position};
 use switchboard_protocol::CloseCode;
 
 use super::core::{Core, HistorySpan};
+use super::lifecycle;
 use super::presence::announce_evicted;
 use super::stats::NODES;
 use super::topics::positions;
@@ -27,7 +28,7 @@ use super::topics::positions;
 /// The liveness task; ends when the server shuts down or is dropped.
 pub(crate) async fn liveness(core: Weak<Core>) {
     let Some((every, shutdown)) =
-        core.upgrade().map(|c| (c.config.node_timeout / 5, c.lifecycle.shutdown.clone()))
+        core.upgrade().map(|c| (c.config.node_timeout / 5, c.running.shutdown.clone()))
     else {
         return;
     };
@@ -63,6 +64,8 @@ async fn beat(core: &Core, every: Duration) {
                 "this node was declared dead by the others (it was silent too long): closing its \\
                  connections with 4000 so that they register again"
             );
+            // Their disconnects were announced by the survivor that cleaned up.
+            lifecycle::forget_announced(core);
             core.registry.for_each(|conn| {
                 conn.close(CloseCode::RECONNECT, "the server rejoins its cluster: reconnect", true);
             });
@@ -114,7 +117,12 @@ async fn clean_up_after(core: &Core, dead: &NodeId) {
             break;
         }
         entries += evicted.len();
-        announce_evicted(core, evicted).await;
+        // Its connections (listed for their lifecycle events) get their disconnects; the rest
+        // are presence leaves.
+        let (conns, left): (Vec<_>, Vec<_>) =
+            evicted.into_iter().partition(|(key, _)| key.starts_with(lifecycle::CONNS));
+        announce_evicted(core, left).await;
+        lifecycle::dead_conns(core, conns.into_iter().map(|(_, entry)| entry).collect()).await;
         if !still_claimed(core, dead, lease).await {
             return;
         }
@@ -131,6 +139,7 @@ async fn clean_up_after(core: &Core, dead: &NodeId) {
             break;
         }
         conns += users.iter().map(|u| u.conns.len()).sum::<usize>();
+        lifecycle::dead_users(core, users).await;
         if !still_claimed(core, dead, lease).await {
             return;
         }
@@ -163,7 +172,7 @@ async fn still_claimed(core: &Core, dead: &NodeId, lease: Duration) -> bool {
 /// [`Config::position_check`](crate::Config::position_check), and at once after a broker outage.
 pub(crate) async fn positions(core: Weak<Core>) {
     let Some((every, shutdown)) =
-        core.upgrade().map(|c| (c.config.position_check, c.lifecycle.shutdown.clone()))
+        core.upgrade().map(|c| (c.config.position_check, c.running.shutdown.clone()))
     else {
         return;
     };

@@ -28,7 +28,8 @@ impl Transport for AxumSocket {
             Some(Ok(ws::Message::Text(t))) => Inbound::Data { bytes: Bytes::from(t), binary: false },
             Some(Ok(ws::Message::Binary(b))) => Inbound::Data { bytes: b, binary: true },
             Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => Inbound::Control,
-            Some(Ok(ws::Message::Close(_))) | None => Inbound::Closed,
+            Some(Ok(ws::Message::Close(frame))) => Inbound::Closed(Some(frame.map_or(1005, |f| f.code))),
+            None => Inbound::Closed(None),
             Some(Err(e)) => classify_axum(&e),
         }
     }
@@ -81,6 +82,6 @@ fn classify_axum(e: &axum::Error) -> Inbound {
     } else if text.contains("UTF-8") {
         Inbound::Invalid
     } else {
-        Inbound::Closed
+        Inbound::Closed(None)
     }
 }

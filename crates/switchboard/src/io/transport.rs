@@ -20,8 +20,9 @@ pub(crate) enum Inbound {
     Data { bytes: Bytes, binary: bool },
     /// A ping or pong: proof of life only.
     Control,
-    /// The peer closed, the socket failed, or the stream ended.
-    Closed,
+    /// The peer closed (with its close frame's code: 1005 when it gave none), or the socket
+    /// failed or the stream ended (`None`).
+    Closed(Option<u16>),
     /// The peer sent a message over the size limit.
     TooBig,
     /// The peer sent a frame WebSocket itself refuses (invalid UTF-8 in a text frame).

@@ -21,7 +21,8 @@ use crate::conn::{ConnShared, pass};
 use crate::error::{BuildError, IntoReply};
 use crate::hub::Hub;
 use crate::hub::core::Parts;
-use crate::hub::hooks::{DirectMessageEvent, DmAudit};
+use crate::hub::events::{Delivery, EventParts, EventSink};
+use crate::hub::hooks::{DirectMessageEvent, DmAudit, Lifecycle, LifecycleEvent, LifecycleHook};
 use crate::hub::topics::settings::SettingsTable;
 use crate::io::transport::Transport;
 use crate::io::upgrade::{Rejection, UpgradeHook, UpgradeRequest, negotiate};
@@ -60,6 +61,9 @@ pub struct Server<S = ()> {
     backends: Backends,
     dm_audit: Option<DmAudit>,
     request_done: Option<RequestHook>,
+    lifecycle: Option<Lifecycle>,
+    lifecycle_hook: Option<LifecycleHook>,
+    event_sink: Option<(Arc<dyn EventSink>, Delivery)>,
 }
 
 impl Server<()> {
@@ -88,6 +92,9 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             backends: Backends::memory(),
             dm_audit: None,
             request_done: None,
+            lifecycle: None,
+            lifecycle_hook: None,
+            event_sink: None,
         }
     }
 
@@ -154,6 +161,69 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         self
     }
 
+    /// Which lifecycle events this server emits (default, once a hook or a sink is set: all of
+    /// them, for every namespace and topic). See [`Lifecycle`].
+    ///
+    /// ```
+    /// use switchboard::{EventKind, Lifecycle, Server};
+    /// let server = Server::new().lifecycle(
+    ///     Lifecycle::new()
+    ///         .kinds([EventKind::UserOnline, EventKind::UserOffline, EventKind::Occupied, EventKind::Vacated])
+    ///         .topics(["chat/{room}"]),
+    /// );
+    /// ```
+    #[must_use]
+    pub fn lifecycle(mut self, events: Lifecycle) -> Self {
+        self.lifecycle = Some(events);
+        self
+    }
+
+    /// Called with every lifecycle event this node emits, at once, on the task where it happens
+    /// (keep it cheap: hand it to a channel). In-process and best effort: the events of a node
+    /// that crashes are not repeated here; for delivery at least once, across crashes, use
+    /// [`Server::deliver_events`].
+    ///
+    /// ```
+    /// use switchboard::{LifecycleEvent, Server};
+    /// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    /// let server = Server::new().on_lifecycle(move |event: &LifecycleEvent| {
+    ///     let _ = tx.send(event.clone());
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_lifecycle(mut self, hook: impl Fn(&LifecycleEvent) + Send + Sync + 'static) -> Self {
+        self.lifecycle_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Delivers lifecycle events to `sink` at least once, in order per user: each event is
+    /// written to the backends' event log (`Backends::events`) before the client is told (or,
+    /// for what already happened, with retries), and delivered in batches by the node holding
+    /// the lease of its partition, retried with backoff until the sink takes it. With Redis
+    /// backends a survivor delivers a crashed node's backlog, and announces the disconnects of
+    /// its connections; in memory, what was not delivered is lost if the process crashes.
+    ///
+    /// ```
+    /// use switchboard::{Delivery, DeliveryError, Event, EventSink, Server};
+    /// use futures_util::future::BoxFuture;
+    ///
+    /// struct Log;
+    /// impl EventSink for Log {
+    ///     fn deliver<'a>(&'a self, batch: &'a [Event]) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    ///         Box::pin(async move {
+    ///             batch.iter().for_each(|e| println!("{} {:?}", e.id, e.event));
+    ///             Ok(())
+    ///         })
+    ///     }
+    /// }
+    /// let server = Server::new().deliver_events(Log, Delivery::new());
+    /// ```
+    #[must_use]
+    pub fn deliver_events(mut self, sink: impl EventSink, delivery: Delivery) -> Self {
+        self.event_sink = Some((Arc::new(sink), delivery));
+        self
+    }
+
     /// Called after every request (a message with an id) that a handler or a reserved message
     /// answered: its type, how long it took, and the error code if it failed. For latency
     /// histograms; keep it cheap, it runs on the connection's task.
@@ -195,6 +265,10 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             backends: self.backends,
             settings: SettingsTable::new(settings),
             dm_audit: self.dm_audit,
+            events: match (self.lifecycle, self.lifecycle_hook, self.event_sink) {
+                (_, None, None) => None,
+                (filter, hook, sink) => Some(EventParts { filter: filter.unwrap_or_default(), hook, sink }),
+            },
         })
         .await?;
         Ok(Switchboard {
@@ -276,19 +350,19 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
 
     /// Runs a connection in a task of its own (unless shutting down).
     fn spawn<T: Transport>(&self, transport: T, format: Format, request: Arc<UpgradeRequest>) {
-        let lifecycle = self.runtime.hub.core().lifecycle();
-        if lifecycle.shutdown.is_cancelled() {
+        let running = self.runtime.hub.core().running();
+        if running.shutdown.is_cancelled() {
             return;
         }
         let future = connection(self.runtime.clone(), transport, format, request);
-        lifecycle.tracker.spawn(future);
+        running.tracker.spawn(future);
     }
 
     /// Shuts down: stops accepting, lets running handlers finish (up to
     /// [`Config::shutdown_grace`]), closes every connection with 1001, and waits for them.
     pub async fn shutdown(&self) {
         let hub = &self.runtime.hub;
-        hub.core().lifecycle().shutdown.cancel();
+        hub.core().running().shutdown.cancel();
         // A connection registered after this saw the token cancelled (`session::run`).
         hub.core().registry().for_each(|conn| conn.shut_down());
         self.closed().await;
@@ -296,7 +370,7 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
     }
 
     async fn closed(&self) {
-        let tracker = &self.runtime.hub.core().lifecycle().tracker;
+        let tracker = &self.runtime.hub.core().running().tracker;
         tracker.close();
         tracker.wait().await;
     }

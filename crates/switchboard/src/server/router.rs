@@ -26,7 +26,7 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
 ) -> Response {
     let core = board.runtime.hub.core();
     let (mut parts, _body) = req.into_parts();
-    if core.lifecycle().shutdown.is_cancelled() {
+    if core.running().shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
     }
     let Some((format, named)) = negotiate(&parts.headers) else {

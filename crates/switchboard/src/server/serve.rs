@@ -26,8 +26,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections on `listener` until shutdown; each handshake runs in a task of its own.
 pub(super) async fn serve<S: Clone + Send + Sync + 'static>(board: &Switchboard<S>, listener: TcpListener) {
-    let lifecycle = board.runtime.hub.core().lifecycle();
-    let token = lifecycle.shutdown.clone();
+    let running = board.runtime.hub.core().running();
+    let token = running.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             () = token.cancelled() => break,
@@ -49,7 +49,7 @@ pub(super) async fn serve<S: Clone + Send + Sync + 'static>(board: &Switchboard<
         }
         let board = board.clone();
         let token = token.clone();
-        lifecycle.tracker.spawn(async move {
+        running.tracker.spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
                 () = handshake(board, tcp, remote) => {}
@@ -89,7 +89,7 @@ async fn handshake<S: Clone + Send + Sync + 'static>(
     if !head.get && !head.head {
         return refuse(&mut tcp, StatusCode::METHOD_NOT_ALLOWED, "", "allow: GET,HEAD\r\n").await;
     }
-    if core.lifecycle().shutdown.is_cancelled() {
+    if core.running().shutdown.is_cancelled() {
         return refuse(&mut tcp, StatusCode::SERVICE_UNAVAILABLE, "shutting down", "").await;
     }
     let Some((format, named)) = negotiate(&head.headers) else {

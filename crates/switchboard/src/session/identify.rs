@@ -13,7 +13,7 @@ use crate::app::namespace::DEFAULT_NAMESPACE;
 use crate::base::clock::millis;
 use crate::conn::{Conn, ConnShared, Identified};
 use crate::error::Error;
-use crate::hub::{membership, presence};
+use crate::hub::{lifecycle, membership, presence};
 
 /// Runs the namespace's identify hook on `identity` (no hook: accept anonymously).
 async fn decide<S: Clone + Send + Sync + 'static>(
@@ -96,15 +96,27 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         };
         let data = accept.welcome.clone();
         let groups = accept.groups.clone();
-        if let Err(e) = admit(&server, &conn, ns, accept, hello.meta).await {
-            let refused = e.code() == codes::LIMIT;
-            respond(&conn, &msg, Err(e));
-            if refused {
-                conn.close(CloseCode::TOO_MANY_CONNECTIONS, "too many connections for this user", false);
+        let connections = match admit(&server, &conn, ns, accept, hello.meta).await {
+            Ok(connections) => connections,
+            Err(e) => {
+                let refused = e.code() == codes::LIMIT;
+                respond(&conn, &msg, Err(e));
+                if refused {
+                    conn.close(CloseCode::TOO_MANY_CONNECTIONS, "too many connections for this user", false);
+                }
+                return;
             }
+        };
+        let hub = &**server.hub.core();
+        // Its `connect` (and a user's first connection's `user_online`) is written before the
+        // welcome: a backend learns of every connection a client was told about.
+        if let Err(e) = lifecycle::connected(hub, &conn, connections == 1).await {
+            tracing::warn!(error = %e, "identification refused: lifecycle events cannot be written");
+            let why = "identification is unavailable, try again";
+            respond(&conn, &msg, Err(Error::unavailable(why)));
+            conn.close(CloseCode::RECONNECT, why, false);
             return;
         }
-        let hub = &**server.hub.core();
         let welcome = {
             let identity = conn.identity.read();
             let i = identity.as_ref().expect("admitted");
@@ -139,14 +151,15 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
 }
 
 /// Records the accepted identity, registers the user under `conn_per_user`, evicts the oldest
-/// connections if the policy says so.
+/// connections if the policy says so; the user's connections now, cluster-wide (0 without a
+/// user).
 async fn admit<S>(
     server: &Runtime<S>,
     conn: &Arc<ConnShared>,
     ns: usize,
     accept: Accept,
     meta: Option<RawPayload>,
-) -> Result<(), Error> {
+) -> Result<usize, Error> {
     let hub = server.hub.core();
     let user = accept.user.clone();
     if let Some(ttl) = accept.expires_in {
@@ -164,7 +177,7 @@ async fn admit<S>(
         session: accept.session,
         meta,
     });
-    let Some(user) = user else { return Ok(()) };
+    let Some(user) = user else { return Ok(0) };
     membership::register_user(hub, conn, &user).await.inspect_err(|_| {
         *conn.identity.write() = None;
         conn.identifying.store(false, Ordering::Release);

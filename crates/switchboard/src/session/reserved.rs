@@ -117,7 +117,7 @@ async fn handle<S: Clone + Send + Sync + 'static>(
             };
             let mut left = Vec::with_capacity(leave.len());
             for t in leave {
-                if membership::leave(hub, conn, &t).await {
+                if membership::leave(hub, conn, &t).await? {
                     left.push(t.to_string());
                 }
             }

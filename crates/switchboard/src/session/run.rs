@@ -86,7 +86,7 @@ where
     async move {
         let hub = &**server.hub.core();
         membership::arrive(hub, &conn);
-        if hub.lifecycle().shutdown.is_cancelled() {
+        if hub.running().shutdown.is_cancelled() {
             // `Switchboard::shutdown` told the registered connections; this one came just after.
             conn.shut_down();
         }
@@ -98,6 +98,8 @@ where
         let mut draining = false;
         // While shutting down: how long running handlers may still take.
         let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // The peer's close frame's code, when the peer closed.
+        let mut peer_closed = None;
         let ending: Option<Ending> = loop {
             tokio::select! {
                 biased;
@@ -205,6 +207,7 @@ where
                         end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
                     }
                     tally.count(hub, &conn);
+                    peer_closed = tally.peer_closed;
                     drop(cork);
                     if let Some(end) = end {
                         break end;
@@ -215,7 +218,15 @@ where
         drop(inflight);
         // The connection is gone for everyone else before its last bytes are written.
         // Boxed, like the goodbye below: run once, they need not widen the task's future.
-        Box::pin(membership::forget(hub, &conn)).await;
+        let (code, reason) = match (&ending, peer_closed) {
+            (Some(end), _) => (end.code.0, end.reason.as_str()),
+            (None, Some(code)) => (code, "closed by the client"),
+            (None, None) => (CloseCode::ABNORMAL.0, "connection lost"),
+        };
+        let mut owed = Box::pin(membership::forget(hub, &conn, code, reason)).await;
+        // Its lifecycle events are written before its close frame while the log answers (a
+        // client that reconnects at once finds them written), after it otherwise.
+        Box::pin(owed.write_now(hub)).await;
         if let Some(end) = ending {
             tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
             let goodbye = Box::pin(async {
@@ -242,6 +253,7 @@ where
             let _ = Box::pin(tokio::time::timeout(Duration::from_millis(200), transport.flush())).await;
         }
         drop(transport);
+        Box::pin(owed.write_surely(hub)).await;
         tracing::debug!("disconnected");
     }
 }
@@ -251,6 +263,8 @@ where
 struct Tally {
     /// Whether anything came from the peer (liveness).
     seen: bool,
+    /// The peer's close frame's code, if it closed.
+    peer_closed: Option<u16>,
     messages: u64,
     bytes: u64,
 }
@@ -278,7 +292,10 @@ fn receive<S: Clone + Send + Sync + 'static>(
     tally: &mut Tally,
 ) -> Option<Option<Ending>> {
     match inbound {
-        Inbound::Closed => Some(None),
+        Inbound::Closed(code) => {
+            tally.peer_closed = code;
+            Some(None)
+        }
         Inbound::TooBig => Some(Some(Ending::protocol(&DecodeError::TooBig))),
         Inbound::Invalid => Some(Some(Ending::protocol(&DecodeError::Syntax("UTF-8")))),
         Inbound::Refused(code, reason) => {

@@ -24,6 +24,8 @@ pub(crate) struct Subscribed {
     pub(crate) answer: wire::Subscribed,
     /// The connection is new in a topic with presence: its join is to be announced.
     pub(crate) joined_presence: bool,
+    /// Whether it was not subscribed before.
+    pub(crate) fresh: bool,
 }
 
 /// Subscribes `conn` to `topic`; with `reply`, queues the `~sub` reply and then the recovered
@@ -154,7 +156,7 @@ pub(crate) async fn subscribe(
         drop(sequencer);
     }
     drop(order);
-    Ok(Subscribed { answer, joined_presence: settings.presence && !already })
+    Ok(Subscribed { answer, joined_presence: settings.presence && !already, fresh: !already })
 }
 
 /// Removes `conn` from `topic`: `None` if it was not subscribed, else whether the topic has

@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Inbound> {
         loop {
             if self.decoder.state == ReadState::Done {
-                return Poll::Ready(Inbound::Closed);
+                return Poll::Ready(Inbound::Closed(None));
             }
             // Pongs and close replies go out without waiting for the next batch.
             if !self.out.is_empty() {
@@ -148,7 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.note_buffered();
                 if let Poll::Ready(Err(_)) = flushed {
                     self.decoder.state = ReadState::Done;
-                    return Poll::Ready(Inbound::Closed);
+                    return Poll::Ready(Inbound::Closed(None));
                 }
             }
             if self.decoder.state == ReadState::Open
@@ -171,7 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 Ok(()) | Err(_) => {
                     self.decoder.state = ReadState::Done;
                     self.decoder.clear();
-                    return Poll::Ready(Inbound::Closed);
+                    return Poll::Ready(Inbound::Closed(None));
                 }
             }
         }
@@ -194,7 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Event::Close(code) => {
                 self.queue_close(code, "");
                 stop(self, ReadState::Done);
-                Inbound::Closed
+                Inbound::Closed(Some(code.unwrap_or(1005)))
             }
             Event::TooBig => {
                 stop(self, ReadState::Discard);

@@ -269,7 +269,7 @@ async fn pings_are_answered_and_a_close_is_echoed() {
     assert!(matches!(ws.recv().await, Inbound::Data { binary: false, .. }));
     assert_eq!(read_exactly(&mut peer, 5).await, server_frame(OP_PONG, b"abc"));
     peer.write_all(&close(4000, b"later")).await.unwrap();
-    assert!(matches!(ws.recv().await, Inbound::Closed));
+    assert!(matches!(ws.recv().await, Inbound::Closed(_)));
     assert!(ws.flush().await);
     assert_eq!(read_exactly(&mut peer, 4).await, server_frame(OP_CLOSE, &4000u16.to_be_bytes()));
     // Our own close afterwards is not sent again.
@@ -318,7 +318,7 @@ async fn after_a_violation_input_is_drained_until_the_peer_leaves() {
     peer.write_all(b"anything at all").await.unwrap();
     assert!(matches!(ws.recv().await, Inbound::Control));
     drop(peer);
-    assert!(matches!(ws.recv().await, Inbound::Closed));
+    assert!(matches!(ws.recv().await, Inbound::Closed(_)));
 }
 
 #[tokio::test]
