@@ -141,6 +141,9 @@ fn title(s: &str) -> String {
         "S5" => "cross-node through Redis",
         "S6" => "users on several devices (send-to-user)",
         "S7" => "slow consumers",
+        "S1-TLS" => "fan-out over TLS (wss), one topic, bursts of 1 and of 10",
+        "S2-TLS" => "requests over TLS (wss)",
+        "S4-TLS" => "TLS handshake + connect + identify rate (wss)",
         _ => "",
     };
     format!("{s} — {t}")

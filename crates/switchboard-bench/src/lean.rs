@@ -12,9 +12,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::tls::Stream;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 
 /// Continuation frame.
@@ -275,11 +275,11 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
 }
 
-/// A client WebSocket on a raw TCP stream.
+/// A client WebSocket on a raw TCP stream, or on TLS over one (`wss://`).
 #[derive(Debug)]
 pub struct Conn {
     /// The socket.
-    tcp: TcpStream,
+    tcp: Stream,
     /// What was read from it.
     reader: FrameReader,
     /// Frames to write (pongs, texts), reused.
@@ -287,11 +287,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Upgrades `tcp` (connected to 127.0.0.1:`port`) to a WebSocket at `path`, asking for
-    /// `protocol` if given; checks the 101 answer and its `Sec-WebSocket-Accept`. Bytes after the
-    /// response (frames the server sent at once) stay in the reader.
+    /// Upgrades `tcp` (connected to 127.0.0.1:`port`, TLS done if any) to a WebSocket at `path`,
+    /// asking for `protocol` if given; checks the 101 answer and its `Sec-WebSocket-Accept`.
+    /// Bytes after the response (frames the server sent at once) stay in the reader.
     pub async fn upgrade(
-        mut tcp: TcpStream,
+        mut tcp: Stream,
         port: u16,
         path: &str,
         protocol: Option<&str>,
@@ -619,8 +619,8 @@ mod tests {
             s.read_exact(&mut close).await.unwrap();
             assert_eq!(close[0], 0x88);
         });
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut c = Conn::upgrade(tcp, port, "/", Some("wse-default-json")).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut c = Conn::upgrade(Stream::Tcp(tcp), port, "/", Some("wse-default-json")).await.unwrap();
         assert_eq!(c.next_text().await.unwrap(), "first");
         let mut texts = vec![];
         c.read_all(true, |t| texts.push(t.to_vec())).await;
