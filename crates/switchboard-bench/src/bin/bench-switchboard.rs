@@ -54,12 +54,21 @@ struct Args {
     /// docs/benchmarks-findings.md (S3); also enabled by env `BENCH_RAW_ACCEPT=1`.
     #[arg(long)]
     raw_accept: bool,
-    /// Over TLS (env `TLS_CERT`, `TLS_KEY`): how an accepted TLS connection reaches the framework.
-    #[arg(long, value_enum, default_value_t = TlsStack::Accept)]
-    tls_stack: TlsStack,
+    /// Over TLS (env `TLS_CERT`, `TLS_KEY`): how an accepted TLS connection reaches the framework
+    /// (default: env `BENCH_TLS_STACK`, else `accept`).
+    #[arg(long, value_enum)]
+    tls_stack: Option<TlsStack>,
 }
 
 /// How a TLS connection reaches the framework (`Switchboard::serve` is plain TCP only).
+///
+/// `accept` is the default because it measured faster (S1-TLS and S4-TLS, `--quick`, same
+/// machine, interleaved with the reference): through `Switchboard::accept` connections run on
+/// the framework's own WebSocket, which writes a shared payload into its buffer without a
+/// message per connection, and the upgrade costs one parse of a small head; through the router
+/// they run on axum's (tungstenite) WebSocket behind hyper's HTTP/1.1 connection, which cost
+/// more server CPU: 3.66 against 3.29 µs per delivery at burst 1, 0.53 against 0.40 at burst
+/// 10, 450 against 310 µs per connection in S4-TLS (medians of 3 rounds on a busy machine).
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum TlsStack {
     /// This binary's HTTP/1.1 upgrade, then `Switchboard::accept` (the framework's WebSocket).
@@ -129,7 +138,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("bind")?;
     println!("listening {}", listener.local_addr()?.port());
     if let Some(acceptor) = tls {
-        return serve_tls(&board, &listener, &acceptor, args.tls_stack).await;
+        let stack = match (args.tls_stack, std::env::var("BENCH_TLS_STACK").ok()) {
+            (Some(stack), _) => stack,
+            (None, Some(env)) => <TlsStack as clap::ValueEnum>::from_str(&env, true)
+                .map_err(|e| anyhow::anyhow!("BENCH_TLS_STACK: {e}"))?,
+            (None, None) => TlsStack::Accept,
+        };
+        return serve_tls(&board, &listener, &acceptor, stack).await;
     }
     if args.raw_accept || std::env::var("BENCH_RAW_ACCEPT").is_ok_and(|v| v == "1") {
         loop {
