@@ -323,8 +323,11 @@ mod tests {
         let r = h.recover("t", &Position { epoch: "other".into(), seq: 0 }).await.unwrap();
         assert!(!r.complete, "an unknown epoch is not recoverable");
         assert!(h.is_empty());
-        let first =
-            h.append("t", Bytes::from("x"), HistoryOptions { size: 1, ttl: None }, None).await.unwrap().position;
+        let first = h
+            .append("t", Bytes::from("x"), HistoryOptions { size: 1, ttl: None }, None)
+            .await
+            .unwrap()
+            .position;
         assert_eq!(
             first,
             Position { epoch: p.epoch.clone(), seq: 1 },

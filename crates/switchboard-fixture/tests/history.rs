@@ -21,7 +21,12 @@ use common::*;
 use serde_json::{Value, json};
 
 fn seqs(reply: &Value) -> Vec<u64> {
-    reply["publications"].as_array().expect("publications").iter().map(|p| p["seq"].as_u64().unwrap()).collect()
+    reply["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["seq"].as_u64().unwrap())
+        .collect()
 }
 
 async fn publish(c: &mut Client, topic: &str, data: Value) -> u64 {
@@ -56,13 +61,15 @@ async fn history_reads_the_newest_or_what_follows_a_position_without_subscribing
     let newest = bob.ok("~history", json!({"topic": topic, "limit": 2})).await;
     assert_eq!(seqs(&newest), published[3..], "the newest two");
     let epoch = all["epoch"].clone();
-    let after = bob.ok("~history", json!({"topic": topic, "since": {"epoch": epoch, "seq": published[1]}})).await;
+    let after =
+        bob.ok("~history", json!({"topic": topic, "since": {"epoch": epoch, "seq": published[1]}})).await;
     assert_eq!(seqs(&after), published[2..], "what follows the position");
     let page = bob
         .ok("~history", json!({"topic": topic, "limit": 2, "since": {"epoch": epoch, "seq": published[0]}}))
         .await;
     assert_eq!(seqs(&page), published[1..3], "the first two after the position");
-    let other = bob.ok("~history", json!({"topic": topic, "since": {"epoch": "not-this-one", "seq": 1}})).await;
+    let other =
+        bob.ok("~history", json!({"topic": topic, "since": {"epoch": "not-this-one", "seq": 1}})).await;
     assert_eq!(other["publications"], json!([]), "another epoch: nothing");
     assert_eq!(other["epoch"], epoch, "and the reply's epoch says which one is current");
     let capped = bob.ok("~history", json!({"topic": topic, "limit": 1000})).await;
@@ -144,7 +151,11 @@ async fn a_restarted_stream_is_delivered_with_its_epoch_on_every_node() {
     for c in [&mut here, &mut there] {
         for i in 1..=3u64 {
             let m = c.wait_for("a ~msg", |m| ty(m) == "~msg").await;
-            assert_eq!((m[1]["seq"].as_u64(), m[1].get("epoch")), (Some(i), None), "the stream they were told");
+            assert_eq!(
+                (m[1]["seq"].as_u64(), m[1].get("epoch")),
+                (Some(i), None),
+                "the stream they were told"
+            );
         }
     }
     flush(redis.port());

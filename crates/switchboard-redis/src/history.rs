@@ -2,7 +2,9 @@
 //! `:s` whose entry ids are `SEQ-1` (fields `d` data, `x` expiry in ms since the epoch, 0: none,
 //! `k` idempotency key if any), and a hash `:k` of idempotency keys (key → seq).
 //! Every operation is one script, so sequence numbers are consecutive across nodes, and a lost
-//! hash (Redis restarted, flushed, or the topic was idle too long) starts a new epoch.
+//! hash (Redis restarted, flushed, or the topic was idle too long) starts a new epoch. An
+//! `append` whose answer was lost is `Indeterminate` (see the crate's "Failures"): retried with
+//! its idempotency key, it is applied once.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use switchboard_core::{
     Appended, BackendError, BackendFuture, History, HistoryOptions, Position, Recovery, StoredPublication,
 };
 
-use crate::core::Core;
+use crate::core::{Core, read_failure};
 use crate::scripts;
 
 pub(crate) struct RedisHistory {
@@ -103,7 +105,7 @@ impl History for RedisHistory {
             let mut call = scripts::HISTORY_POSITION.prepare_invoke();
             call.key(&keys[..]).arg(self.idle_ms()).arg(candidate());
             let mut c = self.core.conn.clone();
-            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await?;
+            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await.map_err(read_failure)?;
             Ok(position(reply)?.0)
         })
     }
@@ -116,7 +118,7 @@ impl History for RedisHistory {
             let mut call = scripts::HISTORY_RECOVER.prepare_invoke();
             call.key(&keys[..]).arg(&*since.epoch).arg(since.seq).arg(self.idle_ms()).arg(candidate());
             let mut c = self.core.conn.clone();
-            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await?;
+            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await.map_err(read_failure)?;
             let (position, mut rest) = position(reply)?;
             let complete = rest.next().and_then(as_u64).ok_or_else(|| bad("complete"))? == 1;
             let mut publications = Vec::with_capacity(rest.len() / 2);

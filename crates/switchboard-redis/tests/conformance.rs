@@ -20,6 +20,7 @@ async fn redis_backends_conform() {
     conformance::presence(&*b.presence, "r2").await;
     conformance::users(&*b.users, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "r").await;
 }
 
 #[tokio::test]

@@ -156,6 +156,9 @@ impl From<HubError> for Error {
             HubError::Topic(m) => Error::bad_request(m),
             HubError::NotFound => Error::not_found("no such connection"),
             HubError::NoHistory => Error::not_found("the topic keeps no history"),
+            HubError::Indeterminate(_) => {
+                Error::timeout("the outcome is unknown: retry with the same key to publish it at most once")
+            }
             HubError::Invalid(m) => Error::bad_request(m),
         }
     }
@@ -217,6 +220,10 @@ pub enum HubError {
     /// The topic keeps no history.
     #[error("the topic keeps no history")]
     NoHistory,
+    /// A backend did not answer in time: the operation may or may not have happened (a
+    /// publication may be retried safely with its idempotency key).
+    #[error("backend outcome unknown: {0}")]
+    Indeterminate(String),
     /// An argument is not valid (the message says which).
     #[error("invalid: {0}")]
     Invalid(String),

@@ -53,7 +53,11 @@ impl HistoryQuery {
 /// # Errors
 /// [`HubError::NoHistory`] where the topic keeps no history, [`HubError::Invalid`] for a limit
 /// of 0, [`HubError::Backend`] when history cannot be read.
-pub(crate) async fn read(core: &Core, topic: &Topic, query: HistoryQuery) -> Result<wire::HistoryReply, HubError> {
+pub(crate) async fn read(
+    core: &Core,
+    topic: &Topic,
+    query: HistoryQuery,
+) -> Result<wire::HistoryReply, HubError> {
     let size = u64::try_from(core.settings.of(topic).history.size).unwrap_or(u64::MAX);
     if size == 0 {
         return Err(HubError::NoHistory);
@@ -91,9 +95,12 @@ pub(crate) async fn read(core: &Core, topic: &Topic, query: HistoryQuery) -> Res
     let publications = kept
         .into_iter()
         .filter_map(|p| match serde_json::from_slice::<Record>(&p.data) {
-            Ok(record) => {
-                Some(wire::HistoryItem { seq: p.seq, event: record.event, data: record.data, from: record.from })
-            }
+            Ok(record) => Some(wire::HistoryItem {
+                seq: p.seq,
+                event: record.event,
+                data: record.data,
+                from: record.from,
+            }),
             Err(e) => {
                 tracing::error!(error = %e, %topic, "undecodable publication in history");
                 None

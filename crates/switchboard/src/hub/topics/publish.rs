@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_core::Position;
+use switchboard_core::{BackendError, Position};
 use switchboard_protocol::{CloseCode, MessageType, Payload as RawPayload, Topic, wire};
 
 use super::deliver::deliver;
@@ -97,7 +97,16 @@ pub(crate) struct Publication<'a> {
 }
 
 /// Publishes on `topic`; returns the sequence number (for a duplicate key, the first one's).
-pub(crate) async fn publish(core: &Core, topic: &Topic, publication: Publication<'_>) -> Result<u64, HubError> {
+///
+/// Once history numbered it, the publication is published: delivered here, sent to the other
+/// nodes through the broker, and found in history by those the broker missed. An error means it
+/// was not published anywhere, except [`HubError::Indeterminate`]: history did not answer, it
+/// may have been (a retry with the same key is safe).
+pub(crate) async fn publish(
+    core: &Core,
+    topic: &Topic,
+    publication: Publication<'_>,
+) -> Result<u64, HubError> {
     let settings = core.settings.of(topic);
     let Publication { event, data, from, skip, key } = publication;
     let record =
@@ -105,12 +114,14 @@ pub(crate) async fn publish(core: &Core, topic: &Topic, publication: Publication
     let bytes = Bytes::from(serde_json::to_vec(&record).map_err(|e| HubError::Encode(e.to_string()))?);
     // No lock: concurrent publications of one topic are numbered by history and put back in
     // order by the sequencer, so they pipeline (several appends and broker publishes in flight).
-    let appended = core
-        .backends
-        .history
-        .append(topic, bytes.clone(), settings.history, key)
-        .await
-        .map_err(|e| HubError::Backend(e.to_string()))?;
+    let appended = core.backends.history.append(topic, bytes.clone(), settings.history, key).await.map_err(
+        |e| match e {
+            // It may have been numbered and kept: the publisher retries with its key.
+            BackendError::Indeterminate(e) => HubError::Indeterminate(e),
+            // Not numbered, not kept, published nowhere.
+            e => HubError::Backend(e.to_string()),
+        },
+    )?;
     let position = appended.position;
     if appended.duplicate {
         return Ok(position.seq);
@@ -119,11 +130,11 @@ pub(crate) async fn publish(core: &Core, topic: &Topic, publication: Publication
         sequenced(core, &state, &position.epoch, position.seq, record);
     }
     let wire = encode_publication(&position, &bytes);
-    core.backends
-        .broker
-        .publish(&core.node, topic, wire)
-        .await
-        .map_err(|e| HubError::Backend(e.to_string()))?;
+    if let Err(e) = core.backends.broker.publish(&core.node, topic, wire).await {
+        // Numbered and kept in history, delivered here: published. The other nodes find it in
+        // history at their next position check (`positions.rs`), as they would after losing it.
+        tracing::warn!(error = %e, %topic, seq = position.seq, "a publication did not reach the broker: the other nodes will read it from history");
+    }
     Ok(position.seq)
 }
 
@@ -137,7 +148,7 @@ pub(crate) fn deliver_remote(core: &Arc<Core>, topic: &str, wire: &Bytes) {
 }
 
 /// Passes a publication through the topic's sequencer, delivering what it releases.
-fn sequenced(core: &Core, state: &Arc<TopicState>, epoch: &Arc<str>, seq: u64, record: Record) {
+pub(super) fn sequenced(core: &Core, state: &Arc<TopicState>, epoch: &Arc<str>, seq: u64, record: Record) {
     let mut sequencer = state.sequencer.lock();
     let released = sequencer.push(epoch, seq, record);
     apply(core, state, released);
@@ -164,8 +175,8 @@ fn schedule_gap_check(core: &Core, topic: &str, epoch: Arc<str>, waiting_for: u6
 }
 
 /// The publication `waiting_for` has not come: read it (and what follows) from history; a gap
-/// that history cannot fill is skipped, and where the topic keeps history its subscribers are
-/// closed with 4000 so that they recover (and learn `recovered: false`).
+/// that history cannot fill is skipped, and the topic's subscribers are closed with 4000, so that
+/// they recover (and learn `recovered: false`): no gap is silent (protocol §5).
 async fn fill_gap(core: &Arc<Core>, topic: &str, epoch: Arc<str>, waiting_for: u64) {
     let Some(state) = core.topics.get(topic) else { return };
     let still_waiting = |s: &Sequencer| s.epoch.as_ref() == Some(&epoch) && s.next == waiting_for;
@@ -194,11 +205,7 @@ async fn fill_gap(core: &Arc<Core>, topic: &str, epoch: Arc<str>, waiting_for: u
     let (mut out, _) = sequencer.release();
     if sequencer.next == waiting_for {
         tracing::warn!(topic, %epoch, missing = waiting_for, "publications missed and not in history");
-        if state.settings.history.size > 0 {
-            for conn in state.subs.read().iter() {
-                conn.close(CloseCode::RECONNECT, "publications were missed: resubscribe with since", true);
-            }
-        }
+        signal_missed(&state);
         out.extend(sequencer.skip_gap().0);
     }
     for out in &out {
@@ -206,6 +213,14 @@ async fn fill_gap(core: &Arc<Core>, topic: &str, epoch: Arc<str>, waiting_for: u
     }
     drop(sequencer);
     rearm(core, &state);
+}
+
+/// Tells the topic's subscribers that publications were missed: closed with 4000, they
+/// resubscribe with `since` and learn `recovered: false`.
+pub(super) fn signal_missed(state: &TopicState) {
+    for conn in state.subs.read().iter() {
+        conn.close(CloseCode::RECONNECT, "publications were missed: resubscribe with since", true);
+    }
 }
 
 /// Schedules the next gap check if publications are still held.

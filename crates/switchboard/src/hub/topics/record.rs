@@ -91,7 +91,8 @@ pub(crate) fn delivery_payload(
     format: Format,
     epoch: Option<&str>,
 ) -> Option<RawPayload> {
-    let len = 3 + u32::from(record.event.is_some()) + u32::from(record.from.is_some()) + u32::from(epoch.is_some());
+    let len =
+        3 + u32::from(record.event.is_some()) + u32::from(record.from.is_some()) + u32::from(epoch.is_some());
     let mut w = MapWriter::new(format, len);
     let built = (|| {
         w.field("topic", topic)?;

@@ -121,7 +121,8 @@ pub(crate) async fn subscribe(
             apply(core, state, released);
         }
         let mut pending = state.pending.lock();
-        let mine = pending.iter().position(|(id, apart)| *id == conn.id && matches!(apart, Apart::Reading(_)));
+        let mine =
+            pending.iter().position(|(id, apart)| *id == conn.id && matches!(apart, Apart::Reading(_)));
         if let Some((id, Apart::Reading(buffer))) = mine.map(|i| pending.swap_remove(i)) {
             if pending.is_empty() {
                 // Nearly always: no subscription reads history, and the list's room goes.
@@ -132,7 +133,7 @@ pub(crate) async fn subscribe(
             // restarted meanwhile (the sequencer is on another one), the new stream's
             // publications follow, the first of them carrying its epoch.
             let current = sequencer.epoch.clone();
-            let mut told = position.epoch.clone();
+            let mut told = position.epoch;
             for (epoch, seq, record) in &buffer {
                 let new = *epoch != told;
                 if (!new && *seq <= covered) || (new && Some(epoch) != current.as_ref()) {
