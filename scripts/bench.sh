@@ -5,6 +5,8 @@
 #   scripts/bench.sh            # full sizes (about 20–30 minutes on 2 cores)
 #   scripts/bench.sh --quick    # smaller sizes, under 5 minutes
 #   scripts/bench.sh --quick s1 s2     # only some scenarios (the document still gets rewritten)
+#   scripts/bench.sh --quick s1tls s2tls s4tls   # S1, S2, S4 over TLS (wss; switchboard,
+#                                                # reference and bun; certificates made per run)
 #
 # Loopback only. Peers are installed by scripts/install-peers.sh into bench/peers/ (ignored);
 # a peer that is not installed is reported as such. Needs redis-server for S5.

@@ -2,6 +2,7 @@
 //! address), the handshakes, and the frames the scenarios send and recognise.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,10 +12,11 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::tls::Stream;
 use crate::{eio, lean};
 
-/// A client WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+/// A client WebSocket (`ws://` or `wss://`).
+pub type Ws = WebSocketStream<Stream>;
 
 /// What a server speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +149,15 @@ pub struct ConnectOptions {
     pub small_rcvbuf: bool,
     /// Switchboard: the JWT to identify with (`None`: stay anonymous).
     pub token: Option<String>,
+    /// `wss://` with this client configuration (`None`: `ws://`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ConnectOptions {
+    /// Options from source address `src`, with a normal receive buffer.
+    pub fn new(src: Ipv4Addr, token: Option<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self { src, small_rcvbuf: false, token, tls }
+    }
 }
 
 /// A text-frame connection the dialects' handshakes and subscriptions run on: a tokio-tungstenite
@@ -184,6 +195,12 @@ impl TextSocket for lean::Conn {
     }
 }
 
+/// A connection to 127.0.0.1:`port` from `opts.src`, over TLS if `opts.tls` says so.
+async fn stream_connect(port: u16, opts: &ConnectOptions) -> anyhow::Result<Stream> {
+    let tcp = tcp_connect(port, opts).await?;
+    Stream::connect(tcp, opts.tls.as_ref()).await
+}
+
 /// A TCP connection to 127.0.0.1:`port` from `opts.src`.
 async fn tcp_connect(port: u16, opts: &ConnectOptions) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
@@ -204,8 +221,9 @@ fn subprotocol(dialect: Dialect) -> Option<&'static str> {
 /// Connects, upgrades and does the dialect's handshake (Engine.IO open + `40`; Switchboard
 /// `~hello` with the token), with tokio-tungstenite.
 pub async fn connect(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyhow::Result<Ws> {
-    let tcp = tcp_connect(port, opts).await?;
-    let url = format!("ws://127.0.0.1:{port}{}", dialect.path());
+    let tcp = stream_connect(port, opts).await?;
+    let scheme = if opts.tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://127.0.0.1:{port}{}", dialect.path());
     let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
     if let Some(p) = subprotocol(dialect) {
         request.headers_mut().insert(
@@ -229,7 +247,7 @@ pub fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfi
 
 /// [`connect`] with the lean client of [`lean`] (the workers' subscribers).
 pub async fn connect_lean(dialect: Dialect, port: u16, opts: &ConnectOptions) -> anyhow::Result<lean::Conn> {
-    let tcp = tcp_connect(port, opts).await?;
+    let tcp = stream_connect(port, opts).await?;
     let mut c =
         lean::Conn::upgrade(tcp, port, dialect.path(), subprotocol(dialect)).await.context("upgrade")?;
     greet(&mut c, dialect, opts).await?;

@@ -73,6 +73,9 @@ from `/proc/PID/stat` (utime + stime; stime is the part in the kernel), memory f
 share of the machine that was busy from `/proc/stat`. The load generator (`switchboard-bench`) holds connections in \
 worker processes bound to source addresses 127.0.0.x and shares the CPU with the server under test.\n\n",
     );
+    s.push_str(
+        "S1-TLS, S2-TLS and S4-TLS are S1, S2 and S4 over TLS (`wss://`), against Switchboard, the reference and Bun only: each makes a CA and an ECDSA P-256 server certificate for the run (rcgen) and gives the servers the PEM files; the load generator (rustls, aws-lc-rs provider) trusts that CA only and never resumes a session, so every connection is a full handshake. The reference terminates TLS with tokio-rustls, Bun with its own (BoringSSL); `bench-switchboard` terminates it with tokio-rustls too, does the HTTP/1.1 upgrade itself and hands the stream to `Switchboard::accept` (`Switchboard::serve` is plain TCP only; serving `Switchboard::router` behind the same acceptor, `--tls-stack router`, measured slower). What each handshake settled is in the notes.\n\n",
+    );
     let _ = writeln!(s, "- Machine: {}", machine());
     let _ = writeln!(s, "- Date: {date}; commit `{commit}`{dirty}");
     let _ = writeln!(s, "- Command: `{}` ({:.1} minutes)", info.command, info.minutes);
@@ -141,6 +144,9 @@ fn title(s: &str) -> String {
         "S5" => "cross-node through Redis",
         "S6" => "users on several devices (send-to-user)",
         "S7" => "slow consumers",
+        "S1-TLS" => "fan-out over TLS (wss), one topic, bursts of 1 and of 10",
+        "S2-TLS" => "requests over TLS (wss)",
+        "S4-TLS" => "TLS handshake + connect + identify rate (wss)",
         _ => "",
     };
     format!("{s} — {t}")

@@ -6,15 +6,19 @@
 //! another library's buffer; the dialects' handshakes and subscriptions then run on it through
 //! [`crate::client::TextSocket`], as they do on a tokio-tungstenite [`crate::client::Ws`].
 //!
+//! Over TLS (`wss://`) it runs on a [`crate::tls::Stream`] that did the client's handshake:
+//! rustls then holds the records being decrypted, and the frames are parsed from the plaintext as
+//! over TCP.
+//!
 //! Server frames are unmasked; client frames are masked (§5.3). No extension is negotiated, so a
 //! frame with a reserved bit set is an error, as are a masked server frame, an unknown opcode, a
 //! fragmented or > 125-byte control frame and a continuation frame outside a fragmented message.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::tls::Stream;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::{client::generate_key, derive_accept_key};
 
 /// Continuation frame.
@@ -275,11 +279,11 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8], mask: [u8; 4]) {
     out.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
 }
 
-/// A client WebSocket on a raw TCP stream.
+/// A client WebSocket on a raw TCP stream, or on TLS over one (`wss://`).
 #[derive(Debug)]
 pub struct Conn {
     /// The socket.
-    tcp: TcpStream,
+    tcp: Stream,
     /// What was read from it.
     reader: FrameReader,
     /// Frames to write (pongs, texts), reused.
@@ -287,11 +291,11 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Upgrades `tcp` (connected to 127.0.0.1:`port`) to a WebSocket at `path`, asking for
-    /// `protocol` if given; checks the 101 answer and its `Sec-WebSocket-Accept`. Bytes after the
-    /// response (frames the server sent at once) stay in the reader.
+    /// Upgrades `tcp` (connected to 127.0.0.1:`port`, TLS done if any) to a WebSocket at `path`,
+    /// asking for `protocol` if given; checks the 101 answer and its `Sec-WebSocket-Accept`.
+    /// Bytes after the response (frames the server sent at once) stay in the reader.
     pub async fn upgrade(
-        mut tcp: TcpStream,
+        mut tcp: Stream,
         port: u16,
         path: &str,
         protocol: Option<&str>,
@@ -306,6 +310,7 @@ impl Conn {
         }
         request.push_str("\r\n");
         tcp.write_all(request.as_bytes()).await?;
+        tcp.flush().await?;
         let mut reader = FrameReader::new();
         let head_len = loop {
             if let Some(at) = reader.pending().windows(4).position(|w| w == b"\r\n\r\n") {
@@ -336,14 +341,24 @@ impl Conn {
         Ok(Self { tcp, reader, out: Vec::new() })
     }
 
-    /// Sends text frames, in one write.
+    /// Sends text frames, in one write, flushed.
     pub async fn send_texts(&mut self, texts: &[&str]) -> anyhow::Result<()> {
         self.out.clear();
         for t in texts {
             encode(&mut self.out, TEXT, t.as_bytes(), mask_key());
         }
-        self.tcp.write_all(&self.out).await?;
+        self.write_out().await?;
         Ok(())
+    }
+
+    /// Writes `out`, then flushes: over TLS, a write that finds the socket not ready (or the
+    /// task's cooperative budget spent) leaves the encrypted bytes in rustls, which sends them
+    /// only at the next write or flush. Without the flush a `~hello` or a subscription could wait
+    /// there forever while the connection waits for the reply (seen as rare 20–30 s time-outs
+    /// of the workers' connections under load). A no-op on TCP.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        self.tcp.write_all(&self.out).await?;
+        self.tcp.flush().await
     }
 
     /// The next text message (pings answered; a close frame or the end is an error).
@@ -363,7 +378,7 @@ impl Conn {
                 }
             }
             if !self.out.is_empty() {
-                self.tcp.write_all(&self.out).await?;
+                self.write_out().await?;
             }
             if let Some(t) = text {
                 return Ok(t);
@@ -405,7 +420,7 @@ impl Conn {
                     Err(_) => return,
                 }
             }
-            if !self.out.is_empty() && self.tcp.write_all(&self.out).await.is_err() {
+            if !self.out.is_empty() && self.write_out().await.is_err() {
                 return;
             }
             if stop {
@@ -619,12 +634,67 @@ mod tests {
             s.read_exact(&mut close).await.unwrap();
             assert_eq!(close[0], 0x88);
         });
-        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut c = Conn::upgrade(tcp, port, "/", Some("wse-default-json")).await.unwrap();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut c = Conn::upgrade(Stream::Tcp(tcp), port, "/", Some("wse-default-json")).await.unwrap();
         assert_eq!(c.next_text().await.unwrap(), "first");
         let mut texts = vec![];
         c.read_all(true, |t| texts.push(t.to_vec())).await;
         assert_eq!(texts, vec![b"#0000000007#".to_vec()]);
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn upgrade_and_frames_over_tls() {
+        let dir = std::env::temp_dir().join(format!("switchboard-bench-lean-tls-{}", std::process::id()));
+        let pki = crate::tls::Pki::generate(&dir).unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&pki.cert, &pki.key).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut s = acceptor.accept(tcp).await.unwrap();
+            let mut req = vec![0; 4096];
+            let mut n = 0;
+            while !req[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                n += s.read(&mut req[n..]).await.unwrap();
+            }
+            let req = String::from_utf8_lossy(&req[..n]).into_owned();
+            assert!(req.starts_with("GET /ws HTTP/1.1\r\n"), "{req}");
+            let key = req.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+            let mut resp = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.trim().as_bytes())
+            )
+            .into_bytes();
+            resp.extend(frame(true, TEXT, b"hello over tls"));
+            resp.extend(frame(true, PING, b"p"));
+            s.write_all(&resp).await.unwrap();
+            s.flush().await.unwrap();
+            // The client's text frame, then its pong, masked.
+            let mut got = [0u8; 6 + 2 + 6 + 1];
+            s.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got[..2], &[0x81, 0x82]);
+            assert_eq!([got[6] ^ got[2], got[7] ^ got[3]], *b"hi");
+            assert_eq!(&got[8..10], &[0x8a, 0x81]);
+            assert_eq!(got[14] ^ got[10], b'p');
+            s.write_all(&frame(true, TEXT, b"#0000000009#")).await.unwrap();
+            s.write_all(&frame(true, CLOSE, &[0x03, 0xe8])).await.unwrap();
+            s.flush().await.unwrap();
+            let mut close = [0u8; 8];
+            s.read_exact(&mut close).await.unwrap();
+            assert_eq!(close[0], 0x88);
+        });
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let tls = Stream::connect(tcp, Some(&pki.client)).await.unwrap();
+        let mut c = Conn::upgrade(tls, port, "/ws", None).await.unwrap();
+        assert_eq!(c.next_text().await.unwrap(), "hello over tls");
+        c.send_texts(&["hi"]).await.unwrap();
+        let mut texts = vec![];
+        c.read_all(false, |t| texts.push(t.to_vec())).await;
+        assert_eq!(texts, vec![b"#0000000009#".to_vec()]);
+        server.await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

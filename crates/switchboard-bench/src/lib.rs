@@ -16,4 +16,5 @@ pub mod report;
 pub mod scenarios;
 pub mod svg;
 pub mod targets;
+pub mod tls;
 pub mod worker;

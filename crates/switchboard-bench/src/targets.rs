@@ -15,6 +15,10 @@ use crate::report::{REFERENCE, SWITCHBOARD};
 /// The peers the issue names, in report order.
 pub const PEERS: [&str; 5] = ["bun", "ws", "socketio", "socketioxide", "wse"];
 
+/// The peers whose server also speaks TLS (given env `TLS_CERT` and `TLS_KEY`, see
+/// `bench/DIALECTS.md`): the TLS scenarios run these, Switchboard and the reference.
+pub const TLS_PEERS: [&str; 1] = ["bun"];
+
 /// How to start a target.
 #[derive(Clone, Debug)]
 pub enum Program {
@@ -110,6 +114,15 @@ impl Targets {
     pub fn get(&self, name: &str) -> Option<&Target> {
         self.all.iter().find(|t| t.name == name)
     }
+
+    /// The targets that speak TLS: Switchboard, the reference and [`TLS_PEERS`].
+    pub fn tls(&self) -> Vec<Target> {
+        self.all
+            .iter()
+            .filter(|t| t.name == SWITCHBOARD || t.name == REFERENCE || TLS_PEERS.contains(&t.name.as_str()))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A running server.
@@ -131,6 +144,17 @@ impl Target {
     /// Starts the server with `extra` arguments (bench binaries only), waits for
     /// `listening <port>` (30 s at most). Its stderr goes to `logs/<name>.log`.
     pub async fn start(&self, extra: &[String], logs: &Path) -> anyhow::Result<Running> {
+        self.start_with_env(extra, &[], logs).await
+    }
+
+    /// [`Target::start`] with more environment variables (the TLS scenarios: `TLS_CERT`,
+    /// `TLS_KEY`).
+    pub async fn start_with_env(
+        &self,
+        extra: &[String],
+        env: &[(String, String)],
+        logs: &Path,
+    ) -> anyhow::Result<Running> {
         let port = free_port()?;
         let mut cmd = match &self.program {
             Program::Exe(path, args) => {
@@ -150,6 +174,7 @@ impl Target {
             .append(true)
             .open(logs.join(format!("{}.log", self.name)))?;
         cmd.env("PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

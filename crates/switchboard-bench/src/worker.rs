@@ -8,9 +8,10 @@
 //! burst has fully arrived. `quit` or end of input ends it.
 
 use std::cell::{Cell, RefCell};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -59,6 +60,9 @@ pub struct WorkerSpec {
     pub slow_every: usize,
     /// Connections being opened at once.
     pub concurrency: usize,
+    /// `wss://`, trusting the CA certificate in this PEM file (`None`: `ws://`).
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// The bursts being counted.
@@ -107,8 +111,8 @@ pub fn main(spec: &str) -> anyhow::Result<()> {
     rt.block_on(tokio::task::LocalSet::new().run_until(run(spec)))
 }
 
-/// Opens one connection: handshake (JWT for Switchboard) and subscriptions.
-async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Conn> {
+/// Opens one connection: TLS if asked, handshake (JWT for Switchboard) and subscriptions.
+async fn open(spec: &WorkerSpec, tls: Option<&Arc<rustls::ClientConfig>>, i: usize) -> anyhow::Result<Conn> {
     let g = spec.first_conn + i;
     let slow = spec.slow_every > 0 && i.is_multiple_of(spec.slow_every);
     let token = (spec.dialect == Dialect::Switchboard)
@@ -117,6 +121,7 @@ async fn open(spec: &WorkerSpec, i: usize) -> anyhow::Result<Conn> {
         src: client::source(spec.first_src + i % spec.n_src.max(1)),
         small_rcvbuf: slow,
         token,
+        tls: tls.cloned(),
     };
     let mut ws = client::connect_lean(spec.dialect, spec.port, &opts).await?;
     let topics = match &spec.topics {
@@ -156,11 +161,12 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
             let _ = stdout.flush();
         }
     });
+    let tls = spec.tls_ca.as_deref().map(crate::tls::client_config).transpose()?;
     let results: Vec<(usize, anyhow::Result<Conn>)> = futures_util::stream::iter(0..spec.conns)
         .map(|i| {
-            let spec = &spec;
+            let (spec, tls) = (&spec, tls.as_ref());
             async move {
-                let r = tokio::time::timeout(Duration::from_secs(30), open(spec, i)).await;
+                let r = tokio::time::timeout(Duration::from_secs(30), open(spec, tls, i)).await;
                 (i, r.unwrap_or_else(|_| Err(anyhow::anyhow!("connect timed out"))))
             }
         })

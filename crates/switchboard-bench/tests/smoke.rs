@@ -1,8 +1,12 @@
 //! A short smoke run over real sockets: S2 with tiny sizes against `bench-reference` and
-//! `bench-switchboard`, and an S1 fan-out with a worker process. No timing assertions: this only
-//! checks that every dialect path works end to end and that values come out.
+//! `bench-switchboard`, and an S1 fan-out with a worker process; then S1, S2 and S4 over TLS
+//! (certificates made by the scenario, servers given them by env, workers and the bench's own
+//! connections trusting their CA). No timing assertions: this only checks that every dialect
+//! path works end to end and that values come out.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use switchboard_bench::client::Dialect;
@@ -11,6 +15,11 @@ use switchboard_bench::scenarios::{self, Ctx, Sizes};
 use switchboard_bench::targets::{Program, Target, Targets};
 
 fn ctx() -> Ctx {
+    ctx_with(&[])
+}
+
+/// The context, `bench-switchboard` started with `switchboard_args`.
+fn ctx_with(switchboard_args: &[&str]) -> Ctx {
     let exe = |name: &str| {
         PathBuf::from(match name {
             "bench-reference" => env!("CARGO_BIN_EXE_bench-reference"),
@@ -23,7 +32,10 @@ fn ctx() -> Ctx {
             Target {
                 name: SWITCHBOARD.into(),
                 dialect: Dialect::Switchboard,
-                program: Program::Exe(exe("bench-switchboard"), vec![]),
+                program: Program::Exe(
+                    exe("bench-switchboard"),
+                    switchboard_args.iter().map(|a| (*a).to_owned()).collect(),
+                ),
             },
             Target {
                 name: REFERENCE.into(),
@@ -38,9 +50,31 @@ fn ctx() -> Ctx {
     Ctx {
         targets,
         exe: exe("switchboard-bench"),
-        logs: std::env::temp_dir().join("switchboard-bench-test-logs"),
+        // One folder per test: the TLS scenarios write their certificates there.
+        logs: std::env::temp_dir().join(format!(
+            "switchboard-bench-test-logs-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, SeqCst)
+        )),
         sizes,
     }
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Every metric has a value for both bench servers, `ws` is "not installed" (the test's
+/// missing peer), and the notes say what the TLS handshakes settled.
+fn assert_tls_metrics(metrics: &[switchboard_bench::report::Metric], scenario: &str) {
+    assert!(!metrics.is_empty());
+    for m in metrics {
+        assert_eq!(m.scenario, scenario);
+        assert!(m.median(SWITCHBOARD).is_some_and(|v| v > 0.0), "{}: {:?}", m.metric, m.missing);
+        assert!(m.median(REFERENCE).is_some_and(|v| v > 0.0), "{}: {:?}", m.metric, m.missing);
+        assert_eq!(m.why("ws"), "not installed (test)");
+    }
+    let notes: String = metrics.iter().map(|m| m.note.as_str()).collect();
+    assert!(notes.contains("reference `TLSv1_3 "), "{notes}");
+    assert!(notes.contains("switchboard `TLSv1_3 "), "{notes}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,4 +101,40 @@ async fn s1_fan_out_through_worker_processes() {
         assert!(m.median(SWITCHBOARD).is_some(), "{}: {:?}", m.metric, m.missing);
         assert!(m.median(REFERENCE).is_some(), "{}: {:?}", m.metric, m.missing);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_tls_fan_out_through_worker_processes_over_tls() {
+    let ctx = ctx();
+    let metrics = scenarios::s1_tls(&ctx).await;
+    assert_eq!(metrics.len(), 4);
+    assert_tls_metrics(&metrics, "S1-TLS");
+    // The goals of issue #17 are encoded (verdicts depend on the machine).
+    let goals: Vec<&str> = metrics[0].goals.iter().map(|g| g.text.as_str()).collect();
+    assert_eq!(goals, ["switchboard ≥ 0.85× reference", "switchboard ≥ 1× bun"]);
+    assert!(metrics[0].goals[0].met.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_tls_runs_with_either_tls_stack_of_bench_switchboard() {
+    for stack in ["accept", "router"] {
+        let ctx = ctx_with(&["--tls-stack", stack]);
+        let metrics = scenarios::s2_tls(&ctx).await;
+        assert_eq!(metrics.len(), 3, "{stack}");
+        assert_tls_metrics(&metrics, "S2-TLS");
+        assert!(metrics.iter().all(|m| m.goals.is_empty()), "{stack}: issue #17 sets no S2 goal");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_tls_counts_full_handshakes() {
+    let ctx = ctx();
+    let metrics = scenarios::s4_tls(&ctx).await;
+    assert_eq!(metrics.len(), 1);
+    assert_tls_metrics(&metrics, "S4-TLS");
+    assert_eq!(metrics[0].goals.len(), 1);
+    assert_eq!(metrics[0].goals[0].text, "switchboard ≥ 0.8× reference");
+    assert!(metrics[0].goals[0].met.is_some());
+    // The load generator's CPU per connection is a column of its own.
+    assert_eq!(metrics[0].details[0].0, "load generator CPU-µs/op");
 }

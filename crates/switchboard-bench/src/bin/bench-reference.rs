@@ -6,8 +6,12 @@
 //!   once and each subscriber's writer gets a clone of the same shared bytes;
 //! - `e<anything>` is echoed.
 //!
+//! Over TLS (`wss://`, tokio-rustls with the aws-lc-rs provider) when env `TLS_CERT` and `TLS_KEY`
+//! name PEM files (the chain, the key): then every connection is TLS.
+//!
 //! ```text
 //! PORT=9000 bench-reference        # or: bench-reference 9000; prints `listening <port>`
+//! PORT=9000 TLS_CERT=cert.pem TLS_KEY=key.pem bench-reference
 //! ```
 
 use std::collections::HashMap;
@@ -15,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
@@ -30,12 +35,13 @@ struct Topics {
 }
 
 #[tokio::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> anyhow::Result<()> {
     let port: u16 = std::env::args()
         .nth(1)
         .or_else(|| std::env::var("PORT").ok())
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    let tls = switchboard_bench::tls::acceptor_from_env()?;
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     println!("listening {}", listener.local_addr()?.port());
     let topics = Arc::new(Topics::default());
@@ -44,16 +50,32 @@ async fn main() -> std::io::Result<()> {
         let (tcp, _) = listener.accept().await?;
         let _ = tcp.set_nodelay(true);
         let id = next.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(connection(tcp, id, topics.clone()));
+        let topics = topics.clone();
+        match tls.clone() {
+            None => {
+                tokio::spawn(connection(tcp, id, topics));
+            }
+            // The handshake runs in the connection's task, not in the accept loop.
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        connection(tls, id, topics).await;
+                    }
+                });
+            }
+        }
     }
 }
 
 /// Runs one connection: a reader (this task) and a writer task fed by an unbounded queue.
-async fn connection(tcp: TcpStream, id: u64, topics: Arc<Topics>) {
+async fn connection<S>(io: S, id: u64, topics: Arc<Topics>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // A 4 KiB read buffer: tungstenite zero-fills the free part of its read buffer before every
     // read (128 KiB by default), work a floor should not do.
     let config = switchboard_bench::client::small_reads();
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else { return };
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(io, Some(config)).await else { return };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let writer = tokio::spawn(async move {

@@ -7,19 +7,31 @@
 //!   `["m", data]` to every connection of that user (all devices, all nodes) through the `Hub`;
 //! - `--redis URL`: several servers on one Redis form a cluster (`switchboard-redis`).
 //!
+//! Over TLS (`wss://`) when env `TLS_CERT` and `TLS_KEY` name PEM files (the chain, the key):
+//! `Switchboard::serve` speaks plain TCP only, so each connection is accepted here, goes through
+//! a tokio-rustls handshake (aws-lc-rs provider, as the standalone server), then, with
+//! `--tls-stack accept` (the default), this binary's minimal HTTP/1.1 upgrade and
+//! `Switchboard::accept` (the framework's own WebSocket), or with `--tls-stack router`, hyper
+//! serving `Switchboard::router` (axum's upgrade and WebSocket).
+//!
 //! ```text
 //! bench-switchboard [--port P | PORT=P] [--redis redis://127.0.0.1:6379] [--queue-bytes N]
+//! TLS_CERT=cert.pem TLS_KEY=key.pem bench-switchboard [--tls-stack accept|router]
 //! ```
 //!
 //! Prints `listening <port>` once it accepts connections. Heartbeats stay at their defaults.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use switchboard::{
-    Accept, Config, Error, Format, Hub, Namespace, Payload, RawPayload, Server, TopicOptions, UpgradeRequest,
+    Accept, Config, Error, Format, Hub, Namespace, Payload, RawPayload, Server, Switchboard, TopicOptions,
+    UpgradeRequest,
 };
 use switchboard_bench::jwt;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::http;
 
 #[derive(Parser)]
@@ -42,6 +54,27 @@ struct Args {
     /// docs/benchmarks-findings.md (S3); also enabled by env `BENCH_RAW_ACCEPT=1`.
     #[arg(long)]
     raw_accept: bool,
+    /// Over TLS (env `TLS_CERT`, `TLS_KEY`): how an accepted TLS connection reaches the framework
+    /// (default: env `BENCH_TLS_STACK`, else `accept`).
+    #[arg(long, value_enum)]
+    tls_stack: Option<TlsStack>,
+}
+
+/// How a TLS connection reaches the framework (`Switchboard::serve` is plain TCP only).
+///
+/// `accept` is the default because it measured faster (S1-TLS and S4-TLS, `--quick`, same
+/// machine, interleaved with the reference): through `Switchboard::accept` connections run on
+/// the framework's own WebSocket, which writes a shared payload into its buffer without a
+/// message per connection, and the upgrade costs one parse of a small head; through the router
+/// they run on axum's (tungstenite) WebSocket behind hyper's HTTP/1.1 connection, which cost
+/// more server CPU: 3.66 against 3.29 µs per delivery at burst 1, 0.53 against 0.40 at burst
+/// 10, 450 against 310 µs per connection in S4-TLS (medians of 3 rounds on a busy machine).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TlsStack {
+    /// This binary's HTTP/1.1 upgrade, then `Switchboard::accept` (the framework's WebSocket).
+    Accept,
+    /// hyper (HTTP/1.1 with upgrades) serving `Switchboard::router` (axum's WebSocket).
+    Router,
 }
 
 /// The identity a bench client sends in `~hello`.
@@ -100,9 +133,19 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--redis {url}"))?;
         server = server.backends(backends);
     }
+    let tls = switchboard_bench::tls::acceptor_from_env()?;
     let board = server.namespace(main).build().await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("bind")?;
     println!("listening {}", listener.local_addr()?.port());
+    if let Some(acceptor) = tls {
+        let stack = match (args.tls_stack, std::env::var("BENCH_TLS_STACK").ok()) {
+            (Some(stack), _) => stack,
+            (None, Some(env)) => <TlsStack as clap::ValueEnum>::from_str(&env, true)
+                .map_err(|e| anyhow::anyhow!("BENCH_TLS_STACK: {e}"))?,
+            (None, None) => TlsStack::Accept,
+        };
+        return serve_tls(&board, &listener, &acceptor, stack).await;
+    }
     if args.raw_accept || std::env::var("BENCH_RAW_ACCEPT").is_ok_and(|v| v == "1") {
         loop {
             let (tcp, addr) = listener.accept().await?;
@@ -119,11 +162,54 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A minimal server handshake on the raw socket (JSON subprotocol or none; no pipelined bytes
-/// after the request): small buffers only, nothing kept afterwards.
-async fn handshake(
-    mut tcp: tokio::net::TcpStream,
-) -> Option<(tokio::net::TcpStream, http::HeaderMap, http::Uri)> {
+/// Serves `wss://` forever: for each accepted connection, in its own task, the TLS handshake,
+/// then the upgrade and the framework as `stack` says.
+async fn serve_tls(
+    board: &Switchboard,
+    listener: &tokio::net::TcpListener,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stack: TlsStack,
+) -> anyhow::Result<()> {
+    let router = board.router();
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, say: wait a little rather than spin.
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let (board, acceptor, router) = (board.clone(), acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            match stack {
+                TlsStack::Accept => {
+                    if let Some((tls, headers, uri)) = handshake(tls).await {
+                        board.accept(tls, UpgradeRequest::new(headers, uri, Some(addr)), Format::Json).await;
+                    }
+                }
+                TlsStack::Router => {
+                    let service = hyper::service::service_fn(move |request| {
+                        let mut router = router.clone();
+                        async move { tower_service::Service::call(&mut router, request).await }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .with_upgrades()
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+/// A minimal server handshake on the raw socket, or on TLS over it (JSON subprotocol or none;
+/// no pipelined bytes after the request): small buffers only, nothing kept afterwards.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(mut tcp: S) -> Option<(S, http::HeaderMap, http::Uri)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
@@ -157,5 +243,7 @@ async fn handshake(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
     );
     tcp.write_all(reply.as_bytes()).await.ok()?;
+    // Over TLS, what rustls could not write at once waits for a flush.
+    tcp.flush().await.ok()?;
     Some((tcp, headers, uri))
 }
