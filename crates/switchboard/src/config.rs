@@ -43,11 +43,10 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long shutdown waits for running handlers before closing anyway (default 10 s).
     pub shutdown_grace: Duration,
-    /// Size of each connection's socket read buffer on the [`router`](crate::Switchboard::router)
-    /// path (axum's WebSocket; default 4 KiB; tungstenite's own default, 128 KiB per
-    /// connection, is what makes idle connections expensive). Connections of
-    /// [`serve`](crate::Switchboard::serve) and [`accept`](crate::Switchboard::accept) hold no
-    /// read buffer while idle, so this does not apply to them.
+    /// Unused: it sized the read buffer of axum's WebSocket on the
+    /// [`router`](crate::Switchboard::router) path, which now runs Switchboard's own WebSocket
+    /// like every path (no read buffer while idle; a frame's bytes are held only until it is
+    /// complete). Kept so that existing configurations still build.
     pub read_buffer_size: usize,
 }
 

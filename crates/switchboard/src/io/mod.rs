@@ -3,9 +3,8 @@
 //!
 //! Order inside: `upgrade` (what the request said) · `http1` (parsing and answering a request
 //! head) · `tcp` (a socket shared with writer passes) · `transport` (the interface a connection
-//! task uses) ← `ws` (our RFC 6455 codec) and `axum_ws` (axum's).
+//! task uses) ← `ws` (our RFC 6455 codec, under every path: `serve`, `router`, `accept`).
 
-pub(crate) mod axum_ws;
 pub(crate) mod http1;
 pub(crate) mod tcp;
 pub(crate) mod transport;

@@ -1,10 +1,10 @@
-//! The socket behind a small interface, so that the WebSocket implementation can be swapped.
+//! The socket behind a small interface, so that a session knows nothing of WebSocket framing.
 //!
-//! Two implementations: axum's `WebSocket` (`axum_ws.rs`, servers mounted in a router with
-//! [`Switchboard::router`](crate::Switchboard::router)) and our own lean one (`ws/`), for the
-//! connections that [`Switchboard::serve`](crate::Switchboard::serve) upgrades itself and those
-//! handed to [`Switchboard::accept`](crate::Switchboard::accept). The lean one holds no buffer
-//! while idle and writes shared payloads without copying them.
+//! One implementation today, our own (`ws/`), under every path: the connections that
+//! [`Switchboard::serve`](crate::Switchboard::serve) upgrades itself, those that
+//! [`Switchboard::router`](crate::Switchboard::router) gets from hyper's upgrade, and those
+//! handed to [`Switchboard::accept`](crate::Switchboard::accept). It holds no buffer while idle
+//! and writes shared payloads without copying them.
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
