@@ -18,6 +18,12 @@
 //! incrementally across fragments; 4501 like any frame that is not a message, or 1007 in a
 //! close reason); a message over the size limit closes with 1009 before its payload is read.
 //! Pings are answered with pongs; a close is answered with a close carrying the same code.
+//!
+//! Bounded by construction: nothing more is read while bytes of ours wait for the socket (a
+//! pong, a close reply, the rest of a write), so a peer that sends without reading is held back
+//! by TCP; what a connection holds is its outbound queue (`Config::max_queue_bytes`), one control
+//! frame, and the bytes of one incomplete frame (never more than 16 KiB reserved ahead of what
+//! arrived, and at most the message size limit).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -142,13 +148,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.decoder.state == ReadState::Done {
                 return Poll::Ready(Inbound::Closed);
             }
-            // Pongs and close replies go out without waiting for the next batch.
+            // Pongs and close replies go out without waiting for the next batch; and nothing
+            // more is read (nor decoded) while bytes of ours wait for the socket: a peer that
+            // sends pings without reading is held back by TCP, not by our memory. So at most one
+            // unwritten control frame per connection (data frames are bounded by the queue).
             if !self.out.is_empty() {
                 let flushed = self.poll_flush(cx);
                 self.note_buffered();
-                if let Poll::Ready(Err(_)) = flushed {
-                    self.decoder.state = ReadState::Done;
-                    return Poll::Ready(Inbound::Closed);
+                match flushed {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => {
+                        self.decoder.state = ReadState::Done;
+                        return Poll::Ready(Inbound::Closed);
+                    }
+                    // Woken when the socket takes bytes again.
+                    Poll::Pending => return Poll::Pending,
                 }
             }
             if self.decoder.state == ReadState::Open
