@@ -195,7 +195,7 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
     let hub = server.hub.core();
     match accept.expires_in {
         Some(ttl) => hub.timers().expire_at(hub.now_ms() + millis(ttl), conn),
-        None => conn.expires_at.store(0, Ordering::Release),
+        None => hub.timers().forget_expiry(conn),
     }
     let welcome = wire::Welcome {
         conn: conn.id.to_string(),

@@ -216,6 +216,8 @@ where
         // The connection is gone for everyone else before its last bytes are written.
         // Boxed, like the goodbye below: run once, they need not widen the task's future.
         Box::pin(membership::forget(hub, &conn)).await;
+        // Its credentials' expiry, if any, goes with it (not at the expiry, hours later).
+        hub.timers().forget_expiry(&conn);
         if let Some(end) = ending {
             tracing::debug!(code = end.code.0, reason = %end.reason, "closing");
             let goodbye = Box::pin(async {
