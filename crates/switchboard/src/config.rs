@@ -48,6 +48,18 @@ pub struct Config {
     /// like every path (no read buffer while idle; a frame's bytes are held only until it is
     /// complete). Kept so that existing configurations still build.
     pub read_buffer_size: usize,
+    /// [`serve`](crate::Switchboard::serve): time from accepting a TCP connection to its
+    /// complete HTTP upgrade request (and for writing the answer); a connection past it is
+    /// closed (default 10 s). The [`router`](crate::Switchboard::router) path's HTTP is the
+    /// application's (axum, hyper): give its server the same limits.
+    pub handshake_timeout: Duration,
+    /// [`serve`](crate::Switchboard::serve): largest upgrade request head (request line and
+    /// headers), bytes; larger is answered 431 (default 16 KiB).
+    pub max_header_bytes: usize,
+    /// [`serve`](crate::Switchboard::serve): connections still in their handshake (accepted,
+    /// request head not complete) at once; a connection accepted beyond it is closed at once
+    /// (default 1024), so that slow clients cannot hold every descriptor.
+    pub max_handshakes: usize,
 }
 
 impl Default for Config {
@@ -67,6 +79,9 @@ impl Default for Config {
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             read_buffer_size: 4096,
+            handshake_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_handshakes: 1024,
         }
     }
 }

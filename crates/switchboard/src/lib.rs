@@ -76,6 +76,7 @@ pub use hub::hooks::DirectMessageEvent;
 pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
+pub use server::limits::LimitStats;
 pub use server::{Server, Switchboard, subprotocol};
 pub use session::runtime::RequestDone;
 pub use switchboard_core as core;

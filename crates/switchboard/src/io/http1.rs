@@ -8,8 +8,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-/// Largest request head accepted (beyond: 431).
-const MAX_HEAD: usize = 16 * 1024;
 /// Most headers accepted (beyond: 431).
 const MAX_HEADERS: usize = 64;
 
@@ -59,21 +57,23 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, Refusal> {
     }))
 }
 
-/// Reads the request head; the buffer holds it and whatever followed. `Ok(None)`: the peer left.
+/// Reads the request head (at most `max` bytes, beyond which it is refused with 431); the
+/// buffer holds it and whatever followed. `Ok(None)`: the peer left.
 pub(crate) async fn read_head(
     tcp: &mut TcpStream,
+    max: usize,
 ) -> std::io::Result<Option<Result<(Head, Vec<u8>), Refusal>>> {
     let mut buf = Vec::new();
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            if buf.len() >= MAX_HEAD {
+            if buf.len() >= max {
                 return Ok(Some(Err((
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "request head too large",
                 ))));
             }
-            buf.resize((buf.len() * 2).clamp(1024, MAX_HEAD), 0);
+            buf.resize((buf.len() * 2).max(1024).min(max), 0);
         }
         let n = tcp.read(&mut buf[filled..]).await?;
         if n == 0 {
@@ -115,17 +115,26 @@ pub(crate) const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
     header::SEC_WEBSOCKET_EXTENSIONS,
 ];
 
-/// Answers a refused request and closes the connection.
-pub(crate) async fn refuse(tcp: &mut TcpStream, status: StatusCode, body: &str, extra: &str) {
+/// Answers a refused request and closes the connection (giving up at `deadline`).
+pub(crate) async fn refuse(
+    tcp: &mut TcpStream,
+    status: StatusCode,
+    body: &str,
+    extra: &str,
+    deadline: tokio::time::Instant,
+) {
     let response = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),
     );
-    if tcp.write_all(response.as_bytes()).await.is_ok() {
-        let _ = tcp.shutdown().await;
-    }
+    let _ = tokio::time::timeout_at(deadline, async {
+        if tcp.write_all(response.as_bytes()).await.is_ok() {
+            let _ = tcp.shutdown().await;
+        }
+    })
+    .await;
 }
 
 /// The checks of axum's `WebSocketUpgrade` on a request head, in its order: the

@@ -2,6 +2,7 @@
 //! (`serve.rs`), mounted in an axum `Router` (`router.rs`), or on connections another stack
 //! upgraded; shutting it down. Only this layer spawns connection tasks.
 
+pub(crate) mod limits;
 mod router;
 mod serve;
 
