@@ -12,6 +12,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # certutil: the server's browser test trusts its test CA in an NSS database, as Chromium does.
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+# python3 -m venv: Autobahn|Testsuite runs from PyPI's kosoku in a virtualenv (scripts/autobahn.sh).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
   as_root apt-get update -qq
@@ -35,6 +37,9 @@ cargo test --workspace --locked
 
 echo "==> the conformance suite again, against two fixtures on one Redis (docs/cluster.md)"
 SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture
+
+echo "==> Autobahn|Testsuite, cases 1–10, on serve() and router() (scripts/autobahn.sh)"
+scripts/autobahn.sh
 
 echo "==> TypeScript client tests"
 (cd clients/typescript && npm test)

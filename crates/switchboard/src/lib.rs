@@ -76,6 +76,11 @@ pub use hub::hooks::DirectMessageEvent;
 pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
+/// Test support for Autobahn|Testsuite (feature `autobahn`, never in a normal build): a raw
+/// echo over the framework's own handshakes and WebSocket. See `scripts/autobahn.sh`.
+#[cfg(feature = "autobahn")]
+#[doc(hidden)]
+pub use server::echo as autobahn;
 pub use server::limits::LimitStats;
 pub use server::{Server, Switchboard, subprotocol};
 pub use session::runtime::RequestDone;

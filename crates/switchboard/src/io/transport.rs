@@ -24,10 +24,8 @@ pub(crate) enum Inbound {
     Closed,
     /// The peer sent a message over the size limit.
     TooBig,
-    /// The peer sent a frame WebSocket itself refuses (invalid UTF-8 in a text frame).
-    Invalid,
-    /// The peer broke RFC 6455 (reserved bits, unknown opcode, unmasked frame, …): close with
-    /// this code (1002, or 1007) and reason.
+    /// The peer broke RFC 6455: close with this code and reason — 1002 for framing (reserved
+    /// bits, unknown opcode, unmasked frame, …), 1007 for text that is not UTF-8.
     Refused(u16, &'static str),
 }
 

@@ -2,6 +2,8 @@
 //! (`serve.rs`), mounted in an axum `Router` (`router.rs`), or on connections another stack
 //! upgraded; shutting it down. Only this layer spawns connection tasks.
 
+#[cfg(feature = "autobahn")]
+pub mod echo;
 pub(crate) mod limits;
 mod router;
 mod serve;

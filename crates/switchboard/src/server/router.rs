@@ -13,6 +13,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use http::{HeaderValue, StatusCode, header};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::Switchboard;
@@ -51,13 +52,9 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
         tracing::warn!(status = %rejection.status, reason = %rejection.message, "upgrade refused");
         return (rejection.status, rejection.message).into_response();
     }
-    let protocol = parts.extensions.get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str);
-    let accept = match check_request(&parts.method, parts.version, &parts.headers, protocol) {
-        Ok(accept) => accept,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
-        return (StatusCode::UPGRADE_REQUIRED, NOT_UPGRADABLE).into_response();
+    let (accept, on_upgrade) = match check(&mut parts) {
+        Ok(checked) => checked,
+        Err(refused) => return refused,
     };
     // As the connection keeps it: without the handshake's own headers (the hook saw them all).
     let request = Arc::new(UpgradeRequest::without(&parts.headers, &HANDSHAKE_HEADERS, &parts.uri, remote));
@@ -72,8 +69,27 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
             Err(e) => tracing::debug!(error = %e, "the upgrade did not complete"),
         }
     });
+    switching(accept, named.then(|| format.subprotocol()))
+}
+
+/// The checks of an upgrade request (`io::http1::check_request`): its `Sec-WebSocket-Accept`
+/// (HTTP/1.1) and the upgrade hyper will hand over, or the answer of a refusal.
+#[allow(clippy::result_large_err)] // A refusal is the response itself.
+pub(super) fn check(parts: &mut http::request::Parts) -> Result<(Option<String>, OnUpgrade), Response> {
+    let protocol = parts.extensions.get::<hyper::ext::Protocol>().map(hyper::ext::Protocol::as_str);
+    let accept = check_request(&parts.method, parts.version, &parts.headers, protocol)
+        .map_err(IntoResponse::into_response)?;
+    let on_upgrade = parts
+        .extensions
+        .remove::<OnUpgrade>()
+        .ok_or_else(|| (StatusCode::UPGRADE_REQUIRED, NOT_UPGRADABLE).into_response())?;
+    Ok((accept, on_upgrade))
+}
+
+/// The answer that switches to WebSocket: 101 over HTTP/1.1 (`accept`), 200 over HTTP/2 (RFC
+/// 8441), naming the subprotocol if one was chosen.
+pub(super) fn switching(accept: Option<String>, subprotocol: Option<&'static str>) -> Response {
     let mut response = match accept {
-        // HTTP/1.1: 101 Switching Protocols.
         Some(accept) => Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
@@ -81,13 +97,10 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
             .header(header::SEC_WEBSOCKET_ACCEPT, accept)
             .body(Body::empty())
             .unwrap_or_default(),
-        // HTTP/2 (RFC 8441): 200 on the CONNECT stream.
         None => Response::new(Body::empty()),
     };
-    if named {
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(format.subprotocol()));
+    if let Some(subprotocol) = subprotocol {
+        response.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(subprotocol));
     }
     response
 }

@@ -282,7 +282,6 @@ fn receive<S: Clone + Send + Sync + 'static>(
     match inbound {
         Inbound::Closed => Some(None),
         Inbound::TooBig => Some(Some(Ending::protocol(&DecodeError::TooBig))),
-        Inbound::Invalid => Some(Some(Ending::protocol(&DecodeError::Syntax("UTF-8")))),
         Inbound::Refused(code, reason) => {
             Some(Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None }))
         }
