@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::base::lazy::Lazy;
 use crate::base::ordered::{self, rank};
+use crate::base::throttle::{Kind, Throttles};
 use crate::config::Config;
 use crate::error::Error;
 use crate::io::tcp::SharedSocket;
@@ -153,6 +154,8 @@ pub(crate) struct ConnShared {
     pub(crate) identifying: AtomicBool,
     pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
+    /// Its repeated warnings' gates (`base::throttle`), allocated by its first warning.
+    pub(crate) warnings: Lazy<Throttles>,
 }
 
 impl ConnShared {
@@ -180,6 +183,7 @@ impl ConnShared {
             identifying: AtomicBool::new(false),
             filters: Filters::default(),
             topics: Mutex::new(Vec::new()),
+            warnings: Lazy::default(),
         });
         let rx = Receiver(shared.clone());
         (shared, rx)
@@ -193,9 +197,17 @@ impl ConnShared {
 
     /// Closes at once, skipping the queue (the writer may be stuck on a full socket). Works on
     /// a connection that is already closing too: its queued close may be stuck behind a backlog.
+    /// The first kill of a slow consumer is logged (at most once per second in the process).
     pub(crate) fn kill(&self, code: CloseCode, reason: &str) {
         self.closing.store(true, Ordering::Release);
         if !self.killed.swap(true, Ordering::AcqRel) {
+            if code == CloseCode::SLOW_CONSUMER
+                && let Some(suppressed) = self.warnings.allow(Kind::SlowConsumer)
+            {
+                tracing::warn!(conn = %self.id, reason, suppressed, "slow consumer: closed with 4002");
+            } else {
+                tracing::debug!(conn = %self.id, code = code.0, reason, "closed at once");
+            }
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
             // Wakes the task whether it waits for its queue or is stuck writing.
             self.queue.interrupt();

@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::app::handler::{Handler, erase};
 use crate::app::namespace::{DEFAULT_NAMESPACE, Namespace, NsRuntime, ReplyHandler};
+use crate::base::throttle::{self, Kind};
 use crate::config::Config;
 use crate::conn::{ConnShared, pass};
 use crate::error::{BuildError, IntoReply};
@@ -296,6 +297,13 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
         hub.core().registry().for_each(|conn| conn.shut_down());
         self.closed().await;
         hub.stop().await;
+    }
+
+    /// Logs an upgrade the hook refused (at most one line per second, with how many were not).
+    fn upgrade_refused(&self, rejection: &Rejection) {
+        if let Some(suppressed) = throttle::global(Kind::UpgradeRefused) {
+            tracing::warn!(status = %rejection.status, reason = %rejection.message, suppressed, "upgrade refused");
+        }
     }
 
     async fn closed(&self) {

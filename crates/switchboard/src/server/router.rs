@@ -49,7 +49,7 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
     if let Some(hook) = &board.runtime.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {
-        tracing::warn!(status = %rejection.status, reason = %rejection.message, "upgrade refused");
+        board.upgrade_refused(&rejection);
         return (rejection.status, rejection.message).into_response();
     }
     let (accept, on_upgrade) = match check(&mut parts) {

@@ -162,7 +162,7 @@ async fn handshake<S: Clone + Send + Sync + 'static>(
     if let Some(hook) = &runtime.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
     {
-        tracing::warn!(status = %rejection.status, reason = %rejection.message, "upgrade refused");
+        board.upgrade_refused(&rejection);
         return refuse(&mut tcp, rejection.status, &rejection.message, "", deadline()).await;
     }
     let accept = match check_upgrade(&head) {

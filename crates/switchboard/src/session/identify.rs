@@ -11,6 +11,7 @@ use crate::app::accept::Accept;
 use crate::app::handler::{Ctx, CtxMeta};
 use crate::app::namespace::DEFAULT_NAMESPACE;
 use crate::base::clock::millis;
+use crate::base::throttle::Kind;
 use crate::conn::{Conn, ConnShared, Identified};
 use crate::error::Error;
 use crate::hub::{membership, presence};
@@ -88,7 +89,9 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         let accept = match decision {
             Ok(accept) => accept,
             Err(e) => {
-                tracing::warn!(reason = %e, "identification refused");
+                if let Some(suppressed) = conn.warnings.allow(Kind::IdentifyRefused) {
+                    tracing::warn!(reason = %e, suppressed, "identification refused");
+                }
                 respond(&conn, &msg, Err(refusal(&e)));
                 conn.close(CloseCode::NOT_AUTHORIZED, "not authorized", false);
                 return;
