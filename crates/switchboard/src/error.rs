@@ -130,9 +130,13 @@ impl From<ErrorBody> for Error {
     }
 }
 
+/// A payload that did not decode: `BAD_REQUEST` with a message that reveals nothing of the
+/// decoder (its detail goes to the log at debug). Prefer [`Error::invalid_payload`], which names
+/// the message and what it expects.
 impl From<DecodeError> for Error {
     fn from(e: DecodeError) -> Self {
-        Self::bad_request(e.to_string())
+        tracing::debug!(error = %e, "a payload did not decode");
+        Self::bad_request("the payload is not valid")
     }
 }
 
@@ -275,5 +279,33 @@ impl IntoReply for serde_json::Value {
 impl IntoReply for Error {
     fn into_reply(self, _: Format) -> Result<RawPayload, Error> {
         Err(self)
+    }
+}
+
+impl Error {
+    /// `BAD_REQUEST` for a payload of the message `kind` that did not decode, written for
+    /// people: `the payload of KIND is not valid`, then `: EXPECTED is expected` when given. The
+    /// decoder's own text (`invalid type: …, expected struct …`) says how the server is built, so
+    /// it goes to the log at debug only.
+    ///
+    /// ```
+    /// use switchboard::Error;
+    /// let e = Error::invalid_payload("add", Some("an object {a, b} of numbers"));
+    /// assert_eq!(e.message(), "the payload of add is not valid: an object {a, b} of numbers is expected");
+    /// ```
+    #[must_use]
+    pub fn invalid_payload(kind: &str, expected: Option<&str>) -> Self {
+        match expected {
+            Some(expected) => {
+                Self::bad_request(format!("the payload of {kind} is not valid: {expected} is expected"))
+            }
+            None => Self::bad_request(format!("the payload of {kind} is not valid")),
+        }
+    }
+
+    /// [`Error::invalid_payload`] for a decoding error, logged at debug with the message type.
+    pub(crate) fn undecodable(kind: &str, expected: Option<&str>, e: &DecodeError) -> Self {
+        tracing::debug!(kind, error = %e, "a payload did not decode");
+        Self::invalid_payload(kind, expected)
     }
 }

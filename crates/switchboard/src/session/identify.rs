@@ -49,6 +49,9 @@ async fn decide<S: Clone + Send + Sync + 'static>(
     }
 }
 
+/// What `~hello` takes, for people.
+const HELLO_SHAPE: &str = "an object {ns?, identity?, meta?}";
+
 /// `NOT_AUTHORIZED` with the hook's message (the protocol names one code for refusals).
 fn refusal(e: &Error) -> Error {
     if e.code() == codes::NOT_AUTHORIZED { e.clone() } else { Error::not_authorized(e.message().to_owned()) }
@@ -71,7 +74,7 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         Ok(h) => h,
         Err(e) => {
             conn.identifying.store(false, Ordering::Release);
-            respond(conn, &msg, Err(e.into()));
+            respond(conn, &msg, Err(Error::undecodable(wire::types::HELLO, Some(HELLO_SHAPE), &e)));
             return None;
         }
     };
@@ -181,7 +184,9 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
     ns: usize,
     payload: &RawPayload,
 ) -> Result<RawPayload, Error> {
-    let refresh: wire::Refresh = payload.decode()?;
+    let refresh: wire::Refresh = payload
+        .decode()
+        .map_err(|e| Error::undecodable(wire::types::REFRESH, Some("an object {identity}"), &e))?;
     let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
     let accept = decide(server, conn, ns, &refresh.identity, meta.as_ref()).await.map_err(|e| refusal(&e))?;
     let (user, ns_name) = {

@@ -66,7 +66,13 @@ impl Ending {
     fn protocol(e: &DecodeError) -> Self {
         let code =
             if matches!(e, DecodeError::TooBig) { CloseCode::TOO_BIG } else { CloseCode::PROTOCOL_ERROR };
-        Self { code, reason: e.to_string(), bye: false, jump: None }
+        // The decoder's words for a frame are written for people; a payload's are not (and
+        // never end a connection, but say nothing of them if they did).
+        let reason = match e {
+            DecodeError::Payload(_) => "the frame is not a valid message".to_owned(),
+            e => e.to_string(),
+        };
+        Self { code, reason, bye: false, jump: None }
     }
 }
 
