@@ -11,6 +11,7 @@
 //! | [`History`] | assigns sequence numbers and keeps recent publications per topic | [`MemoryHistory`] |
 //! | [`Presence`] | who is in a topic, and the directory | [`MemoryPresence`] |
 //! | [`Users`] | users → connections across nodes, with the per-user cap | [`MemoryUsers`] |
+//! | [`RateLimiter`] | token buckets by key (per-user rate limits) across nodes | [`MemoryRateLimiter`] |
 //!
 //! [`conformance`] holds one shared test suite that every implementation must pass.
 //!
@@ -35,11 +36,13 @@ mod broker;
 pub mod conformance;
 mod few;
 mod history;
+mod limits;
 mod presence;
 mod users;
 
 pub use broker::{Broker, BrokerSink, MemoryBroker};
 pub use history::{History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
+pub use limits::{Grant, MemoryRateLimiter, Rate, RateLimiter, TokenBucket};
 pub use presence::{MemoryPresence, Presence, PresenceEntry};
 pub use users::{CapPolicy, ConnRef, MemoryUsers, Registration, Users};
 
@@ -65,7 +68,7 @@ pub enum BackendError {
     NoSuchNode,
 }
 
-/// The four backends a server runs on.
+/// The backends a server runs on.
 #[derive(Clone)]
 pub struct Backends {
     /// Carries publications and node messages between nodes.
@@ -76,6 +79,8 @@ pub struct Backends {
     pub presence: Arc<dyn Presence>,
     /// Users → connections, cluster-wide.
     pub users: Arc<dyn Users>,
+    /// Token buckets shared by the nodes (per-user rate limits).
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl Backends {
@@ -87,6 +92,7 @@ impl Backends {
             history: Arc::new(MemoryHistory::new()),
             presence: Arc::new(MemoryPresence::new()),
             users: Arc::new(MemoryUsers::new()),
+            limiter: Arc::new(MemoryRateLimiter::new()),
         }
     }
 }
@@ -108,4 +114,12 @@ pub(crate) fn deadline(ttl: Option<Duration>) -> Option<std::time::Instant> {
 }
 
 #[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Broker, _: &dyn History, _: &dyn Presence, _: &dyn Users, _: Bytes) {}
+fn _assert_object_safe(
+    _: &dyn Broker,
+    _: &dyn History,
+    _: &dyn Presence,
+    _: &dyn Users,
+    _: &dyn RateLimiter,
+    _: Bytes,
+) {
+}

@@ -20,6 +20,7 @@ async fn churn_leaves_nothing_behind() {
         history: Arc::new(MemoryHistory::new()),
         presence: presence.clone(),
         users: users.clone(),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
     };
     let mut config = Config::default();
     config.identify_timeout = Duration::from_millis(300);

@@ -16,6 +16,7 @@ async fn cluster() -> (Switchboard, Switchboard) {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
     };
     let mut config = Config::default();
     config.conn_per_user = Some((2, CapPolicy::EvictOldest));
@@ -92,6 +93,7 @@ async fn recovery_on_one_node_while_another_publishes_has_no_gap() {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
     };
     let node = || {
         Server::new()
@@ -169,6 +171,7 @@ async fn acknowledged_delivery_to_a_connection_on_another_node() {
         history: Arc::new(MemoryHistory::new()),
         presence: Arc::new(MemoryPresence::new()),
         users: Arc::new(MemoryUsers::new()),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
     };
     let mut config = Config::default();
     config.ack_timeout = std::time::Duration::from_millis(200);
