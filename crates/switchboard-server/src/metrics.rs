@@ -48,6 +48,18 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     for reason in ["null", "malformed", "not_allowed"] {
         metrics::counter!("switchboard_origin_refused_total", "reason" => reason).absolute(0);
     }
+    metrics::describe_counter!(
+        "switchboard_rate_limited_total",
+        "Client messages refused with RATE_LIMITED, by the limit that ran out: message, publication, subscription"
+    );
+    metrics::describe_counter!(
+        "switchboard_rate_limit_closes_total",
+        "Connections closed (4501) for going on past their rate limits"
+    );
+    metrics::describe_counter!(
+        "switchboard_connections_refused_total",
+        "Connections refused for their source address: too_many (open at once), too_often (new per second)"
+    );
     // Present from the first scrape on.
     metrics::counter!("switchboard_api_commands_total").absolute(0);
     Ok(handle)
@@ -75,4 +87,16 @@ pub(crate) fn update(hub: &Hub) {
     metrics::counter!("switchboard_bytes_in_total").absolute(stats.bytes_in);
     metrics::counter!("switchboard_bytes_out_total").absolute(stats.bytes_out);
     metrics::counter!("switchboard_slow_consumer_closes_total").absolute(stats.slow_consumers);
+    let limits = switchboard::LimitStats::of(hub);
+    for (kind, n) in [
+        ("message", limits.rate_limited_messages),
+        ("publication", limits.rate_limited_publications),
+        ("subscription", limits.rate_limited_subscriptions),
+    ] {
+        metrics::counter!("switchboard_rate_limited_total", "kind" => kind).absolute(n);
+    }
+    metrics::counter!("switchboard_rate_limit_closes_total").absolute(limits.rate_limit_closes);
+    for (reason, n) in [("too_many", limits.address_too_many), ("too_often", limits.address_too_often)] {
+        metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(n);
+    }
 }

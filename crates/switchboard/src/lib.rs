@@ -68,14 +68,15 @@ pub use app::extract::{FromRef, Meta, Payload, Session, State, User};
 pub use app::handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
 pub use app::namespace::Namespace;
 pub use app::topic::TopicOptions;
-pub use config::{CapPolicy, Config};
+pub use config::{CapPolicy, Config, ConnectionLimits, IpRange, Rate, RateLimits};
 pub use conn::{Conn, Request};
-pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError};
+pub use error::{AddressRefused, BuildError, Error, HubError, IntoReply, RequestError, SendError};
 pub use hub::Hub;
 pub use hub::hooks::DirectMessageEvent;
 pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
+pub use server::admission::Admission;
 /// Test support for Autobahn|Testsuite (feature `autobahn`, never in a normal build): a raw
 /// echo over the framework's own handshakes and WebSocket. See `scripts/autobahn.sh`.
 #[cfg(feature = "autobahn")]

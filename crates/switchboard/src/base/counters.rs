@@ -30,6 +30,18 @@ pub(crate) struct CounterShard {
     pub(crate) handshake_cap: AtomicU64,
     /// Upgrade requests answered 431 (`Config::max_header_bytes`).
     pub(crate) handshake_too_large: AtomicU64,
+    /// Messages refused for a rate limit of messages (`Config::rate_limits`).
+    pub(crate) limited_messages: AtomicU64,
+    /// … of publications.
+    pub(crate) limited_publications: AtomicU64,
+    /// … of subscriptions.
+    pub(crate) limited_subscriptions: AtomicU64,
+    /// Connections closed for going on past their rate limits.
+    pub(crate) rate_limit_closes: AtomicU64,
+    /// Connections refused: too many open from their address (`Config::connection_limits`).
+    pub(crate) address_too_many: AtomicU64,
+    /// Connections refused: too many new ones from their address.
+    pub(crate) address_too_often: AtomicU64,
 }
 
 /// The shard of the calling thread, in any [`Counters`]: threads are numbered as they first

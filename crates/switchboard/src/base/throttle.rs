@@ -21,11 +21,15 @@ pub(crate) enum Kind {
     IdentifyRefused,
     /// An HTTP upgrade refused by the upgrade hook.
     UpgradeRefused,
+    /// A connection closed for going on past its rate limits.
+    RateLimitClose,
+    /// A connection refused for its source address (too many, or too often).
+    AddressRefused,
 }
 
 impl Kind {
     /// How many kinds there are.
-    pub(crate) const COUNT: usize = 3;
+    pub(crate) const COUNT: usize = 5;
 }
 
 /// Milliseconds since the first call (a process-wide monotonic clock for throttles).

@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -156,6 +156,20 @@ pub(crate) struct ConnShared {
     pub(crate) topics: Mutex<Vec<Topic>>,
     /// Its repeated warnings' gates (`base::throttle`), allocated by its first warning.
     pub(crate) warnings: Lazy<Throttles>,
+    /// Where it stands with its rate limits (`session::limits`).
+    pub(crate) rates: RateState,
+}
+
+/// A connection's standing with its rate limits, read and written by its own task only (atomics
+/// so that a handler future of the task may too; never contended).
+#[derive(Default)]
+pub(crate) struct RateState {
+    /// Messages refused in a row.
+    pub(crate) refused: AtomicU32,
+    /// When the last id-less `RATE_LIMITED` error was pushed (server clock, ms; 0: never).
+    pub(crate) error_at: AtomicU64,
+    /// Reading waits for a message held until its user's tokens come from the backend.
+    pub(crate) held: AtomicBool,
 }
 
 impl ConnShared {
@@ -184,6 +198,7 @@ impl ConnShared {
             filters: Filters::default(),
             topics: Mutex::new(Vec::new()),
             warnings: Lazy::default(),
+            rates: RateState::default(),
         });
         let rx = Receiver(shared.clone());
         (shared, rx)

@@ -26,6 +26,20 @@ pub struct LimitStats {
     pub handshake_cap: u64,
     /// Upgrade requests answered 431 ([`Config::max_header_bytes`](crate::Config::max_header_bytes)).
     pub handshake_too_large: u64,
+    /// Messages refused (`RATE_LIMITED`) for a limit of messages, of a connection or of its user
+    /// ([`Config::rate_limits`](crate::Config::rate_limits)).
+    pub rate_limited_messages: u64,
+    /// … for a limit of publications (`~pub`).
+    pub rate_limited_publications: u64,
+    /// … for a limit of subscriptions (`~sub`).
+    pub rate_limited_subscriptions: u64,
+    /// Connections closed (4501) for going on past their rate limits.
+    pub rate_limit_closes: u64,
+    /// Connections refused: too many open from their address
+    /// ([`Config::connection_limits`](crate::Config::connection_limits)).
+    pub address_too_many: u64,
+    /// Connections refused: too many new ones from their address.
+    pub address_too_often: u64,
 }
 
 impl LimitStats {
@@ -38,6 +52,12 @@ impl LimitStats {
             handshake_timeouts: c.sum(|c| &c.handshake_timeouts),
             handshake_cap: c.sum(|c| &c.handshake_cap),
             handshake_too_large: c.sum(|c| &c.handshake_too_large),
+            rate_limited_messages: c.sum(|c| &c.limited_messages),
+            rate_limited_publications: c.sum(|c| &c.limited_publications),
+            rate_limited_subscriptions: c.sum(|c| &c.limited_subscriptions),
+            rate_limit_closes: c.sum(|c| &c.rate_limit_closes),
+            address_too_many: c.sum(|c| &c.address_too_many),
+            address_too_often: c.sum(|c| &c.address_too_often),
         }
     }
 }

@@ -17,6 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use super::Switchboard;
+use super::admission::Admission;
 use crate::io::http1::{HANDSHAKE_HEADERS, NOT_UPGRADABLE, check_request};
 use crate::io::upgrade::{UpgradeRequest, negotiate};
 use crate::io::ws::WebSocket;
@@ -45,6 +46,17 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
             .into_response();
     };
     let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    // The place among its address's connections: taken by the accept loop (`Switchboard::admit`,
+    // in the request's extensions), or here (for its client, if it came through a trusted proxy).
+    let admission =
+        match board.admit_request(parts.extensions.get::<Admission>().cloned(), remote, &parts.headers) {
+            Ok(admission) => admission,
+            Err(refused) => {
+                let retry = HeaderValue::from(refused.retry_after_secs());
+                return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, retry)], refused.to_string())
+                    .into_response();
+            }
+        };
     let request = Arc::new(UpgradeRequest::from_parts(&parts.headers, &parts.uri, remote));
     if let Some(hook) = &board.runtime.upgrade_hook
         && let Err(rejection) = hook(request.clone()).await
@@ -64,7 +76,7 @@ async fn upgrade<S: Clone + Send + Sync + 'static>(
         match on_upgrade.await {
             Ok(io) => {
                 let ws = WebSocket::new(TokioIo::new(io), max_message_size, b"");
-                upgraded.spawn(ws, format, request);
+                upgraded.spawn(ws, format, request, admission);
             }
             Err(e) => tracing::debug!(error = %e, "the upgrade did not complete"),
         }

@@ -29,6 +29,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, timeout_at};
 
 use super::Switchboard;
+use super::admission::Admission;
 use crate::base::counters::Counters;
 use crate::io::http1::{HANDSHAKE_HEADERS, check_upgrade, read_head, refuse, switch};
 use crate::io::tcp::SharedTcp;
@@ -83,6 +84,15 @@ pub(super) async fn serve<S: Clone + Send + Sync + 'static>(board: &Switchboard<
                 continue;
             }
         };
+        // Its address's limits first (`Config::connection_limits`): refused, it gets a 429 if the
+        // socket takes it at once, and is closed.
+        let admission = match board.admit(remote) {
+            Ok(admission) => admission,
+            Err(refused) => {
+                let _ = tcp.try_write(refused.response().as_bytes());
+                continue;
+            }
+        };
         let Some(slot) = Slot::take(counters, max_handshakes) else {
             counters.add(|c| &c.handshake_cap);
             drop(tcp);
@@ -97,7 +107,7 @@ pub(super) async fn serve<S: Clone + Send + Sync + 'static>(board: &Switchboard<
         lifecycle.tracker.spawn(async move {
             tokio::select! {
                 () = token.cancelled() => {}
-                () = handshake(board, tcp, remote, slot) => {}
+                () = handshake(board, tcp, remote, slot, admission) => {}
             }
         });
     }
@@ -120,6 +130,7 @@ async fn handshake<S: Clone + Send + Sync + 'static>(
     mut tcp: TcpStream,
     remote: SocketAddr,
     mut slot: Slot,
+    admission: Admission,
 ) {
     let runtime = &board.runtime;
     let core = runtime.hub.core();
@@ -145,6 +156,15 @@ async fn handshake<S: Clone + Send + Sync + 'static>(
     };
     // Writing the answer gets the same time again, from when it is written.
     let deadline = || Instant::now() + config.handshake_timeout;
+    // From a trusted proxy, the client it names is counted now.
+    let admission = match board.admit_request(Some(admission), Some(remote), &head.headers) {
+        Ok(admission) => admission,
+        Err(refused) => {
+            let retry = format!("retry-after: {}\r\n", refused.retry_after_secs());
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            return refuse(&mut tcp, status, &refused.to_string(), &retry, deadline()).await;
+        }
+    };
     if head.uri.path() != config.path {
         return refuse(&mut tcp, StatusCode::NOT_FOUND, "", "", deadline()).await;
     }
@@ -182,5 +202,5 @@ async fn handshake<S: Clone + Send + Sync + 'static>(
     let socket = tcp.share();
     let ws = WebSocket::new(tcp, config.max_message_size, &buf[head.len..]).with_socket(socket);
     drop(buf);
-    board.spawn(ws, format, request);
+    board.spawn(ws, format, request, admission);
 }
