@@ -33,10 +33,15 @@ echo "==> cargo build (binaries the client tests spawn)"
 cargo build --workspace --bins --locked
 
 echo "==> cargo test"
-cargo test --workspace --locked
+# (The hostile-input suite runs in a step of its own, below.)
+cargo test --workspace --locked -- --skip hostile_
 
 echo "==> the conformance suite again, against two fixtures on one Redis (docs/cluster.md)"
-SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture
+SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture -- --skip hostile_
+
+echo "==> the hostile-input suite (issue 16): floods, slow clients, bad frames; memory and descriptors from /proc, a bystander's p99"
+cargo test --locked -p switchboard-server --test hostile -- --nocapture --test-threads=1
+cargo test --locked -p switchboard-fixture --test hostile -- --nocapture --test-threads=1
 
 echo "==> Autobahn|Testsuite, cases 1–10, on serve() and router() (scripts/autobahn.sh)"
 scripts/autobahn.sh

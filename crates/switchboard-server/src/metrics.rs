@@ -26,6 +26,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!("switchboard_connections", "Open client connections on this node");
     metrics::describe_gauge!("switchboard_users", "Users with a connection on this node");
     metrics::describe_gauge!("switchboard_topics", "Topics with a local subscriber");
+    metrics::describe_gauge!(
+        "switchboard_pending_timers",
+        "Identification deadlines, acknowledgement resends and credential expiries held now"
+    );
     metrics::describe_counter!("switchboard_connections_total", "Connections accepted since start");
     metrics::describe_counter!("switchboard_messages_in_total", "Messages received from clients");
     metrics::describe_counter!("switchboard_messages_out_total", "Messages sent to clients");
@@ -81,6 +85,7 @@ pub(crate) fn update(hub: &Hub) {
     metrics::gauge!("switchboard_connections").set(stats.connections as f64);
     metrics::gauge!("switchboard_users").set(stats.users as f64);
     metrics::gauge!("switchboard_topics").set(stats.topics as f64);
+    metrics::gauge!("switchboard_pending_timers").set(hub.registry_sizes().timers as f64);
     metrics::counter!("switchboard_connections_total").absolute(stats.connections_total);
     metrics::counter!("switchboard_messages_in_total").absolute(stats.messages_in);
     metrics::counter!("switchboard_messages_out_total").absolute(stats.messages_out);
