@@ -133,7 +133,7 @@ impl Default for HttpSettings {
             max_handshakes: 1024,
             max_connections_per_address: public.per_address.unwrap_or(0),
             new_connections_per_address: public.new_per_address.into(),
-            trusted_proxies: Vec::new(),
+            trusted_proxies: public.trusted_proxies.iter().map(ToString::to_string).collect(),
         }
     }
 }

@@ -206,13 +206,15 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     /// Limits for a public endpoint: 256 connections open per address (offices and mobile
-    /// carriers put many clients behind one), 20 new ones per second with bursts of 100.
+    /// carriers put many clients behind one), 20 new ones per second with bursts of 100; a proxy
+    /// on the same host (loopback: `127.0.0.0/8`, `::1`) is trusted, so that behind a local nginx
+    /// or Caddy every client counts for itself, not all of them for 127.0.0.1.
     #[must_use]
     pub fn public_endpoint() -> Self {
         Self {
             per_address: Some(256),
             new_per_address: Some(Rate::new(20, 100)),
-            trusted_proxies: Vec::new(),
+            trusted_proxies: vec![IpRange::LOOPBACK_V4, IpRange::LOOPBACK_V6],
         }
     }
 
@@ -241,6 +243,12 @@ pub struct IpRange {
 }
 
 impl IpRange {
+    /// `127.0.0.0/8`.
+    pub const LOOPBACK_V4: Self =
+        Self { network: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 0)), prefix: 8 };
+    /// `::1`.
+    pub const LOOPBACK_V6: Self = Self { network: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), prefix: 128 };
+
     /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 address).
     #[must_use]
     pub fn contains(&self, ip: IpAddr) -> bool {
