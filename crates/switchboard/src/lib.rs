@@ -12,7 +12,10 @@
 //! - Handlers are async functions of extractors ([`Payload`], [`Conn`], [`User`], [`Session`],
 //!   [`State`], [`Hub`], [`Meta`], [`TopicParams`]); they return anything [`IntoReply`].
 //! - [`Hub`]: send to connections, users or everyone, request a client, publish, kick.
-//! - [`Config`]: every limit of the protocol.
+//! - [`Config`]: every limit of the protocol, and those that keep abusers in check: handshake
+//!   deadline and caps, rate limits ([`RateLimits`], per connection and per user, cluster-wide),
+//!   connections per address ([`ConnectionLimits`], [`Switchboard::admit`]); what they refused is
+//!   in [`LimitStats`]. `docs/deploying.md` ("Limits and abuse") explains each.
 //!
 //! Guides: `docs/getting-started.md` (the library), `docs/topics.md` (topics, delivery
 //! guarantees, presence), `docs/protocol.md` (the wire protocol), `docs/architecture.md`.
