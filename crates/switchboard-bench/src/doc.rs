@@ -141,6 +141,7 @@ fn title(s: &str) -> String {
         "S5" => "cross-node through Redis",
         "S6" => "users on several devices (send-to-user)",
         "S7" => "slow consumers",
+        "S12" => "under abuse (ping floods, slow handshakes), and with rate limits on",
         _ => "",
     };
     format!("{s} — {t}")

@@ -3,7 +3,7 @@
 //! `docs/benchmarks.md` with its chart.
 //!
 //! ```text
-//! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md] [s1 … s7 | all]
+//! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md] [s1 … s7, s12 | all]
 //! ```
 //!
 //! `scripts/bench.sh` builds the binaries, installs the peers and calls this. The hidden
@@ -22,7 +22,7 @@ use switchboard_bench::{doc, procfs, svg, worker};
 #[derive(Parser)]
 #[command(about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers")]
 struct Args {
-    /// Scenarios: s1 … s7, or all.
+    /// Scenarios: s1 … s7, s12, or all.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Smaller sizes and shorter measurements (the whole run under 5 minutes).
@@ -95,7 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     type Scenario =
         for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Metric>> + 'a>>;
-    let all: [(&str, Scenario); 7] = [
+    let all: [(&str, Scenario); 8] = [
         ("s1", |c| Box::pin(scenarios::s1(c))),
         ("s2", |c| Box::pin(scenarios::s2(c))),
         ("s3", |c| Box::pin(scenarios::s3(c))),
@@ -103,6 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("s5", |c| Box::pin(scenarios::s5(c))),
         ("s6", |c| Box::pin(scenarios::s6(c))),
         ("s7", |c| Box::pin(scenarios::s7(c))),
+        ("s12", |c| Box::pin(scenarios::s12(c))),
     ];
     for (name, f) in all {
         if want(name) {

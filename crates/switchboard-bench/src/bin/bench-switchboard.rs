@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use switchboard::{
-    Accept, Config, Error, Format, Hub, Namespace, Payload, RawPayload, Server, TopicOptions, UpgradeRequest,
+    Accept, Config, Error, Format, Hub, Namespace, Payload, Rate, RawPayload, Server, TopicOptions,
+    UpgradeRequest,
 };
 use switchboard_bench::jwt;
 use tokio_tungstenite::tungstenite::http;
@@ -42,6 +43,11 @@ struct Args {
     /// docs/benchmarks-findings.md (S3); also enabled by env `BENCH_RAW_ACCEPT=1`.
     #[arg(long)]
     raw_accept: bool,
+    /// Rate limits on, generous (10M per second for every limit of `Config::rate_limits`, per
+    /// connection and per user: every message is checked, none refused): what the checks cost
+    /// (S12).
+    #[arg(long)]
+    rate_limits: bool,
 }
 
 /// The identity a bench client sends in `~hello`.
@@ -91,6 +97,13 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::default();
     if let Some(bytes) = args.queue_bytes {
         config.max_queue_bytes = bytes;
+    }
+    if args.rate_limits {
+        let generous = Some(Rate::new(10_000_000, 10_000_000));
+        let l = &mut config.rate_limits;
+        (l.messages, l.publications, l.subscriptions) = (generous, generous, generous);
+        (l.user_messages, l.user_publications, l.user_subscriptions) = (generous, generous, generous);
+        l.close_after = 0;
     }
     let mut server = Server::new().config(config);
     if let Some(url) = &args.redis {

@@ -30,14 +30,14 @@ pub(super) fn dispatch<S: Clone + Send + Sync + 'static>(
 ) -> Option<Task> {
     // Replies to our own requests are not the client's to ration.
     if !server.limits.on || matches!(msg.kind.as_str(), wire::types::OK | wire::types::ERR) {
-        return route(server, conn, msg);
+        return route(server, conn, msg, None);
     }
     let ns = conn.identity.read().as_ref().map(|i| i.ns);
     let counters = server.hub.core().counters();
     match limits.check(&server.limits, conn, &msg, ns, now_ms) {
         Verdict::Pass => {
             passed(conn);
-            route(server, conn, msg)
+            route(server, conn, msg, Some(ns))
         }
         Verdict::Refused(what, retry) => {
             refuse(&server.limits, counters, conn, &msg, ns, (what, retry), now_ms);
@@ -56,7 +56,7 @@ pub(super) fn dispatch<S: Clone + Send + Sync + 'static>(
                         passed(&conn);
                         let task = {
                             let _cork = Cork::new(Some(&conn), hub.counters());
-                            route(&server, &conn, msg)
+                            route(&server, &conn, msg, None)
                         };
                         if let Some(task) = task {
                             task.await;
@@ -71,11 +71,13 @@ pub(super) fn dispatch<S: Clone + Send + Sync + 'static>(
     }
 }
 
-/// Routes one message; returns the future that handles it, if any.
+/// Routes one message (`ns`: the connection's namespace, if the caller read it already);
+/// returns the future that handles it, if any.
 fn route<S: Clone + Send + Sync + 'static>(
     server: &Arc<Runtime<S>>,
     conn: &Arc<ConnShared>,
     msg: Message,
+    ns: Option<Option<usize>>,
 ) -> Option<Task> {
     match msg.kind.as_str() {
         wire::types::OK | wire::types::ERR => {
@@ -100,7 +102,7 @@ fn route<S: Clone + Send + Sync + 'static>(
         }
         wire::types::HELLO => identify::hello(server, conn, msg),
         _ => {
-            let ns = conn.identity.read().as_ref().map(|i| i.ns);
+            let ns = ns.unwrap_or_else(|| conn.identity.read().as_ref().map(|i| i.ns));
             if let Some(ns) = ns
                 && msg.kind.is_reserved()
             {

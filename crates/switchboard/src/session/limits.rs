@@ -6,7 +6,9 @@
 //! message; a `~pub` is also a publication, a `~sub` a subscription.
 //!
 //! A user's buckets live in the backend. An in-memory one answers at once
-//! ([`RateLimiter::take_now`]); a shared one (Redis) is asked for several tokens at a time, which
+//! ([`RateLimiter::take_now`]): a connection takes a few tokens at a time ([`ahead_size`], kept
+//! in its task for at most [`AHEAD_MS`], so that the shared bucket's lock is taken once every
+//! few messages); a shared one (Redis) is asked for several tokens at a time, which
 //! this node keeps for at most a second (a *lease*, so that one round trip serves a burst), and
 //! while a message waits for that answer the connection reads nothing more, so that messages
 //! still start in arrival order. Tokens only ever come from the backend, so the nodes together
@@ -105,11 +107,24 @@ impl Limits {
     }
 }
 
-/// A user's bucket keys in one namespace, built once per connection.
+/// A user's bucket keys in one namespace, built once per connection, and the tokens this
+/// connection took from them ahead of need.
 struct UserKeys {
     ns: usize,
     /// By [`What`].
     keys: [Arc<str>; 3],
+    /// By [`What`]: tokens left, and until when (server clock, ms) they may be used.
+    ahead: [(u32, u64); 3],
+}
+
+/// How long a connection may use tokens it took from its user's buckets ahead of need.
+const AHEAD_MS: u64 = 250;
+
+/// Tokens a connection takes from an in-memory user bucket at a time: a sixteenth of the burst,
+/// 1 to 16 (one lock every few messages instead of one per message; a connection that stops
+/// leaves at most that many unused, for at most [`AHEAD_MS`]).
+fn ahead_size(rate: Rate) -> u32 {
+    (rate.burst / 16).clamp(1, 16)
 }
 
 /// One connection's buckets, in its task: allocated by its first message counted (8 bytes in
@@ -179,9 +194,14 @@ impl Buckets {
         let Some(keys) = self.user_keys(conn, ns) else { return Verdict::Pass };
         let mut waits = Vec::new();
         for (what, rate) in wanted() {
+            let ahead = &mut keys.ahead[what as usize];
+            if ahead.0 > 0 && now_ms < ahead.1 {
+                ahead.0 -= 1;
+                continue;
+            }
             let key = &keys.keys[what as usize];
-            match limits.limiter.take_now(key, 1, rate) {
-                Some(grant) if grant.granted == 1 => {}
+            match limits.limiter.take_now(key, ahead_size(rate), rate) {
+                Some(grant) if grant.granted > 0 => *ahead = (grant.granted - 1, now_ms + AHEAD_MS),
                 Some(grant) => return Verdict::Refused(what, millis(grant.retry_after)),
                 None if limits.leases.take(key) => {}
                 None => waits.push((what, key.clone(), rate)),
@@ -207,14 +227,14 @@ impl Buckets {
     }
 
     /// The connection's user's keys in namespace `ns` (`None` without a user).
-    fn user_keys(&mut self, conn: &ConnShared, ns: usize) -> Option<&UserKeys> {
+    fn user_keys(&mut self, conn: &ConnShared, ns: usize) -> Option<&mut UserKeys> {
         if self.user.as_ref().is_none_or(|k| k.ns != ns) {
             let user = conn.user()?;
             let ns_name = conn.identity.read().as_ref().map(|i| i.ns_name.clone())?;
             let key = |what: char| Arc::from(format!("{ns_name}\u{1f}{user}\u{1f}{what}"));
-            self.user = Some(UserKeys { ns, keys: [key('m'), key('p'), key('s')] });
+            self.user = Some(UserKeys { ns, keys: [key('m'), key('p'), key('s')], ahead: [(0, 0); 3] });
         }
-        self.user.as_ref()
+        self.user.as_mut()
     }
 }
 
