@@ -12,7 +12,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # certutil: the server's browser test trusts its test CA in an NSS database, as Chromium does.
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
-# python3 -m venv: Autobahn|Testsuite runs from PyPI's kosoku in a virtualenv (scripts/autobahn.sh).
+# python3-venv: the checks below run PyPI tools from a virtual environment under target/
+# (Autobahn|Testsuite from PyPI's kosoku, scripts/autobahn.sh, among them).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
@@ -23,8 +24,19 @@ fi
 echo "==> npm ci (clients/typescript)"
 (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
 
+# Python tools from PyPI, in target/pyvenv (ignored): openapi-spec-validator checks the API
+# description; prometheus_client's parser reads /metrics in the server's tests/metrics.rs.
+echo "==> pip install openapi-spec-validator prometheus_client (target/pyvenv)"
+python3 -m venv target/pyvenv
+target/pyvenv/bin/pip install -q --disable-pip-version-check "openapi-spec-validator==0.9.*" "prometheus_client==0.26.*"
+echo "==> openapi-spec-validator docs/http-api.openapi.yaml"
+target/pyvenv/bin/openapi-spec-validator docs/http-api.openapi.yaml
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+
+echo "==> layering: no module imports from a layer above it, no import circle (docs/architecture.md)"
+python3 scripts/check-layers.py
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -3,6 +3,9 @@
 //! pulls in the guides of `docs/` so that `cargo test -p switchboard-examples --doc` compiles
 //! every Rust snippet in them.
 
+#[doc = include_str!("../../README.md")]
+pub mod readme {}
+
 #[doc = include_str!("../../docs/getting-started.md")]
 pub mod getting_started {}
 

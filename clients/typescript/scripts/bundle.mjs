@@ -2,7 +2,8 @@
 // - dist/cjs/package.json marks that folder CommonJS (the package itself is "type": "module");
 // - browser bundles: dist/switchboard.esm.js (ES module, the `@switchboard/client/browser`
 //   entry point, typed by dist/switchboard.esm.d.ts), dist/switchboard.esm.min.js, and
-//   dist/switchboard.iife.js (a global `Switchboard`), each with a source map.
+//   dist/switchboard.iife.js and dist/switchboard.iife.min.js (a global `Switchboard`), each
+//   with a source map. The standalone server's demo page embeds switchboard.iife.min.js.
 import { writeFileSync } from "node:fs";
 import { build } from "esbuild";
 
@@ -27,4 +28,5 @@ await Promise.all([
   build({ ...common, format: "esm", outfile: "dist/switchboard.esm.js" }),
   build({ ...common, format: "iife", globalName: "Switchboard", outfile: "dist/switchboard.iife.js" }),
   build({ ...common, format: "esm", minify: true, outfile: "dist/switchboard.esm.min.js" }),
+  build({ ...common, format: "iife", globalName: "Switchboard", minify: true, outfile: "dist/switchboard.iife.min.js" }),
 ]);

@@ -30,7 +30,7 @@ const allowed = [
   /^src\/[a-z-]+\.ts$/,
   /^dist\/(esm|cjs)\/[a-z-]+\.(js|d\.ts)(\.map)?$/,
   /^dist\/cjs\/package\.json$/,
-  /^dist\/switchboard\.(esm|esm\.min|iife)\.js(\.map)?$/,
+  /^dist\/switchboard\.(esm|esm\.min|iife|iife\.min)\.js(\.map)?$/,
   /^dist\/switchboard\.esm\.d\.ts$/,
 ];
 const unexpected = [...files].filter((f) => !allowed.some((re) => re.test(f)));
@@ -49,7 +49,13 @@ for (const name of sources) {
   targets.push(`src/${name}.ts`);
   for (const dir of ["esm", "cjs"]) targets.push(`dist/${dir}/${name}.js`, `dist/${dir}/${name}.d.ts`);
 }
-targets.push("dist/cjs/package.json", "dist/switchboard.iife.js", "dist/switchboard.esm.min.js", "README.md");
+targets.push(
+  "dist/cjs/package.json",
+  "dist/switchboard.iife.js",
+  "dist/switchboard.iife.min.js",
+  "dist/switchboard.esm.min.js",
+  "README.md",
+);
 const missing = [...new Set(targets)].filter((t) => !files.has(t));
 if (missing.length > 0) fail(`missing from the package: ${missing.join(", ")}`);
 console.log(`check-package: ${packed.filename}: ${files.size} files, ${packed.size} bytes packed; the list is as expected`);

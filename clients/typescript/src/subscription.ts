@@ -32,8 +32,7 @@ export interface SubscribedInfo extends StreamPosition {
  * Emitted after a reconnect: `recovered: false` means publications were lost, reload your state.
  * Also emitted with `recovered: false` when the topic's stream restarted while subscribed (the
  * server lost its history, e.g. a Redis restart): a delivery carried a new `epoch`, which this
- * event gives. A server that does not mark the restart is caught by its `seq` going back; the
- * epoch is then unknown (empty), and the next resubscription gets `recovered: false`.
+ * event gives. Within one epoch a `seq` already delivered is a duplicate and is dropped.
  */
 export interface RecoveryInfo extends StreamPosition {
   readonly topic: string;
@@ -172,15 +171,10 @@ export class Subscription<T = unknown> {
         this.emitter.emit("message", pub);
         return;
       }
-      if (!force && pub.seq === pos.seq) return; // already delivered
-      if (!force && pub.seq < pos.seq && typeof epoch === "string") return; // the same epoch, said so: a duplicate
-      if (!force && pub.seq < pos.seq) {
-        // The server never goes back within a stream: this is a new one (its history was lost,
-        // e.g. a Redis restart). Publications around it may be missing: the application reloads,
-        // and the next resubscription must not claim the old epoch (it gets recovered: false).
-        this.position = { epoch: "", seq: pub.seq };
-        this.emitter.emit("recovery", { topic: this.topic, epoch: "", seq: pub.seq, recovered: false, previous: pos });
-      } else if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
+      // The same epoch (a delivery names its epoch whenever it changed, protocol §5): a seq
+      // already delivered is a duplicate.
+      if (!force && pub.seq <= pos.seq) return;
+      if (pub.seq > pos.seq) this.position = { epoch: pos.epoch, seq: pub.seq };
     }
     this.emitter.emit("message", pub);
   }

@@ -1,6 +1,6 @@
 /**
  * Wire-level and public types shared by every part of the client.
- * The names follow the protocol (shared/protocol.md, version 1).
+ * The names follow the protocol (docs/protocol.md, version 1).
  */
 
 /** A request id: an integer in 1 ..= 2^53 − 1. */

@@ -12,6 +12,7 @@
 //! conformance::rate_limiter(&switchboard_core::MemoryRateLimiter::new(), "t1").await;
 //! let bus = MemoryBroker::new();
 //! conformance::broker(&bus, &bus.clone()).await;
+//! conformance::liveness(&bus, &bus.clone(), "t1").await;
 //! # });
 //! ```
 
@@ -22,12 +23,12 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::{
-    BackendError, Broker, BrokerSink, CapPolicy, ConnRef, History, HistoryOptions, NodeId, Position,
+    BackendError, Beat, Broker, BrokerSink, CapPolicy, ConnRef, History, HistoryOptions, NodeId, Position,
     Presence, Rate, RateLimiter, Users,
 };
 
 /// Checks [`History`]: consecutive sequence numbers, size limit, recovery with and without a gap,
-/// unknown epoch, TTL.
+/// unknown epoch, TTL, idempotency keys.
 pub async fn history(h: &dyn History, prefix: &str) {
     let topic = format!("{prefix}/history");
     let opts = HistoryOptions { size: 3, ttl: None };
@@ -35,7 +36,7 @@ pub async fn history(h: &dyn History, prefix: &str) {
     assert_eq!(start.seq, 0, "a new stream starts at 0");
     let mut last = start.clone();
     for i in 1..=5u64 {
-        let p = h.append(&topic, Bytes::from(format!("m{i}")), opts).await.unwrap();
+        let p = h.append(&topic, Bytes::from(format!("m{i}")), opts, None).await.unwrap().position;
         assert_eq!(p.seq, i, "sequence numbers are consecutive");
         assert_eq!(p.epoch, start.epoch, "the epoch is stable");
         last = p;
@@ -57,18 +58,41 @@ pub async fn history(h: &dyn History, prefix: &str) {
     assert_eq!(r.position, last);
 
     let none = format!("{prefix}/no-history");
-    h.append(&none, Bytes::from("x"), HistoryOptions::default()).await.unwrap();
-    let p = h.append(&none, Bytes::from("y"), HistoryOptions::default()).await.unwrap();
+    h.append(&none, Bytes::from("x"), HistoryOptions::default(), None).await.unwrap();
+    let p = h.append(&none, Bytes::from("y"), HistoryOptions::default(), None).await.unwrap().position;
     assert_eq!(p.seq, 2, "topics without history still count");
     let r = h.recover(&none, &Position { epoch: p.epoch.clone(), seq: 1 }).await.unwrap();
     assert!(!r.complete);
 
     let ttl = format!("{prefix}/ttl");
     let opts = HistoryOptions { size: 10, ttl: Some(Duration::from_millis(50)) };
-    let p = h.append(&ttl, Bytes::from("old"), opts).await.unwrap();
+    let p = h.append(&ttl, Bytes::from("old"), opts, Some("k-old")).await.unwrap().position;
     tokio::time::sleep(Duration::from_millis(120)).await;
     let r = h.recover(&ttl, &Position { epoch: p.epoch.clone(), seq: 0 }).await.unwrap();
     assert!(!r.complete, "expired publications are gone");
+    let again = h.append(&ttl, Bytes::from("old"), opts, Some("k-old")).await.unwrap();
+    assert!(!again.duplicate, "an expired publication's key is forgotten with it");
+    assert_eq!(again.position.seq, 2);
+
+    // Idempotency keys: a key seen within the kept history appends nothing.
+    let keyed = format!("{prefix}/keys");
+    let opts = HistoryOptions { size: 2, ttl: None };
+    let first = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert!(!first.duplicate);
+    let retry = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert!(retry.duplicate, "the same key again is a duplicate");
+    assert_eq!(retry.position, first.position, "with the first one's position");
+    assert_eq!(h.position(&keyed).await.unwrap().seq, 1, "nothing was appended");
+    let other = h.append(&keyed, Bytes::from("b"), opts, Some("k2")).await.unwrap();
+    assert_eq!((other.position.seq, other.duplicate), (2, false));
+    let unkeyed = h.append(&keyed, Bytes::from("c"), opts, None).await.unwrap();
+    assert_eq!(unkeyed.position.seq, 3);
+    let pushed_out = h.append(&keyed, Bytes::from("a"), opts, Some("k1")).await.unwrap();
+    assert_eq!((pushed_out.position.seq, pushed_out.duplicate), (4, false), "k1 left the kept history");
+    let none_kept = format!("{prefix}/keys-no-history");
+    h.append(&none_kept, Bytes::from("a"), HistoryOptions::default(), Some("k")).await.unwrap();
+    let again = h.append(&none_kept, Bytes::from("a"), HistoryOptions::default(), Some("k")).await.unwrap();
+    assert!(!again.duplicate, "a topic that keeps no history keeps no keys");
 }
 
 /// Checks [`Presence`]: join, update, leave, order, empty keys.
@@ -80,11 +104,34 @@ pub async fn presence(p: &dyn Presence, prefix: &str) {
     let list = p.list(&key).await.unwrap();
     let conns: Vec<_> = list.iter().map(|e| (e.conn.as_str(), e.info.clone())).collect();
     assert_eq!(conns, [("c1", Bytes::from("a2")), ("c2", Bytes::from("b"))]);
-    p.leave(&key, "c1").await.unwrap();
-    p.leave(&key, "c3").await.unwrap();
+    assert!(p.leave(&key, "c1").await.unwrap(), "a leave reports what it removed");
+    assert!(!p.leave(&key, "c1").await.unwrap(), "and only that");
+    assert!(!p.leave(&key, "c3").await.unwrap());
     assert_eq!(p.list(&key).await.unwrap().len(), 1);
     p.leave(&key, "c2").await.unwrap();
     assert!(p.list(&key).await.unwrap().is_empty());
+
+    // A node's entries, under every key, go at once.
+    let (k1, k2) = (format!("{prefix}/evict-1"), format!("{prefix}/evict-2"));
+    let (dead, alive) = (format!("{prefix}dead"), format!("{prefix}alive"));
+    p.join(&k1, &format!("{dead}.1"), Bytes::from("d1")).await.unwrap();
+    p.join(&k1, &format!("{alive}.1"), Bytes::from("a1")).await.unwrap();
+    p.join(&k2, &format!("{dead}.2"), Bytes::from("d2")).await.unwrap();
+    let mut evicted = p.evict_node(&dead).await.unwrap();
+    evicted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        evicted.iter().map(|(k, e)| (k.as_str(), e.conn.as_str(), e.info.clone())).collect::<Vec<_>>(),
+        [
+            (k1.as_str(), &*format!("{dead}.1"), Bytes::from("d1")),
+            (k2.as_str(), &*format!("{dead}.2"), Bytes::from("d2"))
+        ]
+    );
+    let left: Vec<_> = p.list(&k1).await.unwrap().into_iter().map(|e| e.conn).collect();
+    assert_eq!(left, [format!("{alive}.1")], "other nodes' entries stay");
+    assert!(p.list(&k2).await.unwrap().is_empty());
+    assert!(p.evict_node(&dead).await.unwrap().is_empty(), "evicted once");
+    assert!(!p.leave(&k1, &format!("{dead}.1")).await.unwrap(), "an evicted entry is gone for leave too");
+    p.leave(&k1, &format!("{alive}.1")).await.unwrap();
 }
 
 /// Checks [`Users`]: registration order, both cap policies, unregister.
@@ -93,10 +140,14 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     let node: NodeId = Arc::from("n1");
     let conn = |c: &str| ConnRef { conn: Arc::from(c), node: node.clone() };
     let cap = Some((2, CapPolicy::EvictOldest));
-    assert!(u.register(&user, conn("a"), cap).await.unwrap().evicted.is_empty());
-    assert!(u.register(&user, conn("b"), cap).await.unwrap().evicted.is_empty());
+    let first = u.register(&user, conn("a"), cap).await.unwrap();
+    assert!(first.evicted.is_empty());
+    assert_eq!(first.connections, 1, "the user's first connection");
+    let second = u.register(&user, conn("b"), cap).await.unwrap();
+    assert_eq!((second.evicted.len(), second.connections), (0, 2));
     let r = u.register(&user, conn("c"), cap).await.unwrap();
     assert_eq!(r.evicted, [conn("a")], "the oldest is evicted");
+    assert_eq!(r.connections, 2);
     let conns: Vec<_> = u.connections(&user).await.unwrap().into_iter().map(|c| c.conn).collect();
     assert_eq!(conns, [Arc::from("b"), Arc::from("c")]);
     // When the registry answers at once, it agrees with the list.
@@ -105,9 +156,39 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     let refused = u.register(&user, conn("d"), Some((2, CapPolicy::RefuseNew))).await;
     assert!(matches!(refused, Err(BackendError::Limit)), "refuse_new refuses");
     assert_eq!(u.connections(&user).await.unwrap().len(), 2);
-    u.unregister(&user, "b").await.unwrap();
-    u.unregister(&user, "c").await.unwrap();
+    let gone = u.unregister(&user, "b").await.unwrap();
+    assert_eq!((gone.removed, gone.remaining), (true, 1));
+    assert!(!u.unregister(&user, "b").await.unwrap().removed, "reported once");
+    let last = u.unregister(&user, "c").await.unwrap();
+    assert_eq!((last.removed, last.remaining), (true, 0), "the user's last connection");
     assert!(u.connections(&user).await.unwrap().is_empty());
+
+    // A node's registrations, of every user, go at once.
+    let (dead, alive): (NodeId, NodeId) =
+        (Arc::from(format!("{prefix}-dead")), Arc::from(format!("{prefix}-alive")));
+    let on = |c: &str, n: &NodeId| ConnRef { conn: Arc::from(c), node: n.clone() };
+    let (u1, u2) = (format!("{prefix}-u1"), format!("{prefix}-u2"));
+    u.register(&u1, on("d1", &dead), None).await.unwrap();
+    u.register(&u1, on("a1", &alive), None).await.unwrap();
+    u.register(&u2, on("d2", &dead), None).await.unwrap();
+    u.register(&u2, on("d3", &dead), None).await.unwrap();
+    let mut evicted = u.evict_node(&dead).await.unwrap();
+    evicted.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(evicted.len(), 2);
+    assert_eq!(
+        (evicted[0].user.as_str(), evicted[0].conns.clone(), evicted[0].remaining),
+        (u1.as_str(), vec![Arc::from("d1")], 1)
+    );
+    let mut two = evicted[1].conns.clone();
+    two.sort();
+    assert_eq!(
+        (evicted[1].user.as_str(), two, evicted[1].remaining),
+        (u2.as_str(), vec![Arc::from("d2"), Arc::from("d3")], 0)
+    );
+    assert_eq!(u.connections(&u1).await.unwrap(), [on("a1", &alive)]);
+    assert!(u.connections(&u2).await.unwrap().is_empty());
+    assert!(u.evict_node(&dead).await.unwrap().is_empty(), "evicted once");
+    u.unregister(&u1, "a1").await.unwrap();
 }
 
 /// Checks [`RateLimiter`]: a new bucket is full, partial grants say when the next token comes,
@@ -188,6 +269,43 @@ pub async fn broker(a: &dyn Broker, b: &dyn Broker) {
     b.detach(&nb).await.unwrap();
 }
 
+/// Checks the liveness part of [`Broker`] with two handles to the same cluster: a node that stops
+/// beating is dead after its ttl, on both handles; one claimer at a time, a lapsed claim can be
+/// taken over; a forgotten node is no longer listed, and its late beat learns it was cleaned up.
+pub async fn liveness(a: &dyn Broker, b: &dyn Broker, prefix: &str) {
+    let (na, nb): (NodeId, NodeId) =
+        (Arc::from(format!("{prefix}-live-a")), Arc::from(format!("{prefix}-live-b")));
+    let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    a.attach(na.clone(), ra.clone()).await.unwrap();
+    b.attach(nb.clone(), rb.clone()).await.unwrap();
+    let short = Duration::from_millis(300);
+    let long = Duration::from_secs(30);
+    assert_eq!(a.beat(&na, long).await.unwrap(), Beat::Alive, "a first beat");
+    assert_eq!(b.beat(&nb, short).await.unwrap(), Beat::Alive);
+    assert!(!a.dead_nodes().await.unwrap().contains(&nb), "alive while its ttl runs");
+    assert!(!a.claim_dead(&nb, &na, long).await.unwrap(), "an alive node cannot be claimed");
+    // b stops beating.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !a.dead_nodes().await.unwrap().contains(&nb) {
+        assert!(tokio::time::Instant::now() < deadline, "b is dead once its ttl ran out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(b.dead_nodes().await.unwrap().contains(&nb), "every handle sees it");
+    assert!(!a.dead_nodes().await.unwrap().contains(&na));
+    let other: NodeId = Arc::from(format!("{prefix}-live-c"));
+    assert!(a.claim_dead(&nb, &na, Duration::from_millis(200)).await.unwrap(), "a claims b's cleanup");
+    assert!(a.claim_dead(&nb, &na, Duration::from_millis(200)).await.unwrap(), "and renews its claim");
+    assert!(!b.claim_dead(&nb, &other, long).await.unwrap(), "one claimer at a time");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(b.claim_dead(&nb, &other, long).await.unwrap(), "a lapsed claim is taken over");
+    b.forget_dead(&nb).await.unwrap();
+    assert!(!a.dead_nodes().await.unwrap().contains(&nb), "forgotten once cleaned up");
+    assert_eq!(b.beat(&nb, long).await.unwrap(), Beat::Lapsed { cleaned: true }, "a late beat learns it");
+    assert_eq!(b.beat(&nb, long).await.unwrap(), Beat::Alive, "and is alive again from then on");
+    a.detach(&na).await.unwrap();
+    b.detach(&nb).await.unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use crate::*;
@@ -200,5 +318,6 @@ mod tests {
         super::rate_limiter(&MemoryRateLimiter::new(), "m").await;
         let bus = MemoryBroker::new();
         super::broker(&bus, &bus.clone()).await;
+        super::liveness(&bus, &bus.clone(), "m").await;
     }
 }

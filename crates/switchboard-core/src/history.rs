@@ -38,6 +38,15 @@ pub struct StoredPublication {
     pub data: Bytes,
 }
 
+/// What [`History::append`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The publication's position: the new one, or, for a duplicate, the first one's.
+    pub position: Position,
+    /// The key was already seen within the kept history: nothing was appended.
+    pub duplicate: bool,
+}
+
 /// The answer to a recovery request.
 #[derive(Clone, Debug)]
 pub struct Recovery {
@@ -52,11 +61,21 @@ pub struct Recovery {
 /// Assigns sequence numbers and keeps recent publications per topic.
 ///
 /// **Guarantees**: within an epoch, `append` returns consecutive sequence numbers starting at 1;
-/// `recover` returns publications in sequence order and says `complete: false` when the epoch
-/// differs or when some publication after `since` is no longer kept.
+/// an `append` with a `key` that a publication still kept in the topic's history was appended
+/// with appends nothing and returns that publication's position (`duplicate: true`), checked and
+/// applied atomically (two nodes appending the same key at once append it once); `recover`
+/// returns publications in sequence order and says `complete: false` when the epoch differs or
+/// when some publication after `since` is no longer kept.
 pub trait History: Send + Sync + 'static {
-    /// Records a publication and returns its position.
-    fn append(&self, topic: &str, data: Bytes, options: HistoryOptions) -> BackendFuture<'_, Position>;
+    /// Records a publication and returns its position; with `key`, only if no publication kept
+    /// in the topic's history has that key (a topic that keeps no history keeps no keys).
+    fn append(
+        &self,
+        topic: &str,
+        data: Bytes,
+        options: HistoryOptions,
+        key: Option<&str>,
+    ) -> BackendFuture<'_, Appended>;
     /// The topic's current position (creating its stream if needed).
     fn position(&self, topic: &str) -> BackendFuture<'_, Position>;
     /// The publications after `since`.
@@ -89,8 +108,17 @@ struct Shard {
 struct Stream {
     epoch: Arc<str>,
     seq: u64,
-    items: VecDeque<(u64, Bytes, Option<Instant>)>,
+    items: VecDeque<Item>,
     touched: Instant,
+}
+
+/// A kept publication.
+struct Item {
+    seq: u64,
+    data: Bytes,
+    expires: Option<Instant>,
+    /// Its idempotency key, if it had one.
+    key: Option<Box<str>>,
 }
 
 impl Stream {
@@ -99,7 +127,7 @@ impl Stream {
     }
 
     fn trim(&mut self, now: Instant) {
-        while self.items.front().is_some_and(|(_, _, at)| expired(*at, now)) {
+        while self.items.front().is_some_and(|item| expired(item.expires, now)) {
             self.items.pop_front();
         }
     }
@@ -214,18 +242,33 @@ impl MemoryHistory {
 }
 
 impl History for MemoryHistory {
-    fn append(&self, topic: &str, data: Bytes, options: HistoryOptions) -> BackendFuture<'_, Position> {
-        let position = self.with_stream(topic, |s| {
+    fn append(
+        &self,
+        topic: &str,
+        data: Bytes,
+        options: HistoryOptions,
+        key: Option<&str>,
+    ) -> BackendFuture<'_, Appended> {
+        let appended = self.with_stream(topic, |s| {
+            if let Some(key) = key {
+                s.trim(Instant::now());
+                // Linear: keyed publications only, and at most `size` kept.
+                if let Some(first) = s.items.iter().find(|i| i.key.as_deref() == Some(key)) {
+                    let position = Position { epoch: s.epoch.clone(), seq: first.seq };
+                    return Appended { position, duplicate: true };
+                }
+            }
             s.seq += 1;
             if options.size > 0 {
-                s.items.push_back((s.seq, data, deadline(options.ttl)));
+                let expires = deadline(options.ttl);
+                s.items.push_back(Item { seq: s.seq, data, expires, key: key.map(Box::from) });
                 while s.items.len() > options.size {
                     s.items.pop_front();
                 }
             }
-            s.position()
+            Appended { position: s.position(), duplicate: false }
         });
-        Box::pin(std::future::ready(Ok(position)))
+        Box::pin(std::future::ready(Ok(appended)))
     }
 
     fn position(&self, topic: &str) -> BackendFuture<'_, Position> {
@@ -243,8 +286,8 @@ impl History for MemoryHistory {
             let publications: Vec<_> = s
                 .items
                 .iter()
-                .filter(|(seq, _, _)| *seq > since.seq)
-                .map(|(seq, data, _)| StoredPublication { seq: *seq, data: data.clone() })
+                .filter(|item| item.seq > since.seq)
+                .map(|item| StoredPublication { seq: item.seq, data: item.data.clone() })
                 .collect();
             let missing = s.seq - since.seq;
             let complete = publications.len() as u64 == missing;
@@ -280,7 +323,11 @@ mod tests {
         let r = h.recover("t", &Position { epoch: "other".into(), seq: 0 }).await.unwrap();
         assert!(!r.complete, "an unknown epoch is not recoverable");
         assert!(h.is_empty());
-        let first = h.append("t", Bytes::from("x"), HistoryOptions { size: 1, ttl: None }).await.unwrap();
+        let first = h
+            .append("t", Bytes::from("x"), HistoryOptions { size: 1, ttl: None }, None)
+            .await
+            .unwrap()
+            .position;
         assert_eq!(
             first,
             Position { epoch: p.epoch.clone(), seq: 1 },
@@ -295,7 +342,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_stream_never_comes_back_with_its_epoch() {
         let h = MemoryHistory::new();
-        let before = h.append("t", Bytes::from("x"), HistoryOptions::default()).await.unwrap();
+        let before = h.append("t", Bytes::from("x"), HistoryOptions::default(), None).await.unwrap().position;
         for shard in &h.shards {
             h.sweep(&mut shard.lock(), Instant::now() + MemoryHistory::IDLE);
         }
@@ -305,7 +352,7 @@ mod tests {
         assert_ne!(after.epoch, before.epoch, "a new epoch after the drop");
         let r = h.recover("t", &Position { epoch: before.epoch.clone(), seq: 0 }).await.unwrap();
         assert!(!r.complete, "what was published before the drop is lost, and said so");
-        let again = h.append("t", Bytes::from("y"), HistoryOptions::default()).await.unwrap();
+        let again = h.append("t", Bytes::from("y"), HistoryOptions::default(), None).await.unwrap().position;
         assert_eq!(again, Position { epoch: after.epoch, seq: 1 });
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! | contract | what it does | in-memory default |
 //! |---|---|---|
-//! | [`Broker`] | carries topic publications and node-to-node messages between nodes | [`MemoryBroker`] (one process; nodes attached to the same bus see each other) |
+//! | [`Broker`] | carries topic publications and node-to-node messages between nodes; which nodes are alive | [`MemoryBroker`] (one process; nodes attached to the same bus see each other) |
 //! | [`History`] | assigns sequence numbers and keeps recent publications per topic | [`MemoryHistory`] |
 //! | [`Presence`] | who is in a topic, and the directory | [`MemoryPresence`] |
 //! | [`Users`] | users → connections across nodes, with the per-user cap | [`MemoryUsers`] |
@@ -21,8 +21,8 @@
 //! let backends = Backends::memory();
 //! let topic = "chat/lobby";
 //! let opts = HistoryOptions { size: 10, ttl: None };
-//! let p = backends.history.append(topic, "hi".into(), opts).await.unwrap();
-//! assert_eq!(p.seq, 1);
+//! let a = backends.history.append(topic, "hi".into(), opts, None).await.unwrap();
+//! assert_eq!(a.position.seq, 1);
 //! # });
 //! ```
 
@@ -40,11 +40,11 @@ mod limits;
 mod presence;
 mod users;
 
-pub use broker::{Broker, BrokerSink, MemoryBroker};
-pub use history::{History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
+pub use broker::{Beat, Broker, BrokerSink, MemoryBroker};
+pub use history::{Appended, History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
 pub use limits::{Grant, MemoryRateLimiter, Rate, RateLimiter, TokenBucket};
 pub use presence::{MemoryPresence, Presence, PresenceEntry};
-pub use users::{CapPolicy, ConnRef, MemoryUsers, Registration, Users};
+pub use users::{CapPolicy, ConnRef, Evicted, MemoryUsers, Registration, Unregistered, Users};
 
 /// The future every backend method returns.
 pub type BackendFuture<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
@@ -66,6 +66,23 @@ pub enum BackendError {
     /// A message addressed to one node found no such node in the cluster.
     #[error("no such node")]
     NoSuchNode,
+    /// The request reached the backend (or may have) but its answer did not come back: it may
+    /// or may not have been applied. A caller that must not apply something twice retries with
+    /// the same idempotency key ([`History::append`]).
+    #[error("backend outcome unknown: {0}")]
+    Indeterminate(String),
+}
+
+/// The node a connection id belongs to: connection ids are `NODE.N` (the part before the last
+/// `.`). Backends that must find a node's entries ([`Presence::evict_node`]) rely on it.
+///
+/// ```
+/// assert_eq!(switchboard_core::node_of("3f9a0c1d.2a"), Some("3f9a0c1d"));
+/// assert_eq!(switchboard_core::node_of("no-dot"), None);
+/// ```
+#[must_use]
+pub fn node_of(conn: &str) -> Option<&str> {
+    conn.rsplit_once('.').map(|(node, _)| node)
 }
 
 /// The backends a server runs on.

@@ -29,16 +29,52 @@ pub enum CapPolicy {
 
 /// The result of registering a connection.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Registration {
     /// Connections the caller must close (policy `EvictOldest`), oldest first.
     pub evicted: Vec<ConnRef>,
+    /// The user's connections now, this one included (1: it is the user's first).
+    pub connections: usize,
+}
+
+/// The result of unregistering a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unregistered {
+    /// The connection was registered (and this call removed it).
+    pub removed: bool,
+    /// The user's connections left.
+    pub remaining: usize,
+}
+
+/// A user's connections that [`Users::evict_node`] removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Evicted {
+    /// The user.
+    pub user: String,
+    /// The connections removed.
+    pub conns: Vec<NodeId>,
+    /// The user's connections left (on other nodes).
+    pub remaining: usize,
+}
+
+impl Evicted {
+    /// What an eviction removed of `user`: `conns`, leaving `remaining` connections.
+    #[must_use]
+    pub fn new(user: impl Into<String>, conns: Vec<NodeId>, remaining: usize) -> Self {
+        Self { user: user.into(), conns, remaining }
+    }
 }
 
 /// The users → connections registry, cluster-wide.
 ///
 /// **Guarantees**: `register` checks and applies the cap atomically, so two nodes registering
 /// at once never both exceed it; evicted connections are already removed from the registry when
-/// it returns. `connections` lists a user's connections in registration order.
+/// it returns. `connections` lists a user's connections in registration order. `unregister` and
+/// `evict_node` report only what they removed themselves (two nodes removing the same connection
+/// at once never both report it), with the count left, so that "the user's last connection went"
+/// is seen exactly once.
 pub trait Users: Send + Sync + 'static {
     /// Adds `conn` to `user`, applying `cap` (`None`: unlimited).
     ///
@@ -50,9 +86,12 @@ pub trait Users: Send + Sync + 'static {
         cap: Option<(usize, CapPolicy)>,
     ) -> BackendFuture<'_, Registration>;
     /// Removes `conn` from `user` (no-op if absent).
-    fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, ()>;
+    fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, Unregistered>;
     /// The user's connections, oldest first.
     fn connections(&self, user: &str) -> BackendFuture<'_, Vec<ConnRef>>;
+    /// Removes every connection of `node` (registered with that node), of every user; returns
+    /// what it removed itself, per user.
+    fn evict_node(&self, node: &str) -> BackendFuture<'_, Vec<Evicted>>;
 
     /// How many of the user's connections are on nodes other than `node`, if the registry can
     /// tell at once, without I/O (an in-memory registry can); `None` otherwise (the default),
@@ -119,27 +158,50 @@ impl Users for MemoryUsers {
             }
         }
         conns.push(conn);
+        let connections = conns.len();
         if let Some(conns) = Conns::from_vec(conns) {
             users.insert(key, conns);
         }
-        Box::pin(std::future::ready(Ok(Registration { evicted })))
+        Box::pin(std::future::ready(Ok(Registration { evicted, connections })))
     }
 
-    fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, ()> {
+    fn unregister(&self, user: &str, conn: &str) -> BackendFuture<'_, Unregistered> {
         let mut users = self.users.lock();
+        let mut out = Unregistered::default();
         if let Some((key, conns)) = users.remove_entry(user) {
             let mut conns = conns.into_vec();
+            let before = conns.len();
             conns.retain(|c| &*c.conn != conn);
+            out = Unregistered { removed: conns.len() < before, remaining: conns.len() };
             if let Some(conns) = Conns::from_vec(conns) {
                 users.insert(key, conns);
             }
         }
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(Ok(out)))
     }
 
     fn connections(&self, user: &str) -> BackendFuture<'_, Vec<ConnRef>> {
         let list = self.users.lock().get(user).map(|c| c.as_slice().to_vec()).unwrap_or_default();
         Box::pin(std::future::ready(Ok(list)))
+    }
+
+    fn evict_node(&self, node: &str) -> BackendFuture<'_, Vec<Evicted>> {
+        let mut evicted = Vec::new();
+        let mut users = self.users.lock();
+        let names: Vec<Box<str>> = users.keys().cloned().collect();
+        for name in names {
+            let Some((key, conns)) = users.remove_entry(&*name) else { continue };
+            let (gone, kept): (Vec<ConnRef>, Vec<ConnRef>) =
+                conns.into_vec().into_iter().partition(|c| &*c.node == node);
+            if !gone.is_empty() {
+                let conns = gone.into_iter().map(|c| c.conn).collect();
+                evicted.push(Evicted { user: key.to_string(), conns, remaining: kept.len() });
+            }
+            if let Some(kept) = Conns::from_vec(kept) {
+                users.insert(key, kept);
+            }
+        }
+        Box::pin(std::future::ready(Ok(evicted)))
     }
 
     fn remote_count_now(&self, user: &str, node: &str) -> Option<usize> {

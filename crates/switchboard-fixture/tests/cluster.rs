@@ -258,7 +258,8 @@ async fn dm_by_alias_and_by_conn_crosses_nodes() {
     // Unavailable on node B (so out of the directory): refused from node A as on one node.
     bob.ok("~status", json!({"available": false})).await;
     alice.err_code("~dm", json!({"to": {"conn": bob.conn}, "data": 2}), "UNAVAILABLE").await;
-    alice.err_code("~dm", json!({"to": {"alias": "bob"}, "data": 2}), "NOT_FOUND").await;
+    // By alias too: the alias is known cluster-wide, its owner is unavailable (as on one node).
+    alice.err_code("~dm", json!({"to": {"alias": "bob"}, "data": 2}), "UNAVAILABLE").await;
     // A connection id of a node that does not exist, and of one that does but without it.
     alice.err_code("~dm", json!({"to": {"conn": "nonode.1"}, "data": 3}), "NOT_FOUND").await;
     let ghost = format!("{}.fffff", bob.conn.rsplit_once('.').expect("node.n").0);

@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,11 +32,15 @@ use parking_lot::Mutex;
 use redis::PushKind;
 use redis::aio::PubSubSink;
 use redis::cluster_async::ClusterConnection;
-use switchboard_core::{BackendError, BackendFuture, Broker, BrokerSink, NodeId};
+use switchboard_core::{BackendError, BackendFuture, Beat, Broker, BrokerSink, NodeId};
 
-use crate::ConnectError;
 use crate::conn::Target;
-use crate::core::{Core, Keys, unavailable};
+use crate::core::{Core, Keys, NodeState, read_failure, unavailable};
+use crate::{ConnectError, scripts};
+
+/// How long a cleaned-up node's tombstone lives (a later beat learns it was cleaned up), and
+/// how long a beat's verdict is kept for the retry of a beat whose answer was lost.
+const TOMBSTONE: Duration = Duration::from_secs(600);
 
 pub(crate) struct RedisBroker {
     shared: Arc<Shared>,
@@ -44,6 +49,18 @@ pub(crate) struct RedisBroker {
     /// One Redis: publications and node messages for the writer task. Cluster: `None`, each
     /// is its own request (see `write`).
     outgoing: Option<tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+    /// The nodes this process beats for.
+    beats: Mutex<HashMap<NodeId, Beats>>,
+}
+
+/// What this process knows of its beats for one node.
+#[derive(Default)]
+struct Beats {
+    /// A beat was answered (later ones are not first beats).
+    answered: bool,
+    /// The token of the last beat whose answer was lost (it may have run: the next beat asks
+    /// for its verdict too).
+    lost: Option<String>,
 }
 
 /// One message for the writer: channel, framed payload, and where its receiver count goes.
@@ -84,6 +101,10 @@ struct Shared {
     up: tokio::sync::watch::Sender<bool>,
     /// Wakes the cluster maintenance task (a subscription was lost).
     kick: tokio::sync::Notify,
+    /// Cluster: how many times subscriptions were lost (a connection to a master dropped, or a
+    /// master dropped a wanted channel); the maintenance task tells the sinks once it subscribed
+    /// again to every wanted channel after the last loss.
+    losses: AtomicU64,
 }
 
 #[derive(Default)]
@@ -151,6 +172,7 @@ impl RedisBroker {
             commands: tokio::sync::Mutex::new(()),
             up,
             kick: tokio::sync::Notify::new(),
+            losses: AtomicU64::new(0),
         });
         let tasks = match pushes {
             None => vec![tokio::spawn(drive(shared.clone()))],
@@ -170,7 +192,7 @@ impl RedisBroker {
             tasks.push(tokio::spawn(write(core.clone(), queue)));
             Some(outgoing)
         };
-        let broker = Self { shared, core, tasks, outgoing };
+        let broker = Self { shared, core, tasks, outgoing, beats: Mutex::new(HashMap::new()) };
         let wait = tokio::time::timeout(broker.shared.connect_timeout * 2, watch.wait_for(|up| *up)).await;
         match wait {
             Ok(Ok(_)) => Ok(broker),
@@ -341,6 +363,7 @@ async fn drive_cluster(
                 if wanted {
                     // A master dropped it (its slot moved): subscribe again where it lives now.
                     tracing::debug!("redis sharded pub/sub: a wanted channel was unsubscribed by the server");
+                    shared.losses.fetch_add(1, Ordering::AcqRel);
                     shared.kick.notify_one();
                 }
             }
@@ -349,6 +372,8 @@ async fn drive_cluster(
                 // channels lived there is not told, so check them all once it is back.
                 tracing::warn!("redis sharded pub/sub: a connection to a cluster node was lost");
                 shared.state.lock().confirmed.clear();
+                shared.losses.fetch_add(1, Ordering::AcqRel);
+                disconnected(&shared);
                 shared.kick.notify_one();
             }
             _ => {}
@@ -366,6 +391,8 @@ async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
         return;
     };
     let mut last_ping = tokio::time::Instant::now();
+    // The losses repaired (and told to the sinks) so far.
+    let mut repaired = 0;
     loop {
         {
             let Some(shared) = weak.upgrade() else { return };
@@ -394,6 +421,8 @@ async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
             }
         }
         let _commands = shared.commands.lock().await;
+        // Read before the wanted channels: a loss after this is repaired by the next round.
+        let losses = shared.losses.load(Ordering::Acquire);
         let (missing, extra) = {
             let st = shared.state.lock();
             let missing: Vec<Vec<u8>> =
@@ -402,13 +431,22 @@ async fn maintain_cluster(weak: std::sync::Weak<Shared>) {
                 st.confirmed.iter().filter(|c| !st.routes.contains_key(*c)).cloned().collect();
             (missing, extra)
         };
+        let mut whole = true;
         if !missing.is_empty() {
             match cluster_command(&shared, conn, true, &missing).await {
                 Ok(()) => {
                     tracing::debug!(channels = missing.len(), "redis sharded pub/sub: subscribed again")
                 }
-                Err(e) => tracing::debug!(error = %e, "redis sharded pub/sub: subscribing again failed"),
+                Err(e) => {
+                    whole = false;
+                    tracing::debug!(error = %e, "redis sharded pub/sub: subscribing again failed");
+                }
             }
+        }
+        if whole && losses > repaired {
+            repaired = losses;
+            tracing::info!("redis sharded pub/sub: every channel is subscribed again");
+            reconnected(&shared);
         }
         if !extra.is_empty() {
             let _ = cluster_command(&shared, conn, false, &extra).await;
@@ -478,7 +516,18 @@ impl Broker for RedisBroker {
                 }
                 gone
             };
-            self.command(false, gone).await
+            let unsubscribed = self.command(false, gone).await;
+            // A node that beat and detaches while alive never turns dead.
+            let beat = self.beats.lock().remove(&node).is_some();
+            if beat {
+                let core = &*self.core;
+                let mut call = scripts::NODE_DETACH.prepare_invoke();
+                call.key(&core.keys.node_keys(&node)[..3]);
+                if core.invoke::<i64>(&call).await? == 1 {
+                    let _: i64 = core.query(redis::cmd("SREM").arg(core.keys.nodes()).arg(&*node)).await?;
+                }
+            }
+            unsubscribed
         })
     }
 
@@ -551,6 +600,124 @@ impl Broker for RedisBroker {
             Ok(())
         })
     }
+
+    fn beat(&self, node: &NodeId, ttl: Duration) -> BackendFuture<'_, Beat> {
+        let node = node.clone();
+        Box::pin(async move {
+            let core = &*self.core;
+            let (first, lost) = match self.beats.lock().get(&node) {
+                None => (true, None),
+                Some(b) => (!b.answered, b.lost.clone()),
+            };
+            let token = format!("{:016x}", rand::random::<u64>());
+            let mut call = scripts::NODE_BEAT.prepare_invoke();
+            call.key(&core.keys.node_keys(&node)[..])
+                .key(core.keys.node_verdict(&node))
+                .arg(millis(ttl))
+                .arg(u8::from(first))
+                .arg(&token)
+                .arg(lost.as_deref().unwrap_or(""))
+                .arg(millis(TOMBSTONE));
+            let verdict = core.invoke::<i64>(&call).await;
+            {
+                let mut beats = self.beats.lock();
+                let b = beats.entry(node.clone()).or_default();
+                match &verdict {
+                    Ok(_) => *b = Beats { answered: true, lost: None },
+                    // It may have run: the next beat asks for this one's verdict too.
+                    Err(BackendError::Indeterminate(_)) => b.lost = Some(token),
+                    // It did not run: a beat lost before it still may have.
+                    Err(_) => {}
+                }
+            }
+            let beat = match verdict? {
+                0 => Beat::Alive,
+                1 => Beat::Lapsed { cleaned: false },
+                _ => Beat::Lapsed { cleaned: true },
+            };
+            // Listed where survivors look for dead nodes, at every beat: the set may have lost
+            // it (a cleanup finishing as it came back, or the set's master restarted).
+            let listed = core.query::<i64>(redis::cmd("SADD").arg(core.keys.nodes()).arg(&*node)).await;
+            if let Err(e) = listed {
+                tracing::warn!(error = %e, node = %node, "could not list the node among the known nodes");
+            }
+            if beat == (Beat::Lapsed { cleaned: true }) {
+                let forgotten = core.forget_node(&node).await;
+                tracing::warn!(node = %node, entries = forgotten, "this node was declared dead and cleaned up by another node");
+            }
+            Ok(beat)
+        })
+    }
+
+    fn dead_nodes(&self) -> BackendFuture<'_, Vec<NodeId>> {
+        Box::pin(async move {
+            let core = &*self.core;
+            let nodes: Vec<String> =
+                core.query(redis::cmd("SMEMBERS").arg(core.keys.nodes())).await.map_err(read_failure)?;
+            let states = futures_util::future::join_all(nodes.iter().map(|n| core.node_state(n))).await;
+            let mut dead = Vec::new();
+            let mut stale = Vec::new();
+            for (node, state) in nodes.into_iter().zip(states) {
+                match state? {
+                    NodeState::Lapsed | NodeState::Claimed => dead.push(NodeId::from(node)),
+                    NodeState::Alive => {}
+                    // Forgotten (or its keys were lost, or it detached) but still listed: it
+                    // lists itself again at its next beat.
+                    NodeState::Unknown | NodeState::Cleaned => stale.push(node),
+                }
+            }
+            if !stale.is_empty() {
+                let _: Result<i64, _> =
+                    core.query(redis::cmd("SREM").arg(core.keys.nodes()).arg(stale)).await;
+            }
+            Ok(dead)
+        })
+    }
+
+    fn claim_dead(&self, dead: &NodeId, by: &NodeId, lease: Duration) -> BackendFuture<'_, bool> {
+        let (dead, by) = (dead.clone(), by.clone());
+        Box::pin(async move {
+            let core = &*self.core;
+            let mut call = scripts::NODE_CLAIM.prepare_invoke();
+            call.key(&core.keys.node_keys(&dead)[..3]).arg(&*by).arg(millis(lease));
+            Ok(core.invoke::<i64>(&call).await? == 1)
+        })
+    }
+
+    fn forget_dead(&self, dead: &NodeId) -> BackendFuture<'_, ()> {
+        let dead = dead.clone();
+        Box::pin(async move {
+            let core = &*self.core;
+            let mut call = scripts::NODE_FORGET.prepare_invoke();
+            call.key(&core.keys.node_keys(&dead)[..]).arg(millis(TOMBSTONE));
+            if core.invoke::<i64>(&call).await? == 1 {
+                let _: i64 = core.query(redis::cmd("SREM").arg(core.keys.nodes()).arg(&*dead)).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Tells every attached node that the pub/sub connection is lost: nothing arrives until
+/// [`reconnected`].
+fn disconnected(shared: &Shared) {
+    let sinks: Vec<Arc<dyn BrokerSink>> = shared.state.lock().nodes.values().cloned().collect();
+    for sink in sinks {
+        sink.disconnected();
+    }
+}
+
+/// Tells every attached node that the pub/sub connection was lost and is back (its channels
+/// are subscribed again).
+fn reconnected(shared: &Shared) {
+    let sinks: Vec<Arc<dyn BrokerSink>> = shared.state.lock().nodes.values().cloned().collect();
+    for sink in sinks {
+        sink.reconnected();
+    }
 }
 
 /// The pub/sub task: connect, subscribe to the wanted channels, read until the connection dies,
@@ -565,6 +732,7 @@ async fn drive(shared: Arc<Shared>) {
         tokio::time::sleep(wait)
     };
     let Mode::Single(client) = &shared.mode else { return };
+    let mut connected_before = false;
     loop {
         let pubsub = match tokio::time::timeout(shared.connect_timeout, client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => pubsub,
@@ -596,6 +764,10 @@ async fn drive(shared: Arc<Shared>) {
         }
         backoff = MIN_BACKOFF;
         shared.up.send_replace(true);
+        if connected_before {
+            reconnected(&shared);
+        }
+        connected_before = true;
         let (dead_tx, mut dead) = tokio::sync::oneshot::channel::<()>();
         let watchdog = tokio::spawn(watchdog(sink, shared.ping_every, shared.timeout, dead_tx));
         loop {
@@ -616,6 +788,7 @@ async fn drive(shared: Arc<Shared>) {
         shared.state.lock().sink = None;
         shared.up.send_replace(false);
         tracing::warn!("redis pub/sub: connection lost; reconnecting");
+        disconnected(&shared);
     }
 }
 

@@ -23,6 +23,12 @@
 //!   entry with a per-slot script that checks the entry still names the dead owner. An entry
 //!   whose listing was lost (a crash between the two writes on a cluster, or the master of the
 //!   owner's set restarted empty) is not swept, but readers still drop it once its owner is dead.
+//! - Each entry is also listed in its *node's* set (`{P:N:NODE}:p` or `:u`, written beside the
+//!   owner's), where a survivor's `evict_node` finds it; whoever removes an entry (leave,
+//!   unregister, eviction, the cap, a prune) unlists it from both. The node's liveness itself
+//!   (`{P:N:NODE}:a`…) is the broker's; the rewrite below reads it ([`Core::node_state`]) to skip
+//!   the entries of nodes whose cleanup was claimed or finished, and the broker's beat makes the
+//!   mirror forget a node that learned it was cleaned up ([`Core::forget_node`]).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -102,6 +108,34 @@ impl Keys {
     pub(crate) fn history(&self, topic: &str) -> String {
         format!("{{{}:h:{topic}}}", self.prefix)
     }
+
+    /// The set of nodes that beat (`P:nodes`), where survivors look for dead ones.
+    pub(crate) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+
+    /// The base of a node's keys (`{P:N:NODE}`).
+    pub(crate) fn node(&self, node: &str) -> String {
+        format!("{{{}:N:{node}}}", self.prefix)
+    }
+
+    /// A node's liveness keys: `:a` alive, `:k` tracked, `:c` claim, `:x` tombstone (see
+    /// `scripts::NODE_BEAT`).
+    pub(crate) fn node_keys(&self, node: &str) -> [String; 4] {
+        let base = self.node(node);
+        [format!("{base}:a"), format!("{base}:k"), format!("{base}:c"), format!("{base}:x")]
+    }
+
+    /// A node's last beat's token and verdict (`{P:N:NODE}:v`, see `scripts::NODE_BEAT`).
+    pub(crate) fn node_verdict(&self, node: &str) -> String {
+        format!("{}:v", self.node(node))
+    }
+
+    /// The set of a node's entries of one kind (`{P:N:NODE}:p` presence, `:u` users), members
+    /// as in the owners' sets ([`member`]).
+    pub(crate) fn node_index(&self, node: &str, kind: char) -> String {
+        format!("{}:{kind}", self.node(node))
+    }
 }
 
 /// How an entry is named in its owner's set: kind, key length, key, connection.
@@ -136,6 +170,21 @@ struct Liveness {
     alive: HashMap<String, Instant>,
 }
 
+/// A node's liveness in Redis (`scripts::NODE_STATE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NodeState {
+    /// Its liveness is current.
+    Alive,
+    /// Its liveness ran out; nobody claimed its cleanup.
+    Lapsed,
+    /// Its liveness ran out and a survivor claimed its cleanup (it may be evicting its entries).
+    Claimed,
+    /// Never beat, detached, or Redis lost its keys.
+    Unknown,
+    /// Its cleanup finished (a tombstone; until its next beat).
+    Cleaned,
+}
+
 /// At most this many dead owners are remembered (then the cache starts again).
 const DEAD_CACHE: usize = 10_000;
 /// At most this many entries of dead owners are swept per owner and heartbeat.
@@ -162,6 +211,35 @@ pub(crate) struct Core {
 
 pub(crate) fn unavailable(e: &redis::RedisError) -> BackendError {
     BackendError::Unavailable(format!("redis: {e}"))
+}
+
+/// What a failed request means (the rule in the crate documentation, "Failures"): the request
+/// certainly did not run (`Unavailable`: no connection, connection refused, Redis answered with
+/// an error), or it was (or may have been) sent and its answer was lost (`Indeterminate`: a
+/// timeout, a connection that dropped, any other I/O failure).
+pub(crate) fn failure(e: &redis::RedisError) -> BackendError {
+    use redis::ErrorKind;
+    let not_run = e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(_)
+                | ErrorKind::Extension
+                | ErrorKind::AuthenticationFailed
+                | ErrorKind::InvalidClientConfig
+                | ErrorKind::Client
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::UnexpectedReturnType
+                | ErrorKind::RESP3NotSupported
+        );
+    if not_run { unavailable(e) } else { BackendError::Indeterminate(format!("redis: {e}")) }
+}
+
+/// A read's failure: nothing to apply, so never indeterminate.
+pub(crate) fn read_failure(e: BackendError) -> BackendError {
+    match e {
+        BackendError::Indeterminate(why) => BackendError::Unavailable(why),
+        other => other,
+    }
 }
 
 fn new_owner() -> Arc<str> {
@@ -203,8 +281,8 @@ impl Core {
     ) -> Result<T, BackendError> {
         match tokio::time::timeout(self.options.timeout, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(unavailable(&e)),
-            Err(_) => Err(BackendError::Unavailable("redis: timed out".to_owned())),
+            Ok(Err(e)) => Err(failure(&e)),
+            Err(_) => Err(BackendError::Indeterminate("redis: timed out".to_owned())),
         }
     }
 
@@ -289,10 +367,35 @@ impl Core {
         Ok(())
     }
 
-    /// Unlists an entry from this owner's set (after it was removed).
-    pub(crate) async fn remove_owned(&self, owner: &str, member: &str) -> Result<(), BackendError> {
-        let _: i64 = self.query(redis::cmd("SREM").arg(self.keys.owned(owner)).arg(member)).await?;
+    /// Unlists entries from the sets they are listed in: `(set, member)` pairs, one `SREM` per
+    /// set, all at once (the sets may live on different masters).
+    pub(crate) async fn unlist(&self, listed: Vec<(String, String)>) -> Result<(), BackendError> {
+        let mut by_set: HashMap<String, Vec<String>> = HashMap::new();
+        for (set, member) in listed {
+            by_set.entry(set).or_default().push(member);
+        }
+        let calls = by_set.into_iter().map(|(set, members)| {
+            let cmd = redis::cmd("SREM").arg(set).arg(members).to_owned();
+            async move { self.query::<i64>(&cmd).await }
+        });
+        for r in futures_util::future::join_all(calls).await {
+            r?;
+        }
         Ok(())
+    }
+
+    /// The state of `node`'s liveness (one script on its slot).
+    pub(crate) async fn node_state(&self, node: &str) -> Result<NodeState, BackendError> {
+        let mut call = scripts::NODE_STATE.prepare_invoke();
+        call.key(&self.keys.node_keys(node)[..]);
+        let state: i64 = self.invoke(&call).await.map_err(read_failure)?;
+        Ok(match state {
+            0 => NodeState::Alive,
+            1 => NodeState::Lapsed,
+            2 => NodeState::Claimed,
+            4 => NodeState::Cleaned,
+            _ => NodeState::Unknown,
+        })
     }
 
     /// Which of `owners` are dead. This owner is alive; `fresh` ignores cached alive verdicts.
@@ -372,7 +475,8 @@ impl Core {
                 for conn in conns {
                     call.arg(conn).arg(&o);
                 }
-                let _: i64 = self.invoke(&call).await?;
+                let removed: Vec<Value> = self.invoke(&call).await?;
+                self.unlist_pruned(kind, key, removed).await?;
             }
             if members.len() < SWEEP_BATCH {
                 let left: i64 = self.query(redis::cmd("SCARD").arg(self.keys.owned(&o))).await?;
@@ -382,6 +486,41 @@ impl Core {
             }
         }
         Ok(swept)
+    }
+
+    /// Unlists entries a prune script removed (dead owners' entries, dropped without a word)
+    /// from their nodes' sets: `removed` is what `PRESENCE_PRUNE` (conns) or `USERS_PRUNE`
+    /// (conn, node pairs) returned.
+    pub(crate) async fn unlist_pruned(
+        &self,
+        kind: char,
+        key: &str,
+        removed: Vec<Value>,
+    ) -> Result<(), BackendError> {
+        let listed: Vec<(String, String)> = match kind {
+            'p' => removed
+                .into_iter()
+                .filter_map(|c| self.presence_index(key, &String::from_utf8(bytes_of(c)).ok()?))
+                .collect(),
+            _ => pairs(removed)
+                .filter_map(|(c, n)| {
+                    Some(self.user_index(key, &String::from_utf8(c).ok()?, std::str::from_utf8(&n).ok()?))
+                })
+                .collect(),
+        };
+        if listed.is_empty() { Ok(()) } else { self.unlist(listed).await }
+    }
+
+    /// Where a presence entry is listed for its node (none for a connection id that names no
+    /// node, see [`switchboard_core::node_of`]): the set and the member.
+    pub(crate) fn presence_index(&self, key: &str, conn: &str) -> Option<(String, String)> {
+        let node = switchboard_core::node_of(conn)?;
+        Some((self.keys.node_index(node, 'p'), member('p', key, conn)))
+    }
+
+    /// Where a user's connection is listed for its node: the set and the member.
+    pub(crate) fn user_index(&self, user: &str, conn: &str, node: &str) -> (String, String) {
+        (self.keys.node_index(node, 'u'), member('u', user, conn))
     }
 
     pub(crate) fn remember_presence(&self, key: &str, conn: &str, info: Bytes) {
@@ -407,6 +546,24 @@ impl Core {
         self.mirror.lock().users.remove(&(user.to_owned(), conn.to_owned()));
     }
 
+    /// Forgets this process's entries of `node`: survivors declared it dead and removed them
+    /// (announcing their leaves), so they must never be written again from here. Whatever the
+    /// node still holds is the framework's to close or to register again. Waits for a rewrite in
+    /// progress, so that none of them is written after this returns.
+    pub(crate) async fn forget_node(&self, node: &str) -> usize {
+        let _gate = self.gate.write().await;
+        self.drop_mirrored(|n| n == node)
+    }
+
+    /// Drops the mirrored entries whose node matches; how many.
+    fn drop_mirrored(&self, gone: impl Fn(&str) -> bool) -> usize {
+        let mut m = self.mirror.lock();
+        let before = m.presence.len() + m.users.len();
+        m.presence.retain(|(_, conn), _| !switchboard_core::node_of(conn).is_some_and(&gone));
+        m.users.retain(|_, (_, node)| !gone(node));
+        before - m.presence.len() - m.users.len()
+    }
+
     /// Takes a new owner id (the current one is dead for good: its heartbeat key was gone) and
     /// writes this owner's entries again under it.
     async fn renew(&self) -> Result<usize, BackendError> {
@@ -424,8 +581,29 @@ impl Core {
         self.rewrite().await
     }
 
-    /// Writes this owner's entries again (call with the gate held exclusively).
+    /// Writes this owner's entries again (call with the gate held exclusively), except those of
+    /// nodes whose cleanup survivors claimed or finished: their entries were removed on purpose
+    /// (and their leaves announced), so they are dropped from the mirror instead.
     async fn rewrite(&self) -> Result<usize, BackendError> {
+        let nodes: HashSet<String> = {
+            let m = self.mirror.lock();
+            m.presence
+                .keys()
+                .filter_map(|(_, conn)| switchboard_core::node_of(conn))
+                .chain(m.users.values().map(|(_, node)| &**node))
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut cleaned = HashSet::new();
+        for node in nodes {
+            if matches!(self.node_state(&node).await?, NodeState::Claimed | NodeState::Cleaned) {
+                cleaned.insert(node);
+            }
+        }
+        if !cleaned.is_empty() {
+            let dropped = self.drop_mirrored(|n| cleaned.contains(n));
+            tracing::warn!(nodes = ?cleaned, entries = dropped, "not writing again the entries of nodes declared dead");
+        }
         let (mut presence, mut users) = {
             let m = self.mirror.lock();
             let p: Vec<_> =
@@ -455,11 +633,19 @@ impl Core {
         let owner = self.owner();
         let mut call = scripts::PRESENCE_JOIN.prepare_invoke();
         call.key(&self.keys.presence_keys(key)[..]).arg(conn).arg(info).arg(&*owner);
-        // Listed in the owner's set and written in one round trip (the set first on one Redis,
-        // where both go down one connection in this order).
+        // Listed in the owner's and the node's sets and written in one round trip (the sets
+        // first on one Redis, where all go down one connection in this order).
         let member = member('p', key, conn);
-        let (listed, written) = tokio::join!(self.add_owned(&owner, &member), self.invoke::<i64>(&call));
+        let by_node = async {
+            match self.presence_index(key, conn) {
+                Some((set, m)) => self.query::<i64>(redis::cmd("SADD").arg(set).arg(m)).await.map(drop),
+                None => Ok(()),
+            }
+        };
+        let (listed, indexed, written) =
+            tokio::join!(self.add_owned(&owner, &member), by_node, self.invoke::<i64>(&call));
         listed?;
+        indexed?;
         written?;
         Ok(())
     }
@@ -497,24 +683,62 @@ impl Core {
         for o in &dead {
             call.arg(o);
         }
-        // Listed in the owner's set and written in one round trip (as in `write_join`).
+        // Listed in the owner's and the node's sets and written in one round trip (as in
+        // `write_join`).
         let listed = member('u', user, conn);
-        let (added, reply) = tokio::join!(self.add_owned(&owner, &listed), self.invoke::<Vec<Value>>(&call));
+        let (index, index_member) = self.user_index(user, conn, node);
+        let by_node = async { self.query::<i64>(redis::cmd("SADD").arg(&index).arg(&index_member)).await };
+        let (added, indexed, reply) =
+            tokio::join!(self.add_owned(&owner, &listed), by_node, self.invoke::<Vec<Value>>(&call));
         let mut reply = reply?;
         added?;
+        indexed?;
         if reply.is_empty() {
             return Err(BackendError::Unavailable("redis: empty answer from the register script".to_owned()));
         }
         let status = reply.remove(0);
         if matches!(&status, Value::BulkString(s) if s == b"limit") {
             // Not registered: unlist it again (harmless if this fails: a member without an entry).
-            let _ = self.remove_owned(&owner, &listed).await;
+            let _ = self.unlist(vec![(self.keys.owned(&owner), listed), (index, index_member)]).await;
             return Err(BackendError::Limit);
         }
-        let evicted = pairs(reply)
-            .map(|(conn, node)| Ok(ConnRef { conn: text(conn)?.into(), node: text(node)?.into() }))
-            .collect::<Result<Vec<_>, BackendError>>()?;
-        Ok(Registration { evicted })
+        let mut reply = reply.into_iter();
+        let connections = reply.next().and_then(|v| usize::from_redis_value(v).ok()).ok_or_else(|| {
+            BackendError::Unavailable("redis: no count in the answer of the register script".to_owned())
+        })?;
+        let mut evicted = Vec::new();
+        let mut unlisted = Vec::new();
+        for (conn, node, owner) in triples(reply.collect()) {
+            let (conn, node) = (text(conn)?, text(node)?);
+            unlisted.push(self.user_index(user, &conn, &node));
+            if !owner.is_empty() {
+                unlisted.push((self.keys.owned(&owner), member('u', user, &conn)));
+            }
+            evicted.push(ConnRef { conn: conn.into(), node: node.into() });
+        }
+        if !unlisted.is_empty() {
+            // Registered already: failing to unlist the evicted leaves members without entries
+            // (harmless), not an error for the caller.
+            if let Err(e) = self.unlist(unlisted).await {
+                tracing::debug!(error = %e, "could not unlist evicted connections");
+            }
+        }
+        let mut registration = Registration::default();
+        registration.evicted = evicted;
+        registration.connections = connections;
+        Ok(registration)
+    }
+}
+
+/// A failure in the middle of an eviction: what this call removed already is reported (nobody
+/// else will: it is gone), the rest stays listed for the next call; an error only if nothing
+/// was removed.
+pub(crate) fn partial<T>(evicted: Vec<T>, e: BackendError) -> Result<Vec<T>, BackendError> {
+    if evicted.is_empty() {
+        Err(e)
+    } else {
+        tracing::warn!(error = %e, removed = evicted.len(), "evicting a node's entries stopped part way; call again");
+        Ok(evicted)
     }
 }
 
@@ -627,6 +851,11 @@ mod tests {
         assert_eq!(k.history("chat/a"), "{sb:h:chat/a}");
         assert_eq!(k.alive("o1"), "{sb:o:o1}:a");
         assert_eq!(k.owned("o1"), "{sb:o:o1}:e");
+        assert_eq!(k.nodes(), "sb:nodes");
+        assert_eq!(k.node_keys("n1"), ["{sb:N:n1}:a", "{sb:N:n1}:k", "{sb:N:n1}:c", "{sb:N:n1}:x"]);
+        assert_eq!(k.node_verdict("n1"), "{sb:N:n1}:v");
+        assert_eq!(k.node_index("n1", 'p'), "{sb:N:n1}:p");
+        assert_eq!(k.node_index("n1", 'u'), "{sb:N:n1}:u");
         // A key may contain ':' and digits.
         assert_eq!(member('p', "chat:1/a", "c.7"), "p8:chat:1/ac.7");
         assert_eq!(member('u', "", "c"), "u0:c");
@@ -651,6 +880,10 @@ mod tests {
                 let base = base.trim_end_matches(":a").trim_end_matches(":e");
                 assert_eq!(tag(&format!("{base}:z")), tag(&format!("{base}:n")), "{base}");
             }
+            // A node's liveness keys, its last verdict and its sets: one slot.
+            let mut node: Vec<String> = k.node_keys(name).to_vec();
+            node.extend([k.node_verdict(name), k.node_index(name, 'p'), k.node_index(name, 'u')]);
+            assert!(node.iter().all(|key| tag(key) == tag(&node[0])), "{node:?}");
         }
     }
 }

@@ -1,17 +1,20 @@
-//! [`History`] on Redis: per topic a hash `:m` (`e` epoch, `s` last sequence number) and a stream
-//! `:s` whose entry ids are `SEQ-1` (fields `d` data, `x` expiry in ms since the epoch, 0: none).
+//! [`History`] on Redis: per topic a hash `:m` (`e` epoch, `s` last sequence number), a stream
+//! `:s` whose entry ids are `SEQ-1` (fields `d` data, `x` expiry in ms since the epoch, 0: none,
+//! `k` idempotency key if any), and a hash `:k` of idempotency keys (key → seq).
 //! Every operation is one script, so sequence numbers are consecutive across nodes, and a lost
-//! hash (Redis restarted, flushed, or the topic was idle too long) starts a new epoch.
+//! hash (Redis restarted, flushed, or the topic was idle too long) starts a new epoch. An
+//! `append` whose answer was lost is `Indeterminate` (see the crate's "Failures"): retried with
+//! its idempotency key, it is applied once.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use redis::Value;
 use switchboard_core::{
-    BackendError, BackendFuture, History, HistoryOptions, Position, Recovery, StoredPublication,
+    Appended, BackendError, BackendFuture, History, HistoryOptions, Position, Recovery, StoredPublication,
 };
 
-use crate::core::Core;
+use crate::core::{Core, read_failure};
 use crate::scripts;
 
 pub(crate) struct RedisHistory {
@@ -23,9 +26,10 @@ impl RedisHistory {
         Self { core }
     }
 
-    fn keys(&self, topic: &str) -> [String; 2] {
+    /// `:m` epoch and last seq, `:s` the kept publications, `:k` idempotency keys.
+    fn keys(&self, topic: &str) -> [String; 3] {
         let base = self.core.keys.history(topic);
-        [format!("{base}:m"), format!("{base}:s")]
+        [format!("{base}:m"), format!("{base}:s"), format!("{base}:k")]
     }
 
     fn idle_ms(&self) -> u64 {
@@ -67,8 +71,15 @@ fn position(reply: Vec<Value>) -> Result<(Position, std::vec::IntoIter<Value>), 
 }
 
 impl History for RedisHistory {
-    fn append(&self, topic: &str, data: Bytes, options: HistoryOptions) -> BackendFuture<'_, Position> {
+    fn append(
+        &self,
+        topic: &str,
+        data: Bytes,
+        options: HistoryOptions,
+        key: Option<&str>,
+    ) -> BackendFuture<'_, Appended> {
         let keys = self.keys(topic);
+        let key = key.unwrap_or_default().to_owned();
         Box::pin(async move {
             let ttl = options.ttl.map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1));
             let mut call = scripts::HISTORY_APPEND.prepare_invoke();
@@ -77,32 +88,37 @@ impl History for RedisHistory {
                 .arg(options.size)
                 .arg(ttl)
                 .arg(self.idle_ms())
-                .arg(candidate());
+                .arg(candidate())
+                .arg(&key);
             let mut c = self.core.conn.clone();
             let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await?;
-            Ok(position(reply)?.0)
+            let (position, mut rest) = position(reply)?;
+            let duplicate = rest.next().and_then(as_u64).ok_or_else(|| bad("duplicate"))? == 1;
+            Ok(Appended { position, duplicate })
         })
     }
 
     fn position(&self, topic: &str) -> BackendFuture<'_, Position> {
-        let keys = self.keys(topic);
+        let [m, s, _] = self.keys(topic);
+        let keys = [m, s];
         Box::pin(async move {
             let mut call = scripts::HISTORY_POSITION.prepare_invoke();
             call.key(&keys[..]).arg(self.idle_ms()).arg(candidate());
             let mut c = self.core.conn.clone();
-            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await?;
+            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await.map_err(read_failure)?;
             Ok(position(reply)?.0)
         })
     }
 
     fn recover(&self, topic: &str, since: &Position) -> BackendFuture<'_, Recovery> {
-        let keys = self.keys(topic);
+        let [m, s, _] = self.keys(topic);
+        let keys = [m, s];
         let since = since.clone();
         Box::pin(async move {
             let mut call = scripts::HISTORY_RECOVER.prepare_invoke();
             call.key(&keys[..]).arg(&*since.epoch).arg(since.seq).arg(self.idle_ms()).arg(candidate());
             let mut c = self.core.conn.clone();
-            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await?;
+            let reply: Vec<Value> = self.core.run(call.invoke_async(&mut c)).await.map_err(read_failure)?;
             let (position, mut rest) = position(reply)?;
             let complete = rest.next().and_then(as_u64).ok_or_else(|| bad("complete"))? == 1;
             let mut publications = Vec::with_capacity(rest.len() / 2);

@@ -37,17 +37,59 @@
 //! Both use the same keys and the same code paths; only the pub/sub commands differ.
 //!
 //! Key names below use `P` for [`RedisOptions::prefix`]; `{…}` in a key is a literal Redis hash
-//! tag: all keys of one topic, presence key, user or owner share one, so they live in one slot.
+//! tag: all keys of one topic, presence key, user, owner or node share one, so they live in one
+//! slot.
 //!
 //! | contract | Redis data | notes |
 //! |---|---|---|
-//! | [`Broker`](switchboard_core::Broker) | channels `P:t:TOPIC` per topic (subscribed only while the node has local subscribers), `P:n:NODE` per node, `P:b` for broadcasts | one subscriber connection read by one task, in arrival order; resubscribes by itself after a reconnection (cluster: also when a master drops a channel whose slot moved); publishes in batches, one pipeline per round trip (one Redis), or as concurrent requests pipelined per master (cluster); `send` to a node nobody listens for is `NoSuchNode` |
+//! | [`Broker`](switchboard_core::Broker) | channels `P:t:TOPIC` per topic (subscribed only while the node has local subscribers), `P:n:NODE` per node, `P:b` for broadcasts | one subscriber connection read by one task, in arrival order; resubscribes by itself after a reconnection (cluster: also when a master drops a channel whose slot moved); publishes in batches, one pipeline per round trip (one Redis), or as concurrent requests pipelined per master (cluster); `send` to a node nobody listens for is `NoSuchNode`; liveness: see below |
 //! | [`History`](switchboard_core::History) | per topic a hash `{P:h:TOPIC}:m` (epoch, seq) and a stream `{P:h:TOPIC}:s` with entry ids `SEQ-1` | every call is one Lua script, so sequence numbers are consecutive across nodes; exact `MAXLEN`; TTL per entry (filtered on read, and the keys expire after inactivity); a lost hash means a new epoch |
-//! | [`Presence`](switchboard_core::Presence) | per key a sorted set `{P:p:KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner) | entries of dead owners are dropped when read, and swept |
-//! | [`Users`](switchboard_core::Users) | per user a sorted set `{P:u:USER}:z` (registration order) and a hash `…:h` (conn → owner and node) | the cap and its policy are applied by one Lua script; connections of dead owners neither count nor are listed |
+//! | [`Presence`](switchboard_core::Presence) | per key a sorted set `{P:p:KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner); per node a set `{P:N:NODE}:p` of its entries (the node named by the connection id, [`node_of`](switchboard_core::node_of)) | `leave` and `evict_node` are one script per key, which reports only what it removed; entries of dead owners are dropped when read, and swept |
+//! | [`Users`](switchboard_core::Users) | per user a sorted set `{P:u:USER}:z` (registration order) and a hash `…:h` (conn → owner and node); per node a set `{P:N:NODE}:u` of its registrations | the cap and its policy are applied by one Lua script, which also counts the user's connections; `unregister` and `evict_node` are one script per user, which reports only what it removed and what is left; connections of dead owners neither count against a cap nor are listed |
 //! | [`RateLimiter`](switchboard_core::RateLimiter) | per bucket a hash `{P:r:KEY}` (milli-tokens, and when, in Redis's clock) | every take is one Lua script, so nodes never take more than the rate together; a bucket expires once it would be full again |
 //!
-//! ## Liveness
+//! ## Node liveness ([`Broker::beat`](switchboard_core::Broker::beat) and the rest)
+//!
+//! | key | what | written by |
+//! |---|---|---|
+//! | `{P:N:NODE}:a` | the node is alive (expires after the beat's ttl) | `beat` |
+//! | `{P:N:NODE}:k` | the node is tracked: `1` it beat, `2` its cleanup was claimed since it lapsed | `beat`, `claim_dead`; deleted by `forget_dead` and by `detach` of a live node |
+//! | `{P:N:NODE}:c` | who holds the claim on its cleanup (expires after the lease) | `claim_dead` (renewed by its holder) |
+//! | `{P:N:NODE}:x` | tombstone: its cleanup finished (expires after 10 minutes) | `forget_dead`; deleted by its next beat |
+//! | `{P:N:NODE}:v` | its last beat's token and verdict (expires after 10 minutes) | `beat` |
+//! | `P:nodes` | the nodes that beat: where `dead_nodes` looks | every `beat` (`SADD`); `forget_dead`, `detach` |
+//!
+//! Each operation is one script on the node's slot (plus the `P:nodes` update beside it). A beat
+//! sets `:a` and answers `Alive` if it was there; else `Lapsed { cleaned: true }` if a tombstone
+//! or a claim is there, `Lapsed { cleaned: false }` if the node is tracked, or if this process
+//! beat for it before and Redis lost every trace (restarted or flushed: the node must register
+//! its entries again); a node's first beat finds nothing and is `Alive`. A beat whose answer was
+//! lost (`Indeterminate`) is asked about by the next one, which answers the worse of the two
+//! verdicts, so a node never misses that it was cleaned up. A dead node is one listed in
+//! `P:nodes`, tracked, and without `:a`; `claim_dead` succeeds only on such a node, when nobody
+//! else holds `:c`. `P:nodes` is renewed at every beat, so losing it (its master restarted)
+//! costs one beat interval.
+//!
+//! `Presence::evict_node` and `Users::evict_node` read the node's sets in batches and run one
+//! script per presence key or user, which removes the node's entries still there and returns
+//! them; they are then unlisted from the node's and their owners' sets. An eviction stopped by a
+//! failure part way reports what it removed (nobody else can) and leaves the rest listed for the
+//! next call, so call it until it returns nothing. When the evicting process owns an entry
+//! itself, it also forgets it.
+//!
+//! The process of a node that survivors cleaned up never writes its evicted entries again: when
+//! it writes its entries again (below), it skips and forgets those of nodes whose cleanup was
+//! claimed or finished, and a beat answering `Lapsed { cleaned: true }` makes it forget all the
+//! entries of that node (what the node still holds is the framework's to close or to register
+//! again). An entry the node writes after its eviction, before its beat tells it, stays until
+//! the framework closes or registers it again.
+//!
+//! ## Owner liveness
+//!
+//! Besides the nodes' liveness, which the framework drives and acts on (announcing leaves), the
+//! backend has its own, silent one, so that a crashed process leaves no zombies even when no
+//! node cleans up after it. Keep [`RedisOptions::owner_ttl`] longer than the framework's node
+//! ttl plus its cleanup time: entries an owner's expiry drops are dropped without a word.
 //!
 //! Each [`RedisBackends::connect`] is one *owner* with a random id. Its heartbeat key
 //! `{P:o:OWNER}:a` is created once (`SET NX`) and then refreshed every [`RedisOptions::heartbeat`]
@@ -71,8 +113,16 @@
 //!
 //! ## Failures
 //!
-//! Every Redis failure is [`BackendError::Unavailable`](switchboard_core::BackendError); nothing
-//! here panics on a Redis error. A publication that cannot reach Redis is an error to the caller.
+//! A Redis failure is [`BackendError::Unavailable`](switchboard_core::BackendError) when the
+//! request certainly did not run: there was no connection (connection refused, cluster node not
+//! found), or Redis answered with an error. It is
+//! [`BackendError::Indeterminate`](switchboard_core::BackendError) when the request was or may
+//! have been sent and its answer was lost: it timed out ([`RedisOptions::timeout`]), or the
+//! connection dropped or failed otherwise. When in doubt, indeterminate: a timeout while the
+//! client is still reconnecting is one too. A keyed [`History::append`](switchboard_core::History::append)
+//! that was indeterminate and is retried with the same key is applied once. Reads (`list`,
+//! `connections`, `position`, `recover`, `dead_nodes`) have nothing to apply: their failures are
+//! always `Unavailable`. Nothing here panics on a Redis error. A publication that cannot reach Redis is an error to the caller.
 //! Publications sent while a node's subscription connection is down are lost for that node
 //! (at-most-once); history sequence numbers let the framework and clients see the gap.
 
@@ -103,7 +153,8 @@ pub struct RedisOptions {
     /// Prefix of every key and channel (default `"sb"`), so that several clusters, or tests, share
     /// one Redis.
     pub prefix: String,
-    /// How long one Redis operation may take before it fails with `Unavailable` (default 3 s).
+    /// How long one Redis operation may take before it fails with `Indeterminate` (it may have
+    /// run; default 3 s).
     pub timeout: Duration,
     /// How long connecting to Redis may take (default 2 s).
     pub connect_timeout: Duration,

@@ -89,19 +89,19 @@ return out
 });
 
 /// KEYS: z, i, w, n. ARGV: conn, owner, conn, owner… — removes each entry still owned by that
-/// (dead) owner. Returns how many went.
+/// (dead) owner. Returns the connections removed.
 pub(crate) static PRESENCE_PRUNE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, i, w, n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local gone = 0
+local gone = {}
 for k = 1, #ARGV, 2 do
   local c = ARGV[k]
   if redis.call('HGET', w, c) == ARGV[k + 1] then
     redis.call('ZREM', z, c)
     redis.call('HDEL', i, c)
     redis.call('HDEL', w, c)
-    gone = gone + 1
+    gone[#gone + 1] = c
   end
 end
 if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, i, w, n) end
@@ -110,9 +110,31 @@ return gone
     )
 });
 
+/// KEYS: z, i, w, n. ARGV: conn… — removes each of these entries (a dead node's). Returns conn,
+/// info, owner, conn, info, owner… of those it removed (none twice, whoever else removes them).
+pub(crate) static PRESENCE_EVICT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local z, i, w, n = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local out = {}
+for _, c in ipairs(ARGV) do
+  if redis.call('ZREM', z, c) == 1 then
+    out[#out + 1] = c
+    out[#out + 1] = redis.call('HGET', i, c) or ''
+    out[#out + 1] = redis.call('HGET', w, c) or ''
+  end
+  redis.call('HDEL', i, c)
+  redis.call('HDEL', w, c)
+end
+if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, i, w, n) end
+return out
+",
+    )
+});
+
 /// KEYS: z, h, n. ARGV: conn, node, owner, cap (0: none), policy (`e`|`r`), dead owners….
 /// Entries of the dead owners are dropped; every other entry counts against the cap.
-/// Returns `{'ok', evicted conn, its node, …}` or `{'limit'}`.
+/// Returns `{'ok', connections after, evicted conn, its node, its owner, …}` or `{'limit'}`.
 pub(crate) static USERS_REGISTER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -135,24 +157,29 @@ for _, c in ipairs(redis.call('ZRANGE', z, 0, -1)) do
     remove(c)
   end
 end
-local out = {'ok'}
+local out = {'ok', 0}
+local count = #live
 if cap > 0 and #live >= cap then
   if policy == 'r' then return {'limit'} end
   for k = 1, #live - cap + 1 do
     local c = live[k]
     out[#out + 1] = c
     out[#out + 1] = string.match(vals[c], '\n(.*)$') or ''
+    out[#out + 1] = owner_of(vals[c])
     remove(c)
+    count = count - 1
   end
 end
 redis.call('ZADD', z, redis.call('INCR', n), conn)
 redis.call('HSET', h, conn, owner .. '\n' .. node)
+out[2] = count + 1
 return out
 ",
     )
 });
 
-/// KEYS: z, h, n. ARGV: conn. Returns the entry's owner (or nil).
+/// KEYS: z, h, n. ARGV: conn. Returns `{owner, node, connections left}` (owner and node nil
+/// when the connection was not registered).
 pub(crate) static USERS_UNREGISTER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
@@ -160,9 +187,10 @@ local z, h, n = KEYS[1], KEYS[2], KEYS[3]
 local v = redis.call('HGET', h, ARGV[1])
 redis.call('ZREM', z, ARGV[1])
 redis.call('HDEL', h, ARGV[1])
-if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, h, n) end
-if v then return owner_of(v) end
-return nil
+local left = redis.call('ZCARD', z)
+if left == 0 then redis.call('DEL', z, h, n) end
+if v then return {owner_of(v) or '', string.match(v, '\n(.*)$') or '', left} end
+return {false, false, left}
 ",
     )
 });
@@ -195,23 +223,145 @@ return out
 });
 
 /// KEYS: z, h, n. ARGV: conn, owner, conn, owner… — removes each entry still owned by that
-/// (dead) owner. Returns how many went.
+/// (dead) owner. Returns conn, node, conn, node… of those removed.
 pub(crate) static USERS_PRUNE: LazyLock<Script> = LazyLock::new(|| {
     script(
         r"
 local z, h, n = KEYS[1], KEYS[2], KEYS[3]
-local gone = 0
+local gone = {}
 for k = 1, #ARGV, 2 do
   local c = ARGV[k]
   local v = redis.call('HGET', h, c)
   if v and owner_of(v) == ARGV[k + 1] then
     redis.call('ZREM', z, c)
     redis.call('HDEL', h, c)
-    gone = gone + 1
+    gone[#gone + 1] = c
+    gone[#gone + 1] = string.match(v, '\n(.*)$') or ''
   end
 end
 if redis.call('ZCARD', z) == 0 then redis.call('DEL', z, h, n) end
 return gone
+",
+    )
+});
+
+/// KEYS: z, h, n. ARGV: node. Removes every connection of the user registered with that node.
+/// Returns `{connections left, conn, owner, conn, owner…}` of those it removed.
+pub(crate) static USERS_EVICT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local z, h, n = KEYS[1], KEYS[2], KEYS[3]
+local vals = tomap(redis.call('HGETALL', h))
+local out = {0}
+for _, c in ipairs(redis.call('ZRANGE', z, 0, -1)) do
+  local v = vals[c]
+  if v and string.match(v, '\n(.*)$') == ARGV[1] then
+    redis.call('ZREM', z, c)
+    redis.call('HDEL', h, c)
+    out[#out + 1] = c
+    out[#out + 1] = owner_of(v) or ''
+  end
+end
+local left = redis.call('ZCARD', z)
+if left == 0 then redis.call('DEL', z, h, n) end
+out[1] = left
+return out
+",
+    )
+});
+
+/// Node liveness, all keys of one node (`{P:N:NODE}`): `a` alive (expires after the beat's
+/// ttl), `k` tracked (`1`: it beat; `2`: its cleanup was claimed since it lapsed), `c` the
+/// claimer (expires after the lease), `x` tombstone (cleaned up; expires), `v` the last beat's
+/// token and verdict (expires).
+///
+/// KEYS: a, k, c, x, v. ARGV: ttl ms, first (`1`: this process never beat for the node), token,
+/// lost token (`''`: none), keep ms. Returns 0 alive, 1 lapsed, 2 lapsed and cleaned up (or
+/// being cleaned up). When the beat with the lost token ran (its answer was lost), its verdict
+/// counts too: a lapse is never reported as `alive` because its answer went missing.
+pub(crate) static NODE_BEAT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local a, k, c, x, v = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local alive = redis.call('EXISTS', a) == 1
+local tracked = redis.call('GET', k)
+local tomb = redis.call('EXISTS', x) == 1
+local last = redis.call('GET', v)
+redis.call('SET', a, 1, 'PX', ARGV[1])
+redis.call('SET', k, 1)
+redis.call('DEL', c, x)
+local r = 0
+if alive then r = 0
+elseif tomb or tracked == '2' then r = 2
+elseif tracked or ARGV[2] == '0' then r = 1
+end
+if ARGV[4] ~= '' and last then
+  local t, was = string.match(last, '^(.*) (%d)$')
+  if t == ARGV[4] and tonumber(was) > r then r = tonumber(was) end
+end
+redis.call('SET', v, ARGV[3] .. ' ' .. r, 'PX', ARGV[5])
+return r
+",
+    )
+});
+
+/// KEYS: a, k, c, x. Returns 0 alive, 1 lapsed, 2 lapsed with its cleanup claimed, 3 unknown
+/// (never beat, detached, or lost), 4 cleaned up (tombstone).
+pub(crate) static NODE_STATE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local a, k, c, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if redis.call('EXISTS', a) == 1 then return 0 end
+local tracked = redis.call('GET', k)
+if tracked == '2' then return 2 end
+if tracked then return 1 end
+if redis.call('EXISTS', x) == 1 then return 4 end
+return 3
+",
+    )
+});
+
+/// KEYS: a, k, c. ARGV: claimer, lease ms. Claims (or renews) the cleanup of a lapsed node:
+/// 1, or 0 if it is alive, unknown, or claimed by another.
+pub(crate) static NODE_CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local a, k, c = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', a) == 1 or not redis.call('GET', k) then return 0 end
+local holder = redis.call('GET', c)
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', c, ARGV[1], 'PX', ARGV[2])
+redis.call('SET', k, 2)
+return 1
+",
+    )
+});
+
+/// KEYS: a, k, c, x. ARGV: tombstone ms. A lapsed node's cleanup is finished: it is no longer
+/// tracked, and a tombstone tells its late beat. Returns 0 if it is alive again, else 1.
+pub(crate) static NODE_FORGET: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local a, k, c, x = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if redis.call('EXISTS', a) == 1 then return 0 end
+if redis.call('EXISTS', k) == 1 then
+  redis.call('DEL', k, c)
+  redis.call('SET', x, 1, 'PX', ARGV[1])
+end
+return 1
+",
+    )
+});
+
+/// KEYS: a, k, c. A node that detaches while alive is no longer tracked (it never turns dead).
+/// Returns 1 if it was alive, else 0.
+pub(crate) static NODE_DETACH: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local a, k, c = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', a) == 0 then return 0 end
+redis.call('DEL', a, k, c)
+return 1
 ",
     )
 });
@@ -234,23 +384,59 @@ local function now_ms()
 end
 ";
 
-/// KEYS: m, s. ARGV: data, size, ttl ms (0: none), idle ms, epoch candidate.
-/// Returns `{epoch, seq}`.
+/// KEYS: m, s, k. ARGV: data, size, ttl ms (0: none), idle ms, epoch candidate, key ('': none).
+/// Returns `{epoch, seq, duplicate (0|1)}`.
+///
+/// `k` maps an idempotency key to the sequence number of the kept publication that carried it
+/// (whose stream entry also holds the key, field `k`): a mapping whose entry is gone (pushed out,
+/// expired, or from a lost epoch) or holds another key is stale and dropped. The entry `MAXLEN`
+/// pushes out takes its key out of `k` with it.
 pub(crate) static HISTORY_APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{NOW_MS}
-local m, s, candidate = KEYS[1], KEYS[2], ARGV[5]
+local m, s, k, candidate = KEYS[1], KEYS[2], KEYS[3], ARGV[5]
 {ENSURE_EPOCH}
+local size, ttl, idle, key = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[6]
+local function field(e, name)
+  local f = e[2]
+  for j = 1, #f, 2 do if f[j] == name then return f[j + 1] end end
+  return nil
+end
+if key ~= '' and size > 0 then
+  local prev = redis.call('HGET', k, key)
+  if prev then
+    local e = redis.call('XRANGE', s, prev .. '-1', prev .. '-1')[1]
+    local exp = e and tonumber(field(e, 'x')) or 0
+    if e and field(e, 'k') == key and (exp == 0 or exp > now_ms()) then
+      return {{epoch, tonumber(prev), 1}}
+    end
+    redis.call('HDEL', k, key)
+  end
+end
 local seq = redis.call('HINCRBY', m, 's', 1)
-local size, ttl, idle = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if size > 0 then
   local exp = 0
   if ttl > 0 then exp = now_ms() + ttl end
-  redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp)
-  if ttl > 0 and ttl < idle then redis.call('PEXPIRE', s, ttl) else redis.call('PEXPIRE', s, idle) end
+  local over = redis.call('XLEN', s) - size + 1
+  if over > 0 and redis.call('EXISTS', k) == 1 then
+    for _, e in ipairs(redis.call('XRANGE', s, '-', '+', 'COUNT', over)) do
+      local old = field(e, 'k')
+      if old then redis.call('HDEL', k, old) end
+    end
+  end
+  if key ~= '' then
+    redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp, 'k', key)
+    redis.call('HSET', k, key, seq)
+  else
+    redis.call('XADD', s, 'MAXLEN', size, seq .. '-1', 'd', ARGV[1], 'x', exp)
+  end
+  local keep = idle
+  if ttl > 0 and ttl < idle then keep = ttl end
+  redis.call('PEXPIRE', s, keep)
+  if redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, idle) end
 end
 redis.call('PEXPIRE', m, idle)
-return {{epoch, seq}}
+return {{epoch, seq, 0}}
 "
     ))
 });

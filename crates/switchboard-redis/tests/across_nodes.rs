@@ -30,7 +30,12 @@ async fn sequence_numbers_are_consecutive_across_nodes() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..100 {
-                let p = backends.history.append("t/seq", Bytes::from(format!("m{i}")), opts).await.unwrap();
+                let p = backends
+                    .history
+                    .append("t/seq", Bytes::from(format!("m{i}")), opts, None)
+                    .await
+                    .unwrap()
+                    .position;
                 seqs.push((p.epoch, p.seq));
             }
             seqs
@@ -55,9 +60,9 @@ async fn history_ttl_and_unknown_topics() {
     let redis = RedisServer::start();
     let (a, b) = two(&redis, "ttl").await;
     let opts = HistoryOptions { size: 10, ttl: Some(Duration::from_millis(600)) };
-    let p1 = a.history.append("t/ttl", Bytes::from("1"), opts).await.unwrap();
+    let p1 = a.history.append("t/ttl", Bytes::from("1"), opts, None).await.unwrap().position;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    a.history.append("t/ttl", Bytes::from("2"), opts).await.unwrap();
+    a.history.append("t/ttl", Bytes::from("2"), opts, None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // 1 expired, 2 is kept: seq 1 → incomplete, but seq 2 is still there.
     let since0 = Position { epoch: p1.epoch.clone(), seq: 0 };
@@ -220,7 +225,8 @@ async fn one_topic_append_then_publish_rate() {
     let opts = HistoryOptions { size: 100, ttl: None };
     let start = std::time::Instant::now();
     for i in 0..N {
-        let p = a.history.append("chat/rate", Bytes::from(format!("{i}")), opts).await.unwrap();
+        let p =
+            a.history.append("chat/rate", Bytes::from(format!("{i}")), opts, None).await.unwrap().position;
         let mut wire = p.seq.to_be_bytes().to_vec();
         wire.extend_from_slice(format!("{i}").as_bytes());
         a.broker.publish(&na, "chat/rate", Bytes::from(wire)).await.unwrap();

@@ -19,12 +19,18 @@ use switchboard_redis::{ConnectError, RedisBackends, RedisOptions};
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(Option<String>, Bytes)>>);
 
+/// What `reconnected` records (as a node message nobody sends).
+const RECONNECTED: &str = "<reconnected>";
+
 impl BrokerSink for Recorder {
     fn publication(&self, topic: &str, publication: Bytes) {
         self.0.lock().push((Some(topic.to_owned()), publication));
     }
     fn node_message(&self, message: Bytes) {
         self.0.lock().push((None, message));
+    }
+    fn reconnected(&self) {
+        self.0.lock().push((None, Bytes::from(RECONNECTED)));
     }
 }
 
@@ -56,6 +62,7 @@ async fn cluster_backends_conform() {
     conformance::presence(&*b.presence, "r2").await;
     conformance::users(&*b.users, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "r").await;
 }
 
 #[tokio::test]
@@ -198,8 +205,8 @@ async fn entries_of_a_dead_instance_disappear() {
 }
 
 /// A master restarts (empty) in the middle of a stream: sharded subscriptions on it come back by
-/// themselves, history in its slots starts a new epoch, and entries in its slots are written
-/// again by their owners.
+/// themselves and the subscriber is told once they are, history in its slots starts a new epoch,
+/// and entries in its slots are written again by their owners.
 #[tokio::test]
 async fn a_master_restart_mid_stream() {
     let mut cluster = RedisCluster::start();
@@ -249,17 +256,33 @@ async fn a_master_restart_mid_stream() {
         .expect("a room on the victim");
     b.broker.subscribe(&nb, &topic).await.unwrap();
     let opts = HistoryOptions { size: 10, ttl: None };
-    let before = a.history.append(&topic, Bytes::from("h1"), opts).await.unwrap();
+    let before = a.history.append(&topic, Bytes::from("h1"), opts, None).await.unwrap().position;
     a.broker.publish(&na, &topic, Bytes::from("before")).await.unwrap();
     assert!(eventually(Duration::from_secs(5), async || rb.has(Some(&topic), "before")).await);
     a.presence.join(&room, "conn-a", Bytes::from("info-a")).await.unwrap();
     let me = conn("conn-a", "node-a");
     a.users.register("ada", me.clone(), None).await.unwrap();
 
+    assert!(!rb.has(None, RECONNECTED), "not on the first connection");
     cluster.kill(victim);
     assert!(a.broker.publish(&na, &topic, Bytes::from("during")).await.is_err(), "an error, not a loss");
-    assert!(a.history.append(&topic, Bytes::from("h2"), opts).await.is_err());
+    assert!(a.history.append(&topic, Bytes::from("h2"), opts, None).await.is_err());
     cluster.restart(victim);
+
+    // b's subscription on the victim was lost: b is told once it is subscribed again, and from
+    // then on a publication the victim accepts reaches b.
+    assert!(eventually(Duration::from_secs(15), async || rb.has(None, RECONNECTED)).await, "b was told");
+    let mut n = 0;
+    let accepted = eventually(Duration::from_secs(15), async || {
+        n += 1;
+        a.broker.publish(&na, &topic, Bytes::from(format!("first-{n}"))).await.is_ok()
+    })
+    .await;
+    assert!(accepted);
+    assert!(
+        eventually(Duration::from_secs(5), async || rb.has(Some(&topic), &format!("first-{n}"))).await,
+        "the first publication accepted after b was told reaches b"
+    );
 
     let mut n = 0;
     let through = eventually(Duration::from_secs(15), async || {
@@ -301,7 +324,7 @@ async fn a_master_restart_mid_stream() {
     }
 
     // The history in the restarted master's slots is a new epoch: not recoverable.
-    let after = a.history.append(&topic, Bytes::from("h3"), opts).await.unwrap();
+    let after = a.history.append(&topic, Bytes::from("h3"), opts, None).await.unwrap().position;
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.seq, 1);
     let r = b.history.recover(&topic, &Position { epoch: before.epoch.clone(), seq: 1 }).await.unwrap();
@@ -363,7 +386,13 @@ async fn the_cap_holds_across_instances() {
             let mut seqs = Vec::new();
             for i in 0..50 {
                 seqs.push(
-                    backends.history.append("t/seq", Bytes::from(format!("{i}")), opts).await.unwrap().seq,
+                    backends
+                        .history
+                        .append("t/seq", Bytes::from(format!("{i}")), opts, None)
+                        .await
+                        .unwrap()
+                        .position
+                        .seq,
                 );
             }
             seqs

@@ -22,6 +22,7 @@ async fn redis_backends_conform() {
     conformance::users(&*b.users, "r2").await;
     conformance::rate_limiter(&*b.limiter, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "r").await;
 }
 
 #[tokio::test]

@@ -174,6 +174,7 @@ async fn rediss_with_a_private_ca_conforms() {
     conformance::presence(&*a.presence, "t").await;
     conformance::users(&*b.users, "t").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "tls").await;
 
     // The system's roots do not know the test CA: refused, not silently unencrypted.
     let untrusted =
@@ -202,4 +203,5 @@ async fn rediss_cluster_with_a_private_ca_conforms() {
     conformance::presence(&*a.presence, "c").await;
     conformance::users(&*b.users, "c").await;
     conformance::broker(&*a.broker, &*b.broker).await;
+    conformance::liveness(&*a.broker, &*b.broker, "tls").await;
 }

@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use switchboard::{CloseCode, Hub, HubError, RequestError};
+use switchboard::{CloseCode, HistoryQuery, Hub, HubError, PublishOptions, RequestError};
 
 /// What the API handlers share.
 pub(crate) struct Api {
@@ -78,7 +78,10 @@ impl From<HubError> for ApiError {
         match e {
             HubError::Topic(m) => Self::bad_request(m),
             HubError::NotFound => Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such connection"),
-            HubError::Encode(m) => Self::bad_request(m),
+            HubError::Encode(m) | HubError::Invalid(m) => Self::bad_request(m),
+            HubError::NoHistory => {
+                Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "the topic keeps no history")
+            }
             other => Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", other.to_string()),
         }
     }
@@ -160,6 +163,7 @@ pub(crate) enum Command {
     Disconnect(DisconnectCmd),
     Request(RequestCmd),
     Presence(PresenceCmd),
+    History(HistoryCmd),
     Directory,
     Info,
 }
@@ -172,6 +176,9 @@ pub(crate) struct PublishCmd {
     event: Option<String>,
     #[serde(default)]
     data: Value,
+    /// Idempotency key: published once per topic history.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,6 +237,50 @@ pub(crate) struct PresenceCmd {
     topic: String,
 }
 
+/// `GET /api/history?topic=T&limit=N&since_epoch=E&since_seq=N` (or `{"op": "history", "topic",
+/// "limit"?, "since"?: {"epoch", "seq"}}` in a batch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryCmd {
+    topic: String,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    since: Option<Since>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Since {
+    epoch: String,
+    seq: u64,
+}
+
+/// The query string of `GET /api/history` (flat: `since_epoch` and `since_seq` go together).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    topic: String,
+    #[serde(default)]
+    limit: Option<u64>,
+    #[serde(default)]
+    since_epoch: Option<String>,
+    #[serde(default)]
+    since_seq: Option<u64>,
+}
+
+impl TryFrom<HistoryParams> for HistoryCmd {
+    type Error = ApiError;
+    fn try_from(p: HistoryParams) -> Result<Self, ApiError> {
+        let since = match (p.since_epoch, p.since_seq) {
+            (Some(epoch), Some(seq)) => Some(Since { epoch, seq }),
+            (None, None) => None,
+            _ => return Err(ApiError::bad_request("give both since_epoch and since_seq, or neither")),
+        };
+        Ok(Self { topic: p.topic, limit: p.limit, since })
+    }
+}
+
 async fn peers(api: &Api, topic: Option<&str>) -> Result<Value, ApiError> {
     let peers = match topic {
         Some(topic) => api.hub.presence(topic).await,
@@ -245,7 +296,14 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
     match command {
         Command::Publish(c) => {
             check_payload(api, &c.data)?;
-            Ok(json!({ "seq": api.hub.publish(&c.topic, c.event.as_deref(), &c.data).await? }))
+            let mut options = PublishOptions::new();
+            if let Some(event) = c.event {
+                options = options.event(event);
+            }
+            if let Some(key) = c.key {
+                options = options.key(key);
+            }
+            Ok(json!({ "seq": api.hub.publish_with(&c.topic, &c.data, options).await? }))
         }
         Command::Send(c) => {
             check_payload(api, &c.payload)?;
@@ -298,6 +356,18 @@ async fn execute(api: &Api, command: Command) -> Result<Value, ApiError> {
             }
         }
         Command::Presence(c) => peers(api, Some(&c.topic)).await,
+        Command::History(c) => {
+            let mut query = HistoryQuery::new();
+            if let Some(limit) = c.limit {
+                query = query.limit(limit);
+            }
+            if let Some(Since { epoch, seq }) = c.since {
+                query = query.since(epoch, seq);
+            }
+            let reply = api.hub.history(&c.topic, query).await?;
+            serde_json::to_value(reply)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "FAILED", e.to_string()))
+        }
         Command::Directory => peers(api, None).await,
         Command::Info => info(api).await,
     }
@@ -359,6 +429,20 @@ async fn presence(
     run(&api, &headers, command).await
 }
 
+async fn history(
+    State(api): Shared,
+    headers: HeaderMap,
+    query: Result<Query<HistoryParams>, QueryRejection>,
+) -> Response {
+    let command = query
+        .map_err(|e| {
+            ApiError::bad_request(format!("?topic= is required; limit and since_seq are integers ({e})"))
+        })
+        .and_then(|Query(q)| HistoryCmd::try_from(q))
+        .map(Command::History);
+    run(&api, &headers, command).await
+}
+
 async fn directory(State(api): Shared, headers: HeaderMap) -> Response {
     run(&api, &headers, Ok(Command::Directory)).await
 }
@@ -409,7 +493,7 @@ async fn metrics_page(State(api): Shared, headers: HeaderMap) -> Response {
     {
         return e.into_response();
     }
-    crate::metrics::update(&api.hub);
+    crate::metrics::update(&api.hub).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], api.metrics.render()).into_response()
 }
 
@@ -441,6 +525,7 @@ pub(crate) fn router(api: Arc<Api>, metrics_elsewhere: bool) -> Router {
         .route("/api/disconnect", post(disconnect))
         .route("/api/request", post(request))
         .route("/api/presence", get(presence))
+        .route("/api/history", get(history))
         .route("/api/directory", get(directory))
         .route("/api/info", get(server_info))
         .route("/api/batch", post(batch))

@@ -82,7 +82,7 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 16] = [
     "listen",
     "dev",
     "api_key",
@@ -98,6 +98,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
     "proxy",
     "namespaces",
     "redis",
+    "shutdown",
 ];
 
 fn is_setting(var: &str) -> bool {

@@ -9,8 +9,9 @@
 //! Configuration layers: defaults < TOML file < `SWITCHBOARD_*` environment (nested keys with
 //! `__`) < flags. With no configuration at all, or with `--dev`, it runs in development mode on
 //! loopback; any other configuration must identify users. Prints `listening on ADDR` once ready;
-//! SIGTERM or Ctrl-C closes every connection with 1001 and exits 0; SIGHUP reloads the TLS
-//! certificate. See the crate's README for every key.
+//! SIGTERM or Ctrl-C turns `/readyz` to 503, keeps serving for `shutdown.drain_delay_ms`, then
+//! closes every connection with 1001 and exits 0; SIGHUP reloads the TLS certificate. See the
+//! crate's README for every key.
 
 // Layers, each module using only those on the lines above it (no import circles):
 //   settings                  what can be configured (plain data, defaults)
@@ -285,7 +286,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
     };
     // Before `listening on`: a SIGTERM right after it must find our handler, not the default
     // action (which would kill the process without closing connections with 1001).
-    let stop_signal = shutdown_signal();
+    let mut signals = Signals::install();
     let stop = CancellationToken::new();
     let tracker = TaskTracker::new();
     let limits = serve::Limits {
@@ -326,9 +327,21 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
     if dev != DevMode::Off && settings.log_format == LogFormat::Text {
         banner(dev, address, scheme, demo);
     }
-    stop_signal.await;
-    tracing::info!("shutting down: closing connections with 1001");
+    signals.next().await;
+    // Not ready at once; still serving (and accepting) while load balancers notice.
     ready.store(false, Ordering::Release);
+    let drain = settings.shutdown.drain_delay(dev != DevMode::Off);
+    if !drain.is_zero() {
+        tracing::info!(
+            drain_delay_ms = u64::try_from(drain.as_millis()).unwrap_or(u64::MAX),
+            "shutting down: /readyz answers 503, still accepting until the drain delay ends (a second signal ends it now)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(drain) => {}
+            () = signals.next() => tracing::info!("second signal: not waiting for the rest of the drain delay"),
+        }
+    }
+    tracing::info!("shutting down: closing connections with 1001");
     board.shutdown().await;
     stop.cancel();
     tracker.close();
@@ -353,15 +366,27 @@ fn ignore_hangups(stop: CancellationToken) {
     });
 }
 
-/// Installs the SIGTERM and SIGINT handlers now and returns what completes at the first of them.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    async move {
+/// The SIGTERM and SIGINT handlers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers now (a signal from then on is seen by [`Signals::next`]).
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        }
+    }
+
+    /// Completes at the next SIGTERM or SIGINT.
+    async fn next(&mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

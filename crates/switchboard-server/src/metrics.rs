@@ -1,7 +1,31 @@
-//! Prometheus series, all prefixed `switchboard_`, refreshed on every scrape.
+//! Prometheus series, all prefixed `switchboard_` (but the standard `process_*` ones), refreshed
+//! on every scrape.
+//!
+//! Every family has one name and one type: `_total` only on counters (a counter's family is its
+//! name without `_total`, so no other family may take that name), units in the name
+//! (`_seconds`, `_bytes`). Labelled series are present from the first scrape on, at zero.
+
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use switchboard::Hub;
+
+/// Calls to the application, by `kind` (the label of the proxy series).
+pub(crate) const PROXY_KINDS: [&str; 3] = ["identify", "authorize", "forward"];
+/// Outcomes of those calls.
+const PROXY_OUTCOMES: [&str; 3] = ["ok", "error", "timeout"];
+/// What ran out, for `switchboard_rate_limited_total`.
+const RATE_KINDS: [&str; 3] = ["message", "publication", "subscription"];
+/// Why an address was refused, for `switchboard_connections_refused_total`.
+const ADDRESS_REFUSALS: [&str; 2] = ["too_many", "too_often"];
+
+/// The standard process series (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, …), collected at each scrape.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
 
 /// Installs the global recorder and describes the series.
 ///
@@ -18,6 +42,17 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
             &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
         )?
         .install_recorder()?;
+    metrics::describe_gauge!(
+        "switchboard_build_info",
+        "Always 1; the labels say which build runs (version, profile, target)"
+    );
+    metrics::gauge!(
+        "switchboard_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "profile" => if cfg!(debug_assertions) { "debug" } else { "release" },
+        "target" => format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS),
+    )
+    .set(1.0);
     metrics::describe_histogram!(
         "switchboard_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -30,7 +65,7 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "switchboard_pending_timers",
         "Identification deadlines, acknowledgement resends and credential expiries held now"
     );
-    metrics::describe_counter!("switchboard_connections_total", "Connections accepted since start");
+    metrics::describe_counter!("switchboard_connections_accepted_total", "Connections accepted since start");
     metrics::describe_counter!("switchboard_messages_in_total", "Messages received from clients");
     metrics::describe_counter!("switchboard_messages_out_total", "Messages sent to clients");
     metrics::describe_counter!("switchboard_bytes_in_total", "Bytes of messages received from clients");
@@ -39,11 +74,27 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "switchboard_slow_consumer_closes_total",
         "Connections closed as slow consumers (4002)"
     );
+    metrics::describe_gauge!(
+        "switchboard_cluster_nodes",
+        "Nodes of the cluster that answered a statistics query at this scrape (1 without Redis)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_cluster_nodes_unreachable",
+        "Nodes listed as running that did not answer a statistics query within 2 s"
+    );
+    metrics::describe_gauge!(
+        "switchboard_backend_up",
+        "1 when the presence backend (in memory, or Redis) answered at this scrape, else 0"
+    );
     metrics::describe_histogram!(
         "switchboard_proxy_request_duration_seconds",
-        "Latency of calls to the application (identification, forwarded messages)"
+        metrics::Unit::Seconds,
+        "Latency of calls to the application (identify, authorize, forward)"
     );
-    metrics::describe_counter!("switchboard_proxy_requests_total", "Calls to the application by outcome");
+    metrics::describe_counter!(
+        "switchboard_proxy_requests_total",
+        "Calls to the application by kind and outcome (ok, error, timeout)"
+    );
     metrics::describe_counter!("switchboard_api_commands_total", "HTTP API commands executed");
     metrics::describe_counter!(
         "switchboard_origin_refused_total",
@@ -64,8 +115,26 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "switchboard_connections_refused_total",
         "Connections refused for their source address: too_many (open at once), too_often (new per second)"
     );
-    // Present from the first scrape on.
+    for kind in RATE_KINDS {
+        metrics::counter!("switchboard_rate_limited_total", "kind" => kind).absolute(0);
+    }
+    for reason in ADDRESS_REFUSALS {
+        metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("switchboard_rate_limit_closes_total").absolute(0);
+    // Present from the first scrape on, also where no proxy is configured.
+    for kind in PROXY_KINDS {
+        for outcome in PROXY_OUTCOMES {
+            metrics::counter!("switchboard_proxy_requests_total", "kind" => kind, "outcome" => outcome)
+                .absolute(0);
+        }
+        drop(metrics::histogram!("switchboard_proxy_request_duration_seconds", "kind" => kind));
+    }
     metrics::counter!("switchboard_api_commands_total").absolute(0);
+    metrics::gauge!("switchboard_backend_up").set(0.0);
+    metrics::gauge!("switchboard_cluster_nodes").set(0.0);
+    metrics::gauge!("switchboard_cluster_nodes_unreachable").set(0.0);
+    process().describe();
     Ok(handle)
 }
 
@@ -78,30 +147,39 @@ pub(crate) fn request_done(done: &switchboard::RequestDone<'_>) {
         .record(done.duration.as_secs_f64());
 }
 
-/// Copies the hub's counters into the series.
+/// Copies the hub's counters, the cluster's node counts and the process's figures into the
+/// series.
 #[allow(clippy::cast_precision_loss)]
-pub(crate) fn update(hub: &Hub) {
+pub(crate) async fn update(hub: &Hub) {
     let stats = hub.stats();
     metrics::gauge!("switchboard_connections").set(stats.connections as f64);
     metrics::gauge!("switchboard_users").set(stats.users as f64);
     metrics::gauge!("switchboard_topics").set(stats.topics as f64);
     metrics::gauge!("switchboard_pending_timers").set(hub.registry_sizes().timers as f64);
-    metrics::counter!("switchboard_connections_total").absolute(stats.connections_total);
+    metrics::counter!("switchboard_connections_accepted_total").absolute(stats.connections_total);
     metrics::counter!("switchboard_messages_in_total").absolute(stats.messages_in);
     metrics::counter!("switchboard_messages_out_total").absolute(stats.messages_out);
     metrics::counter!("switchboard_bytes_in_total").absolute(stats.bytes_in);
     metrics::counter!("switchboard_bytes_out_total").absolute(stats.bytes_out);
     metrics::counter!("switchboard_slow_consumer_closes_total").absolute(stats.slow_consumers);
     let limits = switchboard::LimitStats::of(hub);
-    for (kind, n) in [
-        ("message", limits.rate_limited_messages),
-        ("publication", limits.rate_limited_publications),
-        ("subscription", limits.rate_limited_subscriptions),
-    ] {
+    let refused =
+        [limits.rate_limited_messages, limits.rate_limited_publications, limits.rate_limited_subscriptions];
+    for (kind, n) in RATE_KINDS.into_iter().zip(refused) {
         metrics::counter!("switchboard_rate_limited_total", "kind" => kind).absolute(n);
     }
     metrics::counter!("switchboard_rate_limit_closes_total").absolute(limits.rate_limit_closes);
-    for (reason, n) in [("too_many", limits.address_too_many), ("too_often", limits.address_too_often)] {
+    for (reason, n) in ADDRESS_REFUSALS.into_iter().zip([limits.address_too_many, limits.address_too_often]) {
         metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(n);
     }
+    // The cluster's view (a backend call; other nodes answer within 2 s or count as unreachable).
+    match tokio::time::timeout(Duration::from_secs(3), hub.cluster_stats()).await {
+        Ok(Ok(cluster)) => {
+            metrics::gauge!("switchboard_backend_up").set(1.0);
+            metrics::gauge!("switchboard_cluster_nodes").set(cluster.nodes.len() as f64);
+            metrics::gauge!("switchboard_cluster_nodes_unreachable").set(cluster.unreachable.len() as f64);
+        }
+        _ => metrics::gauge!("switchboard_backend_up").set(0.0),
+    }
+    process().collect();
 }

@@ -44,6 +44,8 @@ pub(crate) struct Settings {
     pub namespaces: BTreeMap<String, NamespaceSettings>,
     /// Redis: servers on the same Redis form one cluster. None: in-memory, one server.
     pub redis: Option<RedisSettings>,
+    /// What happens between SIGTERM and the end.
+    pub shutdown: ShutdownSettings,
 }
 
 /// The default address: loopback, so that nothing is exposed unless asked for.
@@ -68,6 +70,7 @@ impl Default for Settings {
             proxy: None,
             namespaces: BTreeMap::new(),
             redis: None,
+            shutdown: ShutdownSettings::default(),
         }
     }
 }
@@ -84,6 +87,29 @@ impl Settings {
         }
         c.connection_limits = self.http.connection_limits();
         c
+    }
+}
+
+/// Shutdown: SIGTERM turns `/readyz` to 503 at once, the listener keeps accepting for
+/// `drain_delay_ms` (so that load balancers stop sending new clients here), then every
+/// connection is closed with 1001.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ShutdownSettings {
+    /// Milliseconds between SIGTERM and closing the connections; default
+    /// [`DRAIN_DELAY_MS`] in production, 0 in development mode.
+    pub drain_delay_ms: Option<u64>,
+}
+
+/// The production default of `shutdown.drain_delay_ms`: longer than a load balancer's usual
+/// health-check interval times its failure threshold is best; 5 s suits checks every 1–2 s.
+pub(crate) const DRAIN_DELAY_MS: u64 = 5000;
+
+impl ShutdownSettings {
+    /// The delay in force: the configured one, else 5 s in production and none in development
+    /// mode (nobody balances a development server).
+    pub(crate) fn drain_delay(&self, dev: bool) -> Duration {
+        Duration::from_millis(self.drain_delay_ms.unwrap_or(if dev { 0 } else { DRAIN_DELAY_MS }))
     }
 }
 
@@ -637,6 +663,16 @@ mod tests {
         assert_eq!(c.heartbeat, Duration::from_secs(5));
         assert_eq!(c.max_message_size, switchboard::Config::default().max_message_size);
         assert_eq!(Limits::default().to_config().conn_per_user, None);
+    }
+
+    #[test]
+    fn the_drain_delay_defaults_to_5_s_in_production_and_none_in_development() {
+        let default = ShutdownSettings::default();
+        assert_eq!(default.drain_delay(false), Duration::from_secs(5));
+        assert_eq!(default.drain_delay(true), Duration::ZERO);
+        let set = ShutdownSettings { drain_delay_ms: Some(1200) };
+        assert_eq!(set.drain_delay(false), Duration::from_millis(1200));
+        assert_eq!(set.drain_delay(true), Duration::from_millis(1200));
     }
 
     #[test]

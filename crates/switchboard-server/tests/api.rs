@@ -206,3 +206,133 @@ async fn presence_directory_info_and_batch() {
     assert_eq!(ada.expect("all").await[1], 3);
     assert_eq!(bob.expect("all").await[1], 3);
 }
+
+#[tokio::test]
+async fn history_reads_what_a_topic_kept() {
+    let server = dev_server().await;
+    let addr = server.addr;
+    // Behind the key like every /api route (checked before the query).
+    let (status, _) = http(addr, "GET", "/api/history?topic=room/h", None, None).await;
+    assert_eq!(status, 401);
+    let (status, _) = http(addr, "GET", "/api/history?nope=1", None, None).await;
+    assert_eq!(status, 401);
+
+    // A topic with history and no publication yet: an empty list, seq 0.
+    let r = api(addr, "GET", "/api/history?topic=room/h", None).await;
+    assert_eq!(r["topic"], "room/h");
+    assert_eq!(r["seq"], 0);
+    assert_eq!(r["publications"], json!([]));
+    let epoch = r["epoch"].as_str().unwrap().to_owned();
+
+    // A client publishes too: `from` is kept.
+    let (mut ada, _) = Client::identified(addr, json!({"name": "ada"})).await;
+    ada.call("~pub", json!({"topic": "room/h", "data": "by ada"})).await.unwrap();
+    for i in 2..=5 {
+        api(addr, "POST", "/api/publish", Some(json!({"topic": "room/h", "event": "n", "data": i}))).await;
+    }
+    let r = api(addr, "GET", "/api/history?topic=room/h", None).await;
+    assert_eq!(r["epoch"], epoch.as_str());
+    assert_eq!(r["seq"], 5);
+    let seqs: Vec<_> =
+        r["publications"].as_array().unwrap().iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "oldest first: {r}");
+    assert_eq!(r["publications"][0]["data"], "by ada");
+    assert_eq!(r["publications"][0]["from"]["user"], "ada");
+    assert_eq!(r["publications"][1]["event"], "n");
+    assert_eq!(r["publications"][1]["data"], 2);
+    assert!(r["publications"][1].get("from").is_none(), "server publications have no `from`: {r}");
+
+    // The newest `limit`, oldest first.
+    let r = api(addr, "GET", "/api/history?topic=room/h&limit=2", None).await;
+    let seqs: Vec<_> =
+        r["publications"].as_array().unwrap().iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [4, 5]);
+    // After a position, oldest first, at most `limit`: paging forward.
+    let r =
+        api(addr, "GET", &format!("/api/history?topic=room/h&since_epoch={epoch}&since_seq=1&limit=2"), None)
+            .await;
+    let seqs: Vec<_> =
+        r["publications"].as_array().unwrap().iter().map(|p| p["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3]);
+    assert_eq!(r["seq"], 5);
+    // Another epoch: nothing, and the current epoch.
+    let r =
+        api(addr, "GET", "/api/history?topic=room/h&since_epoch=0000000000000000&since_seq=1", None).await;
+    assert_eq!(r["publications"], json!([]));
+    assert_eq!(r["epoch"], epoch.as_str());
+
+    // Errors: no history (404 NOT_FOUND), limit 0, half a `since`, a bad topic, no topic (400).
+    for (path, status, code) in [
+        ("/api/history?topic=group/x", 404, "NOT_FOUND"),
+        ("/api/history?topic=room/h&limit=0", 400, "BAD_REQUEST"),
+        ("/api/history?topic=room/h&since_seq=1", 400, "BAD_REQUEST"),
+        ("/api/history?topic=room/h&limit=lots", 400, "BAD_REQUEST"),
+        ("/api/history?topic=bad%20topic", 400, "BAD_REQUEST"),
+        ("/api/history", 400, "BAD_REQUEST"),
+    ] {
+        let (got, text) = http(addr, "GET", path, Some(KEY), None).await;
+        assert_eq!(got, status, "{path}: {text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}: {text}");
+    }
+
+    // In a batch, with `since` as an object.
+    let r = api(
+        addr,
+        "POST",
+        "/api/batch",
+        Some(json!({"commands": [
+            {"op": "history", "topic": "room/h", "limit": 1},
+            {"op": "history", "topic": "room/h", "since": {"epoch": epoch, "seq": 4}},
+            {"op": "history", "topic": "group/x"},
+        ]})),
+    )
+    .await;
+    assert_eq!(r["results"][0]["ok"]["publications"][0]["seq"], 5, "{r}");
+    assert_eq!(r["results"][1]["ok"]["publications"][0]["seq"], 5, "{r}");
+    assert_eq!(r["results"][2]["error"]["code"], "NOT_FOUND", "{r}");
+}
+
+#[tokio::test]
+async fn a_publish_key_publishes_once() {
+    let server = dev_server().await;
+    let addr = server.addr;
+    let (mut bob, _) = Client::identified(addr, json!({"name": "bob"})).await;
+    bob.call("~sub", json!({"topic": "room/k"})).await.unwrap();
+    let body = json!({"topic": "room/k", "data": {"order": 7}, "key": "order-7"});
+    let first = api(addr, "POST", "/api/publish", Some(body.clone())).await;
+    let again = api(addr, "POST", "/api/publish", Some(body)).await;
+    assert_eq!(first["seq"], 1);
+    assert_eq!(again["seq"], 1, "a repeat answers the first one's seq");
+    // In a batch too: the same key again, and a new one.
+    let r = api(
+        addr,
+        "POST",
+        "/api/batch",
+        Some(json!({"commands": [
+            {"op": "publish", "topic": "room/k", "data": {"order": 7}, "key": "order-7"},
+            {"op": "publish", "topic": "room/k", "data": {"order": 8}, "key": "order-8"},
+            {"op": "publish", "topic": "room/k", "data": 0, "key": ""},
+            {"op": "publish", "topic": "room/k", "data": 0, "key": "k".repeat(65)},
+        ]})),
+    )
+    .await;
+    assert_eq!(r["results"][0]["ok"]["seq"], 1, "{r}");
+    assert_eq!(r["results"][1]["ok"]["seq"], 2, "{r}");
+    assert_eq!(r["results"][2]["error"]["code"], "BAD_REQUEST", "{r}");
+    assert_eq!(r["results"][3]["error"]["code"], "BAD_REQUEST", "{r}");
+    // bob got each publication once.
+    assert_eq!(bob.expect("~msg").await[1]["data"]["order"], 7);
+    assert_eq!(bob.expect("~msg").await[1]["data"]["order"], 8);
+    let (status, text) = http(
+        addr,
+        "POST",
+        "/api/publish",
+        Some(KEY),
+        Some(&json!({"topic": "room/k", "data": 1, "key": "k".repeat(65)})),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    let history = api(addr, "GET", "/api/history?topic=room/k", None).await;
+    assert_eq!(history["publications"].as_array().unwrap().len(), 2, "{history}");
+}

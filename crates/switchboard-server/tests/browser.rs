@@ -1,13 +1,27 @@
-//! The development chat page in Chromium (playwright-core from clients/typescript). Skipped,
-//! with a message, where node, Chromium or the client's node_modules are missing.
+//! The development chat page in Chromium (playwright-core from clients/typescript): the demo
+//! on a laptop and on phones (`tests/browser/chat.mjs`, screenshots in `target/screenshots/`),
+//! and over https (`tests/browser/tls_origin.mjs`). A missing node, Chromium, certutil or
+//! `clients/typescript/node_modules` fails the tests (scripts/test.sh installs them).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
-#[tokio::test]
-async fn the_demo_chat_works_in_chromium() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where the browser tests leave their screenshots: `SWITCHBOARD_SCREENSHOTS`, else the
+/// workspace's `target/screenshots/` (ignored by git).
+fn screenshots() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_SCREENSHOTS")
+        .map_or_else(|| repo().join("target/screenshots"), PathBuf::from)
+}
+
+fn assert_browser_tools() {
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let node_ok =
         std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
@@ -15,28 +29,62 @@ async fn the_demo_chat_works_in_chromium() {
     assert!(
         node_ok
             && Path::new(&chromium).exists()
-            && repo.join("clients/typescript/node_modules/playwright-core").exists(),
+            && repo().join("clients/typescript/node_modules/playwright-core").exists(),
         "the browser test needs node, {chromium} and clients/typescript/node_modules \
          (scripts/test.sh installs them)"
     );
-    let server = common::spawn(&["--dev"], &[]).await;
+}
+
+#[tokio::test]
+async fn the_demo_chat_works_in_chromium_on_a_laptop_and_on_phones() {
+    assert_browser_tools();
+    let mut server = common::spawn(&["--dev"], &[]).await;
+    let addr = server.addr;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/chat.mjs");
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(&script)
-            .arg(server.addr.to_string())
-            .arg(&repo)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the browser test finished in time")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "browser test failed:\n{stdout}\n{stderr}");
+    let mut node = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(addr.to_string())
+        .arg(repo())
+        .arg(screenshots())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = node.stdin.take().unwrap();
+    let mut stdout = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut stderr = node.stderr.take().unwrap();
+    let errors = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let mut seen = Vec::new();
+    let run = async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if line == "RESTART" {
+                // The page asks for a restart: SIGTERM, wait for the exit, start again on the
+                // same address (the pages reconnect there by themselves).
+                let pid = server.child.id().unwrap().to_string();
+                assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+                assert_eq!(server.child.wait().await.unwrap().code(), Some(0));
+                server = common::spawn_at(&addr.to_string(), &["--dev"], &[]).await;
+                stdin.write_all(b"RESTARTED\n").await.unwrap();
+                stdin.flush().await.unwrap();
+            }
+            seen.push(line);
+        }
+        node.wait().await.unwrap()
+    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(240), run)
+        .await
+        .expect("the browser test finished in time");
+    let stderr = errors.await.unwrap();
+    let stdout = seen.join("\n");
+    assert!(status.success(), "browser test failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("browser chat ok"), "{stdout}\n{stderr}");
+    assert!(screenshots().join("demo-phone-dm.png").exists(), "screenshots in {}", screenshots().display());
 }
 
 /// An NSS database in `home/.pki/nssdb` trusting `ca` (what Chromium on Linux reads).
@@ -57,11 +105,8 @@ fn trust_in_nss(home: &Path, ca: &Path) {
 
 #[tokio::test]
 async fn the_demo_over_https_in_chromium_and_other_origins_refused() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    assert!(
-        repo.join("clients/typescript/node_modules/playwright-core").exists(),
-        "the browser test needs clients/typescript/node_modules (scripts/test.sh installs them)"
-    );
+    assert_browser_tools();
+    let repo = repo();
     let pki = common::pki::Pki::new("browser");
     let (cert, key) = pki.server("server");
     let home = pki.dir.join("home");

@@ -2,8 +2,115 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::{Client, config, http, start_with};
 use serde_json::{Value, json};
+
+/// The Python with `prometheus_client` (scripts/test.sh installs it into target/pyvenv), or
+/// `SWITCHBOARD_PYTHON`.
+fn python() -> PathBuf {
+    let python = std::env::var_os("SWITCHBOARD_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyvenv/bin/python3"),
+        PathBuf::from,
+    );
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import prometheus_client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    // A missing parser is a failure, not a skip.
+    assert!(
+        ok,
+        "{} cannot import prometheus_client: run scripts/test.sh (it makes target/pyvenv), or \
+         set SWITCHBOARD_PYTHON to a Python that has it",
+        python.display()
+    );
+    python
+}
+
+/// Parses a page with prometheus_client's parser (`tests/metrics/check_exposition.py`): the
+/// families by name and type, and every sample; panics with the parser's complaints.
+fn parse(page: &str) -> Value {
+    let file = std::env::temp_dir().join(format!(
+        "switchboard-metrics-{}-{}.txt",
+        std::process::id(),
+        common::rand_id()
+    ));
+    std::fs::write(&file, page).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/metrics/check_exposition.py");
+    let out = std::process::Command::new(python()).arg(&script).arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        out.status.success(),
+        "the exposition is not valid:\n{}\n--- page ---\n{page}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn the_exposition_parses_with_unique_conventional_families() {
+    let server = start_with(&config("dev", "dev = true"), &[], &[]).await;
+    let addr = server.addr;
+    // Traffic first, so that labelled series and histograms have samples.
+    let (mut ada, _) = Client::identified(addr, json!({"name": "ada"})).await;
+    ada.call("~sub", json!({"topic": "room/a"})).await.unwrap();
+    let (status, page) = http(addr, "GET", "/metrics", None, None).await;
+    assert_eq!(status, 200);
+    let parsed = parse(&page);
+    let families = &parsed["families"];
+    for (name, kind) in [
+        ("switchboard_build_info", "gauge"),
+        ("switchboard_connections", "gauge"),
+        ("switchboard_connections_accepted", "counter"),
+        ("switchboard_users", "gauge"),
+        ("switchboard_topics", "gauge"),
+        ("switchboard_messages_in", "counter"),
+        ("switchboard_request_duration_seconds", "histogram"),
+        ("switchboard_cluster_nodes", "gauge"),
+        ("switchboard_cluster_nodes_unreachable", "gauge"),
+        ("switchboard_backend_up", "gauge"),
+        // Registered at start, although this server calls no application.
+        ("switchboard_proxy_requests", "counter"),
+        ("switchboard_proxy_request_duration_seconds", "histogram"),
+        ("switchboard_handshake_failures", "counter"),
+        ("switchboard_handshakes_pending", "gauge"),
+        // The standard process series.
+        ("process_cpu_seconds", "counter"),
+        ("process_resident_memory_bytes", "gauge"),
+        ("process_open_fds", "gauge"),
+        ("process_max_fds", "gauge"),
+        ("process_start_time_seconds", "gauge"),
+    ] {
+        assert_eq!(families[name], kind, "{name} in {families}");
+    }
+    let samples = parsed["samples"].as_array().unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|s| s[0] == name && labels.iter().all(|(k, v)| s[1][*k] == *v))
+            .map(|s| s[2].as_f64().unwrap())
+    };
+    assert_eq!(value("switchboard_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert_eq!(value("switchboard_connections", &[]), Some(1.0));
+    assert_eq!(value("switchboard_connections_accepted_total", &[]), Some(1.0));
+    assert_eq!(value("switchboard_cluster_nodes", &[]), Some(1.0));
+    assert_eq!(value("switchboard_backend_up", &[]), Some(1.0));
+    assert!(value("process_resident_memory_bytes", &[]).unwrap() > 1e6);
+    assert!(value("process_open_fds", &[]).unwrap() >= 3.0);
+    for kind in ["identify", "authorize", "forward"] {
+        for outcome in ["ok", "error", "timeout"] {
+            let labels = [("kind", kind), ("outcome", outcome)];
+            assert_eq!(value("switchboard_proxy_requests_total", &labels), Some(0.0), "{kind} {outcome}");
+        }
+        let labels = [("kind", kind)];
+        assert_eq!(value("switchboard_proxy_request_duration_seconds_count", &labels), Some(0.0), "{kind}");
+    }
+    assert_eq!(
+        value("switchboard_request_duration_seconds_count", &[("type", "~sub"), ("outcome", "ok")]),
+        Some(1.0)
+    );
+}
 
 fn series(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
@@ -29,7 +136,7 @@ async fn metrics_are_present_and_move() {
         "switchboard_bytes_in_total",
         "switchboard_bytes_out_total",
         "switchboard_slow_consumer_closes_total",
-        "switchboard_connections_total",
+        "switchboard_connections_accepted_total",
     ] {
         assert!(series(&before, name).is_some(), "{name} missing in:\n{before}");
     }

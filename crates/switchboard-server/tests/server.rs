@@ -209,3 +209,49 @@ identify = "anonymous"
     assert_eq!(welcome["user"], serde_json::Value::Null);
     anon.call("~sub", json!({"topic": "ticker/x"})).await.unwrap();
 }
+
+#[tokio::test]
+async fn sigterm_drains_first_not_ready_but_still_accepting_then_closes_with_1001() {
+    // A drain longer than the test: it ends with a second SIGTERM, so nothing here races a clock.
+    let toml = common::config("dev", "dev = true\n[shutdown]\ndrain_delay_ms = 600000");
+    let mut server = common::start_with(&toml, &[("RUST_LOG", "info")], &[]).await;
+    let addr = server.addr;
+    let (mut ada, _) = Client::identified(addr, json!({"name": "ada"})).await;
+    assert_eq!(http(addr, "GET", "/readyz", None, None).await.0, 200);
+    let pid = server.child.id().unwrap().to_string();
+    let kill = |signal: &str| {
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    };
+    kill("-TERM");
+    assert!(server.logged(&["still accepting until the drain delay ends"]).await);
+    // Not ready at once…
+    let (status, body) = http(addr, "GET", "/readyz", None, None).await;
+    assert_eq!(status, 503, "{body}");
+    // …while the listener still accepts and serves: HTTP, and new WebSocket clients.
+    assert_eq!(http(addr, "GET", "/healthz", None, None).await.0, 200);
+    let (mut bob, _) = Client::identified(addr, json!({"name": "bob"})).await;
+    assert_eq!(bob.call("~ping", serde_json::Value::Null).await, Ok(serde_json::Value::Null));
+    assert_eq!(ada.call("~ping", serde_json::Value::Null).await, Ok(serde_json::Value::Null));
+    assert!(!server.logs.lock().unwrap().iter().any(|l| l.contains("closing connections with 1001")));
+    // A second signal ends the drain: every connection is closed with 1001, the process exits 0.
+    kill("-TERM");
+    assert_eq!(ada.closed().await, Some(1001));
+    assert_eq!(bob.closed().await, Some(1001));
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(server.logged(&["second signal: not waiting"]).await);
+}
+
+#[tokio::test]
+async fn the_drain_delay_ends_by_itself() {
+    let toml = common::config("dev", "dev = true\n[shutdown]\ndrain_delay_ms = 200");
+    let mut server = common::start_with(&toml, &[("RUST_LOG", "info")], &[]).await;
+    let (mut ada, _) = Client::identified(server.addr, json!({"name": "ada"})).await;
+    let pid = server.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(ada.closed().await, Some(1001));
+    let status = tokio::time::timeout(Duration::from_secs(20), server.child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(server.logged(&["still accepting until the drain delay ends"]).await);
+    assert!(!server.logs.lock().unwrap().iter().any(|l| l.contains("second signal: not waiting")));
+}

@@ -46,6 +46,17 @@ pub struct Config {
     pub request_timeout: Duration,
     /// How long shutdown waits for running handlers before closing anyway (default 10 s).
     pub shutdown_grace: Duration,
+    /// In a cluster, how long a node may stay silent before the others declare it dead and
+    /// clean up after it: its connections leave topic presence and the directory (announced
+    /// once, by one survivor) and the user registry (default 5 s). A node beats every fifth of
+    /// it. A node that was only slow learns it was declared dead and closes its connections with
+    /// 4000, so that they reconnect and register again.
+    pub node_timeout: Duration,
+    /// How often a node checks, for every topic it has subscribers of, that it missed no
+    /// publication (its position in history against what it delivered): a missed tail is
+    /// filled from history or, where history cannot fill it, signalled (default 2 s). A lost
+    /// broker connection triggers the same check at once when it is back.
+    pub position_check: Duration,
     /// Unused: it sized the read buffer of axum's WebSocket on the
     /// [`router`](crate::Switchboard::router) path, which now runs Switchboard's own WebSocket
     /// like every path (no read buffer while idle; a frame's bytes are held only until it is
@@ -90,6 +101,8 @@ impl Default for Config {
             max_pending_acks: 1024,
             request_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            node_timeout: Duration::from_secs(5),
+            position_check: Duration::from_secs(2),
             read_buffer_size: 4096,
             handshake_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,

@@ -160,6 +160,11 @@ impl From<HubError> for Error {
             HubError::Backend(_) => Error::unavailable("the operation could not be completed"),
             HubError::Topic(m) => Error::bad_request(m),
             HubError::NotFound => Error::not_found("no such connection"),
+            HubError::NoHistory => Error::not_found("the topic keeps no history"),
+            HubError::Indeterminate(_) => {
+                Error::timeout("the outcome is unknown: retry with the same key to publish it at most once")
+            }
+            HubError::Invalid(m) => Error::bad_request(m),
         }
     }
 }
@@ -217,6 +222,16 @@ pub enum HubError {
     /// No such connection.
     #[error("no such connection")]
     NotFound,
+    /// The topic keeps no history.
+    #[error("the topic keeps no history")]
+    NoHistory,
+    /// A backend did not answer in time: the operation may or may not have happened (a
+    /// publication may be retried safely with its idempotency key).
+    #[error("backend outcome unknown: {0}")]
+    Indeterminate(String),
+    /// An argument is not valid (the message says which).
+    #[error("invalid: {0}")]
+    Invalid(String),
 }
 
 /// The configuration cannot make a server.

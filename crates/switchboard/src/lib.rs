@@ -75,8 +75,11 @@ pub use config::{CapPolicy, Config, ConnectionLimits, IpRange, Rate, RateLimits}
 pub use conn::{Conn, Request};
 pub use error::{AddressRefused, BuildError, Error, HubError, IntoReply, RequestError, SendError};
 pub use hub::Hub;
+pub use hub::core::HistorySpan;
 pub use hub::hooks::DirectMessageEvent;
-pub use hub::stats::{ClusterStats, NodeStats, RegistrySizes, Stats};
+pub use hub::stats::{ClusterStats, NodeHealth, NodeStats, RegistrySizes, Stats};
+pub use hub::topics::history::HistoryQuery;
+pub use hub::topics::publish::PublishOptions;
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
 pub use server::admission::Admission;

@@ -190,11 +190,179 @@ async fn acknowledged_delivery_to_a_connection_on_another_node() {
     let again = bob.expect(|m| m[0] == "invoice").await;
     assert_eq!(again, first);
     bob.send(json!(["~ok", null, id])).await;
-    // A connection that does not exist anywhere.
+    // A connection that does not exist (on B): the same answer as on one node.
     let missing = format!("{}.ffff", conn.rsplit_once('.').unwrap().0);
-    a.hub().send_acked(&missing, "invoice", &1).await.unwrap();
+    assert!(matches!(
+        a.hub().send_acked(&missing, "invoice", &1).await,
+        Err(switchboard::HubError::NotFound)
+    ));
     assert!(matches!(
         a.hub().send_acked("nonode.1", "invoice", &1).await,
         Err(switchboard::HubError::NotFound)
     ));
+}
+
+/// A node that stops beating is declared dead by the others within `node_timeout`; exactly one of
+/// them cleans up after it: its connections leave topic presence and the directory (announced
+/// once, to every node's subscribers) and the user registry.
+#[tokio::test]
+async fn a_dead_node_is_cleaned_up_after_once() {
+    let broker = MemoryBroker::new();
+    let presence = Arc::new(MemoryPresence::new());
+    let users = Arc::new(MemoryUsers::new());
+    let backends = Backends {
+        broker: Arc::new(broker.clone()),
+        history: Arc::new(MemoryHistory::new()),
+        presence: presence.clone(),
+        users: users.clone(),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
+    };
+    let mut config = Config::default();
+    config.node_timeout = std::time::Duration::from_millis(500);
+    let node = || {
+        Server::new()
+            .config(config.clone())
+            .backends(backends.clone())
+            .namespace(main_ns().topic("chat/{room}", TopicOptions::new().clients_publish().presence(true)))
+    };
+    let (a, b) = (node().build().await.unwrap(), node().build().await.unwrap());
+    let (addr_a, addr_b) = (serve(&a).await, serve(&b).await);
+    let (mut ada, _) = Client::identified(addr_a, "ada").await;
+    let (mut bob, _) = Client::identified(addr_b, "bob").await;
+    for c in [&mut ada, &mut bob] {
+        c.call("~sub", json!({"topic": "chat/x"})).await.unwrap();
+    }
+    // A third node, "gone", with one connection in the topic, in the directory and in the
+    // registry, beats once and falls silent (as a killed process would).
+    use switchboard::core::{Broker, BrokerSink, ConnRef, Presence, Users};
+    struct Deaf;
+    impl BrokerSink for Deaf {
+        fn publication(&self, _: &str, _: bytes::Bytes) {}
+        fn node_message(&self, _: bytes::Bytes) {}
+    }
+    let gone: Arc<str> = Arc::from("gone");
+    broker.attach(gone.clone(), Arc::new(Deaf)).await.unwrap();
+    broker.beat(&gone, std::time::Duration::from_millis(100)).await.unwrap();
+    let peer = json!({"conn": "gone.1", "user": "carl", "alias": "carl", "available": true, "public": null});
+    let info = bytes::Bytes::from(peer.to_string());
+    presence.join("chat/x", "gone.1", info.clone()).await.unwrap();
+    presence.join("~directory", "gone.1", info).await.unwrap();
+    users.register("carl", ConnRef { conn: Arc::from("gone.1"), node: gone.clone() }, None).await.unwrap();
+    assert_eq!(a.hub().send_to_user("carl", "hi", &1).await.unwrap(), 1, "counted while alive");
+
+    // Both survivors' subscribers get the leave, once.
+    for c in [&mut ada, &mut bob] {
+        let m = c
+            .expect(|m| m[0] == "~presence" && m[1]["leaves"].as_array().is_some_and(|l| !l.is_empty()))
+            .await;
+        assert_eq!(m[1]["leaves"], json!([peer]), "the dead node's connection left");
+        let p = c.expect(|m| m[0] == "~peer" && m[1]["conn"] == "gone.1").await;
+        assert_eq!(p[1]["online"], false);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    for c in [&mut ada, &mut bob] {
+        let who = c.call("~who", json!({"topic": "chat/x"})).await.unwrap();
+        assert_eq!(who["peers"].as_array().map(Vec::len), Some(2), "only the live ones: {who}");
+        let again = |m: &serde_json::Value| {
+            (m[0] == "~presence" && m[1]["leaves"].as_array().is_some_and(|l| !l.is_empty()))
+                || (m[0] == "~peer" && m[1]["conn"] == "gone.1")
+        };
+        assert!(!c.inbox.iter().any(again), "announced once: {:?}", c.inbox);
+    }
+    assert_eq!(a.hub().send_to_user("carl", "hi", &1).await.unwrap(), 0, "no longer counted");
+    assert!(users.connections("carl").await.unwrap().is_empty());
+    // Its late beat learns it was cleaned up after.
+    assert_eq!(
+        broker.beat(&gone, std::time::Duration::from_secs(5)).await.unwrap(),
+        switchboard::core::Beat::Lapsed { cleaned: true }
+    );
+}
+
+/// Joining, leaving, acknowledged sends, broadcasts and direct messages answer the same whether
+/// the connection is on this node or another.
+#[tokio::test]
+async fn operations_on_a_remote_connection_answer_as_on_one_node() {
+    let (a, b) = cluster().await;
+    let (addr_a, addr_b) = (serve(&a).await, serve(&b).await);
+    let (mut ada, _) = Client::identified(addr_a, "ada").await;
+    let (mut bob, welcome) = Client::identified(addr_b, "bob").await;
+    let bob_conn = welcome["conn"].as_str().unwrap().to_owned();
+    // Node A puts B's connection into a group, publishes to it, then takes it out.
+    a.hub().join(&bob_conn, "chat/group").await.unwrap();
+    a.hub().publish("chat/group", None, &"to the group").await.unwrap();
+    assert_eq!(bob.expect(|m| m[0] == "~msg").await[1]["data"], "to the group");
+    assert!(a.hub().leave(&bob_conn, "chat/group").await.unwrap());
+    assert!(!a.hub().leave(&bob_conn, "chat/group").await.unwrap(), "not in it any more");
+    let missing = format!("{}.ffff", bob_conn.rsplit_once('.').unwrap().0);
+    assert!(matches!(a.hub().join(&missing, "chat/group").await, Err(switchboard::HubError::NotFound)));
+    assert!(matches!(a.hub().leave(&missing, "chat/group").await, Err(switchboard::HubError::NotFound)));
+    // A broadcast counts the connections reached on every node.
+    assert_eq!(a.hub().broadcast("news", &1, None).await.unwrap(), 2);
+    assert_eq!(b.hub().broadcast("news", &2, Some(&bob_conn)).await.unwrap(), 1);
+    // A direct message to an alias whose connection is unavailable: UNAVAILABLE, on either node.
+    bob.call("~status", json!({"available": false})).await.unwrap();
+    let (mut cid, _) = Client::identified(addr_b, "cid").await;
+    for c in [&mut ada, &mut cid] {
+        let e = c.call("~dm", json!({"to": {"alias": "bob"}, "data": 1})).await.unwrap_err();
+        assert_eq!(e["code"], "UNAVAILABLE", "{e}");
+        let e = c.call("~dm", json!({"to": {"alias": "nobody"}, "data": 1})).await.unwrap_err();
+        assert_eq!(e["code"], "NOT_FOUND", "{e}");
+    }
+}
+
+/// A publication that reached history but not this node (its broker message was lost: the last
+/// of a burst, nothing after it to reveal the gap) is found by the position check and delivered
+/// in order; the check also measures how long a gap each topic class's history can bridge.
+#[tokio::test]
+async fn a_missed_tail_is_filled_from_history_by_the_position_check() {
+    let history = Arc::new(MemoryHistory::new());
+    let backends = Backends {
+        broker: Arc::new(MemoryBroker::new()),
+        history: history.clone(),
+        presence: Arc::new(MemoryPresence::new()),
+        users: Arc::new(MemoryUsers::new()),
+        limiter: Arc::new(switchboard::core::MemoryRateLimiter::new()),
+    };
+    let mut config = Config::default();
+    config.position_check = std::time::Duration::from_millis(200);
+    let board = Server::new()
+        .config(config)
+        .backends(backends)
+        .namespace(main_ns().topic("chat/{room}", TopicOptions::new().clients_publish().history(50, None)))
+        .build()
+        .await
+        .unwrap();
+    let addr = serve(&board).await;
+    let (mut ada, _) = Client::identified(addr, "ada").await;
+    ada.call("~sub", json!({"topic": "chat/x"})).await.unwrap();
+    board.hub().publish("chat/x", None, &1).await.unwrap();
+    assert_eq!(ada.expect(|m| m[0] == "~msg").await[1]["seq"], 1);
+    // Another node numbered 2 and 3, and their broker messages never came.
+    use switchboard::core::{History, HistoryOptions};
+    for n in [2, 3] {
+        let record = bytes::Bytes::from(format!(r#"{{"data":{n}}}"#));
+        history.append("chat/x", record, HistoryOptions { size: 50, ttl: None }, None).await.unwrap();
+    }
+    for n in [2, 3] {
+        let m = ada.expect(|m| m[0] == "~msg").await;
+        assert_eq!((m[1]["seq"].clone(), m[1]["data"].clone()), (json!(n), json!(n)), "filled, in order");
+    }
+    assert_eq!(board.hub().health().missed_filled, 2);
+    // Publications keep coming: the class's span is its size over their rate.
+    for n in 4..=13 {
+        board.hub().publish("chat/x", None, &n).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let span = loop {
+        let spans = board.hub().history_spans();
+        if let Some(span) =
+            spans.into_iter().find(|s| s.pattern == "chat/{room}" && s.publications_per_second > 0.0)
+        {
+            break span;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a span is measured");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(span.size, 50);
+    assert!((span.seconds - 50.0 / span.publications_per_second).abs() < 1e-6);
 }

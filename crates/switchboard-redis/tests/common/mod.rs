@@ -44,6 +44,22 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT): it answers what it received meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        let status = Command::new("kill").arg(signal).arg(pid.to_string()).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
     /// Starts it (again) on the same port, empty, and waits until it answers PING.
     pub fn restart(&mut self) {
         self.stop();

@@ -42,8 +42,8 @@ try {
   const security = await response.securityDetails();
   console.log(`tls: ${security?.protocol}, issuer ${security?.issuer}`);
   await page.fill("#name", "ada");
-  await page.click("#loginform button");
-  await page.waitForFunction(() => document.getElementById("state").textContent === "ready");
+  await page.click("#join");
+  await page.waitForFunction(() => document.getElementById("connection").dataset.state === "ready");
   console.log("demo page over https: ready");
 
   // Another origin cannot open the endpoint.

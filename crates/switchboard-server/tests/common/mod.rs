@@ -76,8 +76,13 @@ pub fn rand_id() -> u64 {
 }
 
 pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Server {
+    spawn_at("127.0.0.1:0", args, env).await
+}
+
+/// [`spawn`] on a given address (to restart a server where its clients expect it).
+pub async fn spawn_at(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    cmd.arg("--listen").arg("127.0.0.1:0").args(args);
+    cmd.arg("--listen").arg(listen).args(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("SWITCHBOARD_") {
             cmd.env_remove(k);

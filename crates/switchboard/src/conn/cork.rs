@@ -16,7 +16,7 @@
 //! Everything is per thread (a cork is created and dropped by the code that runs on it, and
 //! must not be held across an `.await`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Weak};
 use std::task::Waker;
 
@@ -41,26 +41,24 @@ pub(crate) enum Mode {
     Own,
 }
 
-/// What this thread's cork batches.
-#[derive(Default)]
-struct Batch {
+thread_local! {
+    // What this thread's cork batches. Separate cells rather than one struct: `DEPTH` and `OWN`
+    // are read for every send, and a `Cell` of a type without destructor is the cheapest
+    // thread-local there is (no registration check, no borrow flag).
+
     /// Corks alive on this thread.
-    depth: u32,
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
     /// The connection whose task runs inside the cork (its address; 0: none).
-    own: usize,
+    static OWN: Cell<usize> = const { Cell::new(0) };
     /// Wake-ups put off until the outermost cork is removed.
-    wake: Vec<Waker>,
+    static WAKE: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
     /// Connections whose queues writer passes will write when the cork is removed.
-    passes: Vec<(Arc<ConnShared>, Waker)>,
+    static PASSES: RefCell<Vec<(Arc<ConnShared>, Waker)>> = const { RefCell::new(Vec::new()) };
     /// The fan-out held back.
-    held: Option<Arc<dyn Held>>,
+    static HELD: RefCell<Option<Arc<dyn Held>>> = const { RefCell::new(None) };
     /// Where the passes of this thread count what they write (the server of the last task that
     /// corked here).
-    counters: Weak<Counters>,
-}
-
-thread_local! {
-    static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
+    static COUNTERS: RefCell<Weak<Counters>> = const { RefCell::new(Weak::new()) };
 }
 
 fn addr(conn: &ConnShared) -> usize {
@@ -78,45 +76,47 @@ pub(crate) struct Cork {
 impl Cork {
     /// Corks this thread for the task of `own` (if any), which counts into `counters`.
     pub(crate) fn new(own: Option<&ConnShared>, counters: &Arc<Counters>) -> Self {
-        let outer = BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            b.depth += 1;
-            if b.counters.as_ptr() != Arc::as_ptr(counters) {
-                b.counters = Arc::downgrade(counters);
+        DEPTH.with(|d| d.set(d.get() + 1));
+        COUNTERS.with(|c| {
+            if c.borrow().as_ptr() != Arc::as_ptr(counters) {
+                *c.borrow_mut() = Arc::downgrade(counters);
             }
-            std::mem::replace(&mut b.own, own.map_or(0, addr))
         });
+        let outer = OWN.with(|o| o.replace(own.map_or(0, addr)));
         Self { outer, _here: std::marker::PhantomData }
     }
 }
 
 impl Drop for Cork {
     fn drop(&mut self) {
-        if BATCH.with(|b| b.borrow().depth) == 1 {
+        if DEPTH.with(Cell::get) == 1 {
             // Still corked while it is released: the wake-ups it causes join the others.
             release_held();
         }
-        let done = BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            b.own = self.outer;
-            b.depth -= 1;
-            (b.depth == 0)
-                .then(|| (std::mem::take(&mut b.wake), std::mem::take(&mut b.passes), b.counters.clone()))
+        OWN.with(|o| o.set(self.outer));
+        let depth = DEPTH.with(|d| {
+            let depth = d.get() - 1;
+            d.set(depth);
+            depth
         });
-        // Out of the cell before waking: a waker may run code that sends (and batches) again.
-        let Some((mut wake, passes, counters)) = done else { return };
+        if depth > 0 {
+            return;
+        }
+        // Out of the cells before waking: a waker may run code that sends (and batches) again.
+        let mut wake = WAKE.with(|w| std::mem::take(&mut *w.borrow_mut()));
         for waker in wake.drain(..) {
             waker.wake();
         }
+        let passes = PASSES.with(|p| std::mem::take(&mut *p.borrow_mut()));
         if !passes.is_empty() {
-            pass::start(passes, &counters);
+            pass::start(passes, &COUNTERS.with(|c| c.borrow().clone()));
         }
         // The list is kept for the next batch, unless it grew large (it holds no waker now).
         if wake.capacity() <= 4096 {
-            BATCH.with(|b| {
-                let mut b = b.borrow_mut();
-                if b.wake.is_empty() {
-                    b.wake = wake;
+            WAKE.with(|w| {
+                let mut w = w.borrow_mut();
+                if w.is_empty() {
+                    *w = wake;
                 }
             });
         }
@@ -125,51 +125,46 @@ impl Drop for Cork {
 
 /// How a send to `conn` on this thread wakes its task now.
 pub(crate) fn mode(conn: &ConnShared) -> Mode {
-    BATCH.with(|b| {
-        let b = b.borrow();
-        if b.depth == 0 {
-            Mode::Now
-        } else if b.own == addr(conn) {
-            Mode::Own
-        } else {
-            Mode::Later
-        }
-    })
+    if DEPTH.with(Cell::get) == 0 {
+        Mode::Now
+    } else if OWN.with(Cell::get) == addr(conn) {
+        Mode::Own
+    } else {
+        Mode::Later
+    }
 }
 
 /// Whether this thread is corked.
 pub(crate) fn is_corked() -> bool {
-    BATCH.with(|b| b.borrow().depth > 0)
+    DEPTH.with(Cell::get) > 0
 }
 
 /// Puts off a wake-up until the cork is removed.
 pub(crate) fn wake_later(waker: Waker) {
-    BATCH.with(|b| b.borrow_mut().wake.push(waker));
+    WAKE.with(|w| w.borrow_mut().push(waker));
 }
 
 /// Leaves `conn`'s queue to a writer pass when the cork is removed (its task's waker: the pass
 /// hands it back when the task has something to do).
 pub(crate) fn pass_later(conn: &Arc<ConnShared>, waker: Waker) {
-    BATCH.with(|b| b.borrow_mut().passes.push((conn.clone(), waker)));
+    PASSES.with(|p| p.borrow_mut().push((conn.clone(), waker)));
 }
 
 /// Whether the cork holds `held`'s fan-out (compared by address).
 pub(crate) fn holds<T: Held + 'static>(held: &Arc<T>) -> bool {
-    BATCH.with(|b| {
-        b.borrow().held.as_ref().is_some_and(|h| std::ptr::addr_eq(Arc::as_ptr(h), Arc::as_ptr(held)))
-    })
+    HELD.with(|h| h.borrow().as_ref().is_some_and(|h| std::ptr::addr_eq(Arc::as_ptr(h), Arc::as_ptr(held))))
 }
 
 /// Holds `held`'s fan-out back (inside a cork; releasing what was held before first is the
 /// caller's).
 pub(crate) fn hold(held: Arc<dyn Held>) {
-    BATCH.with(|b| b.borrow_mut().held = Some(held));
+    HELD.with(|h| *h.borrow_mut() = Some(held));
 }
 
 /// Releases the held fan-out, if any (before a send to another connection, and when the cork is
 /// removed).
 pub(crate) fn release_held() {
-    if let Some(held) = BATCH.with(|b| b.borrow_mut().held.take()) {
+    if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
         held.release();
     }
 }
@@ -181,17 +176,18 @@ pub(crate) struct Aside(Option<Arc<dyn Held>>);
 
 impl Aside {
     pub(crate) fn new() -> Self {
-        Self(BATCH.with(|b| b.borrow_mut().held.take()))
+        Self(HELD.with(|h| h.borrow_mut().take()))
     }
 }
 
 impl Drop for Aside {
     fn drop(&mut self) {
         let Some(held) = self.0.take() else { return };
-        let left = BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            if b.held.is_none() && b.depth > 0 {
-                b.held = Some(held);
+        let corked = is_corked();
+        let left = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.is_none() && corked {
+                *h = Some(held);
                 None
             } else {
                 Some(held)

@@ -12,6 +12,7 @@
 //!
 //! Fields are visible to the hub's own modules only; the layers above use the methods.
 
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Weak};
 
 use switchboard_core::{Backends, NodeId};
@@ -28,6 +29,40 @@ use crate::base::clock::Clock;
 use crate::base::counters::Counters;
 use crate::config::Config;
 use crate::conn::ConnShared;
+
+/// How this node sees its cluster, for `~info` and metrics.
+#[derive(Default)]
+pub(crate) struct Health {
+    /// The broker's connection is down (between `disconnected` and `reconnected`).
+    pub(crate) broker_down: AtomicBool,
+    /// Times the broker's connection was lost.
+    pub(crate) broker_outages: AtomicU64,
+    /// Dead nodes this node cleaned up after.
+    pub(crate) nodes_cleaned: AtomicU64,
+    /// Publications this node missed and filled from history.
+    pub(crate) missed_filled: AtomicU64,
+    /// Times this node told a topic's subscribers that publications were missed (closed 4000).
+    pub(crate) missed_signalled: AtomicU64,
+    /// Per topic class (pattern): how long a gap its history can bridge, from the position
+    /// checks (`watch::positions`).
+    pub(crate) spans: parking_lot::Mutex<Vec<HistorySpan>>,
+}
+
+/// How long a gap a topic class's history can bridge ([`Hub::history_spans`](crate::Hub::history_spans)).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistorySpan {
+    /// The topic pattern (the class), as declared.
+    pub pattern: String,
+    /// Publications its topics keep.
+    pub size: usize,
+    /// The highest publication rate among its topics this node has subscribers of, per second,
+    /// over the last position-check period.
+    pub publications_per_second: f64,
+    /// `size / publications_per_second`: the shortest time its topics' histories cover, in
+    /// seconds (infinite while nothing is published).
+    pub seconds: f64,
+}
 
 /// The shutdown signal and the tasks a shutdown waits for.
 pub(crate) struct Lifecycle {
@@ -54,6 +89,9 @@ pub(crate) struct Core {
     pub(super) counters: Arc<Counters>,
     pub(super) lifecycle: Lifecycle,
     pub(super) dm_audit: Option<DmAudit>,
+    /// Notified when the broker's connection was lost and is back (`watch::positions`).
+    pub(super) outage: Arc<tokio::sync::Notify>,
+    pub(super) health: Health,
 }
 
 /// What a core is made of (see [`Core::new`]).
@@ -81,6 +119,8 @@ impl Core {
             counters: Arc::new(Counters::default()),
             lifecycle: Lifecycle { shutdown: CancellationToken::new(), tracker: TaskTracker::new() },
             dm_audit: parts.dm_audit,
+            outage: Arc::new(tokio::sync::Notify::new()),
+            health: Health::default(),
         })
     }
 

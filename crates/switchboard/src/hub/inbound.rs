@@ -1,23 +1,25 @@
 //! What this node does when it hears the other nodes (through the broker): publications for
 //! its subscribers, and node messages for its connections.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_core::BrokerSink;
-use switchboard_protocol::{CloseCode, ErrorBody, Payload as RawPayload, codes};
+use switchboard_protocol::{CloseCode, ErrorBody, Payload as RawPayload, Topic, codes};
 
 use super::acked::send_acked;
 use super::core::Core;
-use super::link::NodeMsg;
+use super::link::{ConnOp, NodeMsg};
+use super::membership;
 use super::presence;
 use super::registry::Registry;
 use super::stats::report_payload;
 use super::topics::deliver::deliver_event;
 use super::topics::publish::deliver_remote;
-use crate::conn::Conn;
-use crate::error::RequestError;
+use crate::conn::{Conn, ConnShared};
+use crate::error::{Error, RequestError};
 use crate::outbound::frame::SharedFrame;
 
 /// The hub's ear on the broker.
@@ -27,6 +29,24 @@ impl BrokerSink for NodeSink {
     fn publication(&self, topic: &str, publication: Bytes) {
         if let Some(hub) = self.0.upgrade() {
             deliver_remote(&hub, topic, &publication);
+        }
+    }
+
+    fn disconnected(&self) {
+        if let Some(hub) = self.0.upgrade() {
+            tracing::warn!(
+                "the broker's connection is lost: nothing arrives from the other nodes until it is back"
+            );
+            hub.health.broker_down.store(true, Ordering::Relaxed);
+            hub.health.broker_outages.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn reconnected(&self) {
+        if let Some(hub) = self.0.upgrade() {
+            tracing::warn!("the broker is back: checking every topic for missed publications");
+            hub.health.broker_down.store(false, Ordering::Relaxed);
+            hub.outage.notify_one();
         }
     }
 
@@ -50,13 +70,18 @@ fn handle(hub: &Arc<Core>, msg: NodeMsg) {
                 let _ = c.push_frame(&SharedFrame::new(&kind, payload));
             }
         }
-        NodeMsg::ToConnAcked { conn, kind, payload } => {
-            if let Some(c) = hub.local(&conn) {
-                match payload.to_format(c.format) {
-                    Ok(payload) => send_acked(hub, &c, &kind, &payload),
-                    Err(e) => tracing::warn!(error = %e, "an acknowledged delivery cannot be encoded"),
-                }
-            }
+        NodeMsg::OnConn { from, req, conn, op } => {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let reply = match hub.local(&conn) {
+                    None => NodeMsg::Reply { req, ok: None, err: None, missing: true },
+                    Some(c) => match on_conn(&hub, &c, op).await {
+                        Ok(ok) => NodeMsg::Reply { req, ok: Some(ok), err: None, missing: false },
+                        Err(e) => NodeMsg::Reply { req, ok: None, err: Some(e.to_body()), missing: false },
+                    },
+                };
+                hub.link.reply(&from, &reply).await;
+            });
         }
         NodeMsg::ToUser { user, kind, payload } => {
             let frame = SharedFrame::new(&kind, payload);
@@ -64,9 +89,13 @@ fn handle(hub: &Arc<Core>, msg: NodeMsg) {
                 let _ = c.push_frame(&frame);
             }
         }
-        NodeMsg::Broadcast { kind, payload, except } => {
+        NodeMsg::Broadcast { kind, payload, except, ask } => {
             let frame = SharedFrame::new(&kind, payload);
-            broadcast_local(&hub.registry, &frame, except.as_deref());
+            let reached = broadcast_local(&hub.registry, &frame, except.as_deref());
+            if let Some((from, req)) = ask {
+                let ok = RawPayload::json(&reached).ok();
+                answer(hub, from, NodeMsg::Reply { req, ok, err: None, missing: false });
+            }
         }
         NodeMsg::ToTopic { topic, kind, payload } => {
             deliver_event(hub, &topic, &SharedFrame::new(&kind, payload));
@@ -139,6 +168,27 @@ fn handle(hub: &Arc<Core>, msg: NodeMsg) {
                 (None, None) => Err(RequestError::Disconnected),
             };
             hub.link.answered(req, result);
+        }
+    }
+}
+
+/// Does what another node asked of one of this node's connections.
+async fn on_conn(hub: &Core, conn: &Arc<ConnShared>, op: ConnOp) -> Result<RawPayload, Error> {
+    match op {
+        ConnOp::Join { topic } => {
+            let topic = Topic::new(&topic).map_err(|e| Error::bad_request(e.to_string()))?;
+            membership::join(hub, conn, &topic, None, None).await?;
+            // Not `null`: a reply's `ok` must be present (`null` reads as absent).
+            RawPayload::json(&true).map_err(|_| Error::failed())
+        }
+        ConnOp::Leave { topic } => {
+            let was = membership::leave(hub, conn, &topic).await;
+            RawPayload::json(&was).map_err(|_| Error::failed())
+        }
+        ConnOp::Acked { kind, payload } => {
+            let payload = payload.to_format(conn.format).map_err(|_| Error::bad_request("cannot encode"))?;
+            send_acked(hub, conn, &kind, &payload);
+            RawPayload::json(&true).map_err(|_| Error::failed())
         }
     }
 }

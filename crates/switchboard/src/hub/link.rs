@@ -25,21 +25,27 @@ pub(crate) enum NodeMsg {
         kind: String,
         payload: RawPayload,
     },
-    /// An acknowledged delivery for a connection of the receiving node.
-    ToConnAcked {
+    /// An operation on a connection of the receiving node, answered with a `Reply` (`missing`
+    /// when the node has no such connection), so that it answers as it would on one node.
+    OnConn {
+        from: String,
+        req: u64,
         conn: String,
-        kind: String,
-        payload: RawPayload,
+        op: ConnOp,
     },
     ToUser {
         user: String,
         kind: String,
         payload: RawPayload,
     },
+    /// To every identified connection but `except`; with `ask` (the asking node and its request
+    /// number), answered with a `Reply` carrying how many were reached.
     Broadcast {
         kind: String,
         payload: RawPayload,
         except: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ask: Option<(String, u64)>,
     },
     /// An event for the local subscribers of a topic (presence diffs).
     ToTopic {
@@ -89,6 +95,18 @@ pub(crate) enum NodeMsg {
         err: Option<ErrorBody>,
         missing: bool,
     },
+}
+
+/// What [`NodeMsg::OnConn`] asks of a connection.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum ConnOp {
+    /// Put it into a topic (a group); answers `true`.
+    Join { topic: String },
+    /// Take it out of a topic; answers whether it was in.
+    Leave { topic: String },
+    /// An acknowledged delivery; answers `true`.
+    Acked { kind: String, payload: RawPayload },
 }
 
 impl NodeMsg {
@@ -187,6 +205,17 @@ impl Link {
         };
         // The remote side times out first; the margin covers the trip back.
         self.ask(node, make, timeout + Duration::from_secs(1)).await
+    }
+
+    /// Asks the node of `conn` to do `op` with it (see [`ConnOp`]); its answer.
+    pub(crate) async fn on_conn(
+        &self,
+        node: &str,
+        conn: &str,
+        op: ConnOp,
+    ) -> Result<RawPayload, RequestError> {
+        let make = |from: String, req: u64| NodeMsg::OnConn { from, req, conn: conn.to_owned(), op };
+        self.ask(node, make, DIRECT_TIMEOUT).await
     }
 
     /// Asks the node of `conn` to deliver a `~dm` (encoded `payload`); returns the recipient's

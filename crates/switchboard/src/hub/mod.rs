@@ -4,8 +4,8 @@
 //! Order inside (each file uses only those before it): `hooks` · `registry` · `timers` · `link`
 //! (messages to other nodes) · `topics::{settings, record, sequencer, table}` ← `core` (the
 //! state, one owner per piece) ← `acked` ← `topics::{deliver, publish, subscribe}` ←
-//! `presence` ← `membership` ← `stats` ← `inbound` (what other nodes say) ← `sweeper` ←
-//! this file, the facade. Knows nothing of namespaces, handlers or sessions.
+//! `presence` ← `membership` ← `stats` ← `inbound` (what other nodes say) ← `sweeper` ·
+//! `watch` (liveness of the nodes, positions of the topics) ← this file, the facade. Knows nothing of namespaces, handlers or sessions.
 
 pub(crate) mod acked;
 pub(crate) mod core;
@@ -19,21 +19,23 @@ pub(crate) mod stats;
 pub(crate) mod sweeper;
 pub(crate) mod timers;
 pub(crate) mod topics;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use switchboard_core::ConnRef;
-use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic};
+use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic, wire};
 
 use self::acked::send_acked;
-use self::core::{Core, Parts};
+use self::core::{Core, HistorySpan, Parts};
 use self::inbound::{NodeSink, broadcast_local};
-use self::link::NodeMsg;
+use self::link::{ConnOp, NodeMsg};
 use self::registry::Registry;
-use self::stats::{ClusterStats, NODES, RegistrySizes, Stats};
-use self::topics::publish::publish;
+use self::stats::{ClusterStats, NODES, NodeHealth, RegistrySizes, Stats};
+use self::topics::history::{self, HistoryQuery};
+use self::topics::publish::{Publication, PublishOptions, publish};
 use crate::conn::Conn;
 use crate::error::{BuildError, HubError, RequestError};
 use crate::outbound::frame::SharedFrame;
@@ -82,6 +84,8 @@ impl Hub {
             .await
             .map_err(|e| BuildError::Backend(e.to_string()))?;
         tokio::spawn(sweeper::run(Arc::downgrade(&core)));
+        tokio::spawn(watch::liveness(Arc::downgrade(&core)));
+        tokio::spawn(watch::positions(Arc::downgrade(&core)));
         Ok(Self { core })
     }
 
@@ -180,10 +184,12 @@ impl Hub {
     }
 
     /// Sends the event `[kind, payload]` to every identified connection on every node, except
-    /// `except` (a connection id). Returns how many local connections it reached.
+    /// `except` (a connection id). Returns how many connections it reached, on this node and on
+    /// every other running node that answered within two seconds (a node that did not is
+    /// counted as 0; it still delivers).
     ///
     /// # Errors
-    /// [`HubError`] when encoding or the broker fails.
+    /// [`HubError`] when encoding fails or the list of nodes cannot be read.
     pub async fn broadcast<T: Serialize + ?Sized>(
         &self,
         kind: &str,
@@ -191,14 +197,31 @@ impl Hub {
         except: Option<&str>,
     ) -> Result<usize, HubError> {
         let frame = frame(kind, payload)?;
-        let reached = broadcast_local(&self.core.registry, &frame, except);
-        let msg = NodeMsg::Broadcast {
-            kind: kind.to_owned(),
-            payload: frame.payload.clone(),
-            except: except.map(str::to_owned),
-        };
-        self.core.link.send(None, &msg).await?;
-        Ok(reached)
+        let core = &self.core;
+        let reached = broadcast_local(&core.registry, &frame, except);
+        let listed =
+            core.backends.presence.list(NODES).await.map_err(|e| HubError::Backend(e.to_string()))?;
+        let others = listed.into_iter().map(|e| e.conn).filter(|n| **n != *core.node);
+        let asks = others.map(|node| {
+            let (kind, payload) = (kind.to_owned(), frame.payload.clone());
+            let except = except.map(str::to_owned);
+            async move {
+                let make = |from: String, req: u64| NodeMsg::Broadcast {
+                    kind,
+                    payload,
+                    except,
+                    ask: Some((from, req)),
+                };
+                match core.link.ask(&node, make, stats::GATHER_TIMEOUT).await {
+                    Ok(reached) => reached.decode::<usize>().unwrap_or(0),
+                    Err(e) => {
+                        tracing::debug!(node, error = %e, "a node did not report its broadcast");
+                        0
+                    }
+                }
+            }
+        });
+        Ok(reached + futures_util::future::join_all(asks).await.into_iter().sum::<usize>())
     }
 
     /// Sends the request `[kind, payload, id]` to a connection and waits for its answer.
@@ -277,37 +300,134 @@ impl Hub {
         event: Option<&str>,
         data: &T,
     ) -> Result<u64, HubError> {
-        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
-        let data = RawPayload::json(data).map_err(|e| HubError::Encode(e.to_string()))?;
-        publish(&self.core, &topic, event.map(str::to_owned), data, None, None).await
+        let options = PublishOptions { event: event.map(str::to_owned), key: None };
+        self.publish_with(topic, data, options).await
     }
 
-    /// Puts a local connection into a topic (a group), without permission checks.
+    /// [`Hub::publish`] with options: an event name, and an idempotency key that makes a retry
+    /// safe (a publication whose key the topic's kept history has already seen is not published
+    /// again; the answer is the first one's sequence number).
+    ///
+    /// ```no_run
+    /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+    /// use switchboard::PublishOptions;
+    /// let options = PublishOptions::new().event("order").key("order-7731");
+    /// let seq = hub.publish_with("orders/eu", &serde_json::json!({"id": 7731}), options.clone()).await?;
+    /// // A retry after a lost answer: not published twice.
+    /// assert_eq!(hub.publish_with("orders/eu", &serde_json::json!({"id": 7731}), options).await?, seq);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`HubError`] when the connection is unknown, the topic invalid or a backend fails.
+    /// As [`Hub::publish`]; [`HubError::Invalid`] for a key over 64 bytes or an invalid event name.
+    pub async fn publish_with<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        data: &T,
+        options: PublishOptions,
+    ) -> Result<u64, HubError> {
+        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        options.check()?;
+        let data = RawPayload::json(data).map_err(|e| HubError::Encode(e.to_string()))?;
+        let PublishOptions { event, key } = options;
+        let publication = Publication { event, data, from: None, skip: None, key: key.as_deref() };
+        publish(&self.core, &topic, publication).await
+    }
+
+    /// Reads a topic's retained publications without subscribing (oldest first), as `~history`
+    /// does, without permission checks.
+    ///
+    /// ```no_run
+    /// # async fn demo(hub: switchboard::Hub) -> Result<(), switchboard::HubError> {
+    /// let recent = hub.history("chat/lobby", switchboard::HistoryQuery::new().limit(20)).await?;
+    /// for p in &recent.publications {
+    ///     println!("{} {:?}", p.seq, p.data);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`HubError::Topic`] for an invalid name, [`HubError::NoHistory`] where the topic keeps no
+    /// history, [`HubError::Invalid`] for a limit of 0, [`HubError::Backend`].
+    pub async fn history(&self, topic: &str, query: HistoryQuery) -> Result<wire::HistoryReply, HubError> {
+        let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
+        history::read(&self.core, &topic, query).await
+    }
+
+    /// Puts a connection, on any node, into a topic (a group), without permission checks.
+    ///
+    /// # Errors
+    /// [`HubError::NotFound`] when no node has the connection, [`HubError::Topic`] for an
+    /// invalid name, [`HubError::Backend`] when a backend or the connection's node fails.
     pub async fn join(&self, conn: &str, topic: &str) -> Result<(), HubError> {
         let topic = Topic::new(topic).map_err(|e| HubError::Topic(e.to_string()))?;
-        let conn = self.core.local(conn).ok_or(HubError::NotFound)?;
-        membership::join(&self.core, &conn, &topic, None, None)
+        let Some(local) = self.core.local(conn) else {
+            let op = ConnOp::Join { topic: topic.to_string() };
+            return self.on_remote(conn, op).await.map(|_| ());
+        };
+        membership::join(&self.core, &local, &topic, None, None)
             .await
             .map(|_| ())
             .map_err(|e| HubError::Backend(e.message().to_owned()))
     }
 
-    /// Takes a local connection out of a topic.
+    /// Takes a connection, on any node, out of a topic; whether it was in.
     ///
     /// # Errors
-    /// [`HubError::NotFound`] when the connection is unknown.
+    /// [`HubError::NotFound`] when no node has the connection, [`HubError::Backend`] when its
+    /// node does not answer.
     pub async fn leave(&self, conn: &str, topic: &str) -> Result<bool, HubError> {
-        let conn = self.core.local(conn).ok_or(HubError::NotFound)?;
-        Ok(membership::leave(&self.core, &conn, topic).await)
+        let Some(local) = self.core.local(conn) else {
+            let was = self.on_remote(conn, ConnOp::Leave { topic: topic.to_owned() }).await?;
+            return Ok(was.decode::<bool>().unwrap_or(false));
+        };
+        Ok(membership::leave(&self.core, &local, topic).await)
+    }
+
+    /// Asks the node of `conn` (another one) to do `op` with it.
+    async fn on_remote(&self, conn: &str, op: ConnOp) -> Result<RawPayload, HubError> {
+        let node = Registry::node_of(conn).filter(|n| *n != &*self.core.node).ok_or(HubError::NotFound)?;
+        self.core.link.on_conn(node, conn, op).await.map_err(|e| match e {
+            RequestError::NotFound => HubError::NotFound,
+            RequestError::Remote(body) => HubError::Backend(body.message),
+            e => HubError::Backend(e.to_string()),
+        })
     }
 
     /// Counters of this node, for metrics ([`Hub::cluster_stats`] adds up every node).
     #[must_use]
     pub fn stats(&self) -> Stats {
         stats::stats_now(&self.core)
+    }
+
+    /// How this node sees its cluster: its broker connection, the dead nodes it cleaned up
+    /// after, the publications it missed (filled from history, or signalled). For metrics.
+    ///
+    /// ```
+    /// # fn demo(hub: switchboard::Hub) {
+    /// let health = hub.health();
+    /// println!("broker up: {}, outages: {}", health.broker_up, health.broker_outages);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn health(&self) -> NodeHealth {
+        stats::health_now(&self.core)
+    }
+
+    /// How long a gap each topic class's history can bridge (its size over the highest
+    /// publication rate among the class's topics this node has subscribers of), measured by the
+    /// position checks. An outage longer than that loses publications for good (signalled).
+    ///
+    /// ```
+    /// # fn demo(hub: switchboard::Hub) {
+    /// for span in hub.history_spans() {
+    ///     println!("{}: {:.0} s of history", span.pattern, span.seconds);
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn history_spans(&self) -> Vec<HistorySpan> {
+        self.core.health.spans.lock().clone()
     }
 
     /// Who is present in a topic (where presence is on), across the cluster.
@@ -350,9 +470,8 @@ impl Hub {
     /// ```
     ///
     /// # Errors
-    /// [`HubError::NotFound`] when no node has the connection (for one on another node: when
-    /// that node is gone; a connection that just closed there is not reported);
-    /// [`HubError::Encode`]; [`HubError::Backend`].
+    /// [`HubError::NotFound`] when no node has the connection (asked of its node, as on one
+    /// node); [`HubError::Encode`]; [`HubError::Backend`].
     pub async fn send_acked<T: Serialize + ?Sized>(
         &self,
         conn: &str,
@@ -365,14 +484,8 @@ impl Hub {
             send_acked(&self.core, &c, kind, &payload);
             return Ok(());
         }
-        match Registry::node_of(conn) {
-            Some(node) if node != &*self.core.node => {
-                let payload = RawPayload::json(payload).map_err(|e| HubError::Encode(e.to_string()))?;
-                let msg = NodeMsg::ToConnAcked { conn: conn.to_owned(), kind: kind.to_owned(), payload };
-                self.core.link.send(Some(node), &msg).await
-            }
-            _ => Err(HubError::NotFound),
-        }
+        let payload = RawPayload::json(payload).map_err(|e| HubError::Encode(e.to_string()))?;
+        self.on_remote(conn, ConnOp::Acked { kind: kind.to_owned(), payload }).await.map(|_| ())
     }
 
     /// Statistics of the whole cluster: this node's and every other running node's, added up.

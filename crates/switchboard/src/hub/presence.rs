@@ -18,6 +18,11 @@ use crate::outbound::frame::SharedFrame;
 /// The presence key of the directory (not a valid topic name, so it never clashes with one).
 pub(crate) const DIRECTORY: &str = "~directory";
 
+/// The presence key of every connection with an alias, available or not: where a `~dm` to an
+/// alias finds its target on any node (the directory lists only available ones), so that an
+/// unavailable target answers `UNAVAILABLE` wherever it is.
+pub(crate) const ALIASES: &str = "~aliases";
+
 /// The public profile of a connection (`None` before identification).
 pub(crate) fn peer_of(conn: &ConnShared) -> Option<wire::Peer> {
     let identity = conn.identity.read();
@@ -55,22 +60,45 @@ async fn spread(core: &Core, local: impl FnOnce(&SharedFrame), msg: NodeMsg, fra
     }
 }
 
-/// Announces `peer` to the directory (`~peer`) and records it.
+/// Records `peer` in (or removes it from) the directory and announces it (`~peer`). A leave is
+/// announced only by whoever removed the entry (the connection's node, or the node that cleaned
+/// up after it when it died), so that it is announced exactly once.
 async fn directory_change(core: &Core, peer: wire::Peer, online: bool) {
-    directory_store(core, &peer, online).await;
-    directory_announce(core, peer, online).await;
+    if directory_store(core, &peer, online).await {
+        directory_announce(core, peer, online).await;
+    }
 }
 
-/// Records `peer` in (or removes it from) the directory.
-async fn directory_store(core: &Core, peer: &wire::Peer, online: bool) {
+/// Records `peer` in (or removes it from) the directory; whether the change is to be announced
+/// (for a removal: whether this call removed it, or could not tell).
+async fn directory_store(core: &Core, peer: &wire::Peer, online: bool) -> bool {
     let presence = &core.backends.presence;
     let stored = if online {
-        presence.join(DIRECTORY, &peer.conn, Bytes::from(serde_json::to_vec(peer).unwrap_or_default())).await
+        presence.join(DIRECTORY, &peer.conn, info_of(peer)).await.map(|()| true)
     } else {
         presence.leave(DIRECTORY, &peer.conn).await
     };
-    if let Err(e) = stored {
+    stored.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "the directory could not be updated");
+        true
+    })
+}
+
+/// A profile as presence keeps it.
+fn info_of(peer: &wire::Peer) -> Bytes {
+    Bytes::from(serde_json::to_vec(peer).unwrap_or_default())
+}
+
+/// Records (or removes) a connection's alias in [`ALIASES`].
+async fn aliases_store(core: &Core, peer: &wire::Peer) {
+    let presence = &core.backends.presence;
+    let stored = if peer.alias.is_some() {
+        presence.join(ALIASES, &peer.conn, info_of(peer)).await
+    } else {
+        presence.leave(ALIASES, &peer.conn).await.map(|_| ())
+    };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "the alias list could not be updated");
     }
 }
 
@@ -86,16 +114,25 @@ pub(crate) async fn directory_announce(core: &Core, peer: wire::Peer, online: bo
 /// the directory, so that `~who` on any node lists it once its client knows it is identified.
 /// Returns the profile to announce after the welcome ([`directory_announce`]).
 pub(crate) async fn enter_directory(core: &Core, conn: &ConnShared) -> Option<wire::Peer> {
-    let peer = peer_of(conn).filter(|_| listed(conn))?;
+    let peer = peer_of(conn)?;
+    if peer.alias.is_some() {
+        aliases_store(core, &peer).await;
+    }
+    if !listed(conn) {
+        return None;
+    }
     directory_store(core, &peer, true).await;
     Some(peer)
 }
 
-/// On disconnect: leaves the directory.
+/// On disconnect: leaves the directory (announced if this node removed it) and the aliases.
 pub(crate) async fn on_gone(core: &Core, conn: &ConnShared) {
-    if listed(conn)
-        && let Some(peer) = peer_of(conn)
-    {
+    let Some(peer) = peer_of(conn) else { return };
+    if peer.alias.is_some() {
+        let gone = wire::Peer { alias: None, ..peer.clone() };
+        aliases_store(core, &gone).await;
+    }
+    if listed(conn) {
         directory_change(core, peer, false).await;
     }
 }
@@ -121,12 +158,31 @@ pub(crate) async fn topic_join(core: &Core, conn: &ConnShared, topic: &str) {
     topic_change(core, topic, None, Some(peer)).await;
 }
 
+/// Removes `conn` from `topic`'s presence and announces it, if this call removed it (else the
+/// node that cleaned up after this one when it was declared dead did both).
 pub(crate) async fn topic_leave(core: &Core, conn: &ConnShared, topic: &str) {
     let Some(peer) = peer_of(conn) else { return };
-    if let Err(e) = core.backends.presence.leave(topic, &conn.id).await {
+    let removed = core.backends.presence.leave(topic, &conn.id).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, topic, "topic presence could not be updated");
+        true
+    });
+    if removed {
+        topic_change(core, topic, Some(peer), None).await;
     }
-    topic_change(core, topic, Some(peer), None).await;
+}
+
+/// Announces the leaves of a dead node's connections that this node evicted from presence:
+/// `~presence` leaves in their topics, `~peer` offline in the directory.
+pub(crate) async fn announce_evicted(core: &Core, evicted: Vec<(String, switchboard_core::PresenceEntry)>) {
+    for (key, entry) in evicted {
+        let Ok(peer) = serde_json::from_slice::<wire::Peer>(&entry.info) else { continue };
+        match key.as_str() {
+            DIRECTORY => directory_announce(core, peer, false).await,
+            // Not announced: the list of aliases and the list of nodes.
+            ALIASES | super::stats::NODES => {}
+            topic => topic_change(core, topic, Some(peer), None).await,
+        }
+    }
 }
 
 pub(crate) async fn list(core: &Core, key: &str) -> Result<Vec<wire::Peer>, Error> {
@@ -174,6 +230,9 @@ pub(crate) async fn status(
     }
     let after = peer_of(conn).ok_or_else(Error::failed)?;
     let now_listed = listed(conn);
+    if after.alias != before.alias || (after.alias.is_some() && after.available != before.available) {
+        aliases_store(core, &after).await;
+    }
     if after != before {
         if now_listed {
             directory_change(core, after.clone(), true).await;
@@ -200,9 +259,10 @@ pub(crate) async fn direct(core: &Core, conn: &ConnShared, dm: wire::DirectMessa
     }
     let target_conn: String = match &dm.to {
         wire::DmTarget::Conn(id) => id.clone(),
+        // Any connection with the alias, available or not (the target's answer says which).
         wire::DmTarget::Alias(alias) => match local_by_alias(&core.registry, alias) {
             Some(p) => p.conn,
-            None => list(core, DIRECTORY)
+            None => list(core, ALIASES)
                 .await?
                 .into_iter()
                 .find(|p| p.alias.as_deref() == Some(alias))

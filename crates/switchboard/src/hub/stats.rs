@@ -7,6 +7,7 @@
 //! in time are listed as `unreachable`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::future::join_all;
@@ -34,6 +35,25 @@ pub struct NodeStats {
     /// Its counters.
     #[serde(flatten)]
     pub stats: Stats,
+    /// How it sees its cluster.
+    #[serde(default)]
+    pub health: NodeHealth,
+}
+
+/// How a node sees its cluster ([`Hub::health`](crate::Hub::health)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NodeHealth {
+    /// Its broker connection is up (on a single node with the in-memory broker, always).
+    pub broker_up: bool,
+    /// Times its broker connection was lost since start.
+    pub broker_outages: u64,
+    /// Dead nodes it cleaned up after since start.
+    pub nodes_cleaned: u64,
+    /// Publications it missed and filled from history since start.
+    pub missed_filled: u64,
+    /// Times it told a topic's subscribers that publications were missed (closed with 4000).
+    pub missed_signalled: u64,
 }
 
 /// What a node answers to a statistics query: its counters and its topics and users by name,
@@ -86,10 +106,27 @@ pub(crate) fn stats_now(core: &Core) -> Stats {
     }
 }
 
+/// How this node sees its cluster now.
+pub(crate) fn health_now(core: &Core) -> NodeHealth {
+    let h = &core.health;
+    NodeHealth {
+        broker_up: !h.broker_down.load(Ordering::Relaxed),
+        broker_outages: h.broker_outages.load(Ordering::Relaxed),
+        nodes_cleaned: h.nodes_cleaned.load(Ordering::Relaxed),
+        missed_filled: h.missed_filled.load(Ordering::Relaxed),
+        missed_signalled: h.missed_signalled.load(Ordering::Relaxed),
+    }
+}
+
 /// This node's report.
 pub(crate) fn node_report(core: &Core) -> NodeReport {
     NodeReport {
-        stats: NodeStats { node: core.node.to_string(), uptime_ms: core.now_ms(), stats: stats_now(core) },
+        stats: NodeStats {
+            node: core.node.to_string(),
+            uptime_ms: core.now_ms(),
+            stats: stats_now(core),
+            health: health_now(core),
+        },
         topics: core.topics.names().into_iter().map(|(t, n)| (t.to_string(), n)).collect(),
         users: core.registry.users().into_iter().map(|(u, n)| (u.to_string(), n)).collect(),
     }
@@ -212,6 +249,7 @@ mod tests {
                     messages_in: 10,
                     ..Stats::default()
                 },
+                health: NodeHealth::default(),
             },
             topics: topics.iter().map(|(t, n)| ((*t).to_owned(), *n)).collect(),
             users: users.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect(),

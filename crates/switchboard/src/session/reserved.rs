@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use switchboard_protocol::{Message, MessageType, Payload as RawPayload, Topic, codes, wire};
+use switchboard_protocol::{Message, Payload as RawPayload, Topic, codes, wire};
 
 use super::identify;
 use super::reply::{Task, guarded, observe, respond, started};
@@ -14,6 +14,7 @@ use crate::app::topic::Access;
 use crate::conn::{Conn, ConnShared};
 use crate::error::Error;
 use crate::hub::stats::ClusterStats;
+use crate::hub::topics::history::{self, HistoryQuery};
 use crate::hub::topics::publish;
 use crate::hub::topics::settings::TopicParams;
 use crate::hub::{membership, presence};
@@ -125,17 +126,31 @@ async fn handle<S: Clone + Send + Sync + 'static>(
         wire::types::PUB => {
             let publish: wire::Publish = msg.payload.decode()?;
             let topic = topic(&publish.topic)?;
-            if publish.event.as_deref().is_some_and(|e| !MessageType::is_valid(e)) {
-                return Err(Error::bad_request("an event name has 1 to 128 bytes"));
-            }
+            publish::check_event_and_key(publish.event.as_deref(), publish.key.as_deref())?;
             let (rule, params) =
                 namespace.topic_rule(&topic).ok_or_else(|| Error::forbidden("no such topic"))?;
             allowed(server, conn, &rule.options.publish, msg, &params).await?;
             let from =
                 wire::Origin { conn: conn.id.to_string(), user: conn.user().as_deref().map(str::to_owned) };
-            let skip = (!publish.echo).then_some(&**conn);
-            let seq = publish::publish(hub, &topic, publish.event, publish.data, Some(from), skip).await?;
+            let publication = publish::Publication {
+                event: publish.event,
+                data: publish.data,
+                from: Some(from),
+                skip: (!publish.echo).then_some(&**conn),
+                key: publish.key.as_deref(),
+            };
+            let seq = publish::publish(hub, &topic, publication).await?;
             encode(conn, &wire::Published { seq })
+        }
+        wire::types::HISTORY => {
+            let request: wire::HistoryRequest = msg.payload.decode()?;
+            let topic = topic(&request.topic)?;
+            // Whoever may subscribe may read: authorization first, then whether there is history.
+            let (rule, params) =
+                namespace.topic_rule(&topic).ok_or_else(|| Error::forbidden("no such topic"))?;
+            allowed(server, conn, &rule.options.subscribe, msg, &params).await?;
+            let query = HistoryQuery { limit: request.limit, since: request.since };
+            encode(conn, &history::read(hub, &topic, query).await?)
         }
         wire::types::STATUS => {
             let status: wire::Status = msg.payload.decode()?;

@@ -17,19 +17,20 @@ use bytes::Bytes;
 use switchboard_protocol::{Payload as RawPayload, encode, wire};
 
 use super::record::{Record, delivery_payload};
+use super::sequencer::Out;
 use super::settings::TopicSettings;
-use super::table::TopicState;
+use super::table::{Apart, TopicState};
 use crate::conn::ConnShared;
 use crate::conn::cork::{self, Held};
 use crate::hub::acked::send_acked;
 use crate::hub::core::Core;
 use crate::outbound::frame::{PerFormat, SharedFrame};
 
-/// Fans publication `seq` out to the topic's local subscribers (see the module's documentation),
-/// and to the subscriptions still reading history (buffered for them).
-pub(super) fn deliver(core: &Core, state: &Arc<TopicState>, seq: u64, record: &Record) {
-    let defer = !state.settings.acked && cork::is_corked();
-    let held = defer && cork::holds(state);
+/// Fans a released publication out to the topic's local subscribers (see the module's
+/// documentation), and to the subscriptions still reading history (buffered for them).
+pub(super) fn deliver(core: &Core, state: &Arc<TopicState>, out: &Out) {
+    let corked = !state.settings.acked && cork::is_corked();
+    let held = corked && cork::holds(state);
     if !held {
         // Another topic's fan-out held by this thread goes first, before any lock is taken.
         cork::release_held();
@@ -37,38 +38,75 @@ pub(super) fn deliver(core: &Core, state: &Arc<TopicState>, seq: u64, record: &R
     // Held through the delivery: a subscription that finishes its replay meanwhile sees this
     // publication either in its buffer or as a live subscriber, never neither.
     let mut pending = state.pending.lock();
-    for (_, buffer) in pending.iter_mut() {
-        buffer.push((seq, record.clone()));
-    }
-    if defer {
+    let told = if pending.is_empty() { Vec::new() } else { apart(&mut pending, out) };
+    let plain = !out.restart && told.is_empty();
+    if corked && plain {
         if !held {
             cork::hold(state.clone());
         }
-        state.held.lock().push((seq, record.clone()));
+        state.held.lock().push((out.seq, out.record.clone()));
         return;
     }
-    let payloads: PerFormat<Option<RawPayload>> = PerFormat::default();
-    let frames: PerFormat<Option<Bytes>> = PerFormat::default();
+    if held {
+        // This topic's earlier publications, held by the cork, go first.
+        release(state);
+    }
+    fan_out(core, state, out, &told);
+    drop(pending);
+}
+
+/// Buffers the publication for the subscriptions reading history; returns the live subscribers
+/// that were told another epoch than this publication's (they get it now, and are told).
+fn apart(pending: &mut Vec<(Arc<str>, Apart)>, out: &Out) -> Vec<Arc<str>> {
+    let mut told = Vec::new();
+    pending.retain_mut(|(id, apart)| match apart {
+        Apart::Reading(buffer) => {
+            buffer.push((out.epoch.clone(), out.seq, out.record.clone()));
+            true
+        }
+        Apart::Told(epoch) => {
+            if *epoch != out.epoch {
+                told.push(id.clone());
+            }
+            false
+        }
+    });
+    if pending.is_empty() {
+        *pending = Vec::new();
+    }
+    told
+}
+
+/// Queues a publication to every subscriber, with the payload built once per format (and the
+/// frame too, for topics without acknowledgements); with its epoch where the subscriber was
+/// told another one (`out.restart`: all of them; else those in `told`).
+fn fan_out(core: &Core, state: &TopicState, out: &Out, told: &[Arc<str>]) {
+    let (seq, record) = (out.seq, &out.record);
+    // Per format, without and with the epoch.
+    let payloads: [PerFormat<Option<RawPayload>>; 2] = Default::default();
+    let frames: [PerFormat<Option<Bytes>>; 2] = Default::default();
     let subs = state.subs.read();
     for conn in subs.iter() {
         if record.skips(conn) {
             continue;
         }
+        let with_epoch = out.restart || (!told.is_empty() && told.contains(&conn.id));
+        let epoch = with_epoch.then_some(&*out.epoch);
         let format = conn.format;
-        let Some(payload) = payloads.get(format, || delivery_payload(&state.name, seq, record, format))
+        let variant = usize::from(with_epoch);
+        let Some(payload) =
+            payloads[variant].get(format, || delivery_payload(&state.name, seq, record, format, epoch))
         else {
             continue;
         };
         if state.settings.acked {
             send_acked(core, conn, wire::types::MSG, payload);
         } else if let Some(frame) =
-            frames.get(format, || encode(format, wire::types::MSG, payload, None).ok())
+            frames[variant].get(format, || encode(format, wire::types::MSG, payload, None).ok())
         {
             let _ = conn.push(frame.clone());
         }
     }
-    drop(subs);
-    drop(pending);
 }
 
 impl Held for TopicState {
@@ -100,7 +138,7 @@ pub(super) fn release(state: &TopicState) {
             let each: Vec<Option<Bytes>> = batch
                 .iter()
                 .map(|(seq, record)| {
-                    delivery_payload(&state.name, *seq, record, format)
+                    delivery_payload(&state.name, *seq, record, format, None)
                         .and_then(|payload| encode(format, wire::types::MSG, &payload, None).ok())
                 })
                 .collect();
@@ -138,19 +176,20 @@ struct Encoded {
     shared: Option<(Arc<[Bytes]>, usize)>,
 }
 
-/// Delivers one publication to one connection (replays and buffered publications).
+/// Delivers one publication to one connection (replays and buffered publications), with `epoch`
+/// if the connection was told another one.
 pub(super) fn deliver_one(
     core: &Core,
     conn: &Arc<ConnShared>,
     topic: &str,
     settings: TopicSettings,
-    seq: u64,
-    record: &Record,
+    (seq, record): (u64, &Record),
+    epoch: Option<&str>,
 ) {
     if record.skips(conn) {
         return;
     }
-    if let Some(payload) = delivery_payload(topic, seq, record, conn.format) {
+    if let Some(payload) = delivery_payload(topic, seq, record, conn.format, epoch) {
         if settings.acked {
             send_acked(core, conn, wire::types::MSG, &payload);
         } else {
@@ -176,7 +215,7 @@ mod tests {
     use futures_util::FutureExt;
     use switchboard_protocol::{Payload as RawPayload, Topic};
 
-    use super::super::publish::publish;
+    use super::super::publish::{Publication, publish};
     use super::super::record::{Record, Skip, record_of};
     use super::super::subscribe::subscribe;
     use super::*;
@@ -204,7 +243,8 @@ mod tests {
 
     /// Publishes `n` on the in-memory history, which answers at once.
     fn publish_now(core: &Core, topic: &Topic, n: u64, skip: Option<&ConnShared>) -> u64 {
-        publish(core, topic, None, RawPayload::json(&n).unwrap(), None, skip)
+        let data = RawPayload::json(&n).unwrap();
+        publish(core, topic, Publication { event: None, data, from: None, skip, key: None })
             .now_or_never()
             .expect("in-memory history answers at once")
             .unwrap()

@@ -5,12 +5,15 @@
 //! history keeps it) · `sequencer` (puts publications in `seq` order: **where a publication gets
 //! sequenced** for this node's subscribers) ← `table` (the topics and their state) ← `deliver`
 //! (the fan-out, held by a cork) ← `publish` (numbering by history, the sequencer, gaps) ←
-//! `subscribe`.
+//! `subscribe` · `history` (reading what a topic keeps) · `positions` (checking that nothing was
+//! missed).
 //!
 //! A publication is appended to history (which assigns its sequence number), then passes the
 //! topic's sequencer to the local subscribers, and goes to the other nodes.
 
 pub(crate) mod deliver;
+pub(crate) mod history;
+pub(crate) mod positions;
 pub(crate) mod publish;
 pub(crate) mod record;
 pub(crate) mod sequencer;

@@ -82,8 +82,17 @@ pub(crate) fn decode_publication(wire: &[u8]) -> Option<(Arc<str>, u64, Record)>
 }
 
 /// The `~msg` payload of a publication.
-pub(crate) fn delivery_payload(topic: &str, seq: u64, record: &Record, format: Format) -> Option<RawPayload> {
-    let len = 3 + u32::from(record.event.is_some()) + u32::from(record.from.is_some());
+///
+/// `epoch`: the stream's epoch, for a subscriber that was last told another one (protocol §5).
+pub(crate) fn delivery_payload(
+    topic: &str,
+    seq: u64,
+    record: &Record,
+    format: Format,
+    epoch: Option<&str>,
+) -> Option<RawPayload> {
+    let len =
+        3 + u32::from(record.event.is_some()) + u32::from(record.from.is_some()) + u32::from(epoch.is_some());
     let mut w = MapWriter::new(format, len);
     let built = (|| {
         w.field("topic", topic)?;
@@ -94,6 +103,9 @@ pub(crate) fn delivery_payload(topic: &str, seq: u64, record: &Record, format: F
         w.field("seq", &seq)?;
         if let Some(from) = &record.from {
             w.field("from", from)?;
+        }
+        if let Some(epoch) = epoch {
+            w.field("epoch", epoch)?;
         }
         Ok::<_, switchboard_protocol::EncodeError>(())
     })();

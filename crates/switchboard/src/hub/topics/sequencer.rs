@@ -17,14 +17,28 @@ pub(crate) struct Sequencer {
     pub(super) held: Vec<(Arc<str>, u64, Record)>,
     /// Whether a gap check is scheduled.
     pub(super) checking: bool,
+    /// The stream restarted (a new epoch) and its first release is still to come: that one tells
+    /// the subscribers (`Out::restart`).
+    restarted: bool,
+}
+
+/// A publication released, in order.
+pub(crate) struct Out {
+    /// Its stream.
+    pub(crate) epoch: Arc<str>,
+    pub(crate) seq: u64,
+    pub(crate) record: Record,
+    /// The first one released since the stream restarted while subscribers were live: every
+    /// subscriber learns the new epoch with it (protocol §5).
+    pub(crate) restart: bool,
 }
 
 /// What a sequencer decided: publications to release now, in order, and whether to schedule a
 /// gap check (for `(epoch, seq)`, the publication waited for).
-pub(crate) type Released = (Vec<(u64, Record)>, Option<(Arc<str>, u64)>);
+pub(crate) type Released = (Vec<Out>, Option<(Arc<str>, u64)>);
 
 impl Sequencer {
-    /// Starts (or restarts) the stream at `epoch`, releasing from `next`.
+    /// Starts the stream at `epoch` (what the first subscription was told), releasing from `next`.
     pub(crate) fn start(&mut self, epoch: &Arc<str>, next: u64) -> Released {
         self.epoch = Some(epoch.clone());
         self.next = next;
@@ -33,17 +47,22 @@ impl Sequencer {
 
     /// A publication arrives.
     pub(crate) fn push(&mut self, epoch: &Arc<str>, seq: u64, record: Record) -> Released {
-        let Some(current) = &self.epoch else {
+        let Some(current) = self.epoch.clone() else {
             self.held.push((epoch.clone(), seq, record));
             return (Vec::new(), None);
         };
-        if current != epoch {
+        if current != *epoch {
             // The stream restarted (history lost or expired): what is held of the old stream
-            // goes out in order, and the new one starts at 1.
+            // goes out in order, and the new one starts at 1, announced.
             let mut old = std::mem::take(&mut self.held);
             old.sort_by_key(|(_, seq, _)| *seq);
-            let mut out: Vec<_> = old.into_iter().map(|(_, seq, r)| (seq, r)).collect();
+            let mut out: Vec<_> = old
+                .into_iter()
+                .filter(|(e, _, _)| *e == current)
+                .map(|(epoch, seq, record)| Out { epoch, seq, record, restart: false })
+                .collect();
             self.held.push((epoch.clone(), seq, record));
+            self.restarted = true;
             let (more, check) = self.start(epoch, 1);
             out.extend(more);
             return (out, check);
@@ -51,10 +70,10 @@ impl Sequencer {
         if seq < self.next {
             return (Vec::new(), None);
         }
-        if seq == self.next && self.held.is_empty() {
+        if seq == self.next && self.held.is_empty() && !self.restarted {
             // The usual case: the next one, nothing held.
             self.next += 1;
-            return (vec![(seq, record)], None);
+            return (vec![Out { epoch: current, seq, record, restart: false }], None);
         }
         self.held.push((epoch.clone(), seq, record));
         self.release()
@@ -70,9 +89,10 @@ impl Sequencer {
             if *seq > self.next {
                 break;
             }
-            let (_, seq, record) = self.held.pop().expect("a last element");
+            let (epoch, seq, record) = self.held.pop().expect("a last element");
             if seq == self.next {
-                out.push((seq, record));
+                let restart = std::mem::take(&mut self.restarted);
+                out.push(Out { epoch, seq, record, restart });
                 self.next += 1;
             }
         }
@@ -98,7 +118,11 @@ mod tests {
     use crate::hub::topics::record::record_of as record;
 
     fn seqs(released: &Released) -> Vec<u64> {
-        released.0.iter().map(|(seq, _)| *seq).collect()
+        released.0.iter().map(|out| out.seq).collect()
+    }
+
+    fn restarts(released: &Released) -> Vec<bool> {
+        released.0.iter().map(|out| out.restart).collect()
     }
 
     #[test]
@@ -137,8 +161,11 @@ mod tests {
         let mut s = Sequencer::default();
         s.start(&e1, 10);
         assert!(seqs(&s.push(&e1, 12, record(12))).is_empty());
-        assert_eq!(seqs(&s.push(&e2, 1, record(1))), [12, 1]);
-        assert_eq!(seqs(&s.push(&e2, 2, record(2))), [2]);
+        let r = s.push(&e2, 1, record(1));
+        assert_eq!(seqs(&r), [12, 1]);
+        assert_eq!(restarts(&r), [false, true], "the new stream's first release tells the subscribers");
+        let r = s.push(&e2, 2, record(2));
+        assert_eq!((seqs(&r), restarts(&r)), (vec![2], vec![false]));
     }
 
     #[test]
@@ -150,5 +177,20 @@ mod tests {
         s.push(&e, 5, record(5));
         assert_eq!(seqs(&s.skip_gap()), [4, 5]);
         assert_eq!(seqs(&s.push(&e, 6, record(6))), [6]);
+    }
+
+    #[test]
+    fn a_restart_is_announced_by_the_first_release_of_the_new_stream_even_if_it_comes_late() {
+        let e1: Arc<str> = Arc::from("e1");
+        let e2: Arc<str> = Arc::from("e2");
+        let mut s = Sequencer::default();
+        s.start(&e1, 5);
+        // The new stream's 2 comes before its 1: nothing is released yet.
+        let r = s.push(&e2, 2, record(2));
+        assert!(seqs(&r).is_empty());
+        assert_eq!(r.1, Some((e2.clone(), 1)), "a gap check for 1");
+        let r = s.push(&e2, 1, record(1));
+        assert_eq!((seqs(&r), restarts(&r)), (vec![1, 2], vec![true, false]));
+        assert!(r.0.iter().all(|out| out.epoch == e2));
     }
 }

@@ -52,6 +52,21 @@ impl Pattern {
     }
 }
 
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            match segment {
+                Segment::Literal(l) => f.write_str(l)?,
+                Segment::Param(name) => write!(f, "{{{name}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The parameters a topic name matched in its pattern (`chat/{room}` on `chat/lobby`:
 /// `room` = `lobby`). An extractor in topic hooks; empty elsewhere.
 #[derive(Clone, Debug, Default)]
@@ -77,7 +92,12 @@ impl SettingsTable {
 
     /// The settings of the first pattern `topic` matches (defaults if none).
     pub(crate) fn of(&self, topic: &str) -> TopicSettings {
-        self.0.iter().find(|(p, _)| p.matches(topic).is_some()).map(|(_, s)| *s).unwrap_or_default()
+        self.class_of(topic).map(|(_, s)| s).unwrap_or_default()
+    }
+
+    /// The first pattern `topic` matches (its *class*), as written, and its settings.
+    pub(crate) fn class_of(&self, topic: &str) -> Option<(String, TopicSettings)> {
+        self.0.iter().find(|(p, _)| p.matches(topic).is_some()).map(|(p, s)| (p.to_string(), *s))
     }
 }
 
@@ -93,5 +113,6 @@ mod tests {
         assert!(pattern.matches("todo/l1").is_none());
         assert!(pattern.matches("todo/l1/i2/x").is_none());
         assert!(pattern.matches("chat/l1/i2").is_none());
+        assert_eq!(pattern.to_string(), "todo/{list}/{item}");
     }
 }

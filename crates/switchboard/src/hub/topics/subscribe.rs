@@ -13,6 +13,7 @@ use switchboard_protocol::{Id, Payload as RawPayload, Topic, wire};
 use super::deliver::{deliver_one, release};
 use super::publish::apply;
 use super::record::Record;
+use super::table::Apart;
 use crate::conn::ConnShared;
 use crate::error::Error;
 use crate::hub::core::Core;
@@ -107,7 +108,7 @@ pub(crate) async fn subscribe(
     for p in replay {
         covered = covered.max(p.seq);
         match serde_json::from_slice::<Record>(&p.data) {
-            Ok(record) => deliver_one(core, conn, topic, settings, p.seq, &record),
+            Ok(record) => deliver_one(core, conn, topic, settings, (p.seq, &record), None),
             Err(e) => tracing::error!(error = %e, %topic, "undecodable publication in history"),
         }
     }
@@ -120,14 +121,30 @@ pub(crate) async fn subscribe(
             apply(core, state, released);
         }
         let mut pending = state.pending.lock();
-        let mine = pending.iter().position(|(id, _)| *id == conn.id);
-        if let Some((_, buffer)) = mine.map(|i| pending.swap_remove(i)) {
+        let mine =
+            pending.iter().position(|(id, apart)| *id == conn.id && matches!(apart, Apart::Reading(_)));
+        if let Some((id, Apart::Reading(buffer))) = mine.map(|i| pending.swap_remove(i)) {
             if pending.is_empty() {
                 // Nearly always: no subscription reads history, and the list's room goes.
                 *pending = Vec::new();
             }
-            for (seq, record) in buffer.iter().filter(|(seq, _)| *seq > covered) {
-                deliver_one(core, conn, topic, settings, *seq, record);
+            // The subscriber was told the epoch of the position it read. What was released
+            // meanwhile of that stream and not covered by the replay follows; if the stream
+            // restarted meanwhile (the sequencer is on another one), the new stream's
+            // publications follow, the first of them carrying its epoch.
+            let current = sequencer.epoch.clone();
+            let mut told = position.epoch;
+            for (epoch, seq, record) in &buffer {
+                let new = *epoch != told;
+                if (!new && *seq <= covered) || (new && Some(epoch) != current.as_ref()) {
+                    continue;
+                }
+                deliver_one(core, conn, topic, settings, (*seq, record), new.then_some(&**epoch));
+                told = epoch.clone();
+            }
+            if current.as_ref().is_some_and(|current| *current != told) {
+                // Its next delivery tells it the stream's epoch.
+                pending.push((id, Apart::Told(told)));
             }
             // What this topic's publishers held goes to the subscribers it was published to.
             release(state);

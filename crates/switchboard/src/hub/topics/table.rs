@@ -18,8 +18,18 @@ use crate::base::ordered::{self, rank};
 use crate::base::sharded::Sharded;
 use crate::conn::ConnShared;
 
-/// Publications (with their sequence numbers) held for a subscription that is reading history.
-pub(super) type Buffered = Vec<(u64, Record)>;
+/// Publications (with their streams and sequence numbers) held for a subscription that is reading
+/// history.
+pub(super) type Buffered = Vec<(Arc<str>, u64, Record)>;
+
+/// A connection the topic keeps apart from its other subscribers.
+pub(super) enum Apart {
+    /// Its subscription is reading history: what is released meanwhile is buffered for it.
+    Reading(Buffered),
+    /// A live subscriber that was told another epoch than the sequencer's (its `~sub` reply came
+    /// from history while the stream restarted): its next delivery carries the epoch.
+    Told(Arc<str>),
+}
 
 /// Local subscribers of one topic, and what its publications pass through on their way to them.
 pub(crate) struct TopicState {
@@ -28,9 +38,10 @@ pub(crate) struct TopicState {
     pub(super) settings: TopicSettings,
     /// Puts publications in `seq` order.
     pub(super) sequencer: ordered::Mutex<Sequencer, { rank::SEQUENCER }>,
-    /// Subscriptions still reading history, with what was published meanwhile.
-    /// (A list, not a map: it is empty nearly always, and an empty `Vec` is half the size.)
-    pub(super) pending: ordered::Mutex<Vec<(Arc<str>, Buffered)>, { rank::PENDING }>,
+    /// Subscriptions still reading history, with what was published meanwhile, and subscribers
+    /// that were told another epoch. (A list, not a map: it is empty nearly always, and an empty
+    /// `Vec` is half the size.)
+    pub(super) pending: ordered::Mutex<Vec<(Arc<str>, Apart)>, { rank::PENDING }>,
     /// Publications released by the sequencer whose fan-out waits for the cork of the thread
     /// that released them (see `deliver.rs`).
     pub(super) held: ordered::Mutex<Vec<(u64, Record)>, { rank::HELD }>,
@@ -193,7 +204,7 @@ impl Topics {
             .entry(topic.shared())
             .or_insert_with(|| Arc::new(TopicState::new(topic.clone(), settings)))
             .clone();
-        state.pending.lock().push((conn.clone(), Vec::new()));
+        state.pending.lock().push((conn.clone(), Apart::Reading(Vec::new())));
         (state, created)
     }
 

@@ -1,0 +1,101 @@
+//! Position checks: a node compares, for each topic it has subscribers of, the topic's position
+//! in history with what its sequencer delivered, so that no missed publication goes unnoticed —
+//! the last ones of a burst whose broker message was lost (no later publication would reveal the
+//! gap), or everything sent while the broker connection was down.
+//!
+//! A missed tail of the same stream is read from history and passes the sequencer (delivered in
+//! order, before anything newer, which the sequencer holds meanwhile). A stream that restarted
+//! (another epoch) is read from its start and passes the sequencer, whose first release then
+//! carries the new epoch. What history cannot give back is signalled: the subscribers are closed
+//! with 4000 and recover with `recovered: false`. After a broker outage the end of the old stream
+//! cannot be checked any more when the stream restarted meanwhile, so that is signalled too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use switchboard_core::Position;
+
+use super::publish::{apply, sequenced, signal_missed};
+use super::record::Record;
+use crate::hub::core::Core;
+
+/// How many topics a check reads at once.
+const CONCURRENCY: usize = 32;
+
+/// Checks every topic this node has subscribers of; `after_outage`: the broker connection was
+/// lost and is back. Returns each topic's position read (for the history spans).
+pub(crate) async fn check_all(core: &Arc<Core>, after_outage: bool) -> Vec<(Arc<str>, Position)> {
+    let topics: Vec<Arc<str>> = core.topics.names().into_iter().map(|(t, _)| t).collect();
+    let mut read = Vec::with_capacity(topics.len());
+    for chunk in topics.chunks(CONCURRENCY) {
+        let positions =
+            futures_util::future::join_all(chunk.iter().map(|t| check(core, t, after_outage))).await;
+        read.extend(chunk.iter().cloned().zip(positions).filter_map(|(t, p)| Some((t, p?))));
+    }
+    read
+}
+
+/// Checks one topic (see the module's documentation); the position read, if any.
+async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) -> Option<Position> {
+    let state = core.topics.get(topic)?;
+    let (epoch, next) = {
+        let s = state.sequencer.lock();
+        match &s.epoch {
+            Some(epoch) => (epoch.clone(), s.next),
+            // Its first subscription is still reading history.
+            None => return None,
+        }
+    };
+    let history = &core.backends.history;
+    // The broker or history being down is not a verdict: the next check tries again.
+    let position = history.position(topic).await.ok()?;
+    let same = position.epoch == epoch;
+    if same && position.seq < next {
+        return Some(position);
+    }
+    let since = if same {
+        Position { epoch: epoch.clone(), seq: next - 1 }
+    } else {
+        Position { epoch: position.epoch.clone(), seq: 0 }
+    };
+    let recovery = history.recover(topic, &since).await.ok()?;
+    let filled = recovery.complete && recovery.position.epoch == since.epoch;
+    if filled && (same || !after_outage) {
+        let records: Vec<_> = recovery
+            .publications
+            .into_iter()
+            .filter_map(|p| serde_json::from_slice::<Record>(&p.data).ok().map(|r| (p.seq, r)))
+            .collect();
+        if !records.is_empty() {
+            tracing::info!(
+                topic,
+                missed = records.len(),
+                "publications missed by this node, filled from history"
+            );
+            core.health.missed_filled.fetch_add(records.len() as u64, Ordering::Relaxed);
+        }
+        for (seq, record) in records {
+            sequenced(core, &state, &since.epoch, seq, record);
+        }
+        return Some(position);
+    }
+    tracing::warn!(
+        topic,
+        %epoch,
+        delivered = next - 1,
+        now = %position.epoch,
+        seq = position.seq,
+        "publications missed that history cannot give back: subscribers told to recover"
+    );
+    let mut sequencer = state.sequencer.lock();
+    if sequencer.epoch.as_ref() != Some(&epoch) || sequencer.next != next {
+        // Something arrived meanwhile: the next check decides again.
+        return Some(position);
+    }
+    signal_missed(&state);
+    core.health.missed_signalled.fetch_add(1, Ordering::Relaxed);
+    // Carry on from where the stream is now (the subscribers recover what they can).
+    let released = sequencer.start(&recovery.position.epoch, recovery.position.seq + 1);
+    apply(core, &state, released);
+    Some(position)
+}
