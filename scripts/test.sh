@@ -12,7 +12,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 # certutil: the server's browser test trusts its test CA in an NSS database, as Chromium does.
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
-# python3-venv: the checks below run PyPI tools from a virtual environment under target/.
+# python3-venv: the checks below run PyPI tools from a virtual environment under target/
+# (Autobahn|Testsuite from PyPI's kosoku, scripts/autobahn.sh, among them).
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing ${missing[*]}"
@@ -44,10 +45,18 @@ echo "==> cargo build (binaries the client tests spawn)"
 cargo build --workspace --bins --locked
 
 echo "==> cargo test"
-cargo test --workspace --locked
+# (The hostile-input suite runs in a step of its own, below.)
+cargo test --workspace --locked -- --skip hostile_
 
 echo "==> the conformance suite again, against two fixtures on one Redis (docs/cluster.md)"
-SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture
+SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture -- --skip hostile_
+
+echo "==> the hostile-input suite (issue 16): floods, slow clients, bad frames; memory and descriptors from /proc, a bystander's p99"
+cargo test --locked -p switchboard-server --test hostile -- --nocapture --test-threads=1
+cargo test --locked -p switchboard-fixture --test hostile -- --nocapture --test-threads=1
+
+echo "==> Autobahn|Testsuite, cases 1–10, on serve() and router() (scripts/autobahn.sh)"
+scripts/autobahn.sh
 
 echo "==> TypeScript client tests"
 (cd clients/typescript && npm test)

@@ -646,6 +646,17 @@ async fn pipelined(
     limit: Duration,
     tls: Option<&Pki>,
 ) -> anyhow::Result<(u64, f64)> {
+    let socks = pipelined_connect(dialect, port, conns, tls).await?;
+    pipelined_run(dialect, socks, window, limit).await
+}
+
+/// The connections of [`pipelined`], identified.
+async fn pipelined_connect(
+    dialect: Dialect,
+    port: u16,
+    conns: usize,
+    tls: Option<&Pki>,
+) -> anyhow::Result<Vec<Ws>> {
     let socks: Vec<anyhow::Result<Ws>> = futures_util::stream::iter(0..conns)
         .map(|i| {
             let token = (dialect == Dialect::Switchboard).then(|| jwt::token(jwt::SECRET, &format!("p{i}")));
@@ -655,7 +666,16 @@ async fn pipelined(
         .buffer_unordered(20)
         .collect()
         .await;
-    let socks = socks.into_iter().collect::<anyhow::Result<Vec<Ws>>>()?;
+    socks.into_iter().collect()
+}
+
+/// The calls of [`pipelined`] on connections made by [`pipelined_connect`].
+async fn pipelined_run(
+    dialect: Dialect,
+    socks: Vec<Ws>,
+    window: u64,
+    limit: Duration,
+) -> anyhow::Result<(u64, f64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let total = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -1363,4 +1383,281 @@ async fn fanout_run_rss(
     drop(publisher);
     workers.stop().await;
     Ok((r?, growth))
+}
+
+/// Ping-flooding connections in S12.
+const S12_FLOODERS: usize = 4;
+/// Slow-handshake connections in S12.
+const S12_SLOW: usize = 2_000;
+
+/// The abuse of S12: ping floods from connections that never read, and connections that send
+/// their upgrade request one byte every 2 s. Dropped, it stops (and closes them).
+struct Abuse {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Bytes of pings the flooders got the server to take.
+    flooded: Arc<AtomicU64>,
+}
+
+impl Drop for Abuse {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Abuse {
+    async fn start(port: u16) -> anyhow::Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        const UPGRADE: &[u8] =
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let mut tasks = Vec::new();
+        // A masked ping with the largest control payload, again and again.
+        let mut ping = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+        ping.extend((0..125).map(|i| b'p' ^ [1, 2, 3, 4][i % 4]));
+        let chunk: Arc<Vec<u8>> = Arc::new(ping.iter().copied().cycle().take(ping.len() * 512).collect());
+        let flooded = Arc::new(AtomicU64::new(0));
+        for _ in 0..S12_FLOODERS {
+            let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            tcp.write_all(UPGRADE).await?;
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut b = [0u8];
+                if tcp.read(&mut b).await? == 0 {
+                    bail!("a flooder was not upgraded");
+                }
+                head.push(b[0]);
+            }
+            let (chunk, flooded) = (chunk.clone(), flooded.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut at = 0;
+                // Never reads; writes until the socket stops taking them (then waits there).
+                while let Ok(n) = tcp.write(&chunk[at..]).await {
+                    at = (at + n) % chunk.len();
+                    flooded.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }));
+        }
+        let mut slow = Vec::with_capacity(S12_SLOW);
+        for i in 0..S12_SLOW {
+            let src = std::net::SocketAddr::from((client::source(10 + i % 4), 0));
+            // Out of descriptors (a low limit): as many as there could be.
+            let Ok(socket) = tokio::net::TcpSocket::new_v4() else { break };
+            if socket.bind(src).is_err() {
+                break;
+            }
+            // Beyond the server's handshake cap a connection is closed at once: kept anyway.
+            if let Ok(tcp) = socket.connect(std::net::SocketAddr::from(([127, 0, 0, 1], port))).await {
+                slow.push(tcp);
+            }
+        }
+        tasks.push(tokio::spawn(async move {
+            let mut at = 0;
+            loop {
+                for tcp in &mut slow {
+                    let _ = tcp.try_write(&UPGRADE[at % (UPGRADE.len() - 2)..][..1]);
+                }
+                at += 1;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }));
+        Ok(Self { tasks, flooded })
+    }
+
+    /// Waits until the floods stall (the server stopped reading them: its bound is reached), at
+    /// most 10 s; returns the bytes they got in.
+    async fn settle(&self) -> u64 {
+        let mut last = u64::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.flooded.load(Ordering::Relaxed);
+            if now == last {
+                break;
+            }
+            last = now;
+        }
+        last
+    }
+}
+
+/// S12: under abuse, and with rate limits on. S2's pipelined echo workload alone, then beside
+/// 4 ping-flooding connections and 2,000 slow handshakes (calls/s, and the server's RSS growth
+/// against the bounds of its configuration); then S2 and S1 with rate limits on (generous:
+/// every message checked, none refused) against off.
+pub async fn s12(ctx: &Ctx) -> Vec<Metric> {
+    let conns = ctx.sizes.s2_conns;
+    let subs = ctx.sizes.s1_subscribers[0];
+    let mut metrics = vec![
+        Metric::new("S12", &format!("echo calls/s, {conns} connections pipelined, alone"), "calls/s", true),
+        Metric::new(
+            "S12",
+            &format!(
+                "echo calls/s, {conns} connections pipelined, beside {S12_FLOODERS} ping floods and {S12_SLOW} slow handshakes"
+            ),
+            "calls/s",
+            true,
+        ),
+        Metric::new("S12", "server RSS growth under the ping floods and slow handshakes", "bytes", false),
+        Metric::new(
+            "S12",
+            &format!("S2 echo calls/s, {conns} connections pipelined, rate limits off"),
+            "calls/s",
+            true,
+        ),
+        Metric::new(
+            "S12",
+            &format!("S2 echo calls/s, {conns} connections pipelined, rate limits on"),
+            "calls/s",
+            true,
+        ),
+        Metric::new(
+            "S12",
+            &format!("S1 deliveries/s, {subs} subscribers, burst 1, rate limits off"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new(
+            "S12",
+            &format!("S1 deliveries/s, {subs} subscribers, burst 1, rate limits on"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new(
+            "S12",
+            &format!("S1 deliveries/s, {subs} subscribers, burst 10, rate limits off"),
+            "deliveries/s",
+            true,
+        ),
+        Metric::new(
+            "S12",
+            &format!("S1 deliveries/s, {subs} subscribers, burst 10, rate limits on"),
+            "deliveries/s",
+            true,
+        ),
+    ];
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    let measure = ctx.sizes.measure;
+    let on = vec!["--rate-limits".to_owned()];
+    for round in 0..ctx.sizes.rounds {
+        for abused in [false, true] {
+            eprintln!(
+                "  S12 round {} · switchboard {}",
+                round + 1,
+                if abused { "under abuse" } else { "alone" }
+            );
+            let r = async {
+                let server = sb.start(&[], &ctx.logs).await?;
+                let r = async {
+                    let socks = pipelined_connect(sb.dialect, server.port, conns, None).await?;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let base = server.rss();
+                    let (peak, sampler) = rss_sampler(server.pid);
+                    peak.store(base, Ordering::Relaxed);
+                    let abuse = if abused { Some(Abuse::start(server.port).await?) } else { None };
+                    if let Some(abuse) = &abuse {
+                        let flooded = abuse.settle().await;
+                        eprintln!("    the floods stalled after {} MB", flooded >> 20);
+                    }
+                    let (_, rate) = pipelined_run(sb.dialect, socks, 32, measure).await?;
+                    let growth = peak.load(Ordering::Relaxed).saturating_sub(base);
+                    sampler.abort();
+                    drop(abuse);
+                    Ok::<_, anyhow::Error>((rate, growth))
+                }
+                .await;
+                server.stop().await;
+                r
+            }
+            .await;
+            match r {
+                Ok((rate, growth)) => {
+                    eprintln!("    {rate:.0} calls/s, RSS growth {} KB", growth >> 10);
+                    metrics[usize::from(abused)].push(SWITCHBOARD, rate, None);
+                    if abused {
+                        metrics[2].push(SWITCHBOARD, growth as f64, None);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("    failed: {e:#}");
+                    metrics[usize::from(abused)].mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+        for limits in [false, true] {
+            let extra: &[String] = if limits { &on } else { &[] };
+            eprintln!(
+                "  S12 round {} · switchboard, rate limits {}",
+                round + 1,
+                if limits { "on" } else { "off" }
+            );
+            let r = async {
+                let server = sb.start(extra, &ctx.logs).await?;
+                let r = async {
+                    let (calls, rate) = pipelined(sb.dialect, server.port, conns, 32, measure, None).await?;
+                    let fanouts = fanout_run(ctx, &sb, &server, subs, 0, &[1, 10], None).await?;
+                    Ok::<_, anyhow::Error>((calls, rate, fanouts))
+                }
+                .await;
+                server.stop().await;
+                r
+            }
+            .await;
+            let i = usize::from(limits);
+            match r {
+                Ok((_, rate, fanouts)) => {
+                    eprintln!(
+                        "    S2 {rate:.0} calls/s; S1 {:.0} / {:.0} deliveries/s",
+                        fanouts[0].rate, fanouts[1].rate
+                    );
+                    metrics[3 + i].push(SWITCHBOARD, rate, None);
+                    metrics[5 + i].push(SWITCHBOARD, fanouts[0].rate, Some(fanouts[0].cpu_per_op));
+                    metrics[7 + i].push(SWITCHBOARD, fanouts[1].rate, Some(fanouts[1].cpu_per_op));
+                }
+                Err(e) => {
+                    eprintln!("    failed: {e:#}");
+                    for m in [3 + i, 5 + i, 7 + i] {
+                        metrics[m].mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let ratio_goal = |metrics: &mut Vec<Metric>, i: usize, base: usize, factor: f64, text: &str| {
+        let (a, b) = (metrics[i].median(SWITCHBOARD), metrics[base].median(SWITCHBOARD));
+        metrics[i].goals.push(Goal {
+            text: text.to_owned(),
+            met: a.zip(b).map(|(a, b)| a >= factor * b),
+            detail: a.zip(b).map_or("no value".into(), |(a, b)| format!("{:+.1}%", 100.0 * (a / b - 1.0))),
+        });
+    };
+    ratio_goal(&mut metrics, 1, 0, 0.9, "calls/s under the abuse ≥ 0.9× alone");
+    ratio_goal(&mut metrics, 4, 3, 0.97, "rate limits on ≥ 0.97× off");
+    ratio_goal(&mut metrics, 6, 5, 0.97, "rate limits on ≥ 0.97× off");
+    ratio_goal(&mut metrics, 8, 7, 0.97, "rate limits on ≥ 0.97× off");
+    let config = switchboard::Config::default();
+    let bound =
+        (S12_FLOODERS * config.max_queue_bytes + config.max_handshakes * config.max_header_bytes) as f64;
+    let growth = metrics[2].median(SWITCHBOARD);
+    metrics[2].goals.push(Goal {
+        text: format!(
+            "RSS growth ≤ {S12_FLOODERS} × max_queue_bytes + max_handshakes × max_header_bytes = {:.0} MB",
+            bound / 1e6
+        ),
+        met: growth.map(|g| g <= bound),
+        detail: growth.map_or("no value".into(), |g| format!("{:.1} MB", g / 1e6)),
+    });
+    metrics[1].note = format!(
+        "The {S12_FLOODERS} flooders send pings with 125-byte payloads and never read; the {S12_SLOW} slow connections \
+send their upgrade request one byte every 2 s (beyond `Config::max_handshakes` they are closed at once; the others at \
+`Config::handshake_timeout`). The pipelined connections are identified before the abuse starts; calls are counted \
+once the floods stalled (the server stopped reading them)."
+    );
+    metrics[4].note = "`bench-switchboard --rate-limits`: every limit of `Config::rate_limits` at 10M/s (per connection and \
+per user, in-memory limiter): every message checked, none refused."
+        .into();
+    metrics
 }

@@ -138,3 +138,15 @@ async fn s4_tls_counts_full_handshakes() {
     // The load generator's CPU per connection is a column of its own.
     assert_eq!(metrics[0].details[0].0, "load generator CPU-µs/op");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_runs_under_abuse_and_with_rate_limits_on() {
+    let ctx = ctx();
+    let metrics = scenarios::s12(&ctx).await;
+    // Alone, under abuse, RSS growth; S2 off/on; S1 burst 1 off/on, burst 10 off/on.
+    assert_eq!(metrics.len(), 9);
+    for m in &metrics {
+        assert!(m.median(SWITCHBOARD).is_some(), "{}: {:?}", m.metric, m.missing);
+        assert_eq!(m.why(REFERENCE), "n/a");
+    }
+}

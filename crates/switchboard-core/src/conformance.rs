@@ -9,6 +9,7 @@
 //! conformance::history(&MemoryHistory::new(), "t1").await;
 //! conformance::presence(&MemoryPresence::new(), "t1").await;
 //! conformance::users(&MemoryUsers::new(), "t1").await;
+//! conformance::rate_limiter(&switchboard_core::MemoryRateLimiter::new(), "t1").await;
 //! let bus = MemoryBroker::new();
 //! conformance::broker(&bus, &bus.clone()).await;
 //! conformance::liveness(&bus, &bus.clone(), "t1").await;
@@ -25,7 +26,7 @@ use parking_lot::Mutex;
 
 use crate::{
     BackendError, Beat, Broker, BrokerSink, CapPolicy, ConnRef, History, HistoryOptions, NodeId, Position,
-    Presence, Users,
+    Presence, Rate, RateLimiter, Users,
 };
 
 /// Checks [`History`]: consecutive sequence numbers, size limit, recovery with and without a gap,
@@ -192,6 +193,34 @@ pub async fn users(u: &dyn Users, prefix: &str) {
     u.unregister(&u1, "a1").await.unwrap();
 }
 
+/// Checks [`RateLimiter`]: a new bucket is full, partial grants say when the next token comes,
+/// tokens come back at the rate, keys are independent, and concurrent takes never get more than
+/// the bucket holds (atomicity).
+pub async fn rate_limiter(l: &dyn RateLimiter, prefix: &str) {
+    let key = format!("{prefix}/bucket");
+    let rate = Rate::new(10, 3);
+    let g = l.take(&key, 5, rate).await.unwrap();
+    assert_eq!(g.granted, 3, "a new bucket holds its burst");
+    assert!(g.retry_after > Duration::ZERO && g.retry_after <= Duration::from_millis(100), "{g:?}");
+    assert_eq!(l.take(&key, 1, rate).await.unwrap().granted, 0, "empty");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let g = l.take(&key, 5, rate).await.unwrap();
+    assert!((2..=3).contains(&g.granted), "~2.5 tokens back after 250 ms at 10/s: {g:?}");
+    let other = format!("{prefix}/other");
+    assert_eq!(l.take(&other, 2, rate).await.unwrap().granted, 2, "keys are independent");
+    if let Some(now) = l.take_now(&other, 1, rate) {
+        assert_eq!(now.granted, 1, "take_now takes from the same bucket");
+    }
+
+    // Many takes at once from a new bucket of 20 (1 back per second): 20 granted, maybe 21.
+    let race = format!("{prefix}/race");
+    let slow = Rate::new(1, 20);
+    let takes = (0..60).map(|_| l.take(&race, 1, slow));
+    let granted: u32 =
+        futures_util::future::join_all(takes).await.into_iter().map(|g| g.unwrap().granted).sum();
+    assert!((20..=21).contains(&granted), "{granted} tokens granted from a bucket of 20");
+}
+
 #[derive(Default)]
 struct Recorder(Mutex<Vec<(Option<String>, Bytes)>>);
 
@@ -330,6 +359,7 @@ mod tests {
         super::history(&MemoryHistory::new(), "m").await;
         super::presence(&MemoryPresence::new(), "m").await;
         super::users(&MemoryUsers::new(), "m").await;
+        super::rate_limiter(&MemoryRateLimiter::new(), "m").await;
         let bus = MemoryBroker::new();
         super::broker(&bus, &bus.clone()).await;
         super::liveness(&bus, &bus.clone(), "m").await;

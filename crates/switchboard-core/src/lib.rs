@@ -12,6 +12,7 @@
 //! | [`Presence`] | who is in a topic, and the directory | [`MemoryPresence`] |
 //! | [`Users`] | users → connections across nodes, with the per-user cap | [`MemoryUsers`] |
 //! | [`EventLog`] | lifecycle events for the application's backend, durable until delivered, in order per key | [`MemoryEventLog`] (lost with the process) |
+//! | [`RateLimiter`] | token buckets by key (per-user rate limits) across nodes | [`MemoryRateLimiter`] |
 //!
 //! [`conformance`] holds one shared test suite that every implementation must pass.
 //!
@@ -37,12 +38,14 @@ pub mod conformance;
 mod events;
 mod few;
 mod history;
+mod limits;
 mod presence;
 mod users;
 
 pub use broker::{Beat, Broker, BrokerSink, MemoryBroker};
 pub use events::{EventLog, LoggedEvent, MemoryEventLog};
 pub use history::{Appended, History, HistoryOptions, MemoryHistory, Position, Recovery, StoredPublication};
+pub use limits::{Grant, MemoryRateLimiter, Rate, RateLimiter, TokenBucket};
 pub use presence::{MemoryPresence, Presence, PresenceEntry};
 pub use users::{CapPolicy, ConnRef, Evicted, MemoryUsers, Registration, Unregistered, Users};
 
@@ -85,7 +88,7 @@ pub fn node_of(conn: &str) -> Option<&str> {
     conn.rsplit_once('.').map(|(node, _)| node)
 }
 
-/// The four backends a server runs on.
+/// The backends a server runs on.
 #[derive(Clone)]
 pub struct Backends {
     /// Carries publications and node messages between nodes.
@@ -98,6 +101,8 @@ pub struct Backends {
     pub users: Arc<dyn Users>,
     /// Lifecycle events for the application's backend, durable until delivered.
     pub events: Arc<dyn EventLog>,
+    /// Token buckets shared by the nodes (per-user rate limits).
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl Backends {
@@ -110,6 +115,7 @@ impl Backends {
             presence: Arc::new(MemoryPresence::new()),
             users: Arc::new(MemoryUsers::new()),
             events: Arc::new(MemoryEventLog::new()),
+            limiter: Arc::new(MemoryRateLimiter::new()),
         }
     }
 }
@@ -137,6 +143,7 @@ fn _assert_object_safe(
     _: &dyn Presence,
     _: &dyn Users,
     _: &dyn EventLog,
+    _: &dyn RateLimiter,
     _: Bytes,
 ) {
 }

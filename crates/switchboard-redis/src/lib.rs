@@ -1,7 +1,7 @@
 //! # switchboard-redis
 //!
 //! The Redis backend of Switchboard: several servers on one Redis, or on one Redis Cluster,
-//! behave as one. It implements the four contracts of [`switchboard_core`] and nothing else — it
+//! behave as one. It implements the contracts of [`switchboard_core`] and nothing else — it
 //! never sees a socket, a handler or a protocol message.
 //!
 //! ```no_run
@@ -46,6 +46,7 @@
 //! | [`History`](switchboard_core::History) | per topic a hash `{P:h:TOPIC}:m` (epoch, seq) and a stream `{P:h:TOPIC}:s` with entry ids `SEQ-1` | every call is one Lua script, so sequence numbers are consecutive across nodes; exact `MAXLEN`; TTL per entry (filtered on read, and the keys expire after inactivity); a lost hash means a new epoch |
 //! | [`Presence`](switchboard_core::Presence) | per key a sorted set `{P:p:KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner); per node a set `{P:N:NODE}:p` of its entries (the node named by the connection id, [`node_of`](switchboard_core::node_of)) | `leave` and `evict_node` are one script per key, which reports only what it removed; entries of dead owners are dropped when read, and swept |
 //! | [`Users`](switchboard_core::Users) | per user a sorted set `{P:u:USER}:z` (registration order) and a hash `…:h` (conn → owner and node); per node a set `{P:N:NODE}:u` of its registrations | the cap and its policy are applied by one Lua script, which also counts the user's connections; `unregister` and `evict_node` are one script per user, which reports only what it removed and what is left; connections of dead owners neither count against a cap nor are listed |
+//! | [`RateLimiter`](switchboard_core::RateLimiter) | per bucket a hash `{P:r:KEY}` (milli-tokens, and when, in Redis's clock) | every take is one Lua script, so nodes never take more than the rate together; a bucket expires once it would be full again |
 //!
 //! ## Node liveness ([`Broker::beat`](switchboard_core::Broker::beat) and the rest)
 //!
@@ -135,6 +136,7 @@ mod broker;
 mod conn;
 mod core;
 mod history;
+mod limits;
 mod presence;
 mod scripts;
 mod users;
@@ -257,7 +259,7 @@ pub enum ConnectError {
 pub struct RedisBackends;
 
 impl RedisBackends {
-    /// Connects to `url` and returns the four backends: `redis://[user:password@]host:port[/db]`
+    /// Connects to `url` and returns the backends: `redis://[user:password@]host:port[/db]`
     /// for one Redis, `redis+cluster://[user:password@]host:port[,host:port…]` for a Redis
     /// Cluster (sharded pub/sub; see the crate documentation); `rediss` instead of `redis` for
     /// TLS.
@@ -282,8 +284,9 @@ impl RedisBackends {
             broker: Arc::new(broker),
             history: Arc::new(history::RedisHistory::new(core.clone())),
             presence: Arc::new(presence::RedisPresence::new(core.clone())),
-            users: Arc::new(users::RedisUsers::new(core)),
+            users: Arc::new(users::RedisUsers::new(core.clone())),
             events: Arc::new(switchboard_core::MemoryEventLog::new()),
+            limiter: Arc::new(limits::RedisRateLimiter::new(core)),
         })
     }
 }

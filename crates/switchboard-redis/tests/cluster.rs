@@ -57,6 +57,7 @@ async fn cluster_backends_conform() {
     conformance::history(&*a.history, "r").await;
     conformance::presence(&*a.presence, "r").await;
     conformance::users(&*a.users, "r").await;
+    conformance::rate_limiter(&*a.limiter, "r").await;
     conformance::history(&*b.history, "r2").await;
     conformance::presence(&*b.presence, "r2").await;
     conformance::users(&*b.users, "r2").await;

@@ -15,10 +15,12 @@ async fn redis_backends_conform() {
     conformance::history(&*a.history, "r").await;
     conformance::presence(&*a.presence, "r").await;
     conformance::users(&*a.users, "r").await;
+    conformance::rate_limiter(&*a.limiter, "r").await;
     // Across two connections (two processes' worth): what one writes the other reads.
     conformance::history(&*b.history, "r2").await;
     conformance::presence(&*b.presence, "r2").await;
     conformance::users(&*b.users, "r2").await;
+    conformance::rate_limiter(&*b.limiter, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
     conformance::liveness(&*a.broker, &*b.broker, "r").await;
 }
@@ -41,4 +43,19 @@ async fn unreachable_redis_is_an_error_at_connect() {
     let r = RedisBackends::connect(&format!("redis://127.0.0.1:{port}"), RedisOptions::default()).await;
     assert!(r.is_err());
     assert!(RedisBackends::connect("not a url", RedisOptions::default()).await.is_err());
+}
+
+#[tokio::test]
+async fn rate_limits_hold_across_nodes() {
+    let redis = RedisServer::start();
+    let p = prefix("rates");
+    let a = RedisBackends::connect(&redis.url(), RedisOptions::default().prefix(&p)).await.unwrap();
+    let b = RedisBackends::connect(&redis.url(), RedisOptions::default().prefix(&p)).await.unwrap();
+    // Two nodes take from one bucket of 30 (1 back per second) at once: 30 in all, maybe 31.
+    let rate = switchboard_core::Rate::new(1, 30);
+    let takes = (0..50)
+        .map(|i| if i % 2 == 0 { a.limiter.take("user", 1, rate) } else { b.limiter.take("user", 1, rate) });
+    let granted: u32 =
+        futures_util::future::join_all(takes).await.into_iter().map(|g| g.unwrap().granted).sum();
+    assert!((30..=31).contains(&granted), "{granted}");
 }

@@ -193,6 +193,11 @@ fn check(figment: &Figment, s: &Settings, errors: &mut Vec<String>) {
     if s.http.max_handshakes == 0 {
         err("http.max_handshakes", "0 would refuse every connection".into());
     }
+    for proxy in &s.http.trusted_proxies {
+        if let Err(e) = proxy.parse::<switchboard::IpRange>() {
+            err("http.trusted_proxies", e);
+        }
+    }
     if s.api.max_batch_commands == 0 || s.api.max_body_bytes == 0 {
         err("api", "max_batch_commands and max_body_bytes must be at least 1".into());
     }

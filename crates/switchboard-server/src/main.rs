@@ -227,7 +227,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
     }
     let origins = Arc::new(origins);
     let mut server = Server::new()
-        .config(settings.limits.to_config())
+        .config(settings.to_config())
         .on_request_done(metrics::request_done)
         .on_upgrade(move |request| {
             let origins = origins.clone();
@@ -306,13 +306,15 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         }
     };
     let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let app = (app, Some(board.clone()));
     tracker.spawn(serve::serve("main", listener, acceptor, app, limits, stop.clone(), tracker.clone()));
     let metrics_address = match metrics_listener {
         Some(l) => {
             let at = l.local_addr()?;
             let router = api::metrics_router(api.clone());
             serve::describe("metrics");
-            tracker.spawn(serve::serve("metrics", l, None, router, limits, stop.clone(), tracker.clone()));
+            let app = (router, None);
+            tracker.spawn(serve::serve("metrics", l, None, app, limits, stop.clone(), tracker.clone()));
             Some(at)
         }
         None => None,

@@ -15,6 +15,10 @@ use switchboard::Hub;
 pub(crate) const PROXY_KINDS: [&str; 3] = ["identify", "authorize", "forward"];
 /// Outcomes of those calls.
 const PROXY_OUTCOMES: [&str; 3] = ["ok", "error", "timeout"];
+/// What ran out, for `switchboard_rate_limited_total`.
+const RATE_KINDS: [&str; 3] = ["message", "publication", "subscription"];
+/// Why an address was refused, for `switchboard_connections_refused_total`.
+const ADDRESS_REFUSALS: [&str; 2] = ["too_many", "too_often"];
 
 /// The standard process series (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
 /// `process_open_fds`, …), collected at each scrape.
@@ -57,6 +61,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!("switchboard_connections", "Open client connections on this node");
     metrics::describe_gauge!("switchboard_users", "Users with a connection on this node");
     metrics::describe_gauge!("switchboard_topics", "Topics with a local subscriber");
+    metrics::describe_gauge!(
+        "switchboard_pending_timers",
+        "Identification deadlines, acknowledgement resends and credential expiries held now"
+    );
     metrics::describe_counter!("switchboard_connections_accepted_total", "Connections accepted since start");
     metrics::describe_counter!("switchboard_messages_in_total", "Messages received from clients");
     metrics::describe_counter!("switchboard_messages_out_total", "Messages sent to clients");
@@ -95,6 +103,25 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     for reason in ["null", "malformed", "not_allowed"] {
         metrics::counter!("switchboard_origin_refused_total", "reason" => reason).absolute(0);
     }
+    metrics::describe_counter!(
+        "switchboard_rate_limited_total",
+        "Client messages refused with RATE_LIMITED, by the limit that ran out: message, publication, subscription"
+    );
+    metrics::describe_counter!(
+        "switchboard_rate_limit_closes_total",
+        "Connections closed (4501) for going on past their rate limits"
+    );
+    metrics::describe_counter!(
+        "switchboard_connections_refused_total",
+        "Connections refused for their source address: too_many (open at once), too_often (new per second)"
+    );
+    for kind in RATE_KINDS {
+        metrics::counter!("switchboard_rate_limited_total", "kind" => kind).absolute(0);
+    }
+    for reason in ADDRESS_REFUSALS {
+        metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(0);
+    }
+    metrics::counter!("switchboard_rate_limit_closes_total").absolute(0);
     // Present from the first scrape on, also where no proxy is configured.
     for kind in PROXY_KINDS {
         for outcome in PROXY_OUTCOMES {
@@ -128,12 +155,23 @@ pub(crate) async fn update(hub: &Hub) {
     metrics::gauge!("switchboard_connections").set(stats.connections as f64);
     metrics::gauge!("switchboard_users").set(stats.users as f64);
     metrics::gauge!("switchboard_topics").set(stats.topics as f64);
+    metrics::gauge!("switchboard_pending_timers").set(hub.registry_sizes().timers as f64);
     metrics::counter!("switchboard_connections_accepted_total").absolute(stats.connections_total);
     metrics::counter!("switchboard_messages_in_total").absolute(stats.messages_in);
     metrics::counter!("switchboard_messages_out_total").absolute(stats.messages_out);
     metrics::counter!("switchboard_bytes_in_total").absolute(stats.bytes_in);
     metrics::counter!("switchboard_bytes_out_total").absolute(stats.bytes_out);
     metrics::counter!("switchboard_slow_consumer_closes_total").absolute(stats.slow_consumers);
+    let limits = switchboard::LimitStats::of(hub);
+    let refused =
+        [limits.rate_limited_messages, limits.rate_limited_publications, limits.rate_limited_subscriptions];
+    for (kind, n) in RATE_KINDS.into_iter().zip(refused) {
+        metrics::counter!("switchboard_rate_limited_total", "kind" => kind).absolute(n);
+    }
+    metrics::counter!("switchboard_rate_limit_closes_total").absolute(limits.rate_limit_closes);
+    for (reason, n) in ADDRESS_REFUSALS.into_iter().zip([limits.address_too_many, limits.address_too_often]) {
+        metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(n);
+    }
     // The cluster's view (a backend call; other nodes answer within 2 s or count as unreachable).
     match tokio::time::timeout(Duration::from_secs(3), hub.cluster_stats()).await {
         Ok(Ok(cluster)) => {

@@ -104,14 +104,15 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves `app` on `listener` until `stop`; connection tasks go to `tracker` (HTTP connections
+/// Serves `app` on `listener` until `stop` (with `board`, the framework's server, counting
+/// connections per address: `Switchboard::admit`); connection tasks go to `tracker` (HTTP connections
 /// finish their current request after `stop`; upgraded WebSockets are the framework's). `name`
 /// labels the listener's series.
 pub(crate) async fn serve(
     name: &'static str,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
+    (app, board): (Router, Option<switchboard::Switchboard>),
     limits: Limits,
     stop: CancellationToken,
     tracker: TaskTracker,
@@ -132,6 +133,19 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // Connections per address (the framework's `connection_limits`): refused, a plain-text
+        // socket gets a 429 if it takes it at once; the admission goes with every request, so
+        // that an upgraded connection keeps it.
+        let admission = match board.as_ref().map(|b| b.admit(remote)) {
+            Some(Err(refused)) => {
+                if tls.is_none() {
+                    let _ = tcp.try_write(refused.response().as_bytes());
+                }
+                continue;
+            }
+            Some(Ok(admission)) => admission,
+            None => switchboard::Admission::default(),
+        };
         if pending.load(Ordering::Acquire) >= limits.max_handshakes {
             failed(name, "cap");
             drop(tcp);
@@ -145,13 +159,20 @@ pub(crate) async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-        tracker.spawn(connection(tcp, remote, tls.clone(), app.clone(), limits, slot, stop.clone()));
+        let peer = Peer { remote, admission };
+        tracker.spawn(connection(tcp, peer, tls.clone(), app.clone(), limits, slot, stop.clone()));
     }
+}
+
+/// Who a connection is from: its address, and its place among that address's connections.
+struct Peer {
+    remote: SocketAddr,
+    admission: switchboard::Admission,
 }
 
 async fn connection(
     tcp: TcpStream,
-    remote: SocketAddr,
+    peer: Peer,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
     limits: Limits,
@@ -159,15 +180,16 @@ async fn connection(
     stop: CancellationToken,
 ) {
     let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
+    let remote = peer.remote;
     match tls {
-        None => http(tcp, remote, app, limits, slot, deadline, stop).await,
+        None => http(tcp, peer, app, limits, slot, deadline, stop).await,
         Some(acceptor) => {
             let accepted = tokio::select! {
                 () = stop.cancelled() => return,
                 accepted = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => accepted,
             };
             match accepted {
-                Ok(Ok(io)) => http(io, remote, app, limits, slot, deadline, stop).await,
+                Ok(Ok(io)) => http(io, peer, app, limits, slot, deadline, stop).await,
                 Ok(Err(e)) => {
                     failed(slot.listener, "tls");
                     tracing::debug!(%remote, error = %e, "TLS handshake failed");
@@ -183,7 +205,7 @@ async fn connection(
 
 async fn http<IO>(
     io: IO,
-    remote: SocketAddr,
+    peer: Peer,
     app: Router,
     limits: Limits,
     slot: Arc<Slot>,
@@ -193,10 +215,12 @@ async fn http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let seen = slot.clone();
+    let Peer { remote, admission } = peer;
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         // A complete request head: no longer in the handshake.
         seen.release();
         request.extensions_mut().insert(ConnectInfo(remote));
+        request.extensions_mut().insert(admission.clone());
         let mut app = app.clone();
         async move { Ok::<_, Infallible>(app.call(request).await.unwrap_or_else(|e| match e {})) }
     });

@@ -75,6 +75,21 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// The framework's configuration: `[limits]`, the namespaces' own rate limits, and the
+    /// connection limits of `[http]`.
+    pub(crate) fn to_config(&self) -> switchboard::Config {
+        let mut c = self.limits.to_config();
+        for (name, ns) in &self.namespaces {
+            if let Some(rate) = ns.rate {
+                c.namespace_rate_limits.insert(name.clone(), rate.to_limits());
+            }
+        }
+        c.connection_limits = self.http.connection_limits();
+        c
+    }
+}
+
 /// Shutdown: SIGTERM turns `/readyz` to 503 at once, the listener keeps accepting for
 /// `drain_delay_ms` (so that load balancers stop sending new clients here), then every
 /// connection is closed with 1001.
@@ -127,11 +142,112 @@ pub(crate) struct HttpSettings {
     /// Connections still in their handshake (TLS or first request head) at once; beyond it new
     /// connections are closed at once.
     pub max_handshakes: usize,
+    /// Connections open at once from one address (0: no limit).
+    pub max_connections_per_address: usize,
+    /// New connections from one address (`per_second = 0`: no limit).
+    pub new_connections_per_address: RateSetting,
+    /// Proxies (addresses or CIDR networks) whose `Forwarded` / `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { handshake_timeout_ms: 10_000, max_header_bytes: 16 * 1024, max_handshakes: 1024 }
+        let public = switchboard::ConnectionLimits::public_endpoint();
+        Self {
+            handshake_timeout_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_handshakes: 1024,
+            max_connections_per_address: public.per_address.unwrap_or(0),
+            new_connections_per_address: public.new_per_address.into(),
+            trusted_proxies: public.trusted_proxies.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The framework's connection limits (the trusted proxies checked by `config::check`).
+    pub(crate) fn connection_limits(&self) -> switchboard::ConnectionLimits {
+        let mut limits = switchboard::ConnectionLimits::default();
+        limits.per_address =
+            (self.max_connections_per_address > 0).then_some(self.max_connections_per_address);
+        limits.new_per_address = self.new_connections_per_address.rate();
+        limits.trusted_proxies = self.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect();
+        limits
+    }
+}
+
+/// A token bucket: `per_second` back every second, at most `burst` at once; `per_second = 0`
+/// is no limit.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateSetting {
+    /// Tokens back per second (0: no limit).
+    pub per_second: u32,
+    /// Most at once (at least 1; default: one second's worth).
+    #[serde(default)]
+    pub burst: u32,
+}
+
+impl RateSetting {
+    pub(crate) fn rate(self) -> Option<switchboard::Rate> {
+        (self.per_second > 0)
+            .then(|| switchboard::Rate::new(self.per_second, self.burst.max(self.per_second)))
+    }
+}
+
+impl From<Option<switchboard::Rate>> for RateSetting {
+    fn from(rate: Option<switchboard::Rate>) -> Self {
+        rate.map_or_else(Self::default, |r| Self { per_second: r.per_second, burst: r.burst })
+    }
+}
+
+/// Rate limits of messages, per connection and per user (`[limits.rate]`, and per namespace
+/// `[namespaces.NAME.rate]`). Defaults: `switchboard::RateLimits::public_endpoint()`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RateSettings {
+    /// Messages of one connection.
+    pub messages: RateSetting,
+    /// Publications (`~pub`) of one connection.
+    pub publications: RateSetting,
+    /// Subscriptions (`~sub`) of one connection.
+    pub subscriptions: RateSetting,
+    /// Messages of one user, every connection on every node.
+    pub user_messages: RateSetting,
+    /// Publications of one user.
+    pub user_publications: RateSetting,
+    /// Subscriptions of one user.
+    pub user_subscriptions: RateSetting,
+    /// Messages refused in a row before the connection is closed with 4501 (0: never).
+    pub close_after: u32,
+}
+
+impl Default for RateSettings {
+    fn default() -> Self {
+        let l = switchboard::RateLimits::public_endpoint();
+        Self {
+            messages: l.messages.into(),
+            publications: l.publications.into(),
+            subscriptions: l.subscriptions.into(),
+            user_messages: l.user_messages.into(),
+            user_publications: l.user_publications.into(),
+            user_subscriptions: l.user_subscriptions.into(),
+            close_after: l.close_after,
+        }
+    }
+}
+
+impl RateSettings {
+    pub(crate) fn to_limits(self) -> switchboard::RateLimits {
+        let mut l = switchboard::RateLimits::default();
+        l.messages = self.messages.rate();
+        l.publications = self.publications.rate();
+        l.subscriptions = self.subscriptions.rate();
+        l.user_messages = self.user_messages.rate();
+        l.user_publications = self.user_publications.rate();
+        l.user_subscriptions = self.user_subscriptions.rate();
+        l.close_after = self.close_after;
+        l
     }
 }
 
@@ -232,6 +348,8 @@ pub(crate) struct Limits {
     pub shutdown_grace_ms: u64,
     /// Socket read buffer per connection.
     pub read_buffer_size: usize,
+    /// Rate limits of every namespace without its own `rate`.
+    pub rate: RateSettings,
 }
 
 /// `conn_per_user` policy.
@@ -267,6 +385,7 @@ impl Default for Limits {
             request_timeout_ms: ms(c.request_timeout),
             shutdown_grace_ms: ms(c.shutdown_grace),
             read_buffer_size: c.read_buffer_size,
+            rate: RateSettings::default(),
         }
     }
 }
@@ -295,6 +414,7 @@ impl Limits {
         c.request_timeout = Duration::from_millis(self.request_timeout_ms);
         c.shutdown_grace = Duration::from_millis(self.shutdown_grace_ms);
         c.read_buffer_size = self.read_buffer_size;
+        c.rate_limits = self.rate.to_limits();
         c
     }
 }
@@ -331,6 +451,9 @@ pub(crate) struct NamespaceSettings {
     /// Topic patterns (`room/{name}`) and their options.
     #[serde(default)]
     pub topics: BTreeMap<String, TopicSettings>,
+    /// Rate limits of this namespace, instead of `[limits.rate]`.
+    #[serde(default)]
+    pub rate: Option<RateSettings>,
 }
 
 /// Who may subscribe.
@@ -518,6 +641,7 @@ pub(crate) fn dev_namespaces() -> BTreeMap<String, NamespaceSettings> {
         allow_info: false,
         forward: Vec::new(),
         topics: BTreeMap::from([("room/{name}".to_owned(), room)]),
+        rate: None,
     };
     BTreeMap::from([("main".to_owned(), main)])
 }

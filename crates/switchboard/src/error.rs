@@ -7,6 +7,7 @@
 //! | [`RequestError`] | a request to a client ([`Conn::request`](crate::Conn::request), [`Hub::request`](crate::Hub::request)) |
 //! | [`HubError`] | the [`Hub`](crate::Hub)'s operations |
 //! | [`BuildError`] | [`Server::build`](crate::Server::build) |
+//! | [`AddressRefused`] | [`Switchboard::admit`](crate::Switchboard::admit): a connection beyond the limits of its address |
 //!
 //! Codes always come from [`switchboard_protocol::codes`].
 
@@ -130,9 +131,13 @@ impl From<ErrorBody> for Error {
     }
 }
 
+/// A payload that did not decode: `BAD_REQUEST` with a message that reveals nothing of the
+/// decoder (its detail goes to the log at debug). Prefer [`Error::invalid_payload`], which names
+/// the message and what it expects.
 impl From<DecodeError> for Error {
     fn from(e: DecodeError) -> Self {
-        Self::bad_request(e.to_string())
+        tracing::debug!(error = %e, "a payload did not decode");
+        Self::bad_request("the payload is not valid")
     }
 }
 
@@ -290,5 +295,98 @@ impl IntoReply for serde_json::Value {
 impl IntoReply for Error {
     fn into_reply(self, _: Format) -> Result<RawPayload, Error> {
         Err(self)
+    }
+}
+
+impl Error {
+    /// `BAD_REQUEST` for a payload of the message `kind` that did not decode, written for
+    /// people: `the payload of KIND is not valid`, then `: EXPECTED is expected` when given. The
+    /// decoder's own text (`invalid type: …, expected struct …`) says how the server is built, so
+    /// it goes to the log at debug only.
+    ///
+    /// ```
+    /// use switchboard::Error;
+    /// let e = Error::invalid_payload("add", Some("an object {a, b} of numbers"));
+    /// assert_eq!(e.message(), "the payload of add is not valid: an object {a, b} of numbers is expected");
+    /// ```
+    #[must_use]
+    pub fn invalid_payload(kind: &str, expected: Option<&str>) -> Self {
+        match expected {
+            Some(expected) => {
+                Self::bad_request(format!("the payload of {kind} is not valid: {expected} is expected"))
+            }
+            None => Self::bad_request(format!("the payload of {kind} is not valid")),
+        }
+    }
+
+    /// [`Error::invalid_payload`] for a decoding error, logged at debug with the message type.
+    pub(crate) fn undecodable(kind: &str, expected: Option<&str>, e: &DecodeError) -> Self {
+        tracing::debug!(kind, error = %e, "a payload did not decode");
+        Self::invalid_payload(kind, expected)
+    }
+}
+
+impl Error {
+    /// `RATE_LIMITED` with `{"retry_after_ms": N}`: too many messages; try again after
+    /// `retry_after`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Error;
+    /// let e = Error::rate_limited(Duration::from_millis(250));
+    /// assert_eq!(e.code(), "RATE_LIMITED");
+    /// assert_eq!(e.data().unwrap().decode::<serde_json::Value>().unwrap()["retry_after_ms"], 250);
+    /// ```
+    #[must_use]
+    pub fn rate_limited(retry_after: std::time::Duration) -> Self {
+        let ms = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self::new(codes::RATE_LIMITED, format!("too many messages: try again in {ms} ms"))
+            .with_data(&serde_json::json!({ "retry_after_ms": ms }))
+    }
+}
+
+/// Why [`Switchboard::admit`](crate::Switchboard::admit) refused a connection
+/// ([`Config::connection_limits`](crate::Config::connection_limits)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressRefused {
+    /// As many connections as allowed are open from its address.
+    #[error("too many connections from this address")]
+    TooMany,
+    /// Its address opened new connections too often; the next one is allowed in
+    /// `retry_after_ms`.
+    #[error("too many new connections from this address")]
+    TooOften {
+        /// Milliseconds until the address may open one more.
+        retry_after_ms: u64,
+    },
+}
+
+impl AddressRefused {
+    /// Seconds to put in `Retry-After` (at least 1).
+    #[must_use]
+    pub fn retry_after_secs(&self) -> u64 {
+        match self {
+            Self::TooMany => 1,
+            Self::TooOften { retry_after_ms } => retry_after_ms.div_ceil(1000).max(1),
+        }
+    }
+
+    /// A whole HTTP/1.1 response that says so (429, `Retry-After`, `Connection: close`), for an
+    /// accept loop to write (without waiting) before it closes the connection.
+    ///
+    /// ```
+    /// let refused = switchboard::AddressRefused::TooOften { retry_after_ms: 1500 };
+    /// assert!(refused.response().starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+    /// assert!(refused.response().contains("retry-after: 2\r\n"));
+    /// ```
+    #[must_use]
+    pub fn response(&self) -> String {
+        let body = self.to_string();
+        format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len(),
+            self.retry_after_secs()
+        )
     }
 }

@@ -12,7 +12,10 @@
 //! - Handlers are async functions of extractors ([`Payload`], [`Conn`], [`User`], [`Session`],
 //!   [`State`], [`Hub`], [`Meta`], [`TopicParams`]); they return anything [`IntoReply`].
 //! - [`Hub`]: send to connections, users or everyone, request a client, publish, kick.
-//! - [`Config`]: every limit of the protocol.
+//! - [`Config`]: every limit of the protocol, and those that keep abusers in check: handshake
+//!   deadline and caps, rate limits ([`RateLimits`], per connection and per user, cluster-wide),
+//!   connections per address ([`ConnectionLimits`], [`Switchboard::admit`]); what they refused is
+//!   in [`LimitStats`]. `docs/deploying.md` ("Limits and abuse") explains each.
 //!
 //! Guides: `docs/getting-started.md` (the library), `docs/topics.md` (topics, delivery
 //! guarantees, presence), `docs/protocol.md` (the wire protocol), `docs/architecture.md`.
@@ -68,9 +71,9 @@ pub use app::extract::{FromRef, Meta, Payload, Session, State, User};
 pub use app::handler::{Ctx, FromContext, Handler, IntoAccept, IntoPass};
 pub use app::namespace::Namespace;
 pub use app::topic::TopicOptions;
-pub use config::{CapPolicy, Config};
+pub use config::{CapPolicy, Config, ConnectionLimits, IpRange, Rate, RateLimits};
 pub use conn::{Conn, Request};
-pub use error::{BuildError, Error, HubError, IntoReply, RequestError, SendError};
+pub use error::{AddressRefused, BuildError, Error, HubError, IntoReply, RequestError, SendError};
 pub use hub::Hub;
 pub use hub::core::HistorySpan;
 pub use hub::events::{Delivery, DeliveryError, Event, EventSink, EventStats};
@@ -80,6 +83,13 @@ pub use hub::topics::history::HistoryQuery;
 pub use hub::topics::publish::PublishOptions;
 pub use hub::topics::settings::TopicParams;
 pub use io::upgrade::{Rejection, UpgradeRequest};
+pub use server::admission::Admission;
+/// Test support for Autobahn|Testsuite (feature `autobahn`, never in a normal build): a raw
+/// echo over the framework's own handshakes and WebSocket. See `scripts/autobahn.sh`.
+#[cfg(feature = "autobahn")]
+#[doc(hidden)]
+pub use server::echo as autobahn;
+pub use server::limits::LimitStats;
 pub use server::{Server, Switchboard, subprotocol};
 pub use session::runtime::RequestDone;
 pub use switchboard_core as core;

@@ -27,8 +27,8 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use switchboard::{
-    Accept, Config, Error, Format, Hub, Namespace, Payload, RawPayload, Server, Switchboard, TopicOptions,
-    UpgradeRequest,
+    Accept, Config, Error, Format, Hub, Namespace, Payload, Rate, RawPayload, Server, Switchboard,
+    TopicOptions, UpgradeRequest,
 };
 use switchboard_bench::jwt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -58,22 +58,27 @@ struct Args {
     /// (default: env `BENCH_TLS_STACK`, else `accept`).
     #[arg(long, value_enum)]
     tls_stack: Option<TlsStack>,
+    /// Rate limits on, generous (10M per second for every limit of `Config::rate_limits`, per
+    /// connection and per user: every message is checked, none refused): what the checks cost
+    /// (S12).
+    #[arg(long)]
+    rate_limits: bool,
 }
 
 /// How a TLS connection reaches the framework (`Switchboard::serve` is plain TCP only).
 ///
 /// `accept` is the default because it measured faster (S1-TLS and S4-TLS, `--quick`, same
-/// machine, interleaved with the reference): through `Switchboard::accept` connections run on
-/// the framework's own WebSocket, which writes a shared payload into its buffer without a
-/// message per connection, and the upgrade costs one parse of a small head; through the router
-/// they run on axum's (tungstenite) WebSocket behind hyper's HTTP/1.1 connection, which cost
-/// more server CPU: 3.66 against 3.29 µs per delivery at burst 1, 0.53 against 0.40 at burst
-/// 10, 450 against 310 µs per connection in S4-TLS (medians of 3 rounds on a busy machine).
+/// machine, interleaved with the reference): the upgrade through `Switchboard::accept` costs one
+/// parse of a small head, the router's goes through hyper's HTTP/1.1 connection. Measured when
+/// the router still ran axum's (tungstenite) WebSocket, which cost more server CPU: 3.66 against
+/// 3.29 µs per delivery at burst 1, 0.53 against 0.40 at burst 10, 450 against 310 µs per
+/// connection in S4-TLS (medians of 3 rounds on a busy machine); since #16 both paths run the
+/// framework's own WebSocket after the upgrade.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum TlsStack {
     /// This binary's HTTP/1.1 upgrade, then `Switchboard::accept` (the framework's WebSocket).
     Accept,
-    /// hyper (HTTP/1.1 with upgrades) serving `Switchboard::router` (axum's WebSocket).
+    /// hyper (HTTP/1.1 with upgrades) serving `Switchboard::router`.
     Router,
 }
 
@@ -124,6 +129,13 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config::default();
     if let Some(bytes) = args.queue_bytes {
         config.max_queue_bytes = bytes;
+    }
+    if args.rate_limits {
+        let generous = Some(Rate::new(10_000_000, 10_000_000));
+        let l = &mut config.rate_limits;
+        (l.messages, l.publications, l.subscriptions) = (generous, generous, generous);
+        (l.user_messages, l.user_publications, l.user_subscriptions) = (generous, generous, generous);
+        l.close_after = 0;
     }
     let mut server = Server::new().config(config);
     if let Some(url) = &args.redis {

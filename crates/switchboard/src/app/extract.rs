@@ -29,7 +29,7 @@ pub struct Payload<T>(pub T);
 
 impl<S, T: DeserializeOwned> FromContext<S> for Payload<T> {
     fn from_context(ctx: &Ctx<'_, S>) -> Result<Self, Error> {
-        ctx.payload.decode().map(Payload).map_err(Error::from)
+        ctx.payload.decode().map(Payload).map_err(|e| Error::undecodable(ctx.kind.as_str(), None, &e))
     }
 }
 
@@ -47,7 +47,7 @@ pub struct Meta<T>(pub T);
 impl<S, T: DeserializeOwned> FromContext<S> for Meta<T> {
     fn from_context(ctx: &Ctx<'_, S>) -> Result<Self, Error> {
         let meta = ctx.meta().cloned().unwrap_or_default();
-        meta.decode().map(Meta).map_err(Error::from)
+        meta.decode().map(Meta).map_err(|e| Error::undecodable("meta of ~hello", None, &e))
     }
 }
 

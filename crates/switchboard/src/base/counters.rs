@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// See the module's documentation.
 pub(crate) struct Counters {
     shards: Box<[CounterShard]>,
+    /// Connections in their handshake now (`Switchboard::serve`): a gauge, not per thread.
+    pub(crate) handshakes: AtomicUsize,
 }
 
 /// One thread's counters, alone on its cache lines.
@@ -22,6 +24,24 @@ pub(crate) struct CounterShard {
     pub(crate) bytes_out: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
     pub(crate) connections_total: AtomicU64,
+    /// Handshakes closed at their deadline (`Config::handshake_timeout`).
+    pub(crate) handshake_timeouts: AtomicU64,
+    /// Connections closed at once beyond `Config::max_handshakes`.
+    pub(crate) handshake_cap: AtomicU64,
+    /// Upgrade requests answered 431 (`Config::max_header_bytes`).
+    pub(crate) handshake_too_large: AtomicU64,
+    /// Messages refused for a rate limit of messages (`Config::rate_limits`).
+    pub(crate) limited_messages: AtomicU64,
+    /// … of publications.
+    pub(crate) limited_publications: AtomicU64,
+    /// … of subscriptions.
+    pub(crate) limited_subscriptions: AtomicU64,
+    /// Connections closed for going on past their rate limits.
+    pub(crate) rate_limit_closes: AtomicU64,
+    /// Connections refused: too many open from their address (`Config::connection_limits`).
+    pub(crate) address_too_many: AtomicU64,
+    /// Connections refused: too many new ones from their address.
+    pub(crate) address_too_often: AtomicU64,
 }
 
 /// The shard of the calling thread, in any [`Counters`]: threads are numbered as they first
@@ -37,7 +57,7 @@ fn counter_slot() -> usize {
 impl Default for Counters {
     fn default() -> Self {
         let n = std::thread::available_parallelism().map_or(8, |n| n.get() * 2).clamp(4, 64);
-        Self { shards: (0..n).map(|_| CounterShard::default()).collect() }
+        Self { shards: (0..n).map(|_| CounterShard::default()).collect(), handshakes: AtomicUsize::new(0) }
     }
 }
 
@@ -57,6 +77,11 @@ impl Counters {
         let here = self.here();
         here.messages_out.fetch_add(messages, Ordering::Relaxed);
         here.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds one to a counter of the calling thread's shard.
+    pub(crate) fn add(&self, field: impl Fn(&CounterShard) -> &AtomicU64) {
+        field(self.here()).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds messages and bytes read.

@@ -5,3 +5,4 @@ pub(crate) mod counters;
 pub(crate) mod lazy;
 pub(crate) mod ordered;
 pub(crate) mod sharded;
+pub(crate) mod throttle;

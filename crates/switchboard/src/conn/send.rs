@@ -93,7 +93,7 @@ impl ConnShared {
             }
             Err(Refused::Closed) => Err(SendError::Closed),
             Err(Refused::Full(queued)) => {
-                tracing::warn!(conn = %self.id, queued, "slow consumer: outbound queue overflowed");
+                tracing::debug!(conn = %self.id, queued, "outbound queue overflowed");
                 self.kill(CloseCode::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
                 Err(SendError::SlowConsumer)
             }

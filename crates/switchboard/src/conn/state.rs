@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::base::lazy::Lazy;
 use crate::base::ordered::{self, rank};
+use crate::base::throttle::{Kind, Throttles};
 use crate::config::Config;
 use crate::error::Error;
 use crate::io::tcp::SharedSocket;
@@ -155,6 +156,22 @@ pub(crate) struct ConnShared {
     pub(crate) announced: AtomicBool,
     pub(crate) filters: Filters,
     pub(crate) topics: Mutex<Vec<Topic>>,
+    /// Its repeated warnings' gates (`base::throttle`), allocated by its first warning.
+    pub(crate) warnings: Lazy<Throttles>,
+    /// Where it stands with its rate limits (`session::limits`).
+    pub(crate) rates: RateState,
+}
+
+/// A connection's standing with its rate limits, read and written by its own task only (atomics
+/// so that a handler future of the task may too; never contended).
+#[derive(Default)]
+pub(crate) struct RateState {
+    /// Messages refused in a row.
+    pub(crate) refused: AtomicU32,
+    /// When the last id-less `RATE_LIMITED` error was pushed (server clock, ms; 0: never).
+    pub(crate) error_at: AtomicU64,
+    /// Reading waits for a message held until its user's tokens come from the backend.
+    pub(crate) held: AtomicBool,
 }
 
 impl ConnShared {
@@ -183,6 +200,8 @@ impl ConnShared {
             announced: AtomicBool::new(false),
             filters: Filters::default(),
             topics: Mutex::new(Vec::new()),
+            warnings: Lazy::default(),
+            rates: RateState::default(),
         });
         let rx = Receiver(shared.clone());
         (shared, rx)
@@ -196,9 +215,17 @@ impl ConnShared {
 
     /// Closes at once, skipping the queue (the writer may be stuck on a full socket). Works on
     /// a connection that is already closing too: its queued close may be stuck behind a backlog.
+    /// The first kill of a slow consumer is logged (at most once per second in the process).
     pub(crate) fn kill(&self, code: CloseCode, reason: &str) {
         self.closing.store(true, Ordering::Release);
         if !self.killed.swap(true, Ordering::AcqRel) {
+            if code == CloseCode::SLOW_CONSUMER
+                && let Some(suppressed) = self.warnings.allow(Kind::SlowConsumer)
+            {
+                tracing::warn!(conn = %self.id, reason, suppressed, "slow consumer: closed with 4002");
+            } else {
+                tracing::debug!(conn = %self.id, code = code.0, reason, "closed at once");
+            }
             *self.kill_reason.lock() = Some((code, reason.to_owned()));
             // Wakes the task whether it waits for its queue or is stuck writing.
             self.queue.interrupt();

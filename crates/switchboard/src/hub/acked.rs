@@ -18,7 +18,6 @@ pub(crate) fn send_acked(core: &Core, conn: &Arc<ConnShared>, kind: &str, payloa
         let mut pending = conn.pending.lock();
         if pending.len() >= core.config.max_pending_acks {
             drop(pending);
-            tracing::warn!(conn = %conn.id, "slow consumer: too many unacknowledged deliveries");
             conn.kill(CloseCode::SLOW_CONSUMER, "slow consumer: too many unacknowledged deliveries");
             return;
         }

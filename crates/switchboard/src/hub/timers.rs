@@ -4,9 +4,14 @@
 //!
 //! Identification deadlines and ack resends all use one fixed delay each, so their queues are
 //! already in deadline order: a sweep pops from the front only what is due, O(due).
+//!
+//! Credential expiries differ per connection and may lie hours ahead, so they are an ordered set
+//! with **one entry per connection**: `(due, id)`, where `due` is also the connection's
+//! `expires_at`. A refresh replaces the entry, a close removes it (`forget_expiry`), so the set
+//! holds exactly the open connections whose credentials expire.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -14,17 +19,16 @@ use parking_lot::Mutex;
 use crate::base::ordered::{self, rank};
 use crate::conn::ConnShared;
 
-/// A credential expiry: (due, connection id), earliest first.
-type Expiry = Reverse<(u64, Arc<str>)>;
-
-/// Deadlines waiting for the sweeper. Entries hold weak references: a connection that is gone
-/// is skipped and its entries drain within one delay, so nothing outlives it for long.
+/// Deadlines waiting for the sweeper. Identification and acknowledgement entries hold weak
+/// references: a connection that is gone is skipped and its entries drain within one delay;
+/// expiries are removed with their connection.
 #[derive(Default)]
 pub(crate) struct Timers {
     idents: Mutex<VecDeque<(u64, Weak<ConnShared>)>>,
     acks: ordered::Mutex<VecDeque<(u64, Weak<ConnShared>, u64)>, { rank::TIMERS }>,
-    /// Credential expiries differ per connection: a heap, earliest first.
-    expiries: Mutex<BinaryHeap<Expiry>>,
+    /// Credential expiries, earliest first: `(due, connection id)`, one per connection. The lock
+    /// also guards every change of a connection's `expires_at`, so the two always agree.
+    expiries: Mutex<BTreeSet<(u64, Arc<str>)>>,
 }
 
 impl Timers {
@@ -32,10 +36,26 @@ impl Timers {
         self.idents.lock().len() + self.acks.lock().len() + self.expiries.lock().len()
     }
 
-    /// Closes `conn` with 4003 at `at_ms` unless its expiry was moved by then (`~refresh`).
+    /// Closes `conn` with 4003 at `at_ms` (replacing its earlier expiry, if any: `~refresh`).
     pub(crate) fn expire_at(&self, at_ms: u64, conn: &ConnShared) {
-        conn.expires_at.store(at_ms, std::sync::atomic::Ordering::Release);
-        self.expiries.lock().push(Reverse((at_ms, conn.id.clone())));
+        let mut expiries = self.expiries.lock();
+        let before = conn.expires_at.swap(at_ms, Ordering::AcqRel);
+        if before != 0 {
+            expiries.remove(&(before, conn.id.clone()));
+        }
+        expiries.insert((at_ms, conn.id.clone()));
+    }
+
+    /// `conn`'s credentials no longer expire (it closed, or refreshed without an expiry).
+    pub(crate) fn forget_expiry(&self, conn: &ConnShared) {
+        if conn.expires_at.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut expiries = self.expiries.lock();
+        let before = conn.expires_at.swap(0, Ordering::AcqRel);
+        if before != 0 {
+            expiries.remove(&(before, conn.id.clone()));
+        }
     }
 
     /// Closes `conn` with 4504 at `deadline_ms` unless it identified by then.
@@ -73,11 +93,12 @@ impl Timers {
         }
     }
 
-    /// The next credential expiry due by `now`, if any: its due time and connection id.
+    /// The next credential expiry due by `now`, if any: its due time and connection id (the
+    /// entry is gone; the connection's `expires_at` still says `due` unless it changed since).
     pub(crate) fn pop_expiry(&self, now: u64) -> Option<(u64, Arc<str>)> {
-        let mut heap = self.expiries.lock();
-        match heap.peek() {
-            Some(Reverse((due, _))) if *due <= now => heap.pop().map(|Reverse(e)| e),
+        let mut expiries = self.expiries.lock();
+        match expiries.first() {
+            Some((due, _)) if *due <= now => expiries.pop_first(),
             _ => None,
         }
     }

@@ -8,8 +8,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-/// Largest request head accepted (beyond: 431).
-const MAX_HEAD: usize = 16 * 1024;
 /// Most headers accepted (beyond: 431).
 const MAX_HEADERS: usize = 64;
 
@@ -59,21 +57,23 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Head>, Refusal> {
     }))
 }
 
-/// Reads the request head; the buffer holds it and whatever followed. `Ok(None)`: the peer left.
+/// Reads the request head (at most `max` bytes, beyond which it is refused with 431); the
+/// buffer holds it and whatever followed. `Ok(None)`: the peer left.
 pub(crate) async fn read_head(
     tcp: &mut TcpStream,
+    max: usize,
 ) -> std::io::Result<Option<Result<(Head, Vec<u8>), Refusal>>> {
     let mut buf = Vec::new();
     let mut filled = 0;
     loop {
         if filled == buf.len() {
-            if buf.len() >= MAX_HEAD {
+            if buf.len() >= max {
                 return Ok(Some(Err((
                     StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                     "request head too large",
                 ))));
             }
-            buf.resize((buf.len() * 2).clamp(1024, MAX_HEAD), 0);
+            buf.resize((buf.len() * 2).max(1024).min(max), 0);
         }
         let n = tcp.read(&mut buf[filled..]).await?;
         if n == 0 {
@@ -115,42 +115,83 @@ pub(crate) const HANDSHAKE_HEADERS: [header::HeaderName; 5] = [
     header::SEC_WEBSOCKET_EXTENSIONS,
 ];
 
-/// Answers a refused request and closes the connection.
-pub(crate) async fn refuse(tcp: &mut TcpStream, status: StatusCode, body: &str, extra: &str) {
+/// Answers a refused request and closes the connection (giving up at `deadline`).
+pub(crate) async fn refuse(
+    tcp: &mut TcpStream,
+    status: StatusCode,
+    body: &str,
+    extra: &str,
+    deadline: tokio::time::Instant,
+) {
     let response = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),
     );
-    if tcp.write_all(response.as_bytes()).await.is_ok() {
-        let _ = tcp.shutdown().await;
-    }
+    let _ = tokio::time::timeout_at(deadline, async {
+        if tcp.write_all(response.as_bytes()).await.is_ok() {
+            let _ = tcp.shutdown().await;
+        }
+    })
+    .await;
 }
 
 /// The checks of axum's `WebSocketUpgrade` on a request head, in its order: the
 /// `Sec-WebSocket-Accept` value to answer, or the refusal.
 pub(crate) fn check_upgrade(head: &Head) -> Result<String, Refusal> {
-    let headers = &head.headers;
-    let key = if !head.get {
-        Err((StatusCode::METHOD_NOT_ALLOWED, "Request method must be `GET`"))
-    } else if !head.http11 {
-        Err((
-            StatusCode::UPGRADE_REQUIRED,
-            "WebSocket request couldn't be upgraded since no upgrade state was present",
-        ))
-    } else if !has_token(headers, header::CONNECTION, "upgrade") {
-        Err((StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'"))
-    } else if !is(headers, header::UPGRADE, "websocket") {
-        Err((StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'"))
-    } else if !is(headers, header::SEC_WEBSOCKET_VERSION, "13") {
-        Err((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` header did not include '13'"))
+    if !head.get {
+        return Err((StatusCode::METHOD_NOT_ALLOWED, "Request method must be `GET`"));
+    }
+    if !head.http11 {
+        return Err((StatusCode::UPGRADE_REQUIRED, NOT_UPGRADABLE));
+    }
+    let accept = check_request(&http::Method::GET, http::Version::HTTP_11, &head.headers, None)?;
+    Ok(accept.expect("HTTP/1.1 has a key"))
+}
+
+/// What a refused upgrade of a connection that cannot be upgraded says.
+pub(crate) const NOT_UPGRADABLE: &str =
+    "WebSocket request couldn't be upgraded since no upgrade state was present";
+
+/// The checks of an opening handshake (RFC 6455 §4.2.1 over HTTP/1.1, RFC 8441 over HTTP/2), in
+/// the order and with the answers of axum's `WebSocketUpgrade`: over HTTP/1.1 the
+/// `Sec-WebSocket-Accept` value to answer, over HTTP/2 none (`protocol` is the request's
+/// `:protocol` pseudo-header); or the refusal.
+pub(crate) fn check_request(
+    method: &http::Method,
+    version: http::Version,
+    headers: &HeaderMap,
+    protocol: Option<&str>,
+) -> Result<Option<String>, Refusal> {
+    let key = if version <= http::Version::HTTP_11 {
+        if method != http::Method::GET {
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "Request method must be `GET`"));
+        }
+        if !has_token(headers, header::CONNECTION, "upgrade") {
+            return Err((StatusCode::BAD_REQUEST, "Connection header did not include 'upgrade'"));
+        }
+        if !is(headers, header::UPGRADE, "websocket") {
+            return Err((StatusCode::BAD_REQUEST, "`Upgrade` header did not include 'websocket'"));
+        }
+        Some(
+            headers
+                .get(header::SEC_WEBSOCKET_KEY)
+                .ok_or((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing"))?,
+        )
     } else {
-        headers
-            .get(header::SEC_WEBSOCKET_KEY)
-            .ok_or((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Key` header missing"))
-    }?;
-    Ok(derive_accept_key(key.as_bytes()))
+        if method != http::Method::CONNECT {
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "Request method must be `CONNECT`"));
+        }
+        if protocol != Some("websocket") {
+            return Err((StatusCode::BAD_REQUEST, "`:protocol` pseudo-header did not include 'websocket'"));
+        }
+        None
+    };
+    if !is(headers, header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err((StatusCode::BAD_REQUEST, "`Sec-WebSocket-Version` header did not include '13'"));
+    }
+    Ok(key.map(|key| derive_accept_key(key.as_bytes())))
 }
 
 /// Answers 101 Switching Protocols (naming `protocol`, the subprotocol, if the client offered

@@ -1,10 +1,10 @@
-//! The socket behind a small interface, so that the WebSocket implementation can be swapped.
+//! The socket behind a small interface, so that a session knows nothing of WebSocket framing.
 //!
-//! Two implementations: axum's `WebSocket` (`axum_ws.rs`, servers mounted in a router with
-//! [`Switchboard::router`](crate::Switchboard::router)) and our own lean one (`ws/`), for the
-//! connections that [`Switchboard::serve`](crate::Switchboard::serve) upgrades itself and those
-//! handed to [`Switchboard::accept`](crate::Switchboard::accept). The lean one holds no buffer
-//! while idle and writes shared payloads without copying them.
+//! One implementation today, our own (`ws/`), under every path: the connections that
+//! [`Switchboard::serve`](crate::Switchboard::serve) upgrades itself, those that
+//! [`Switchboard::router`](crate::Switchboard::router) gets from hyper's upgrade, and those
+//! handed to [`Switchboard::accept`](crate::Switchboard::accept). It holds no buffer while idle
+//! and writes shared payloads without copying them.
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
@@ -25,10 +25,8 @@ pub(crate) enum Inbound {
     Closed(Option<u16>),
     /// The peer sent a message over the size limit.
     TooBig,
-    /// The peer sent a frame WebSocket itself refuses (invalid UTF-8 in a text frame).
-    Invalid,
-    /// The peer broke RFC 6455 (reserved bits, unknown opcode, unmasked frame, …): close with
-    /// this code (1002, or 1007) and reason.
+    /// The peer broke RFC 6455: close with this code and reason — 1002 for framing (reserved
+    /// bits, unknown opcode, unmasked frame, …), 1007 for text that is not UTF-8.
     Refused(u16, &'static str),
 }
 

@@ -2,23 +2,31 @@
 //! (`serve.rs`), mounted in an axum `Router` (`router.rs`), or on connections another stack
 //! upgraded; shutting it down. Only this layer spawns connection tasks.
 
+pub(crate) mod admission;
+#[cfg(feature = "autobahn")]
+pub mod echo;
+pub(crate) mod limits;
 mod router;
 mod serve;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_util::future::Either;
+use http::HeaderMap;
 use switchboard_core::Backends;
 use switchboard_protocol::Format;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
+use self::admission::{Addresses, Admission};
 use crate::app::handler::{Handler, erase};
 use crate::app::namespace::{DEFAULT_NAMESPACE, Namespace, NsRuntime, ReplyHandler};
+use crate::base::throttle::{self, Kind};
 use crate::config::Config;
 use crate::conn::{ConnShared, pass};
-use crate::error::{BuildError, IntoReply};
+use crate::error::{AddressRefused, BuildError, IntoReply};
 use crate::hub::Hub;
 use crate::hub::core::Parts;
 use crate::hub::events::{Delivery, EventParts, EventSink};
@@ -27,6 +35,7 @@ use crate::hub::topics::settings::SettingsTable;
 use crate::io::transport::Transport;
 use crate::io::upgrade::{Rejection, UpgradeHook, UpgradeRequest, negotiate};
 use crate::io::ws::WebSocket;
+use crate::session::limits::Limits;
 use crate::session::run;
 use crate::session::runtime::{RequestDone, RequestHook, Runtime};
 
@@ -260,6 +269,9 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .iter()
             .flat_map(|ns| ns.topics.iter().map(|r| (r.pattern.clone(), r.options.settings)))
             .collect();
+        let limits =
+            Limits::new(&self.config, compiled.iter().map(|ns| &*ns.name), self.backends.limiter.clone());
+        let connection_limits = self.config.connection_limits.clone();
         let hub = Hub::start(Parts {
             config: Arc::new(self.config),
             backends: self.backends,
@@ -271,7 +283,11 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             },
         })
         .await?;
+        let addresses = connection_limits
+            .is_on()
+            .then(|| Addresses::new(connection_limits, hub.core().counters().clone()));
         Ok(Switchboard {
+            addresses,
             runtime: Arc::new(Runtime {
                 hub,
                 state: self.state,
@@ -279,6 +295,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 public: self.public.into_iter().collect(),
                 upgrade_hook: self.upgrade_hook,
                 request_done: self.request_done,
+                limits,
             }),
         })
     }
@@ -287,11 +304,13 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
 /// A running server. Cheap to clone.
 pub struct Switchboard<S = ()> {
     runtime: Arc<Runtime<S>>,
+    /// Connections per source address, when limited (`admission.rs`).
+    addresses: Option<Arc<Addresses>>,
 }
 
 impl<S> Clone for Switchboard<S> {
     fn clone(&self) -> Self {
-        Self { runtime: self.runtime.clone() }
+        Self { runtime: self.runtime.clone(), addresses: self.addresses.clone() }
     }
 }
 
@@ -338,24 +357,40 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
 
     /// Runs a connection that was already upgraded to WebSocket by another stack (hyper,
     /// tower, …), speaking `format` (see [`subprotocol`]). The HTTP handshake, including the
-    /// upgrade hook's decision, is the caller's. Returns at once; the connection runs in its own
+    /// upgrade hook's decision, is the caller's, and so are the limits of
+    /// [`Config::connection_limits`] (call [`Switchboard::admit`] when accepting, and keep the
+    /// admission as long as the connection). Returns at once; the connection runs in its own
     /// task.
     pub async fn accept<IO>(&self, io: IO, request: UpgradeRequest, format: Format)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let ws = WebSocket::new(io, self.runtime.hub.core().config().max_message_size, b"");
-        self.spawn(ws, format, Arc::new(request));
+        self.spawn(ws, format, Arc::new(request), Admission::default());
     }
 
-    /// Runs a connection in a task of its own (unless shutting down).
-    fn spawn<T: Transport>(&self, transport: T, format: Format, request: Arc<UpgradeRequest>) {
+    /// Runs a connection in a task of its own (unless shutting down), holding its place among
+    /// its address's connections until it ends.
+    fn spawn<T: Transport>(
+        &self,
+        transport: T,
+        format: Format,
+        request: Arc<UpgradeRequest>,
+        admission: Admission,
+    ) {
         let running = self.runtime.hub.core().running();
         if running.shutdown.is_cancelled() {
             return;
         }
         let future = connection(self.runtime.clone(), transport, format, request);
-        running.tracker.spawn(future);
+        if admission.is_pending() {
+            running.tracker.spawn(future);
+        } else {
+            running.tracker.spawn(async move {
+                let _place = admission;
+                future.await;
+            });
+        }
     }
 
     /// Shuts down: stops accepting, lets running handlers finish (up to
@@ -369,10 +404,66 @@ impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
         hub.stop().await;
     }
 
+    /// Logs an upgrade the hook refused (at most one line per second, with how many were not).
+    fn upgrade_refused(&self, rejection: &Rejection) {
+        if let Some(suppressed) = throttle::global(Kind::UpgradeRefused) {
+            tracing::warn!(status = %rejection.status, reason = %rejection.message, suppressed, "upgrade refused");
+        }
+    }
+
     async fn closed(&self) {
         let tracker = &self.runtime.hub.core().running().tracker;
         tracker.close();
         tracker.wait().await;
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Switchboard<S> {
+    /// The accept-time check of [`Config::connection_limits`](crate::Config::connection_limits)
+    /// for a connection from `peer`: its [`Admission`] to keep while it lives, or why it is
+    /// refused (close it at once, or answer 429 if a response can be written without waiting:
+    /// [`AddressRefused::response`]). Counted in [`LimitStats`](crate::LimitStats), atomic (two
+    /// connections at once never both pass the last place). A connection from a trusted proxy
+    /// is admitted pending: its client is counted at the upgrade.
+    /// [`Switchboard::serve`] and [`Switchboard::router`] call it themselves (the router when its
+    /// request carries no admission).
+    ///
+    /// ```no_run
+    /// # async fn demo(board: switchboard::Switchboard, listener: tokio::net::TcpListener) {
+    /// loop {
+    ///     let (tcp, peer) = listener.accept().await.unwrap();
+    ///     let admission = match board.admit(peer) {
+    ///         Ok(admission) => admission,
+    ///         Err(refused) => {
+    ///             let _ = tcp.try_write(refused.response().as_bytes());
+    ///             continue;
+    ///         }
+    ///     };
+    ///     // … serve `tcp` with `board.router()`, putting `admission` in every request's
+    ///     // extensions (hyper: `request.extensions_mut().insert(admission.clone())`).
+    /// #   let _ = admission;
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`AddressRefused`]: too many connections open from the address, or new ones too often.
+    pub fn admit(&self, peer: SocketAddr) -> Result<Admission, AddressRefused> {
+        let Some(addresses) = &self.addresses else { return Ok(Admission::default()) };
+        addresses.admit_peer(peer)
+    }
+
+    /// At the upgrade: `admission` as the accept loop made it, or, where it is pending (from a
+    /// trusted proxy) or missing (an accept loop that does not call [`Switchboard::admit`]), the
+    /// place of the client the request names.
+    pub(crate) fn admit_request(
+        &self,
+        admission: Option<Admission>,
+        peer: Option<SocketAddr>,
+        headers: &HeaderMap,
+    ) -> Result<Admission, AddressRefused> {
+        let Some(addresses) = &self.addresses else { return Ok(Admission::default()) };
+        addresses.admit_request(admission, peer, headers)
     }
 }
 

@@ -4,22 +4,80 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use switchboard_protocol::{ErrorBody, Message, Payload as RawPayload, codes, wire};
 
 use super::identify;
+use super::limits::{ConnLimits, Verdict, passed, refuse};
 use super::reply::{Task, guarded, observe, respond, started};
 use super::reserved;
 use super::runtime::Runtime;
 use crate::app::handler::{Ctx, CtxMeta, Erased};
+use crate::conn::cork::Cork;
 use crate::conn::{Conn, ConnShared};
 use crate::error::Error;
 
-/// Routes one message; returns the future that handles it, if any.
+/// Routes one message after counting it against the rate limits (`limits`: the connection's
+/// own buckets; `now_ms`: the server clock, read once per read); returns the future that handles
+/// it, if any.
 pub(super) fn dispatch<S: Clone + Send + Sync + 'static>(
     server: &Arc<Runtime<S>>,
     conn: &Arc<ConnShared>,
     msg: Message,
+    limits: &mut ConnLimits,
+    now_ms: u64,
+) -> Option<Task> {
+    // Replies to our own requests are not the client's to ration.
+    if !server.limits.on || matches!(msg.kind.as_str(), wire::types::OK | wire::types::ERR) {
+        return route(server, conn, msg, None);
+    }
+    let ns = conn.identity.read().as_ref().map(|i| i.ns);
+    let counters = server.hub.core().counters();
+    match limits.check(&server.limits, conn, &msg, ns, now_ms) {
+        Verdict::Pass => {
+            passed(conn);
+            route(server, conn, msg, Some(ns))
+        }
+        Verdict::Refused(what, retry) => {
+            refuse(&server.limits, counters, conn, &msg, ns, (what, retry), now_ms);
+            None
+        }
+        Verdict::Wait(tokens) => {
+            // Nothing more is read until this message is routed: messages start in order.
+            conn.rates.held.store(true, Ordering::Relaxed);
+            let (server, conn) = (server.clone(), conn.clone());
+            Some(Box::pin(async move {
+                let verdict = tokens.await;
+                conn.rates.held.store(false, Ordering::Relaxed);
+                let hub = server.hub.core();
+                match verdict {
+                    Ok(()) => {
+                        passed(&conn);
+                        let task = {
+                            let _cork = Cork::new(Some(&conn), hub.counters());
+                            route(&server, &conn, msg, None)
+                        };
+                        if let Some(task) = task {
+                            task.await;
+                        }
+                    }
+                    Err(refused) => {
+                        refuse(&server.limits, hub.counters(), &conn, &msg, ns, refused, hub.now_ms());
+                    }
+                }
+            }))
+        }
+    }
+}
+
+/// Routes one message (`ns`: the connection's namespace, if the caller read it already);
+/// returns the future that handles it, if any.
+fn route<S: Clone + Send + Sync + 'static>(
+    server: &Arc<Runtime<S>>,
+    conn: &Arc<ConnShared>,
+    msg: Message,
+    ns: Option<Option<usize>>,
 ) -> Option<Task> {
     match msg.kind.as_str() {
         wire::types::OK | wire::types::ERR => {
@@ -44,7 +102,7 @@ pub(super) fn dispatch<S: Clone + Send + Sync + 'static>(
         }
         wire::types::HELLO => identify::hello(server, conn, msg),
         _ => {
-            let ns = conn.identity.read().as_ref().map(|i| i.ns);
+            let ns = ns.unwrap_or_else(|| conn.identity.read().as_ref().map(|i| i.ns));
             if let Some(ns) = ns
                 && msg.kind.is_reserved()
             {

@@ -11,6 +11,7 @@ use crate::app::accept::Accept;
 use crate::app::handler::{Ctx, CtxMeta};
 use crate::app::namespace::DEFAULT_NAMESPACE;
 use crate::base::clock::millis;
+use crate::base::throttle::Kind;
 use crate::conn::{Conn, ConnShared, Identified};
 use crate::error::Error;
 use crate::hub::{lifecycle, membership, presence};
@@ -48,6 +49,9 @@ async fn decide<S: Clone + Send + Sync + 'static>(
     }
 }
 
+/// What `~hello` takes, for people.
+const HELLO_SHAPE: &str = "an object {ns?, identity?, meta?}";
+
 /// `NOT_AUTHORIZED` with the hook's message (the protocol names one code for refusals).
 fn refusal(e: &Error) -> Error {
     if e.code() == codes::NOT_AUTHORIZED { e.clone() } else { Error::not_authorized(e.message().to_owned()) }
@@ -70,7 +74,7 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         Ok(h) => h,
         Err(e) => {
             conn.identifying.store(false, Ordering::Release);
-            respond(conn, &msg, Err(e.into()));
+            respond(conn, &msg, Err(Error::undecodable(wire::types::HELLO, Some(HELLO_SHAPE), &e)));
             return None;
         }
     };
@@ -88,7 +92,9 @@ pub(crate) fn hello<S: Clone + Send + Sync + 'static>(
         let accept = match decision {
             Ok(accept) => accept,
             Err(e) => {
-                tracing::warn!(reason = %e, "identification refused");
+                if let Some(suppressed) = conn.warnings.allow(Kind::IdentifyRefused) {
+                    tracing::warn!(reason = %e, suppressed, "identification refused");
+                }
                 respond(&conn, &msg, Err(refusal(&e)));
                 conn.close(CloseCode::NOT_AUTHORIZED, "not authorized", false);
                 return;
@@ -191,7 +197,9 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
     ns: usize,
     payload: &RawPayload,
 ) -> Result<RawPayload, Error> {
-    let refresh: wire::Refresh = payload.decode()?;
+    let refresh: wire::Refresh = payload
+        .decode()
+        .map_err(|e| Error::undecodable(wire::types::REFRESH, Some("an object {identity}"), &e))?;
     let meta = conn.identity.read().as_ref().and_then(|i| i.meta.clone());
     let accept = decide(server, conn, ns, &refresh.identity, meta.as_ref()).await.map_err(|e| refusal(&e))?;
     let (user, ns_name) = {
@@ -208,7 +216,7 @@ pub(crate) async fn refresh<S: Clone + Send + Sync + 'static>(
     let hub = server.hub.core();
     match accept.expires_in {
         Some(ttl) => hub.timers().expire_at(hub.now_ms() + millis(ttl), conn),
-        None => conn.expires_at.store(0, Ordering::Release),
+        None => hub.timers().forget_expiry(conn),
     }
     let welcome = wire::Welcome {
         conn: conn.id.to_string(),

@@ -15,6 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use switchboard_protocol::{CloseCode, DecodeError, wire};
 
 use super::dispatch::dispatch;
+use super::limits::ConnLimits;
 use super::reply::Task;
 use super::runtime::Runtime;
 use crate::conn::cork::Cork;
@@ -66,7 +67,13 @@ impl Ending {
     fn protocol(e: &DecodeError) -> Self {
         let code =
             if matches!(e, DecodeError::TooBig) { CloseCode::TOO_BIG } else { CloseCode::PROTOCOL_ERROR };
-        Self { code, reason: e.to_string(), bye: false, jump: None }
+        // The decoder's words for a frame are written for people; a payload's are not (and
+        // never end a connection, but say nothing of them if they did).
+        let reason = match e {
+            DecodeError::Payload(_) => "the frame is not a valid message".to_owned(),
+            e => e.to_string(),
+        };
+        Self { code, reason, bye: false, jump: None }
     }
 }
 
@@ -94,6 +101,7 @@ where
 
         let binary = conn.format.is_binary();
         let mut inflight = Inflight::default();
+        let mut limits = ConnLimits::default();
         let mut batch = std::collections::VecDeque::new();
         let mut draining = false;
         // While shutting down: how long running handlers may still take.
@@ -193,18 +201,26 @@ where
                     grace = None;
                     conn.close(CloseCode::GOING_AWAY, "server shutting down", true);
                 }
-                inbound = transport.recv(), if !draining && inflight.len() < conn.config.max_inflight.max(1) => {
+                // (Not while a message waits for its user's tokens: see `session::limits`.)
+                inbound = transport.recv(), if !draining && inflight.len() < conn.config.max_inflight.max(1)
+                    && !conn.rates.held.load(Ordering::Relaxed) => {
                     // What the frames read now queue wakes its readers once, at the end (a burst
                     // fanned out is written in one go); replies to this connection wake nobody:
                     // the loop drains its queue next.
                     let cork = Cork::new(Some(&conn), hub.counters());
                     let mut tally = Tally::default();
-                    let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
+                    if server.limits.on {
+                        tally.now = Some(hub.now_ms());
+                    }
+                    let mut end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally, &mut limits);
                     // Take every frame that already arrived (their handlers run as they are taken),
                     // so that the replies they produce leave in one write, not one write each.
-                    while end.is_none() && inflight.len() < conn.config.max_inflight.max(1) {
+                    while end.is_none()
+                        && inflight.len() < conn.config.max_inflight.max(1)
+                        && !conn.rates.held.load(Ordering::Relaxed)
+                    {
                         let Some(inbound) = transport.recv().now_or_never() else { break };
-                        end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally);
+                        end = receive(&server, &conn, &mut inflight, inbound, binary, &mut tally, &mut limits);
                     }
                     tally.count(hub, &conn);
                     peer_closed = tally.peer_closed;
@@ -224,6 +240,8 @@ where
             (None, None) => (CloseCode::ABNORMAL.0, "connection lost"),
         };
         let mut owed = Box::pin(membership::forget(hub, &conn, code, reason)).await;
+        // Its credentials' expiry, if any, goes with it (not at the expiry, hours later).
+        hub.timers().forget_expiry(&conn);
         // Its lifecycle events are written before its close frame while the log answers (a
         // client that reconnects at once finds them written), after it otherwise.
         Box::pin(owed.write_now(hub)).await;
@@ -267,12 +285,14 @@ struct Tally {
     peer_closed: Option<u16>,
     messages: u64,
     bytes: u64,
+    /// The server clock, read once for the whole read when rate limits need it.
+    now: Option<u64>,
 }
 
 impl Tally {
     fn count(&self, hub: &Core, conn: &ConnShared) {
         if self.seen {
-            conn.last_seen.store(hub.now_ms(), Ordering::Relaxed);
+            conn.last_seen.store(self.now.unwrap_or_else(|| hub.now_ms()), Ordering::Relaxed);
         }
         if self.messages > 0 {
             hub.counters().read(self.messages, self.bytes);
@@ -290,6 +310,7 @@ fn receive<S: Clone + Send + Sync + 'static>(
     inbound: Inbound,
     binary: bool,
     tally: &mut Tally,
+    limits: &mut ConnLimits,
 ) -> Option<Option<Ending>> {
     match inbound {
         Inbound::Closed(code) => {
@@ -297,7 +318,6 @@ fn receive<S: Clone + Send + Sync + 'static>(
             Some(None)
         }
         Inbound::TooBig => Some(Some(Ending::protocol(&DecodeError::TooBig))),
-        Inbound::Invalid => Some(Some(Ending::protocol(&DecodeError::Syntax("UTF-8")))),
         Inbound::Refused(code, reason) => {
             Some(Some(Ending { code: CloseCode(code), reason: reason.to_owned(), bye: false, jump: None }))
         }
@@ -315,7 +335,7 @@ fn receive<S: Clone + Send + Sync + 'static>(
             }
             match conn.format.decode(&bytes) {
                 Ok(msg) => {
-                    if let Some(mut task) = dispatch(server, conn, msg) {
+                    if let Some(mut task) = dispatch(server, conn, msg, limits, tally.now.unwrap_or(0)) {
                         // Polled with a no-op waker: a handler that must wait is polled again
                         // by the set, which registers the real one.
                         if (&mut task).now_or_never().is_none() {

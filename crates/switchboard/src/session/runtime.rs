@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::limits::Limits;
 use crate::app::handler::NameMap;
 use crate::app::namespace::{NsRuntime, ReplyHandler};
 use crate::hub::Hub;
@@ -19,6 +20,8 @@ pub(crate) struct Runtime<S> {
     pub(crate) upgrade_hook: Option<UpgradeHook>,
     /// Called after each request a handler answered (metrics).
     pub(crate) request_done: Option<RequestHook>,
+    /// Rate limits of the connections' messages.
+    pub(crate) limits: Limits,
 }
 
 /// A request that was answered ([`Server::on_request_done`](crate::Server::on_request_done)).

@@ -1,6 +1,8 @@
 //! A small JSON client over real sockets, and server helpers, for the library's tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

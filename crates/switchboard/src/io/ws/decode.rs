@@ -7,6 +7,9 @@ use super::opcode::{
     INVALID_DATA, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, PROTOCOL_ERROR,
 };
 
+/// Room reserved ahead of the bytes received, at most, for a frame that is not complete yet.
+const AHEAD: usize = 16 * 1024;
+
 /// What the decoder found in the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -190,8 +193,11 @@ impl Decoder {
             let len = usize::try_from(head.len).expect("bounded by the size limit or 125");
             let need = head.size + len;
             if self.buf.len() < need {
-                // Room for the rest of this frame, once, so that reads append without moving.
-                self.buf.reserve(need - self.buf.len());
+                // Room for the rest of this frame, so that reads append without moving — but
+                // never more than [`AHEAD`] beyond what arrived: a header that announces a large
+                // frame costs nothing until its bytes come (the buffer then grows as they do).
+                let missing = need - self.buf.len();
+                self.buf.reserve(missing.min(AHEAD.max(self.buf.len())));
                 return None;
             }
             let mut payload = self.buf.split_to(need);

@@ -14,10 +14,18 @@
 //! Inbound rules, as RFC 6455 has them for a server that negotiates no extension:
 //! client frames must be masked; RSV bits, unknown opcodes, fragmented or oversized (> 125
 //! bytes) control frames, a continuation with nothing to continue, a new message inside a
-//! fragmented one, and malformed close frames close with 1002; text must be UTF-8 (checked
-//! incrementally across fragments; 4501 like any frame that is not a message, or 1007 in a
-//! close reason); a message over the size limit closes with 1009 before its payload is read.
+//! fragmented one, and malformed close frames (a one-byte payload, a code that is not allowed on
+//! the wire) close with 1002; text must be UTF-8, in a message (checked incrementally across
+//! fragments, so a bad fragment fails at once) as in a close reason, else 1007; a message over
+//! the size limit closes with 1009 before its payload is read. A close frame is sent before the
+//! socket is closed in every case.
 //! Pings are answered with pongs; a close is answered with a close carrying the same code.
+//!
+//! Bounded by construction: nothing more is read while bytes of ours wait for the socket (a
+//! pong, a close reply, the rest of a write), so a peer that sends without reading is held back
+//! by TCP; what a connection holds is its outbound queue (`Config::max_queue_bytes`), one control
+//! frame, and the bytes of one incomplete frame (never more than 16 KiB reserved ahead of what
+//! arrived, and at most the message size limit).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -36,7 +44,7 @@ mod opcode;
 use self::decode::{Decoder, Event, ReadState};
 pub(crate) use self::encode::PassFrames;
 use self::encode::{Outbox, Run};
-use self::opcode::{OP_CLOSE, OP_PING, OP_PONG, data_opcode};
+use self::opcode::{INVALID_DATA, OP_CLOSE, OP_PING, OP_PONG, data_opcode};
 use super::tcp::SharedSocket;
 use super::transport::{Inbound, Outbound, Transport};
 
@@ -142,13 +150,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.decoder.state == ReadState::Done {
                 return Poll::Ready(Inbound::Closed(None));
             }
-            // Pongs and close replies go out without waiting for the next batch.
+            // Pongs and close replies go out without waiting for the next batch; and nothing
+            // more is read (nor decoded) while bytes of ours wait for the socket: a peer that
+            // sends pings without reading is held back by TCP, not by our memory. So at most one
+            // unwritten control frame per connection (data frames are bounded by the queue).
             if !self.out.is_empty() {
                 let flushed = self.poll_flush(cx);
                 self.note_buffered();
-                if let Poll::Ready(Err(_)) = flushed {
-                    self.decoder.state = ReadState::Done;
-                    return Poll::Ready(Inbound::Closed(None));
+                match flushed {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => {
+                        self.decoder.state = ReadState::Done;
+                        return Poll::Ready(Inbound::Closed(None));
+                    }
+                    // Woken when the socket takes bytes again.
+                    Poll::Pending => return Poll::Pending,
                 }
             }
             if self.decoder.state == ReadState::Open
@@ -202,7 +218,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             Event::InvalidText => {
                 stop(self, ReadState::Discard);
-                Inbound::Invalid
+                Inbound::Refused(INVALID_DATA, "a text message that is not UTF-8")
             }
             Event::Fail(code, reason) => {
                 stop(self, ReadState::Discard);

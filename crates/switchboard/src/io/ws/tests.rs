@@ -229,11 +229,25 @@ fn nothing_stays_allocated_between_messages() {
     let input = text(true, &[b'a'; 3000]);
     d.extend(&input[..100]);
     assert_eq!(d.decode(), None);
-    assert!(d.buf.capacity() >= input.len(), "room for the whole frame is reserved once");
+    assert!(d.buf.capacity() >= input.len(), "room for the rest of a small frame is reserved once");
     d.extend(&input[100..]);
     assert!(matches!(d.decode(), Some(Event::Message { .. })));
     assert_eq!(d.buf.capacity(), 0);
     assert!(d.partial.is_none());
+}
+
+#[test]
+fn a_large_frame_announced_reserves_only_a_little_ahead_of_what_arrived() {
+    let mut d = Decoder::new(1 << 20);
+    let input = text(true, &[b'a'; 1 << 20]);
+    d.extend(&input[..100]);
+    assert_eq!(d.decode(), None);
+    assert!(d.buf.capacity() < 64 * 1024, "{} bytes reserved for 100 received", d.buf.capacity());
+    for chunk in input[100..].chunks(8192) {
+        d.extend(chunk);
+        let _ = d.decode();
+    }
+    assert_eq!(d.buf.capacity(), 0, "released once consumed");
 }
 
 fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -398,4 +412,27 @@ async fn partial_writes_resume_where_they_stopped() {
             assert!(ws.out.is_empty() && ws.out.chunk.capacity() == 0 && ws.out.earlier.is_none());
         }
     }
+}
+
+#[tokio::test]
+async fn nothing_is_read_while_pongs_wait_for_the_socket() {
+    // A peer that sends pings and never reads: once the pipe toward it is full, the transport
+    // stops reading, so what it holds stays one pong, whatever the peer sends.
+    let (server, mut peer) = tokio::io::duplex(1024);
+    let mut ws = WebSocket::new(server, 1024, b"");
+    let ping = frame(true, OP_PING, &[b'p'; 125]);
+    let flood: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 200).collect();
+    let writer = tokio::spawn(async move {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), peer.write_all(&flood)).await;
+        peer
+    });
+    let mut answered = 0;
+    while let Ok(Inbound::Control) =
+        tokio::time::timeout(std::time::Duration::from_millis(200), ws.recv()).await
+    {
+        answered += 1;
+    }
+    assert!(answered < 40, "{answered} pings taken while their pongs could not be written");
+    assert!(ws.out.chunk.len() - ws.out.offset <= 127 + 127, "one pong or two waiting, no more");
+    let _peer = writer.await.unwrap();
 }
