@@ -1,6 +1,7 @@
-//! Lifecycle events of two servers on one Redis when one of them crashes: the survivor
-//! delivers the events the dead node had written to the log and not delivered, and announces the
-//! dead node's connection (`disconnect` 1006, `user_offline`, `vacated`), each once.
+//! Lifecycle events of two servers on one Redis (and on a Redis Cluster) when one of them
+//! crashes: the survivor delivers the events the dead node had written to the log and not
+//! delivered, and announces the dead node's connection (`disconnect` 1006, `user_offline`,
+//! `vacated`), each once.
 //!
 //! The crashed node runs on its own single-threaded Tokio runtime in its own thread: the crash
 //! stops that runtime at once and drops every task of the node (its connections, beats, lease
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{RedisServer, eventually, prefix};
+use common::{RedisCluster, RedisServer, eventually, prefix};
 use futures_util::future::BoxFuture;
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -162,10 +163,38 @@ fn kinds(events: &[Event]) -> Vec<EventKind> {
 #[tokio::test]
 async fn a_crashed_nodes_backlog_and_disconnects_are_delivered_once_by_the_survivor() {
     let redis = RedisServer::start();
+    a_node_crashes(redis.url()).await.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_too() {
+    let cluster = RedisCluster::start();
+    let b = a_node_crashes(cluster.url()).await;
+    // The 16 partitions (their leases, all taken by B) are spread over the masters, one hash
+    // tag each; the streams written to kept nothing once it was delivered.
+    let leases = cluster.keys("*:ev:*}:l");
+    assert_eq!(leases.len(), 16, "{leases:?}");
+    let masters: HashSet<u16> = leases.iter().map(|k| cluster.port_of(k)).collect();
+    assert!(masters.len() > 1, "{masters:?}");
+    let streams = cluster.keys("*:ev:*}:s");
+    assert!(!streams.is_empty());
+    for stream in streams {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}", cluster.port_of(&stream)))
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let len: usize = redis::cmd("XLEN").arg(&stream).query(&mut c).unwrap();
+        assert_eq!(len, 0, "{stream}: all delivered and committed");
+    }
+    b.shutdown().await;
+}
+
+/// Node A (whose sink is down) writes events, node B (a working sink) joins, A crashes: B
+/// delivers A's backlog and announces A's connection, each event once. Returns B, running.
+async fn a_node_crashes(url: String) -> Switchboard {
     let p = prefix("lifecycle");
     // Node A first, alone: it takes every partition's lease. Its sink is down, so what it
     // writes to the log stays there.
-    let mut a = Crashable::start(redis.url(), p.clone());
+    let mut a = Crashable::start(url.clone(), p.clone());
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", a.addr)).await.unwrap();
     let welcome = call(&mut ws, 1, "~hello", json!({"identity": "user:ada"})).await;
     let conn = welcome["conn"].as_str().unwrap().to_owned();
@@ -184,7 +213,7 @@ async fn a_crashed_nodes_backlog_and_disconnects_are_delivered_once_by_the_survi
 
     // Node B joins; A holds the leases, so B delivers nothing yet.
     let sink = Collect::default();
-    let (b, _) = node(&redis.url(), &p, sink.clone()).await;
+    let (b, _) = node(&url, &p, sink.clone()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(sink.of("user:ada").is_empty(), "A's partitions are A's while it lives");
 
@@ -254,5 +283,5 @@ async fn a_crashed_nodes_backlog_and_disconnects_are_delivered_once_by_the_survi
     let stats = b.hub().event_stats();
     assert_eq!(stats.delivered as usize, all.len());
     assert_eq!((stats.lost, stats.rejected), (0, 0));
-    b.shutdown().await;
+    b
 }
