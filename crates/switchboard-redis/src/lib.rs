@@ -341,7 +341,9 @@ impl RedisBackends {
     /// # Errors
     ///
     /// [`ConnectError`] if the URL is invalid, Redis is unreachable (a TLS certificate that
-    /// does not verify included), or the prefix contains `{` or `}` on a cluster.
+    /// does not verify included), the prefix contains `{` or `}` on a cluster, or the event
+    /// log would have no partition ([`RedisOptions::event_partitions`]) or no room
+    /// ([`RedisOptions::event_log_max`]).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
         let target = conn::Target::parse(url, &options)?;
         if target.is_cluster() && options.prefix.contains(['{', '}']) {
@@ -350,9 +352,9 @@ impl RedisBackends {
                     .to_owned(),
             ));
         }
-        if options.event_partitions == 0 {
+        if options.event_partitions == 0 || options.event_log_max == 0 {
             return Err(ConnectError::InvalidOptions(
-                "the event log needs at least one partition".to_owned(),
+                "the event log needs at least one partition, of at least one event".to_owned(),
             ));
         }
         let core = core::Core::connect(&target, options).await?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{RedisServer, eventually, prefix};
 use switchboard_core::{BackendError, Backends, EventLog, LoggedEvent, NodeId};
-use switchboard_redis::{RedisBackends, RedisOptions};
+use switchboard_redis::{ConnectError, RedisBackends, RedisOptions};
 
 async fn two(redis: &RedisServer, options: &RedisOptions) -> (Backends, Backends) {
     let a = RedisBackends::connect(&redis.url(), options.clone()).await.unwrap();
@@ -291,4 +291,16 @@ async fn failures_are_indeterminate_when_sent_and_unavailable_when_not() {
     })
     .await;
     assert!(refused, "connection refused is unavailable: {last:?}");
+}
+
+#[tokio::test]
+async fn a_log_without_partitions_or_room_is_refused_at_connect() {
+    let redis = RedisServer::start();
+    let mut none = RedisOptions::default();
+    none.event_partitions = 0;
+    let r = RedisBackends::connect(&redis.url(), none).await;
+    assert!(matches!(r, Err(ConnectError::InvalidOptions(_))), "{:?}", r.err());
+    let r = RedisBackends::connect(&redis.url(), RedisOptions::default().events(4, 0)).await;
+    assert!(matches!(r, Err(ConnectError::InvalidOptions(_))), "{:?}", r.err());
+    assert_eq!(RedisOptions::default().events(0, 10).event_partitions, 1, "the builder keeps one");
 }
