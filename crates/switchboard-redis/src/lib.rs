@@ -203,7 +203,7 @@ pub struct RedisOptions {
     /// node must use the same number; change it only with the log drained.
     pub event_partitions: usize,
     /// Events not delivered yet that one partition of the event log keeps, at most (default
-    /// 100,000): past it, an append is refused ([`BackendError::Limit`](switchboard_core::BackendError)),
+    /// 100,000; at least 1): past it, an append is refused ([`BackendError::Limit`](switchboard_core::BackendError)),
     /// nothing undelivered is ever dropped.
     pub event_log_max: usize,
     /// How long a key's event numbering is remembered once all its events were delivered
