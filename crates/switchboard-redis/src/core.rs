@@ -109,6 +109,12 @@ impl Keys {
         format!("{{{}:h:{topic}}}", self.prefix)
     }
 
+    /// The base of an event-log partition's keys (`{P:ev:N}`: `:s` stream, `:l` lease, `:q:KEY`
+    /// counters).
+    pub(crate) fn events(&self, partition: usize) -> String {
+        format!("{{{}:ev:{partition}}}", self.prefix)
+    }
+
     /// The set of nodes that beat (`P:nodes`), where survivors look for dead ones.
     pub(crate) fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
@@ -849,6 +855,7 @@ mod tests {
         assert_eq!(k.presence("~directory"), "{sb:p:~directory}");
         assert_eq!(k.user("ada"), "{sb:u:ada}");
         assert_eq!(k.history("chat/a"), "{sb:h:chat/a}");
+        assert_eq!(k.events(7), "{sb:ev:7}");
         assert_eq!(k.alive("o1"), "{sb:o:o1}:a");
         assert_eq!(k.owned("o1"), "{sb:o:o1}:e");
         assert_eq!(k.nodes(), "sb:nodes");

@@ -37,8 +37,8 @@
 //! Both use the same keys and the same code paths; only the pub/sub commands differ.
 //!
 //! Key names below use `P` for [`RedisOptions::prefix`]; `{…}` in a key is a literal Redis hash
-//! tag: all keys of one topic, presence key, user, owner or node share one, so they live in one
-//! slot.
+//! tag: all keys of one topic, presence key, user, owner, node or event-log partition share one,
+//! so they live in one slot.
 //!
 //! | contract | Redis data | notes |
 //! |---|---|---|
@@ -47,6 +47,7 @@
 //! | [`Presence`](switchboard_core::Presence) | per key a sorted set `{P:p:KEY}:z` (join order), hashes `…:i` (conn → info) and `…:w` (conn → owner); per node a set `{P:N:NODE}:p` of its entries (the node named by the connection id, [`node_of`](switchboard_core::node_of)) | `leave` and `evict_node` are one script per key, which reports only what it removed; entries of dead owners are dropped when read, and swept |
 //! | [`Users`](switchboard_core::Users) | per user a sorted set `{P:u:USER}:z` (registration order) and a hash `…:h` (conn → owner and node); per node a set `{P:N:NODE}:u` of its registrations | the cap and its policy are applied by one Lua script, which also counts the user's connections; `unregister` and `evict_node` are one script per user, which reports only what it removed and what is left; connections of dead owners neither count against a cap nor are listed |
 //! | [`RateLimiter`](switchboard_core::RateLimiter) | per bucket a hash `{P:r:KEY}` (milli-tokens, and when, in Redis's clock) | every take is one Lua script, so nodes never take more than the rate together; a bucket expires once it would be full again |
+//! | [`EventLog`](switchboard_core::EventLog) | per partition `N` (0 to [`RedisOptions::event_partitions`] − 1) a stream `{P:ev:N}:s` of the events not delivered yet (fields `k` key, `q` number, `d` data), a counter `{P:ev:N}:q:KEY` per key, the lease `{P:ev:N}:l` | a key's partition is FNV-1a of the key (the same on every node); `append`, `lease` and `commit` are one script each; `read` is `XRANGE` from the stream's head (a commit trims what it delivered, so the head is the committed position; no consumer group); at most [`RedisOptions::event_log_max`] events per partition (then `append` is refused with `Limit`); as durable as Redis's persistence (see below) |
 //!
 //! ## Node liveness ([`Broker::beat`](switchboard_core::Broker::beat) and the rest)
 //!
@@ -111,6 +112,34 @@
 //! it also compares the masters' run ids at each heartbeat: when a master restarted (it may have
 //! lost entries in its slots), it writes its entries again.
 //!
+//! ## The event log
+//!
+//! Lifecycle events ([`EventLog`](switchboard_core::EventLog)) are kept in
+//! [`RedisOptions::event_partitions`] Redis Streams (default 16), each holding exactly the events
+//! of its partition not delivered yet: a delivery's commit trims the stream up to what it
+//! delivered, so whichever node holds a partition's lease next (a crashed holder's lease lapses)
+//! reads from the stream's head again — what was read and not committed is read again, nothing
+//! committed is.
+//!
+//! - **Numbering.** A key's counter `{P:ev:N}:q:KEY` has no expiry while the key has events not
+//!   delivered; once its last event is committed it expires after
+//!   [`RedisOptions::event_key_idle`] (24 h), and the key's next append takes that expiry off
+//!   again. So a key's numbering starts again at 1 exactly when it had no append for that long
+//!   after all its events were delivered.
+//! - **Bound.** A partition keeps at most [`RedisOptions::event_log_max`] events not delivered
+//!   (100,000 by default, so 1.6 million over 16 partitions): past it an append is refused with
+//!   `Limit` (the framework refuses the action it would announce), never trimmed.
+//! - **Durability** is Redis's: without persistence a Redis restart empties the log (undelivered
+//!   events are lost, numbering starts again). With `appendonly yes` it survives a restart
+//!   (`appendfsync everysec`, the default, may lose the last second's appends when Redis itself
+//!   crashes; `always` loses none). Replication is asynchronous: a failover may lose the last
+//!   appends. Use `maxmemory-policy noeviction` (or a `volatile-*` one): the streams have no
+//!   expiry and must not be evicted. Needs Redis ≥ 6.2 (`XTRIM MINID`).
+//! - **Partitions.** Every node must use the same number. Changing it on a running cluster
+//!   reorders nothing already delivered but moves keys between partitions (a key's old and new
+//!   events could be delivered out of order, its numbering starts again): change it only with
+//!   the log drained.
+//!
 //! ## Failures
 //!
 //! A Redis failure is [`BackendError::Unavailable`](switchboard_core::BackendError) when the
@@ -120,9 +149,11 @@
 //! have been sent and its answer was lost: it timed out ([`RedisOptions::timeout`]), or the
 //! connection dropped or failed otherwise. When in doubt, indeterminate: a timeout while the
 //! client is still reconnecting is one too. A keyed [`History::append`](switchboard_core::History::append)
-//! that was indeterminate and is retried with the same key is applied once. Reads (`list`,
-//! `connections`, `position`, `recover`, `dead_nodes`) have nothing to apply: their failures are
-//! always `Unavailable`. Nothing here panics on a Redis error. A publication that cannot reach Redis is an error to the caller.
+//! that was indeterminate and is retried with the same key is applied once; an event-log
+//! `append` has no such key: retried after an indeterminate failure, the event may be logged
+//! twice (two ids, two numbers). Reads (`list`, `connections`, `position`, `recover`,
+//! `dead_nodes`, the event log's `read`) have nothing to apply: their failures are always
+//! `Unavailable`. Nothing here panics on a Redis error. A publication that cannot reach Redis is an error to the caller.
 //! Publications sent while a node's subscription connection is down are lost for that node
 //! (at-most-once); history sequence numbers let the framework and clients see the gap.
 
@@ -130,11 +161,12 @@
 //   conn      which Redis (one or a cluster) and the command connection
 //   scripts   the Lua scripts
 //   core      key names, liveness of owners, the entry writes, sweeping, rewriting lost entries
-//   broker, history, presence, users   the four contracts of switchboard-core
+//   broker, events, history, presence, users   the contracts of switchboard-core
 //   lib.rs    RedisOptions, ConnectError, RedisBackends::connect wiring them together
 mod broker;
 mod conn;
 mod core;
+mod events;
 mod history;
 mod limits;
 mod presence;
@@ -169,6 +201,16 @@ pub struct RedisOptions {
     /// `rediss://` only: the CA certificates (PEM) that sign the Redis servers' certificates,
     /// trusted instead of the system's roots (default: none, the system's roots).
     pub tls_ca: Option<Vec<u8>>,
+    /// How many partitions the event log has (default 16; see [`RedisOptions::events`]). Every
+    /// node must use the same number; change it only with the log drained.
+    pub event_partitions: usize,
+    /// Events not delivered yet that one partition of the event log keeps, at most (default
+    /// 100,000; at least 1): past it, an append is refused ([`BackendError::Limit`](switchboard_core::BackendError)),
+    /// nothing undelivered is ever dropped.
+    pub event_log_max: usize,
+    /// How long a key's event numbering is remembered once all its events were delivered
+    /// (default 24 h): after that long without an append, it starts again at 1.
+    pub event_key_idle: Duration,
 }
 
 impl Default for RedisOptions {
@@ -181,6 +223,9 @@ impl Default for RedisOptions {
             owner_ttl: Duration::from_secs(15),
             stream_idle: Duration::from_secs(600),
             tls_ca: None,
+            event_partitions: 16,
+            event_log_max: 100_000,
+            event_key_idle: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -231,6 +276,35 @@ impl RedisOptions {
         self
     }
 
+    /// Sets the event log's partitions (at least 1) and how many events not delivered yet each
+    /// keeps at most.
+    ///
+    /// Every node must use the same number of partitions: a key's partition is a hash of the
+    /// key modulo that number. Changing it on a running cluster reorders nothing already
+    /// delivered, but moves keys to other partitions, so a key's events appended before and
+    /// after the change could be delivered out of order, and its numbering starts again: only
+    /// change it with the log drained (every node stopped gracefully).
+    ///
+    /// ```
+    /// use switchboard_redis::RedisOptions;
+    /// // 32 partitions of at most 50,000 events each (1.6 million events not delivered, at most).
+    /// let options = RedisOptions::default().events(32, 50_000);
+    /// assert_eq!((options.event_partitions, options.event_log_max), (32, 50_000));
+    /// ```
+    #[must_use]
+    pub fn events(mut self, partitions: usize, max_per_partition: usize) -> Self {
+        self.event_partitions = partitions.max(1);
+        self.event_log_max = max_per_partition;
+        self
+    }
+
+    /// Sets how long a key's event numbering is remembered once all its events were delivered.
+    #[must_use]
+    pub fn event_key_idle(mut self, idle: Duration) -> Self {
+        self.event_key_idle = idle;
+        self
+    }
+
     /// Sets how long an untouched topic history is kept.
     #[must_use]
     pub fn stream_idle(mut self, idle: Duration) -> Self {
@@ -269,13 +343,20 @@ impl RedisBackends {
     /// # Errors
     ///
     /// [`ConnectError`] if the URL is invalid, Redis is unreachable (a TLS certificate that
-    /// does not verify included), or the prefix contains `{` or `}` on a cluster.
+    /// does not verify included), the prefix contains `{` or `}` on a cluster, or the event
+    /// log would have no partition ([`RedisOptions::event_partitions`]) or no room
+    /// ([`RedisOptions::event_log_max`]).
     pub async fn connect(url: &str, options: RedisOptions) -> Result<Backends, ConnectError> {
         let target = conn::Target::parse(url, &options)?;
         if target.is_cluster() && options.prefix.contains(['{', '}']) {
             return Err(ConnectError::InvalidOptions(
                 "on a Redis Cluster the prefix must not contain '{' or '}' (it is part of every hash tag)"
                     .to_owned(),
+            ));
+        }
+        if options.event_partitions == 0 || options.event_log_max == 0 {
+            return Err(ConnectError::InvalidOptions(
+                "the event log needs at least one partition, of at least one event".to_owned(),
             ));
         }
         let core = core::Core::connect(&target, options).await?;
@@ -285,7 +366,7 @@ impl RedisBackends {
             history: Arc::new(history::RedisHistory::new(core.clone())),
             presence: Arc::new(presence::RedisPresence::new(core.clone())),
             users: Arc::new(users::RedisUsers::new(core.clone())),
-            events: Arc::new(switchboard_core::MemoryEventLog::new()),
+            events: Arc::new(events::RedisEventLog::new(core.clone())),
             limiter: Arc::new(limits::RedisRateLimiter::new(core)),
         })
     }

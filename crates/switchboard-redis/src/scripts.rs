@@ -486,3 +486,63 @@ return out
 "
     ))
 });
+
+/// The event log, all keys of one partition (`{P:ev:N}`): `s` the stream of the events not
+/// committed yet (fields `k` key, `q` its number in the key's sequence, `d` data), `q:KEY` each
+/// key's counter.
+///
+/// KEYS: s, q (the key's counter). ARGV: key, data, max events kept. Appends unless the stream
+/// holds `max` already (then nil): the counter is incremented and kept without expiry while the
+/// key has events not committed (`EVENTS_COMMIT` gives it one). Returns `{stream id, seq}`.
+pub(crate) static EVENTS_APPEND: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local s, q = KEYS[1], KEYS[2]
+if redis.call('XLEN', s) >= tonumber(ARGV[3]) then return false end
+local seq = redis.call('INCR', q)
+redis.call('PERSIST', q)
+local id = redis.call('XADD', s, '*', 'k', ARGV[1], 'q', seq, 'd', ARGV[2])
+return {id, seq}
+",
+    )
+});
+
+/// KEYS: l (the partition's lease). ARGV: holder, ttl ms. Takes the lease if nobody holds it,
+/// renews it if `holder` does: 1; else 0.
+pub(crate) static EVENTS_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local l = KEYS[1]
+local holder = redis.call('GET', l)
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', l, ARGV[1], 'PX', ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: s. ARGV: through (a stream id), the id right after it, the counters' key prefix
+/// (`{P:ev:N}:q:`, same slot), idle ms. Trims the stream of every entry up to `through`; a key
+/// whose last event (its counter's value) is among them gets an expiry of `idle` on its counter
+/// (an append takes it off again). Returns how many entries were trimmed.
+pub(crate) static EVENTS_COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r"
+local s = KEYS[1]
+local last = {}
+for _, e in ipairs(redis.call('XRANGE', s, '-', ARGV[1])) do
+  local f = e[2]
+  local k, q
+  for j = 1, #f, 2 do
+    if f[j] == 'k' then k = f[j + 1] elseif f[j] == 'q' then q = f[j + 1] end
+  end
+  if k and q then last[k] = q end
+end
+for k, q in pairs(last) do
+  local c = ARGV[3] .. k
+  if redis.call('GET', c) == q then redis.call('PEXPIRE', c, ARGV[4]) end
+end
+return redis.call('XTRIM', s, 'MINID', ARGV[2])
+",
+    )
+});

@@ -63,6 +63,7 @@ async fn cluster_backends_conform() {
     conformance::users(&*b.users, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
     conformance::liveness(&*a.broker, &*b.broker, "r").await;
+    conformance::event_log(&*a.events, &*b.events, "r").await;
 }
 
 #[tokio::test]

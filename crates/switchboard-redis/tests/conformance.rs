@@ -23,6 +23,7 @@ async fn redis_backends_conform() {
     conformance::rate_limiter(&*b.limiter, "r2").await;
     conformance::broker(&*a.broker, &*b.broker).await;
     conformance::liveness(&*a.broker, &*b.broker, "r").await;
+    conformance::event_log(&*a.events, &*b.events, "r").await;
 }
 
 #[tokio::test]

@@ -175,6 +175,7 @@ async fn rediss_with_a_private_ca_conforms() {
     conformance::users(&*b.users, "t").await;
     conformance::broker(&*a.broker, &*b.broker).await;
     conformance::liveness(&*a.broker, &*b.broker, "tls").await;
+    conformance::event_log(&*a.events, &*b.events, "tls").await;
 
     // The system's roots do not know the test CA: refused, not silently unencrypted.
     let untrusted =
@@ -204,4 +205,5 @@ async fn rediss_cluster_with_a_private_ca_conforms() {
     conformance::users(&*b.users, "c").await;
     conformance::broker(&*a.broker, &*b.broker).await;
     conformance::liveness(&*a.broker, &*b.broker, "tls").await;
+    conformance::event_log(&*a.events, &*b.events, "tls").await;
 }

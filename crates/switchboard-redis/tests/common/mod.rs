@@ -1,5 +1,5 @@
 //! A real `redis-server` for the tests (Debian package `redis-server`), on a free port, without
-//! persistence, killed on drop.
+//! persistence (or with an append-only file in a temporary directory), killed on drop.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -12,13 +12,28 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// With persistence: the directory of its append-only file.
+    aof: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers PING.
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let mut server = Self { port, child: None };
+        let mut server = Self { port, child: None, aof: None };
+        server.restart();
+        server
+    }
+
+    /// Starts one with an append-only file (`--appendonly yes --appendfsync always`, in a
+    /// temporary directory removed on drop): what it acknowledged survives a restart, even after
+    /// a SIGKILL.
+    pub fn start_persistent() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let dir =
+            std::env::temp_dir().join(format!("sb-redis-aof-{}-{:08x}", std::process::id(), rand_u32()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let mut server = Self { port, child: None, aof: Some(dir) };
         server.restart();
         server
     }
@@ -60,20 +75,17 @@ impl RedisServer {
         assert!(status.success(), "kill {signal} {pid}");
     }
 
-    /// Starts it (again) on the same port, empty, and waits until it answers PING.
+    /// Starts it (again) on the same port — empty, or with what its append-only file kept — and
+    /// waits until it answers PING.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        match &self.aof {
+            Some(dir) => command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]).arg(dir),
+            None => command.args(["--appendonly", "no"]),
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -105,6 +117,9 @@ impl Drop for RedisServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(dir) = &self.aof {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
