@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use switchboard_protocol::{ErrorBody, Format, Payload};
+use switchboard_protocol::{ErrorBody, Format, RawPayload};
 
 use crate::backoff::Backoff;
 use crate::client::Client;
@@ -123,7 +123,7 @@ impl ClientBuilder {
     /// # let _ = b;
     /// ```
     pub fn meta<T: Serialize + ?Sized>(mut self, meta: &T) -> Self {
-        match Payload::json(meta) {
+        match RawPayload::json(meta) {
             Ok(p) => self.config.meta = Some(p),
             Err(e) => self.error = Some(e.into()),
         }
@@ -139,7 +139,7 @@ impl ClientBuilder {
     /// # let _ = b;
     /// ```
     pub fn identity<T: Serialize + ?Sized>(mut self, identity: &T) -> Self {
-        match Payload::json(identity) {
+        match RawPayload::json(identity) {
             Ok(p) => {
                 self.config.identity = Some(Arc::new(move || {
                     let p = p.clone();
@@ -181,7 +181,7 @@ impl ClientBuilder {
             let fut = provider();
             Box::pin(async move {
                 let identity = fut.await.map_err(Into::into)?;
-                Ok(Payload::json(&identity)?)
+                Ok(RawPayload::json(&identity)?)
             })
         }));
         self

@@ -12,7 +12,7 @@ use switchboard_protocol::wire::{
     DirectMessage, DmTarget, HistoryReply, HistoryRequest, InfoRequest, Peer, Peers, Publish, Published,
     Refresh, Status, Welcome, Who, types,
 };
-use switchboard_protocol::{ErrorBody, Format, MessageType, Payload, Topic};
+use switchboard_protocol::{ErrorBody, Format, MessageType, RawPayload, Topic};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::command::{Command, Commands};
@@ -201,8 +201,8 @@ impl Client {
         }
     }
 
-    fn encode<P: Serialize + ?Sized>(&self, value: &P) -> Result<Payload, ClientError> {
-        Ok(Payload::encode(self.inner.format, value)?)
+    fn encode<P: Serialize + ?Sized>(&self, value: &P) -> Result<RawPayload, ClientError> {
+        Ok(RawPayload::encode(self.inner.format, value)?)
     }
 
     /// Sends the request `[kind, payload, id]` and decodes the reply into `T`, within the
@@ -265,8 +265,8 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn demo(client: switchboard_client::Client) -> Result<(), switchboard_client::ClientError> {
-    /// use switchboard_client::{CallOptions, Payload};
-    /// let reply = client.request("echo", Payload::json(&[1, 2])?, CallOptions::new()).await?;
+    /// use switchboard_client::{CallOptions, RawPayload};
+    /// let reply = client.request("echo", RawPayload::json(&[1, 2])?, CallOptions::new()).await?;
     /// assert_eq!(reply.decode::<Vec<u8>>()?, [1, 2]);
     /// # Ok(()) }
     /// ```
@@ -276,9 +276,9 @@ impl Client {
     pub async fn request(
         &self,
         kind: &str,
-        payload: Payload,
+        payload: RawPayload,
         options: CallOptions,
-    ) -> Result<Payload, ClientError> {
+    ) -> Result<RawPayload, ClientError> {
         check_type(kind)?;
         let timeout = options.timeout.unwrap_or(self.inner.request_timeout);
         let (tx, rx) = oneshot::channel();
@@ -677,7 +677,7 @@ impl Client {
     ///
     /// # Errors
     /// `NOT_AUTHORIZED` when refused, and as [`Client::call`].
-    pub async fn refresh<P: Serialize + ?Sized>(&self, identity: &P) -> Result<Payload, ClientError> {
+    pub async fn refresh<P: Serialize + ?Sized>(&self, identity: &P) -> Result<RawPayload, ClientError> {
         let refresh = Refresh { identity: self.encode(identity)? };
         self.call(types::REFRESH, &refresh).await
     }
@@ -692,7 +692,7 @@ impl Client {
     ///
     /// # Errors
     /// `FORBIDDEN` by default, and as [`Client::call`].
-    pub async fn info(&self, detail: bool) -> Result<Payload, ClientError> {
+    pub async fn info(&self, detail: bool) -> Result<RawPayload, ClientError> {
         self.call(types::INFO, &InfoRequest { detail }).await
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard_protocol::{Format, Payload};
+use switchboard_protocol::{Format, RawPayload};
 
 use crate::backoff::Backoff;
 use crate::handlers::RequestFn;
@@ -13,7 +13,7 @@ use crate::transport::BoxFuture;
 /// An error of the identity provider.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Produces the identity of the next `~hello`.
-pub(crate) type IdentityFn = Arc<dyn Fn() -> BoxFuture<'static, Result<Payload, BoxError>> + Send + Sync>;
+pub(crate) type IdentityFn = Arc<dyn Fn() -> BoxFuture<'static, Result<RawPayload, BoxError>> + Send + Sync>;
 
 /// Everything the connection task needs to know, fixed at start.
 pub(crate) struct Config {
@@ -22,7 +22,7 @@ pub(crate) struct Config {
     /// The namespace of `~hello` (`None`: the server's default, `main`).
     pub(crate) namespace: Option<String>,
     /// The `meta` of `~hello`.
-    pub(crate) meta: Option<Payload>,
+    pub(crate) meta: Option<RawPayload>,
     /// Called before every `~hello`, so that credentials can be renewed between connections.
     pub(crate) identity: Option<IdentityFn>,
     /// Answers `~challenge`.

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use switchboard_protocol::wire::{
     Bye, Delivery, DirectDelivery, Hello, PeerChange, Peers, Status, Welcome, Who, types,
 };
-use switchboard_protocol::{CloseCode, ErrorBody, Id, Message, Payload, codes};
+use switchboard_protocol::{CloseCode, ErrorBody, Id, Message, RawPayload, codes};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
@@ -36,7 +36,7 @@ use crate::transport::{Connector, Incoming, Link};
 pub(crate) struct HandlerReply {
     generation: u64,
     id: Id,
-    result: Result<Payload, ErrorBody>,
+    result: Result<RawPayload, ErrorBody>,
 }
 
 /// Why a connection (or an attempt) ended.
@@ -252,7 +252,7 @@ impl Connection {
         };
         let hello = Hello { ns: self.config.namespace.clone(), identity, meta: self.config.meta.clone() };
         let hello_id = self.out.next_id();
-        let sent = Payload::encode(self.out.format(), &hello)
+        let sent = RawPayload::encode(self.out.format(), &hello)
             .map_err(ClientError::from)
             .and_then(|payload| self.out.frame(types::HELLO, &payload, Some(hello_id)));
         if let Err(e) = sent {
@@ -299,7 +299,7 @@ impl Connection {
                     self.flush(link).await.map_err(lost)?;
                 }
                 Step::Ping(id) => {
-                    self.out.reply(id, &Ok(Payload::null()));
+                    self.out.reply(id, &Ok(RawPayload::null()));
                     self.flush(link).await.map_err(lost)?;
                 }
                 Step::Bye(bye) => self.bye = bye,
@@ -482,7 +482,7 @@ impl Connection {
                 if status.available.is_some() {
                     sticky.available = status.available;
                 }
-                match Payload::encode(self.out.format(), &status) {
+                match RawPayload::encode(self.out.format(), &status) {
                     Ok(payload) => {
                         self.command(Command::Send(Outbound {
                             kind: types::STATUS.to_owned(),
@@ -538,7 +538,7 @@ impl Connection {
                 self.bye =
                     payload.decode().inspect_err(|e| tracing::warn!(error = %e, "undecodable ~bye")).ok();
             }
-            (types::PING, Some(id)) => self.out.reply(id, &Ok(Payload::null())),
+            (types::PING, Some(id)) => self.out.reply(id, &Ok(RawPayload::null())),
             (types::ERR, None) => {
                 let body = payload.decode::<ErrorBody>().ok();
                 tracing::warn!(error = ?body, "the server reported an error");
@@ -551,7 +551,7 @@ impl Connection {
         }
     }
 
-    fn on_reply(&mut self, id: Id, result: Result<Payload, ErrorBody>) {
+    fn on_reply(&mut self, id: Id, result: Result<RawPayload, ErrorBody>) {
         let Some((what, result)) = self.out.resolve(id, result) else { return };
         match what {
             Internal::Ping | Internal::Unsub => {}
@@ -575,7 +575,7 @@ impl Connection {
     /// Acknowledges a delivery that carries an id; says whether it is new.
     fn acknowledge(&mut self, id: Option<Id>) -> bool {
         let Some(id) = id else { return true };
-        self.out.reply(id, &Ok(Payload::null()));
+        self.out.reply(id, &Ok(RawPayload::null()));
         let new = self.seen.insert(id);
         if !new {
             tracing::debug!(%id, "duplicate delivery dropped");
@@ -584,7 +584,7 @@ impl Connection {
         new
     }
 
-    fn on_msg(&mut self, payload: &Payload, id: Option<Id>) {
+    fn on_msg(&mut self, payload: &RawPayload, id: Option<Id>) {
         if !self.acknowledge(id) {
             return;
         }
@@ -604,7 +604,7 @@ impl Connection {
         }
     }
 
-    fn on_dm(&mut self, payload: &Payload, id: Option<Id>) {
+    fn on_dm(&mut self, payload: &RawPayload, id: Option<Id>) {
         if !self.acknowledge(id) {
             return;
         }
@@ -618,7 +618,7 @@ impl Connection {
 
     /// A request of the server: its handler answers; without one, an event listener makes it
     /// an acknowledged delivery; else `NOT_FOUND`.
-    fn on_request(&mut self, name: String, payload: Payload, id: Id) {
+    fn on_request(&mut self, name: String, payload: RawPayload, id: Id) {
         let (handler, listened) = {
             let registry = self.shared.registry();
             (registry.handler(&name), registry.has_listener(&name))
@@ -691,7 +691,7 @@ impl Connection {
 }
 
 fn not_found(name: &str) -> ErrorBody {
-    let data = Payload::json(&serde_json::json!({ "type": name })).unwrap_or_default();
+    let data = RawPayload::json(&serde_json::json!({ "type": name })).unwrap_or_default();
     ErrorBody::new(codes::NOT_FOUND, format!("no handler for {name}")).with_data(data)
 }
 

@@ -1,7 +1,7 @@
 //! What a subscription yields: [`TopicEvent`]s and the [`Publication`]s among them.
 
 use serde::de::DeserializeOwned;
-use switchboard_protocol::Payload;
+use switchboard_protocol::RawPayload;
 use switchboard_protocol::wire::{Delivery, Origin, PresenceDiff};
 
 use crate::error::ClientError;
@@ -9,8 +9,8 @@ use crate::error::ClientError;
 /// One publication in a topic (a `~msg` delivery).
 ///
 /// ```
-/// use switchboard_client::{Payload, Publication};
-/// let p = Publication { topic: "chat/a".into(), event: None, data: Payload::json(&"hi").unwrap(), seq: 3, from: None };
+/// use switchboard_client::{RawPayload, Publication};
+/// let p = Publication { topic: "chat/a".into(), event: None, data: RawPayload::json(&"hi").unwrap(), seq: 3, from: None };
 /// assert_eq!(p.decode::<String>().unwrap(), "hi");
 /// ```
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct Publication {
     /// The event name, if the publisher gave one.
     pub event: Option<String>,
     /// The data, still encoded.
-    pub data: Payload,
+    pub data: RawPayload,
     /// The sequence number in the topic's epoch: consecutive publications have consecutive
     /// numbers.
     pub seq: u64,
@@ -32,8 +32,8 @@ impl Publication {
     /// Decodes the data into `T`.
     ///
     /// ```
-    /// use switchboard_client::{Payload, Publication};
-    /// let p = Publication { topic: "t".into(), event: None, data: Payload::json(&[1, 2]).unwrap(), seq: 1, from: None };
+    /// use switchboard_client::{RawPayload, Publication};
+    /// let p = Publication { topic: "t".into(), event: None, data: RawPayload::json(&[1, 2]).unwrap(), seq: 1, from: None };
     /// assert_eq!(p.decode::<Vec<u8>>().unwrap(), [1, 2]);
     /// ```
     ///

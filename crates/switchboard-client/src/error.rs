@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use switchboard_protocol::{CloseCode, DecodeError, EncodeError, ErrorBody, Payload, codes};
+use switchboard_protocol::{CloseCode, DecodeError, EncodeError, ErrorBody, RawPayload, codes};
 
 /// Why a request, a subscription or another client operation failed.
 ///
@@ -111,13 +111,13 @@ impl ClientError {
     /// The structured detail (`data`) of a `~err`, if any.
     ///
     /// ```
-    /// use switchboard_client::{ClientError, ErrorBody, Payload};
-    /// let body = ErrorBody::new("NOT_FOUND", "no handler").with_data(Payload::json(&"x").unwrap());
+    /// use switchboard_client::{ClientError, ErrorBody, RawPayload};
+    /// let body = ErrorBody::new("NOT_FOUND", "no handler").with_data(RawPayload::json(&"x").unwrap());
     /// let e = ClientError::Server(body);
     /// assert_eq!(e.data().unwrap().decode::<String>().unwrap(), "x");
     /// ```
     #[must_use]
-    pub fn data(&self) -> Option<&Payload> {
+    pub fn data(&self) -> Option<&RawPayload> {
         self.body().and_then(|b| b.data.as_ref())
     }
 

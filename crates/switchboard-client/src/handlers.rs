@@ -11,7 +11,7 @@ use futures_util::Stream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use switchboard_protocol::wire::DirectDelivery;
-use switchboard_protocol::{ErrorBody, Format, Payload, codes};
+use switchboard_protocol::{ErrorBody, Format, RawPayload, codes};
 use tokio::sync::mpsc;
 
 use crate::delivery::Publication;
@@ -21,8 +21,8 @@ use crate::transport::BoxFuture;
 /// An event (or acknowledged delivery) the server sent: `[name, payload]`.
 ///
 /// ```
-/// use switchboard_client::{Event, Payload};
-/// let e = Event { name: "note".into(), payload: Payload::json(&serde_json::json!({"n": 1})).unwrap() };
+/// use switchboard_client::{Event, RawPayload};
+/// let e = Event { name: "note".into(), payload: RawPayload::json(&serde_json::json!({"n": 1})).unwrap() };
 /// let v: serde_json::Value = e.decode().unwrap();
 /// assert_eq!(v["n"], 1);
 /// ```
@@ -31,15 +31,15 @@ pub struct Event {
     /// The message type.
     pub name: String,
     /// The payload, still encoded.
-    pub payload: Payload,
+    pub payload: RawPayload,
 }
 
 impl Event {
     /// Decodes the payload into `T`.
     ///
     /// ```
-    /// use switchboard_client::{Event, Payload};
-    /// let e = Event { name: "n".into(), payload: Payload::json(&5).unwrap() };
+    /// use switchboard_client::{Event, RawPayload};
+    /// let e = Event { name: "n".into(), payload: RawPayload::json(&5).unwrap() };
     /// assert_eq!(e.decode::<u32>().unwrap(), 5);
     /// ```
     ///
@@ -119,7 +119,7 @@ pub type GroupPublications = Inbox<Publication>;
 
 /// A type-erased handler of server requests.
 pub(crate) type RequestFn =
-    Arc<dyn Fn(Payload) -> BoxFuture<'static, Result<Payload, ErrorBody>> + Send + Sync>;
+    Arc<dyn Fn(RawPayload) -> BoxFuture<'static, Result<RawPayload, ErrorBody>> + Send + Sync>;
 
 /// Wraps a typed handler: decodes the payload (`BAD_REQUEST` when it does not fit) and encodes
 /// the result in the connection's format.
@@ -131,13 +131,13 @@ where
     Fut: Future<Output = Result<R, ErrorBody>> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    Arc::new(move |payload: Payload| {
+    Arc::new(move |payload: RawPayload| {
         let handler = Arc::clone(&handler);
         Box::pin(async move {
             let args =
                 payload.decode::<T>().map_err(|e| ErrorBody::new(codes::BAD_REQUEST, e.to_string()))?;
             let result = handler(args).await?;
-            Payload::encode(format, &result).map_err(|e| ErrorBody::new(codes::FAILED, e.to_string()))
+            RawPayload::encode(format, &result).map_err(|e| ErrorBody::new(codes::FAILED, e.to_string()))
         })
     })
 }
@@ -243,12 +243,12 @@ mod tests {
         let mut notes = reg.listen(Some("note"));
         let gone = reg.listen(Some("other"));
         drop(gone);
-        let e = Event { name: "note".into(), payload: Payload::null() };
+        let e = Event { name: "note".into(), payload: RawPayload::null() };
         assert_eq!(reg.dispatch_event(&e), 2);
         assert!(reg.has_listener("other"), "`all` listens to everything");
         assert_eq!(all.recv().await.unwrap().name, "note");
         assert_eq!(notes.recv().await.unwrap().name, "note");
-        let e = Event { name: "x".into(), payload: Payload::null() };
+        let e = Event { name: "x".into(), payload: RawPayload::null() };
         assert_eq!(reg.dispatch_event(&e), 1);
         reg.close();
         assert_eq!(all.recv().await.unwrap().name, "x");
@@ -259,9 +259,9 @@ mod tests {
     #[tokio::test]
     async fn typed_handlers_decode_and_encode() {
         let h = request_fn(Format::Json, |n: u32| async move { Ok::<_, ErrorBody>(n + 1) });
-        let out = h(Payload::json(&41).unwrap()).await.unwrap();
+        let out = h(RawPayload::json(&41).unwrap()).await.unwrap();
         assert_eq!(out.as_bytes(), b"42");
-        let err = h(Payload::json(&"x").unwrap()).await.unwrap_err();
+        let err = h(RawPayload::json(&"x").unwrap()).await.unwrap_err();
         assert_eq!(err.code, "BAD_REQUEST");
     }
 }

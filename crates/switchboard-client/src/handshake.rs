@@ -3,7 +3,7 @@
 //! feeds every frame to [`step`] until the welcome, or the refusal that stops the client.
 
 use switchboard_protocol::wire::{Bye, Welcome, types};
-use switchboard_protocol::{ErrorBody, Id, Message, Payload, codes};
+use switchboard_protocol::{ErrorBody, Id, Message, RawPayload, codes};
 
 use crate::error::ConnectionError;
 
@@ -16,7 +16,7 @@ pub(crate) enum Step {
     /// [`ConnectionError::is_fatal`]), or a welcome that does not decode.
     Failed(ConnectionError),
     /// The server's `~challenge`: answer it with the challenge handler.
-    Challenge { id: Id, quest: Payload },
+    Challenge { id: Id, quest: RawPayload },
     /// `~ping`: answer `~ok`.
     Ping(Id),
     /// The server's `~bye` (a close follows).
@@ -45,7 +45,7 @@ pub(crate) fn step(hello_id: Id, msg: Message) -> Step {
 
 /// A `~err` to `~hello`, with the server's code and message. An undecodable one counts as
 /// `FAILED`, which is retried.
-fn refusal(payload: &Payload) -> ConnectionError {
+fn refusal(payload: &RawPayload) -> ConnectionError {
     let body = payload
         .decode::<ErrorBody>()
         .unwrap_or_else(|e| ErrorBody::new(codes::FAILED, format!("undecodable refusal: {e}")));

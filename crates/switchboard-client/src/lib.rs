@@ -88,4 +88,4 @@ pub use switchboard_protocol::wire::{
     DirectDelivery, DmSender, DmTarget, HistoryItem, HistoryReply, Origin, Peer, PeerChange, PresenceDiff,
     Status, StreamPosition, Subscribed, Welcome,
 };
-pub use switchboard_protocol::{ErrorBody, Format, Payload, codes};
+pub use switchboard_protocol::{ErrorBody, Format, RawPayload, codes};

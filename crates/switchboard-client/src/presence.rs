@@ -300,7 +300,7 @@ fn apply(map: &mut PeerMap, change: Change) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_protocol::Payload;
+    use switchboard_protocol::RawPayload;
 
     fn peer(conn: &str, alias: &str) -> Peer {
         Peer {
@@ -308,7 +308,7 @@ mod tests {
             user: Some(alias.into()),
             alias: Some(alias.into()),
             available: true,
-            public: Payload::null(),
+            public: RawPayload::null(),
         }
     }
 

@@ -4,19 +4,19 @@
 use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
-use switchboard_protocol::{ErrorBody, Format, Id, MAX_ID, Payload, encode, wire::types};
+use switchboard_protocol::{ErrorBody, Format, Id, MAX_ID, RawPayload, encode, wire::types};
 use tokio::sync::oneshot;
 
 use crate::error::ClientError;
 use crate::transport::Outgoing;
 
 /// Where a caller waits for its reply.
-pub(crate) type Reply = oneshot::Sender<Result<Payload, ClientError>>;
+pub(crate) type Reply = oneshot::Sender<Result<RawPayload, ClientError>>;
 
 /// A message the application asked to send: a request when `reply` is set, else an event.
 pub(crate) struct Outbound {
     pub(crate) kind: String,
-    pub(crate) payload: Payload,
+    pub(crate) payload: RawPayload,
     pub(crate) reply: Option<Reply>,
 }
 
@@ -81,7 +81,7 @@ impl Outbox {
     }
 
     /// Queues one message as is (no reply tracked).
-    pub(crate) fn frame(&mut self, kind: &str, payload: &Payload, id: Option<Id>) -> Result<(), ClientError> {
+    pub(crate) fn frame(&mut self, kind: &str, payload: &RawPayload, id: Option<Id>) -> Result<(), ClientError> {
         let bytes = encode(self.format, kind, payload, id)?;
         self.frames.push(Outgoing::Frame(bytes));
         Ok(())
@@ -115,7 +115,7 @@ impl Outbox {
     /// Sends a request of the connection task's own; its reply comes back from [`Outbox::resolve`].
     pub(crate) fn internal<T: Serialize + ?Sized>(&mut self, kind: &str, value: &T, what: Internal) -> Id {
         let id = self.next_id();
-        match Payload::encode(self.format, value).map_err(ClientError::from) {
+        match RawPayload::encode(self.format, value).map_err(ClientError::from) {
             Ok(payload) => match self.frame(kind, &payload, Some(id)) {
                 Ok(()) => {
                     self.pending.insert(id, Waiting::Internal(what));
@@ -128,17 +128,17 @@ impl Outbox {
     }
 
     /// Answers a request of the server.
-    pub(crate) fn reply(&mut self, id: Id, result: &Result<Payload, ErrorBody>) {
+    pub(crate) fn reply(&mut self, id: Id, result: &Result<RawPayload, ErrorBody>) {
         let written = match result {
             Ok(payload) => self.frame(types::OK, payload, Some(id)),
-            Err(body) => Payload::encode(self.format, body)
+            Err(body) => RawPayload::encode(self.format, body)
                 .map_err(ClientError::from)
                 .and_then(|p| self.frame(types::ERR, &p, Some(id))),
         };
         if let Err(e) = written {
             tracing::warn!(%id, error = %e, "reply not encodable; answering FAILED");
             let body = ErrorBody::new(switchboard_protocol::codes::FAILED, "the reply could not be encoded");
-            if let Ok(p) = Payload::encode(self.format, &body) {
+            if let Ok(p) = RawPayload::encode(self.format, &body) {
                 let _ = self.frame(types::ERR, &p, Some(id));
             }
         }
@@ -159,8 +159,8 @@ impl Outbox {
     pub(crate) fn resolve(
         &mut self,
         id: Id,
-        result: Result<Payload, ErrorBody>,
-    ) -> Option<(Internal, Result<Payload, ErrorBody>)> {
+        result: Result<RawPayload, ErrorBody>,
+    ) -> Option<(Internal, Result<RawPayload, ErrorBody>)> {
         match self.pending.remove(&id)? {
             Waiting::Caller(reply) => {
                 let _ = reply.send(result.map_err(ClientError::Server));
@@ -228,9 +228,9 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    fn call(out: &mut Outbox, kind: &str) -> oneshot::Receiver<Result<Payload, ClientError>> {
+    fn call(out: &mut Outbox, kind: &str) -> oneshot::Receiver<Result<RawPayload, ClientError>> {
         let (tx, rx) = oneshot::channel();
-        out.send(Outbound { kind: kind.into(), payload: Payload::json(&1).unwrap(), reply: Some(tx) });
+        out.send(Outbound { kind: kind.into(), payload: RawPayload::json(&1).unwrap(), reply: Some(tx) });
         rx
     }
 
@@ -250,11 +250,11 @@ mod tests {
         let rx = call(&mut out, "echo");
         let id = out.internal("~who", &serde_json::json!({}), Internal::Who(None));
         assert_eq!(frames_text(&mut out), [r#"["echo",1,1]"#, r#"["~who",{},2]"#]);
-        assert!(out.resolve(Id::new(1).unwrap(), Ok(Payload::json(&"r").unwrap())).is_none());
+        assert!(out.resolve(Id::new(1).unwrap(), Ok(RawPayload::json(&"r").unwrap())).is_none());
         assert_eq!(rx.await.unwrap().unwrap().as_bytes(), br#""r""#);
-        let (what, _) = out.resolve(id, Ok(Payload::null())).unwrap();
+        let (what, _) = out.resolve(id, Ok(RawPayload::null())).unwrap();
         assert_eq!(what, Internal::Who(None));
-        assert!(out.resolve(id, Ok(Payload::null())).is_none(), "a reply is consumed once");
+        assert!(out.resolve(id, Ok(RawPayload::null())).is_none(), "a reply is consumed once");
     }
 
     #[tokio::test]
@@ -272,7 +272,7 @@ mod tests {
         let (tx1, rx1) = oneshot::channel();
         let (tx2, rx2) = oneshot::channel();
         let (tx3, _rx3) = oneshot::channel();
-        let o = |tx| Outbound { kind: "echo".into(), payload: Payload::null(), reply: Some(tx) };
+        let o = |tx| Outbound { kind: "echo".into(), payload: RawPayload::null(), reply: Some(tx) };
         assert!(out.buffer(o(tx1)).is_ok());
         assert!(out.buffer(o(tx2)).is_ok());
         assert!(out.buffer(o(tx3)).is_err(), "full");
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn replies_and_errors_are_encoded() {
         let mut out = Outbox::new(Format::Json, 1);
-        out.reply(Id::new(3).unwrap(), &Ok(Payload::null()));
+        out.reply(Id::new(3).unwrap(), &Ok(RawPayload::null()));
         out.reply(Id::new(4).unwrap(), &Err(ErrorBody::new("NOT_FOUND", "no handler for x")));
         assert_eq!(
             frames_text(&mut out),

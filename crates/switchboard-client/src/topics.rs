@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use switchboard_protocol::wire::{
     Delivery, Peers, PresenceDiff, StreamPosition, Subscribe, Subscribed, Unsubscribe, Who, types,
 };
-use switchboard_protocol::{ErrorBody, Id, Payload};
+use switchboard_protocol::{ErrorBody, Id, RawPayload};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::delivery::{Publication, TopicEvent};
@@ -207,7 +207,7 @@ impl Topics {
         out: &mut Outbox,
         topic: &str,
         id: Id,
-        result: Result<Payload, ErrorBody>,
+        result: Result<RawPayload, ErrorBody>,
     ) {
         let Some(entry) = self.entries.get_mut(topic) else { return };
         if entry.phase != Phase::Pending(id) {
@@ -287,7 +287,7 @@ impl Topics {
     }
 
     /// The reply to `~who {topic}` number `id`.
-    pub(crate) fn on_who_reply(&mut self, topic: &str, id: Id, result: Result<Payload, ErrorBody>) {
+    pub(crate) fn on_who_reply(&mut self, topic: &str, id: Id, result: Result<RawPayload, ErrorBody>) {
         let Some(entry) = self.entries.get_mut(topic) else { return };
         let Some(set) = &mut entry.presence else { return };
         let peers = result.map_err(ClientError::Server).and_then(|p| Ok(p.decode::<Peers>()?.peers));

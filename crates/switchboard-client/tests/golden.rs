@@ -18,7 +18,7 @@ use switchboard_protocol::wire::{
     PeerChange, Peers, PresenceDiff, Published, Refresh, Status, StreamPosition, Subscribe, Subscribed,
     Unsubscribe, Unsubscribed, Welcome, Who,
 };
-use switchboard_protocol::{ErrorBody, Format, Id, Payload, encode};
+use switchboard_protocol::{ErrorBody, Format, Id, RawPayload, encode};
 
 fn vectors_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden/vectors.json")
@@ -28,8 +28,8 @@ fn vectors_path() -> std::path::PathBuf {
 struct Generated {
     name: &'static str,
     kind: &'static str,
-    json: Payload,
-    msgpack: Payload,
+    json: RawPayload,
+    msgpack: RawPayload,
     id: Option<u64>,
 }
 
@@ -37,14 +37,14 @@ fn case<T: Serialize>(name: &'static str, kind: &'static str, value: &T, id: Opt
     Generated {
         name,
         kind,
-        json: Payload::encode(Format::Json, value).unwrap(),
-        msgpack: Payload::encode(Format::MsgPack, value).unwrap(),
+        json: RawPayload::encode(Format::Json, value).unwrap(),
+        msgpack: RawPayload::encode(Format::MsgPack, value).unwrap(),
         id,
     }
 }
 
-fn p(v: &Value) -> Payload {
-    Payload::json(v).unwrap()
+fn p(v: &Value) -> RawPayload {
+    RawPayload::json(v).unwrap()
 }
 
 fn alice_peer() -> Peer {
@@ -94,7 +94,7 @@ fn generate() -> Vec<Generated> {
                 conn: "c2".into(),
                 user: None,
                 ns: "public".into(),
-                data: Payload::null(),
+                data: RawPayload::null(),
                 heartbeat: 5000,
             },
             Some(1),
@@ -243,7 +243,7 @@ fn generate() -> Vec<Generated> {
                         user: None,
                         alias: None,
                         available: false,
-                        public: Payload::null(),
+                        public: RawPayload::null(),
                     },
                 ],
             },
@@ -423,7 +423,7 @@ fn every_vector_decodes_and_encodes_exactly() {
         assert_eq!(msg.kind.as_str(), kind, "{}", c.name);
         assert_eq!(msg.id, id, "{}", c.name);
         assert_eq!(msg.payload.decode::<Value>().unwrap(), payload_value, "{}", c.name);
-        let payload = Payload::from_json_text(raw_payload).unwrap();
+        let payload = RawPayload::from_json_text(raw_payload).unwrap();
         let encoded = encode(Format::Json, &kind, &payload, id).unwrap();
         assert_eq!(std::str::from_utf8(&encoded).unwrap(), c.json, "{}", c.name);
 

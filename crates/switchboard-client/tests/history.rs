@@ -6,7 +6,7 @@ mod common;
 
 use common::{Fixture, connect, within};
 use serde_json::{Value, json};
-use switchboard_client::{Format, HistoryOptions, Payload, PublishOptions};
+use switchboard_client::{Format, HistoryOptions, RawPayload, PublishOptions};
 
 #[tokio::test]
 async fn history_returns_the_newest_publications_oldest_first() {
@@ -64,7 +64,7 @@ async fn history_is_refused_where_subscribing_is_and_absent_where_nothing_is_kep
     let err = within(alice.history("private/alice", HistoryOptions::new())).await.unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND", "{err:?}");
     // A limit of 0 is refused by the server too (sent raw: the client refuses it before sending).
-    let raw = Payload::json(&json!({"topic": "chat/x", "limit": 0})).unwrap();
+    let raw = RawPayload::json(&json!({"topic": "chat/x", "limit": 0})).unwrap();
     let err = within(alice.request("~history", raw, Default::default())).await.unwrap_err();
     assert_eq!(err.code(), "BAD_REQUEST", "{err:?}");
 }

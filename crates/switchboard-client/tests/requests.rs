@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::{Fixture, connect, within};
 use serde_json::{Value, json};
-use switchboard_client::{CallOptions, ClientError, ErrorBody, Format, Payload};
+use switchboard_client::{CallOptions, ClientError, ErrorBody, Format, RawPayload};
 
 #[derive(serde::Serialize)]
 struct Add {
@@ -25,7 +25,7 @@ async fn typed_results_and_error_codes() {
         let sum: f64 = within(c.call("add", &Add { a: 1.5, b: 2.0 })).await.unwrap();
         assert_eq!(sum, 3.5);
         let raw =
-            within(c.request("echo", Payload::json(&[1, 2]).unwrap(), CallOptions::new())).await.unwrap();
+            within(c.request("echo", RawPayload::json(&[1, 2]).unwrap(), CallOptions::new())).await.unwrap();
         assert_eq!(raw.decode::<Vec<u8>>().unwrap(), [1, 2]);
 
         let code = |r: Result<Value, ClientError>| r.unwrap_err().code().to_owned();

@@ -1,6 +1,6 @@
 //! Error types: decoding frames, encoding values, and the `~err` body.
 
-use crate::Payload;
+use crate::RawPayload;
 use crate::codes;
 
 /// Why a frame is not a valid message. Its text is the close reason the server sends with 4501
@@ -28,7 +28,7 @@ pub enum DecodeError {
     WrongFrame(&'static str, &'static str),
     /// A payload did not decode into the expected type (a `BAD_REQUEST`, not a protocol error).
     #[error("{0}")]
-    Payload(String),
+    RawPayload(String),
 }
 
 /// A value could not be encoded (for example a MessagePack map with non-string keys sent to a
@@ -64,7 +64,7 @@ pub struct ErrorBody {
     pub message: String,
     /// Optional structured detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub data: Option<Payload>,
+    pub data: Option<RawPayload>,
 }
 
 impl ErrorBody {
@@ -80,7 +80,7 @@ impl ErrorBody {
 
     /// Adds structured detail.
     #[must_use]
-    pub fn with_data(mut self, data: Payload) -> Self {
+    pub fn with_data(mut self, data: RawPayload) -> Self {
         self.data = Some(data);
         self
     }

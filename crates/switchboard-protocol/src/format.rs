@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::{DecodeError, EncodeError, Id, MessageType, Payload, msgpack};
+use crate::{DecodeError, EncodeError, Id, MessageType, RawPayload, msgpack};
 
 /// Subprotocol of the JSON codec (text frames).
 pub const SUBPROTOCOL_JSON: &str = "switchboard.v1.json";
@@ -109,7 +109,7 @@ pub struct Message {
     /// The message type.
     pub kind: MessageType,
     /// The payload (`null` when absent), still encoded.
-    pub payload: Payload,
+    pub payload: RawPayload,
     /// The request id; `None` for an event. An explicit `null` id counts as absent (JavaScript's
     /// `JSON.stringify([t, p, undefined])` writes one).
     pub id: Option<Id>,
@@ -120,7 +120,7 @@ pub struct Message {
 ///
 /// # Errors
 /// When the payload has no equivalent in `format`.
-pub fn encode(format: Format, kind: &str, payload: &Payload, id: Option<Id>) -> Result<Bytes, EncodeError> {
+pub fn encode(format: Format, kind: &str, payload: &RawPayload, id: Option<Id>) -> Result<Bytes, EncodeError> {
     if format == Format::Json
         && payload.format() == Format::Json
         && let Some(frame) = encode_json_plain(kind, payload, id)
@@ -163,14 +163,14 @@ pub fn encode_value<T: Serialize + ?Sized>(
     value: &T,
     id: Option<Id>,
 ) -> Result<Bytes, EncodeError> {
-    encode(format, kind, &Payload::encode(format, value)?, id)
+    encode(format, kind, &RawPayload::encode(format, value)?, id)
 }
 
 /// [`encode`] to JSON of a JSON payload whose type needs no escaping (every type the server
 /// sends, and almost every application's): the frame written straight into one buffer of its
 /// exact size. Exact, so that `Bytes` takes the buffer as it is: a `Vec` with spare capacity
 /// costs `Bytes` a second allocation (its shared header). `None` when the type needs escaping.
-fn encode_json_plain(kind: &str, payload: &Payload, id: Option<Id>) -> Option<Bytes> {
+fn encode_json_plain(kind: &str, payload: &RawPayload, id: Option<Id>) -> Option<Bytes> {
     if kind.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
         return None;
     }
@@ -254,7 +254,7 @@ fn decode_json_plain(frame: &Bytes) -> Option<Message> {
     let value = value.trim_ascii();
     let kind = MessageType::new(name)?;
     let start = value.as_ptr() as usize - bytes.as_ptr() as usize;
-    let payload = Payload::from_raw(crate::Format::Json, frame.slice(start..start + value.len()));
+    let payload = RawPayload::from_raw(crate::Format::Json, frame.slice(start..start + value.len()));
     Some(Message { kind, payload, id })
 }
 
@@ -274,9 +274,9 @@ fn decode_json_any(frame: &Bytes) -> Result<Message, DecodeError> {
     let payload = match payload {
         Some(raw) => {
             let start = raw.get().as_ptr() as usize - frame.as_ptr() as usize;
-            Payload::from_raw(crate::Format::Json, frame.slice(start..start + raw.get().len()))
+            RawPayload::from_raw(crate::Format::Json, frame.slice(start..start + raw.get().len()))
         }
-        None => Payload::null(),
+        None => RawPayload::null(),
     };
     Ok(Message { kind, payload, id })
 }
@@ -448,7 +448,7 @@ mod tests {
 
     #[test]
     fn plain_encoding_is_the_general_one() {
-        let payload = Payload::json(&serde_json::json!({"k": "v"})).unwrap();
+        let payload = RawPayload::json(&serde_json::json!({"k": "v"})).unwrap();
         for kind in ["~ok", "evt\"x", "a\u{1}b", "é"] {
             for id in [None, Id::new(1), Id::new(9_007_199_254_740_991)] {
                 let frame = encode(Format::Json, kind, &payload, id).unwrap();
@@ -465,14 +465,14 @@ mod tests {
     #[test]
     fn ids_are_written_in_decimal() {
         for id in [1, 9, 10, 4_096, 9_007_199_254_740_991] {
-            let frame = encode(Format::Json, "~ok", &Payload::null(), Id::new(id)).unwrap();
+            let frame = encode(Format::Json, "~ok", &RawPayload::null(), Id::new(id)).unwrap();
             assert_eq!(frame, format!(r#"["~ok",null,{id}]"#).as_bytes());
         }
     }
 
     #[test]
     fn encode_roundtrip_both_formats() {
-        let payload = Payload::json(&serde_json::json!({"k": ["v", 1, true, null]})).unwrap();
+        let payload = RawPayload::json(&serde_json::json!({"k": ["v", 1, true, null]})).unwrap();
         for format in Format::ALL {
             let frame = encode(format, "evt\"x", &payload, Id::new(9)).unwrap();
             let m = format.decode(&frame).unwrap();

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::{DecodeError, Format, Id, Message, MessageType, Payload};
+use crate::{DecodeError, Format, Id, Message, MessageType, RawPayload};
 
 const SYNTAX: DecodeError = DecodeError::Syntax("MessagePack");
 
@@ -140,9 +140,9 @@ pub(crate) fn decode(frame: &Bytes) -> Result<Message, DecodeError> {
     let payload = if len >= 2 {
         let start = c.pos;
         c.skip_value()?;
-        Payload::from_raw(Format::MsgPack, frame.slice(start..c.pos))
+        RawPayload::from_raw(Format::MsgPack, frame.slice(start..c.pos))
     } else {
-        Payload::null()
+        RawPayload::null()
     };
     let id = if len == 3 { read_id(&mut c)? } else { None };
     if c.remaining() != 0 {

@@ -10,24 +10,24 @@ use crate::{DecodeError, EncodeError, Format};
 /// One encoded value (JSON text or MessagePack bytes), kept raw.
 ///
 /// Routing a message never parses its payload: a handler decodes it into the type it wants with
-/// [`Payload::decode`], and a publication splices it into every delivery without re-parsing.
-/// A payload sent to a connection of the other format is transcoded once ([`Payload::to_format`]).
+/// [`RawPayload::decode`], and a publication splices it into every delivery without re-parsing.
+/// A payload sent to a connection of the other format is transcoded once ([`RawPayload::to_format`]).
 /// Cloning is cheap (the bytes are shared).
 ///
 /// ```
-/// use switchboard_protocol::{Format, Payload};
-/// let p = Payload::json(&serde_json::json!({"a": 1})).unwrap();
+/// use switchboard_protocol::{Format, RawPayload};
+/// let p = RawPayload::json(&serde_json::json!({"a": 1})).unwrap();
 /// let m = p.to_format(Format::MsgPack).unwrap();
 /// let v: serde_json::Value = m.decode().unwrap();
 /// assert_eq!(v["a"], 1);
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct Payload {
+pub struct RawPayload {
     format: Format,
     bytes: Bytes,
 }
 
-impl Payload {
+impl RawPayload {
     /// `null`.
     #[must_use]
     pub const fn null() -> Self {
@@ -78,17 +78,17 @@ impl Payload {
     /// Decodes the payload into `T`.
     ///
     /// # Errors
-    /// [`DecodeError::Payload`] says why, in words fit for a `BAD_REQUEST` reply.
+    /// [`DecodeError::RawPayload`] says why, in words fit for a `BAD_REQUEST` reply.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         match self.format {
             Format::Json => serde_json::from_slice(&self.bytes).map_err(|e| {
                 // serde_json appends " at line 1 column N": the position helps nobody here.
                 let text = e.to_string();
                 let text = text.split(" at line ").next().unwrap_or_default();
-                DecodeError::Payload(text.to_owned())
+                DecodeError::RawPayload(text.to_owned())
             }),
             Format::MsgPack => T::deserialize(&mut msgpack_deserializer(&self.bytes))
-                .map_err(|e| DecodeError::Payload(e.to_string())),
+                .map_err(|e| DecodeError::RawPayload(e.to_string())),
         }
     }
 
@@ -153,13 +153,13 @@ impl Payload {
     }
 }
 
-impl Default for Payload {
+impl Default for RawPayload {
     fn default() -> Self {
         Self::null()
     }
 }
 
-impl std::fmt::Debug for Payload {
+impl std::fmt::Debug for RawPayload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.format {
             Format::Json => write!(f, "{}", String::from_utf8_lossy(&self.bytes)),
@@ -169,11 +169,11 @@ impl std::fmt::Debug for Payload {
 }
 
 thread_local! {
-    /// Set while [`Payload::encode`] runs `serde_json`'s serializer (see [`Splice`]).
+    /// Set while [`RawPayload::encode`] runs `serde_json`'s serializer (see [`Splice`]).
     static SPLICE: Cell<bool> = const { Cell::new(false) };
 }
 
-/// While alive, JSON payloads serialized on this thread are spliced as raw JSON: [`Payload::encode`]
+/// While alive, JSON payloads serialized on this thread are spliced as raw JSON: [`RawPayload::encode`]
 /// holds one around its own `serde_json` serializer, which writes a `RawValue` as-is. Other
 /// serializers never see the raw-value token (they transcode), and the previous state comes back
 /// on drop (nested encodes, panics).
@@ -193,9 +193,9 @@ impl Drop for Splice {
 
 /// Serializing a payload into any serde serializer transcodes its bytes (used for rare
 /// structured messages; the hot paths splice the bytes with [`MapWriter`] instead). Inside
-/// [`Payload::json`] / [`Payload::encode`] to JSON, a JSON payload is copied as it is, not
-/// re-parsed (so `Payload::json(&payload)` or a struct holding payloads costs a copy).
-impl Serialize for Payload {
+/// [`RawPayload::json`] / [`RawPayload::encode`] to JSON, a JSON payload is copied as it is, not
+/// re-parsed (so `RawPayload::json(&payload)` or a struct holding payloads costs a copy).
+impl Serialize for RawPayload {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{Error, SerializeStruct};
         if self.format == Format::Json
@@ -223,9 +223,9 @@ impl Serialize for Payload {
 }
 
 /// Deserializing a payload from any serde deserializer captures the value as JSON. From
-/// `serde_json` (e.g. a field of a [`Payload::decode`]d struct) the value's text is copied as it
+/// `serde_json` (e.g. a field of a [`RawPayload::decode`]d struct) the value's text is copied as it
 /// is, not re-parsed; from other deserializers it is transcoded.
-impl<'de> Deserialize<'de> for Payload {
+impl<'de> Deserialize<'de> for RawPayload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // `serde_json` answers this name with the raw text (`visit_map`, see `PayloadVisitor`);
         // every other deserializer with `visit_newtype_struct`, or as `deserialize_any` would.
@@ -280,9 +280,9 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
-fn json_value<E: serde::de::Error>(value: &serde_json::Value) -> Result<Payload, E> {
+fn json_value<E: serde::de::Error>(value: &serde_json::Value) -> Result<RawPayload, E> {
     serde_json::to_vec(value)
-        .map(|bytes| Payload { format: Format::Json, bytes: Bytes::from(bytes) })
+        .map(|bytes| RawPayload { format: Format::Json, bytes: Bytes::from(bytes) })
         .map_err(E::custom)
 }
 
@@ -291,27 +291,27 @@ fn json_value<E: serde::de::Error>(value: &serde_json::Value) -> Result<Payload,
 struct PayloadVisitor;
 
 impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
-    type Value = Payload;
+    type Value = RawPayload;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any value")
     }
 
-    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawPayload, D::Error> {
         use serde::de::Error;
         let mut out = Vec::with_capacity(32);
         let mut ser = serde_json::Serializer::new(&mut out);
         serde_transcode::transcode(d, &mut ser).map_err(|e| D::Error::custom(e.to_string()))?;
-        Ok(Payload { format: Format::Json, bytes: Bytes::from(out) })
+        Ok(RawPayload { format: Format::Json, bytes: Bytes::from(out) })
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawPayload, A::Error> {
         use serde::de::value::MapAccessDeserializer;
         let key = match map.next_key::<Key>()? {
-            None => return Ok(Payload { format: Format::Json, bytes: Bytes::from_static(b"{}") }),
+            None => return Ok(RawPayload { format: Format::Json, bytes: Bytes::from_static(b"{}") }),
             // `serde_json`'s raw value: its text.
             Some(Key::Raw) => {
-                return Ok(Payload { format: Format::Json, bytes: map.next_value::<Text>()?.0 });
+                return Ok(RawPayload { format: Format::Json, bytes: map.next_value::<Text>()?.0 });
             }
             Some(Key::Other(key)) => key,
         };
@@ -323,39 +323,39 @@ impl<'de> serde::de::Visitor<'de> for PayloadVisitor {
     }
 
     // The rest: deserializers that forward newtypes to `deserialize_any`.
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Payload, E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawPayload, E> {
         json_value(&v.into())
     }
 
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Payload, E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawPayload, E> {
         json_value(&v.into())
     }
 
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Payload, E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawPayload, E> {
         json_value(&v.into())
     }
 
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Payload, E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<RawPayload, E> {
         json_value(&v.into())
     }
 
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawPayload, E> {
         json_value(&v.into())
     }
 
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Payload, E> {
-        Ok(Payload::null())
+    fn visit_unit<E: serde::de::Error>(self) -> Result<RawPayload, E> {
+        Ok(RawPayload::null())
     }
 
-    fn visit_none<E: serde::de::Error>(self) -> Result<Payload, E> {
-        Ok(Payload::null())
+    fn visit_none<E: serde::de::Error>(self) -> Result<RawPayload, E> {
+        Ok(RawPayload::null())
     }
 
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Payload, D::Error> {
-        Payload::deserialize(d)
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RawPayload, D::Error> {
+        RawPayload::deserialize(d)
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<RawPayload, A::Error> {
         json_value(&serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?)
     }
 }
@@ -379,8 +379,8 @@ pub(crate) fn msgpack_serializer<W: std::io::Write>(
 /// This is how the hot messages (`~msg` deliveries, presence diffs) are encoded once per format.
 ///
 /// ```
-/// use switchboard_protocol::{Format, MapWriter, Payload};
-/// let data = Payload::json(&[1, 2]).unwrap();
+/// use switchboard_protocol::{Format, MapWriter, RawPayload};
+/// let data = RawPayload::json(&[1, 2]).unwrap();
 /// let mut w = MapWriter::new(Format::Json, 2);
 /// w.field("topic", "chat/a").unwrap();
 /// w.raw("data", &data).unwrap();
@@ -444,7 +444,7 @@ impl MapWriter {
     ///
     /// # Errors
     /// When the payload has no equivalent in this format.
-    pub fn raw(&mut self, key: &str, payload: &Payload) -> Result<&mut Self, EncodeError> {
+    pub fn raw(&mut self, key: &str, payload: &RawPayload) -> Result<&mut Self, EncodeError> {
         self.key(key);
         payload.write_as(self.format, &mut self.out)?;
         Ok(self)
@@ -455,12 +455,12 @@ impl MapWriter {
     /// # Panics
     /// In debug builds, when the number of entries differs from the declared length.
     #[must_use]
-    pub fn finish(mut self) -> Payload {
+    pub fn finish(mut self) -> RawPayload {
         debug_assert_eq!(self.declared, self.written, "MapWriter: declared and written lengths differ");
         if self.format == Format::Json {
             self.out.put_u8(b'}');
         }
-        Payload { format: self.format, bytes: self.out.freeze() }
+        RawPayload { format: self.format, bytes: self.out.freeze() }
     }
 }
 
@@ -471,15 +471,15 @@ mod tests {
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Tell {
         user: String,
-        data: Payload,
+        data: RawPayload,
         #[serde(default)]
-        more: Option<Payload>,
+        more: Option<RawPayload>,
     }
 
     #[test]
     fn a_json_payload_field_keeps_its_text() {
         let frame =
-            Payload::from_json_text(r#"{"user":"u1","data":{"a": [1, "\u0041"]},"more":null}"#).unwrap();
+            RawPayload::from_json_text(r#"{"user":"u1","data":{"a": [1, "\u0041"]},"more":null}"#).unwrap();
         let t: Tell = frame.decode().unwrap();
         assert_eq!(t.data.as_bytes(), br#"{"a": [1, "\u0041"]}"#);
         assert_eq!(t.more, None);
@@ -492,20 +492,20 @@ mod tests {
         assert_eq!(t.data.as_bytes(), br#"{"a":[1,"A"]}"#);
         // From a deserializer that forwards newtypes to `deserialize_any`.
         use serde::de::IntoDeserializer;
-        let p = Payload::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer("x"))
+        let p = RawPayload::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer("x"))
             .unwrap();
         assert_eq!(p.as_bytes(), br#""x""#);
     }
 
     #[test]
     fn encoding_to_json_splices_json_payloads() {
-        let data = Payload::from_json_text(r#"{"b": 2}"#).unwrap();
-        assert_eq!(Payload::json(&data).unwrap().as_bytes(), br#"{"b": 2}"#);
-        let more = Payload::json(&[1, 2]).unwrap().to_format(Format::MsgPack).unwrap();
+        let data = RawPayload::from_json_text(r#"{"b": 2}"#).unwrap();
+        assert_eq!(RawPayload::json(&data).unwrap().as_bytes(), br#"{"b": 2}"#);
+        let more = RawPayload::json(&[1, 2]).unwrap().to_format(Format::MsgPack).unwrap();
         let t = Tell { user: "u".into(), data: data.clone(), more: Some(more) };
-        assert_eq!(Payload::json(&t).unwrap().as_bytes(), br#"{"user":"u","data":{"b": 2},"more":[1,2]}"#);
+        assert_eq!(RawPayload::json(&t).unwrap().as_bytes(), br#"{"user":"u","data":{"b": 2},"more":[1,2]}"#);
         // Other serializers transcode, also when called from inside a JSON encoding.
-        let m = Payload::encode(Format::MsgPack, &t).unwrap();
+        let m = RawPayload::encode(Format::MsgPack, &t).unwrap();
         assert_eq!(m.decode::<serde_json::Value>().unwrap()["data"], serde_json::json!({"b": 2}));
         assert_eq!(serde_json::to_value(&data).unwrap(), serde_json::json!({"b": 2}));
         assert_eq!(serde_json::to_string(&data).unwrap(), r#"{"b":2}"#);

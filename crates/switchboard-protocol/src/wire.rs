@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::Payload;
+use crate::RawPayload;
 
 /// Names of the reserved message types.
 pub mod types {
@@ -55,10 +55,10 @@ pub struct Hello {
     pub ns: Option<String>,
     /// Whatever the server's identify hook understands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Payload>,
+    pub identity: Option<RawPayload>,
     /// Free client data (device, version).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub meta: Option<Payload>,
+    pub meta: Option<RawPayload>,
 }
 
 /// The `~ok` reply to a successful `~hello`.
@@ -72,7 +72,7 @@ pub struct Welcome {
     pub ns: String,
     /// The welcome payload.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
     /// Heartbeat interval in milliseconds.
     pub heartbeat: u64,
 }
@@ -82,7 +82,7 @@ pub struct Welcome {
 pub struct Refresh {
     /// New credentials.
     #[serde(default)]
-    pub identity: Payload,
+    pub identity: RawPayload,
 }
 
 /// `~info` payload.
@@ -165,7 +165,7 @@ pub struct Publish {
     pub event: Option<String>,
     /// The data.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
     /// Deliver to the sender too.
     #[serde(default)]
     pub echo: bool,
@@ -205,7 +205,7 @@ pub struct Delivery {
     pub event: Option<String>,
     /// The data.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
     /// The sequence number in the topic's epoch.
     pub seq: u64,
     /// The publisher, for publications by clients.
@@ -240,7 +240,7 @@ pub struct HistoryItem {
     pub event: Option<String>,
     /// The data.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
     /// The publisher, for publications by clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Origin>,
@@ -295,7 +295,7 @@ pub struct Peer {
     pub available: bool,
     /// Immutable public data from identification.
     #[serde(default)]
-    pub public: Payload,
+    pub public: RawPayload,
 }
 
 /// Reply to `~who`.
@@ -345,7 +345,7 @@ pub struct DirectMessage {
     pub to: DmTarget,
     /// The data.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
 }
 
 /// The sender of a delivered direct message.
@@ -366,7 +366,7 @@ pub struct DirectDelivery {
     pub from: DmSender,
     /// The data.
     #[serde(default)]
-    pub data: Payload,
+    pub data: RawPayload,
 }
 
 #[cfg(test)]
@@ -376,9 +376,9 @@ mod tests {
 
     #[test]
     fn status_distinguishes_null_from_absent() {
-        let s: Status = Payload::json(&serde_json::json!({"alias": null})).unwrap().decode().unwrap();
+        let s: Status = RawPayload::json(&serde_json::json!({"alias": null})).unwrap().decode().unwrap();
         assert_eq!(s.alias, Some(None));
-        let s: Status = Payload::json(&serde_json::json!({"available": false})).unwrap().decode().unwrap();
+        let s: Status = RawPayload::json(&serde_json::json!({"available": false})).unwrap().decode().unwrap();
         assert_eq!(s.alias, None);
         assert_eq!(s.available, Some(false));
     }
@@ -386,9 +386,9 @@ mod tests {
     #[test]
     fn dm_target_shapes() {
         let d: DirectMessage =
-            Payload::json(&serde_json::json!({"to": {"alias": "bob"}, "data": 1})).unwrap().decode().unwrap();
+            RawPayload::json(&serde_json::json!({"to": {"alias": "bob"}, "data": 1})).unwrap().decode().unwrap();
         assert_eq!(d.to, DmTarget::Alias("bob".into()));
-        let enc = Payload::encode(Format::MsgPack, &d).unwrap();
+        let enc = RawPayload::encode(Format::MsgPack, &d).unwrap();
         let back: DirectMessage = enc.decode().unwrap();
         assert_eq!(back.to, d.to);
     }

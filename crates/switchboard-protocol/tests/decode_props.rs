@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use switchboard_protocol::{Format, Id, Payload, encode};
+use switchboard_protocol::{Format, Id, RawPayload, encode};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(4000))]
@@ -31,7 +31,7 @@ proptest! {
 
     #[test]
     fn roundtrip(kind in "[a-z~.]{1,20}", v in arb_json(), id in proptest::option::of(1u64..=(1u64 << 53) - 1)) {
-        let payload = Payload::json(&v).unwrap();
+        let payload = RawPayload::json(&v).unwrap();
         for format in Format::ALL {
             let frame = encode(format, &kind, &payload, id.and_then(Id::new)).unwrap();
             let m = format.decode(&frame).unwrap();

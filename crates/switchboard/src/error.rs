@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
-use switchboard_protocol::{DecodeError, ErrorBody, Format, Payload as RawPayload, codes};
+use switchboard_protocol::{DecodeError, ErrorBody, Format, RawPayload, codes};
 
 /// An error a handler, filter or hook returns: it becomes the `~err` reply
 /// `{"code", "message", "data"?}`.
@@ -249,7 +249,27 @@ pub enum BuildError {
 /// What a request handler returns: converted into the `~ok` result or the `~err` body.
 ///
 /// Implemented for `Result<T, E>` where `T: Serialize` and `E: Into<Error>`, for `()`
-/// (replies `null`), [`RawPayload`] and `serde_json::Value`.
+/// (replies `null`), [`RawPayload`], `serde_json::Value`, [`Error`] (replies the error), and the
+/// plain values a handler computes: `String`, `&'static str`, `bool`, the integers, `f32`,
+/// `f64`, `Option<T>` (`None` replies `null`) and `Vec<T>` of serializable `T`.
+///
+/// ```
+/// use switchboard::{Namespace, Payload};
+///
+/// async fn version() -> &'static str {
+///     "1.0"
+/// }
+/// async fn add(Payload((a, b)): Payload<(i64, i64)>) -> i64 {
+///     a + b
+/// }
+/// async fn greet(Payload(name): Payload<String>) -> String {
+///     format!("hello, {name}")
+/// }
+/// async fn find(Payload(n): Payload<u32>) -> Option<u32> {
+///     (n < 10).then_some(n)
+/// }
+/// let ns: Namespace = Namespace::new("main").on("version", version).on("add", add).on("greet", greet).on("find", find);
+/// ```
 pub trait IntoReply: Send {
     /// The reply's payload in `format`, or the error to reply.
     ///
@@ -287,6 +307,31 @@ impl IntoReply for RawPayload {
 }
 
 impl IntoReply for serde_json::Value {
+    fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
+        encode(format, &self)
+    }
+}
+
+/// Plain values reply themselves, serialized.
+macro_rules! reply_as_value {
+    ($($t:ty),* $(,)?) => {$(
+        impl IntoReply for $t {
+            fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
+                encode(format, &self)
+            }
+        }
+    )*};
+}
+
+reply_as_value!(String, &'static str, bool, i8, i16, i32, i64, u8, u16, u32, u64, isize, usize, f32, f64);
+
+impl<T: Serialize + Send> IntoReply for Option<T> {
+    fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
+        encode(format, &self)
+    }
+}
+
+impl<T: Serialize + Send> IntoReply for Vec<T> {
     fn into_reply(self, format: Format) -> Result<RawPayload, Error> {
         encode(format, &self)
     }

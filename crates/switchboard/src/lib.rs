@@ -94,4 +94,4 @@ pub use server::{Server, Switchboard, subprotocol};
 pub use session::runtime::RequestDone;
 pub use switchboard_core as core;
 pub use switchboard_protocol as protocol;
-pub use switchboard_protocol::{CloseCode, Format, Payload as RawPayload, codes};
+pub use switchboard_protocol::{CloseCode, Format, RawPayload, codes};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::{Client, main_ns};
 use serde_json::json;
-use switchboard::{Conn, Error, Format, Rejection, Server, UpgradeRequest};
+use switchboard::{Conn, Error, Format, Payload, Rejection, Server, UpgradeRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn cookie(conn: Conn, req: Arc<UpgradeRequest>) -> Result<serde_json::Value, Error> {
@@ -126,4 +126,50 @@ async fn accepts_connections_upgraded_by_another_stack() {
     assert_eq!(welcome["ns"], "main");
     assert_eq!(c.call("~ping", json!(null)).await, Ok(json!(null)));
     assert_eq!(Format::Json, Format::default());
+}
+
+/// Handlers may return plain values: a `String`, a `&'static str`, numbers, `bool`, `Option`
+/// (`None` is `null`), `Vec`; each is the `~ok` result as it serializes.
+#[tokio::test]
+async fn handlers_reply_plain_values() {
+    async fn greet(Payload(name): Payload<String>) -> String {
+        format!("hello, {name}")
+    }
+    async fn version() -> &'static str {
+        "1.0"
+    }
+    async fn add(Payload((a, b)): Payload<(i64, i64)>) -> i64 {
+        a + b
+    }
+    async fn half(Payload(n): Payload<f64>) -> f64 {
+        n / 2.0
+    }
+    async fn even(Payload(n): Payload<u32>) -> bool {
+        n % 2 == 0
+    }
+    async fn find(Payload(n): Payload<u32>) -> Option<u32> {
+        (n < 10).then_some(n)
+    }
+    async fn range(Payload(n): Payload<u8>) -> Vec<u8> {
+        (0..n).collect()
+    }
+    let ns = main_ns()
+        .on("greet", greet)
+        .on("version", version)
+        .on("add", add)
+        .on("half", half)
+        .on("even", even)
+        .on("find", find)
+        .on("range", range);
+    let board = Server::new().namespace(ns).build().await.unwrap();
+    let addr = common::serve(&board).await;
+    let (mut c, _) = Client::identified(addr, "ann").await;
+    assert_eq!(c.call("greet", json!("ann")).await, Ok(json!("hello, ann")));
+    assert_eq!(c.call("version", json!(null)).await, Ok(json!("1.0")));
+    assert_eq!(c.call("add", json!([2, 40])).await, Ok(json!(42)));
+    assert_eq!(c.call("half", json!(5)).await, Ok(json!(2.5)));
+    assert_eq!(c.call("even", json!(3)).await, Ok(json!(false)));
+    assert_eq!(c.call("find", json!(7)).await, Ok(json!(7)));
+    assert_eq!(c.call("find", json!(70)).await, Ok(json!(null)));
+    assert_eq!(c.call("range", json!(3)).await, Ok(json!([0, 1, 2])));
 }

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use serde::Serialize;
-use switchboard_protocol::Payload as RawPayload;
+use switchboard_protocol::RawPayload;
 
 /// What an identify hook answers to accept a connection.
 ///

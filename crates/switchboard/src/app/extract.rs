@@ -4,7 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use switchboard_protocol::Payload as RawPayload;
+use switchboard_protocol::RawPayload;
 
 use super::handler::{Ctx, FromContext};
 use crate::conn::Conn;

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use switchboard_protocol::{Format, MessageType, Payload as RawPayload};
+use switchboard_protocol::{Format, MessageType, RawPayload};
 
 use super::accept::Accept;
 use crate::conn::Conn;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use switchboard_protocol::Payload as RawPayload;
+use switchboard_protocol::RawPayload;
 
 use super::accept::Accept;
 use super::handler::{Erased, Filter, Handler, IntoAccept, IntoPass, NameMap, erase};

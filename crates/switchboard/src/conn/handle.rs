@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
-use switchboard_protocol::{CloseCode, Format, Id, MessageType, Payload as RawPayload, Topic, wire};
+use switchboard_protocol::{CloseCode, Format, Id, MessageType, RawPayload, Topic, wire};
 use tokio::sync::oneshot;
 
 use super::state::{ConnShared, Pending};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use switchboard_protocol::{CloseCode, Id, Payload as RawPayload, encode, wire};
+use switchboard_protocol::{CloseCode, Id, RawPayload, encode, wire};
 
 use super::cork::{self, Mode};
 use super::state::{ConnShared, Out};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use switchboard_protocol::{CloseCode, ErrorBody, Format, Id, MessageType, Payload as RawPayload, Topic};
+use switchboard_protocol::{CloseCode, ErrorBody, Format, Id, MessageType, RawPayload, Topic};
 use tokio::sync::oneshot;
 
 use crate::base::lazy::Lazy;

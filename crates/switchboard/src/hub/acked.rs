@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use switchboard_protocol::{CloseCode, Payload as RawPayload, encode};
+use switchboard_protocol::{CloseCode, RawPayload, encode};
 
 use super::core::Core;
 use crate::base::clock::millis;

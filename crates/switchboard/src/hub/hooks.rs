@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use switchboard_protocol::{Payload as RawPayload, wire};
+use switchboard_protocol::{RawPayload, wire};
 
 /// A direct message that was delivered, for the application's audit hook
 /// ([`Server::on_direct_message`](crate::Server::on_direct_message)).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use switchboard_core::BrokerSink;
-use switchboard_protocol::{CloseCode, ErrorBody, Payload as RawPayload, Topic, codes};
+use switchboard_protocol::{CloseCode, ErrorBody, RawPayload, Topic, codes};
 
 use super::acked::send_acked;
 use super::core::Core;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use switchboard_core::{BackendError, Broker, NodeId};
-use switchboard_protocol::{ErrorBody, Payload as RawPayload, wire};
+use switchboard_protocol::{ErrorBody, RawPayload, wire};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, HubError, RequestError};

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use switchboard_core::ConnRef;
-use switchboard_protocol::{CloseCode, Payload as RawPayload, Topic, wire};
+use switchboard_protocol::{CloseCode, RawPayload, Topic, wire};
 
 use self::acked::send_acked;
 use self::core::{Core, HistorySpan, Parts};

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_protocol::{Payload as RawPayload, codes, wire};
+use switchboard_protocol::{RawPayload, codes, wire};
 
 use super::core::Core;
 use super::hooks::{DirectMessageEvent, EventKind, LifecycleEvent};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::Payload as RawPayload;
+use switchboard_protocol::RawPayload;
 
 use super::core::Core;
 use super::link::NodeMsg;

@@ -121,7 +121,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use switchboard_protocol::{CloseCode, Payload as RawPayload};
+    use switchboard_protocol::{CloseCode, RawPayload};
 
     use crate::conn::{Out, Receiver};
     use crate::hub::core::Core;

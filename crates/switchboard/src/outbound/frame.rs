@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use switchboard_protocol::{Format, Payload as RawPayload, encode};
+use switchboard_protocol::{Format, RawPayload, encode};
 
 /// `[kind, payload]` for many connections. The first JSON recipient encodes it for JSON, the
 /// first MessagePack recipient for MessagePack; everyone else gets a clone of those bytes.

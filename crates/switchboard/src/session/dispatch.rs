@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use switchboard_protocol::{ErrorBody, Message, Payload as RawPayload, codes, wire};
+use switchboard_protocol::{ErrorBody, Message, RawPayload, codes, wire};
 
 use super::identify;
 use super::limits::{ConnLimits, Verdict, passed, refuse};

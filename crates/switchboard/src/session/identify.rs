@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use switchboard_protocol::{CloseCode, Message, Payload as RawPayload, codes, wire};
+use switchboard_protocol::{CloseCode, Message, RawPayload, codes, wire};
 
 use super::reply::{Task, guarded, respond};
 use super::runtime::Runtime;

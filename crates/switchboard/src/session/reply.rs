@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use switchboard_protocol::{Message, Payload as RawPayload, codes};
+use switchboard_protocol::{Message, RawPayload, codes};
 
 use super::runtime::{RequestDone, Runtime};
 use crate::conn::ConnShared;

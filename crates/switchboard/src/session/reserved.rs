@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use switchboard_protocol::{Message, Payload as RawPayload, Topic, codes, wire};
+use switchboard_protocol::{Message, RawPayload, Topic, codes, wire};
 
 use super::identify;
 use super::reply::{Task, guarded, observe, respond, started};

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use switchboard_protocol::{Payload as RawPayload, encode, wire};
+use switchboard_protocol::{RawPayload, encode, wire};
 
 use super::record::{Record, delivery_payload};
 use super::sequencer::Out;
@@ -213,7 +213,7 @@ pub(crate) fn deliver_event(core: &Core, topic: &str, frame: &SharedFrame) {
 mod tests {
     use bytes::Bytes;
     use futures_util::FutureExt;
-    use switchboard_protocol::{Payload as RawPayload, Topic};
+    use switchboard_protocol::{RawPayload, Topic};
 
     use super::super::publish::{Publication, publish};
     use super::super::record::{Record, Skip, record_of};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchboard_core::{BackendError, Position};
-use switchboard_protocol::{CloseCode, MessageType, Payload as RawPayload, Topic, wire};
+use switchboard_protocol::{CloseCode, MessageType, RawPayload, Topic, wire};
 
 use super::deliver::deliver;
 use super::record::{Record, Skip, decode_publication, encode_publication};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use switchboard_core::Position;
-use switchboard_protocol::{Format, MapWriter, Payload as RawPayload, wire};
+use switchboard_protocol::{Format, MapWriter, RawPayload, wire};
 
 use crate::conn::ConnShared;
 

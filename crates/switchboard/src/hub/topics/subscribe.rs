@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use switchboard_core::Position;
-use switchboard_protocol::{Id, Payload as RawPayload, Topic, wire};
+use switchboard_protocol::{Id, RawPayload, Topic, wire};
 
 use super::deliver::{deliver_one, release};
 use super::publish::apply;
