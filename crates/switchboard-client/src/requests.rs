@@ -81,7 +81,12 @@ impl Outbox {
     }
 
     /// Queues one message as is (no reply tracked).
-    pub(crate) fn frame(&mut self, kind: &str, payload: &RawPayload, id: Option<Id>) -> Result<(), ClientError> {
+    pub(crate) fn frame(
+        &mut self,
+        kind: &str,
+        payload: &RawPayload,
+        id: Option<Id>,
+    ) -> Result<(), ClientError> {
         let bytes = encode(self.format, kind, payload, id)?;
         self.frames.push(Outgoing::Frame(bytes));
         Ok(())

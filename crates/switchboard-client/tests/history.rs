@@ -6,7 +6,7 @@ mod common;
 
 use common::{Fixture, connect, within};
 use serde_json::{Value, json};
-use switchboard_client::{Format, HistoryOptions, RawPayload, PublishOptions};
+use switchboard_client::{Format, HistoryOptions, PublishOptions, RawPayload};
 
 #[tokio::test]
 async fn history_returns_the_newest_publications_oldest_first() {

@@ -28,7 +28,7 @@ pub enum DecodeError {
     WrongFrame(&'static str, &'static str),
     /// A payload did not decode into the expected type (a `BAD_REQUEST`, not a protocol error).
     #[error("{0}")]
-    RawPayload(String),
+    Payload(String),
 }
 
 /// A value could not be encoded (for example a MessagePack map with non-string keys sent to a

@@ -120,7 +120,12 @@ pub struct Message {
 ///
 /// # Errors
 /// When the payload has no equivalent in `format`.
-pub fn encode(format: Format, kind: &str, payload: &RawPayload, id: Option<Id>) -> Result<Bytes, EncodeError> {
+pub fn encode(
+    format: Format,
+    kind: &str,
+    payload: &RawPayload,
+    id: Option<Id>,
+) -> Result<Bytes, EncodeError> {
     if format == Format::Json
         && payload.format() == Format::Json
         && let Some(frame) = encode_json_plain(kind, payload, id)

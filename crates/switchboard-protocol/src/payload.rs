@@ -78,17 +78,17 @@ impl RawPayload {
     /// Decodes the payload into `T`.
     ///
     /// # Errors
-    /// [`DecodeError::RawPayload`] says why, in words fit for a `BAD_REQUEST` reply.
+    /// [`DecodeError::Payload`] says why, in words fit for a `BAD_REQUEST` reply.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
         match self.format {
             Format::Json => serde_json::from_slice(&self.bytes).map_err(|e| {
                 // serde_json appends " at line 1 column N": the position helps nobody here.
                 let text = e.to_string();
                 let text = text.split(" at line ").next().unwrap_or_default();
-                DecodeError::RawPayload(text.to_owned())
+                DecodeError::Payload(text.to_owned())
             }),
             Format::MsgPack => T::deserialize(&mut msgpack_deserializer(&self.bytes))
-                .map_err(|e| DecodeError::RawPayload(e.to_string())),
+                .map_err(|e| DecodeError::Payload(e.to_string())),
         }
     }
 

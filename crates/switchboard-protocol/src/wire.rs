@@ -385,8 +385,10 @@ mod tests {
 
     #[test]
     fn dm_target_shapes() {
-        let d: DirectMessage =
-            RawPayload::json(&serde_json::json!({"to": {"alias": "bob"}, "data": 1})).unwrap().decode().unwrap();
+        let d: DirectMessage = RawPayload::json(&serde_json::json!({"to": {"alias": "bob"}, "data": 1}))
+            .unwrap()
+            .decode()
+            .unwrap();
         assert_eq!(d.to, DmTarget::Alias("bob".into()));
         let enc = RawPayload::encode(Format::MsgPack, &d).unwrap();
         let back: DirectMessage = enc.decode().unwrap();
