@@ -45,6 +45,16 @@ pub(crate) async fn subscribe(
     let settings = core.settings.of(topic);
     let unavailable = |_| Error::unavailable("the topic's history is unavailable");
     let order = core.topics.order(topic).lock().await;
+    // Again now that the topic's order is ours: a connection's requests run concurrently
+    // (pipelined `~sub`s), and from here to the push below nothing awaits, so the limit holds.
+    let already = {
+        let topics = conn.topics.lock();
+        let already = topics.iter().any(|t| t == topic);
+        if !already && topics.len() >= core.config.max_subscriptions {
+            return Err(Error::limit("too many subscriptions"));
+        }
+        already
+    };
     // 1. Become pending: from here on, publications from other nodes are buffered for us.
     let state = if already {
         None
