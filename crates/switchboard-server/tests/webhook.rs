@@ -325,11 +325,11 @@ impl Drop for Redis {
 }
 
 // Ignored until the Redis backends have their shared event log (a Redis Stream, another
-// branch of #20): with the temporary log in each node's memory, the survivor numbers ada's
-// events from 1 again (`check_order` fails: seq 1, 2, 3, 1, 2), and in some runs the survivor
-// declares the node dead without writing its connection's `disconnect`, or a live node's own
-// user events are not delivered. Run it with `cargo test -p switchboard-server --test webhook
-// -- --ignored`.
+// branch of #20). With the temporary log in each node's memory, event ids are per node
+// (`PARTITION-OFFSET`): two nodes hand out the same ids, so the backend, deduplicating by id,
+// drops one node's events as duplicates (here, at random, the survivor's `disconnect` of ada or
+// bob's own events), and the survivor numbers ada's events from 1 again (`check_order`: seq 1,
+// 2, 3, 1, 2). Run it with `cargo test -p switchboard-server --test webhook -- --ignored`.
 #[tokio::test]
 #[ignore = "needs the Redis event log shared by the nodes (see the comment)"]
 async fn a_killed_servers_connections_are_announced_once_by_the_survivor() {
