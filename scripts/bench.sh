@@ -24,7 +24,7 @@ done
 command_line="scripts/bench.sh $*"
 
 echo "== build (release)" >&2
-cargo build --release --locked -p switchboard-bench --bins >&2
+cargo build --release --locked -p switchboard-bench -p switchboard-server --bins >&2
 
 echo "== peers" >&2
 if [[ -x scripts/install-peers.sh ]]; then

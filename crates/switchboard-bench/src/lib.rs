@@ -9,6 +9,7 @@ pub mod client;
 pub mod clock;
 pub mod doc;
 pub mod eio;
+pub mod events;
 pub mod jwt;
 pub mod lean;
 pub mod procfs;

@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md]
-//!                   [s1 … s7 | s1tls s2tls s4tls | s12 | all]
+//!                   [s1 … s7 | s1tls s2tls s4tls | s10 | s12 | all]
 //! ```
 //!
 //! `s1tls`, `s2tls` and `s4tls` are S1, S2 and S4 over TLS (`wss://`, issue #17) against
-//! Switchboard, the reference and Bun, with certificates made for the run.
+//! Switchboard, the reference and Bun, with certificates made for the run. `s10` is the
+//! lifecycle events' churn of issue #20 (the standalone server `switchboard` next to this
+//! binary, `[events]` to a local backend).
 //!
 //! `scripts/bench.sh` builds the binaries, installs the peers and calls this. The hidden
 //! subcommand `worker` is how the bench runs its connection-holding processes.
@@ -28,7 +30,8 @@ use switchboard_bench::{doc, procfs, svg, worker};
     about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers, S1/S2/S4 over TLS"
 )]
 struct Args {
-    /// Scenarios: s1 … s7, s1tls, s2tls, s4tls (S1, S2, S4 over TLS), s12, or all.
+    /// Scenarios: s1 … s7, s1tls, s2tls, s4tls (S1, S2, S4 over TLS), s10 (lifecycle events),
+    /// s12 (under abuse), or all.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Smaller sizes and shorter measurements (the whole run under 5 minutes).
@@ -101,7 +104,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     type Scenario =
         for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Metric>> + 'a>>;
-    let all: [(&str, Scenario); 11] = [
+    let all: [(&str, Scenario); 12] = [
         ("s1", |c| Box::pin(scenarios::s1(c))),
         ("s2", |c| Box::pin(scenarios::s2(c))),
         ("s3", |c| Box::pin(scenarios::s3(c))),
@@ -112,6 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("s1tls", |c| Box::pin(scenarios::s1_tls(c))),
         ("s2tls", |c| Box::pin(scenarios::s2_tls(c))),
         ("s4tls", |c| Box::pin(scenarios::s4_tls(c))),
+        ("s10", |c| Box::pin(switchboard_bench::events::s10(c))),
         ("s12", |c| Box::pin(scenarios::s12(c))),
     ];
     for s in &args.scenarios {

@@ -47,6 +47,10 @@ pub struct Sizes {
     pub s7_subscribers: usize,
     /// S7 queue limit given to the server (`--queue-bytes`).
     pub s7_queue_bytes: usize,
+    /// S10 connections opened per second.
+    pub s10_rate: u64,
+    /// S10 connections per measurement.
+    pub s10_conns: usize,
 }
 
 impl Sizes {
@@ -63,6 +67,8 @@ impl Sizes {
             s6_users: 5_000,
             s7_subscribers: 10_000,
             s7_queue_bytes: 64 * 1024,
+            s10_rate: 2_000,
+            s10_conns: 20_000,
         }
     }
 
@@ -79,6 +85,8 @@ impl Sizes {
             s6_users: 1_000,
             s7_subscribers: 2_000,
             s7_queue_bytes: 64 * 1024,
+            s10_rate: 2_000,
+            s10_conns: 6_000,
         }
     }
 
@@ -95,6 +103,8 @@ impl Sizes {
             s6_users: 10,
             s7_subscribers: 200,
             s7_queue_bytes: 64 * 1024,
+            s10_rate: 200,
+            s10_conns: 60,
         }
     }
 }
@@ -125,7 +135,7 @@ impl Ctx {
     }
 
     /// Marks every target but Switchboard "n/a".
-    fn switchboard_only(&self, m: &mut Metric) {
+    pub(crate) fn switchboard_only(&self, m: &mut Metric) {
         m.mark(REFERENCE, "n/a");
         for p in self.peer_names() {
             m.mark(&p, "n/a");

@@ -185,8 +185,10 @@ impl Target {
         let mut lines = BufReader::new(stdout).lines();
         let ready = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await? {
+                // `listening PORT` (bench servers) or `listening on ADDR:PORT` (the standalone).
                 if let Some(p) = line.strip_prefix("listening ") {
-                    return Ok::<_, anyhow::Error>(p.trim().parse::<u16>().unwrap_or(port));
+                    let p = p.trim().rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+                    return Ok::<_, anyhow::Error>(p.unwrap_or(port));
                 }
             }
             bail!("{} exited before `listening`", self.name)

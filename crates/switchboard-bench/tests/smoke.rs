@@ -150,3 +150,20 @@ async fn s12_runs_under_abuse_and_with_rate_limits_on() {
         assert_eq!(m.why(REFERENCE), "n/a");
     }
 }
+
+/// S10 with tiny sizes: the standalone server (built next to this test's binaries by `cargo
+/// build -p switchboard-server`, as `scripts/test.sh` does) delivers every lifecycle event of a
+/// short churn to the bench's local backend, events off and on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_delivers_every_lifecycle_event_of_a_churn() {
+    let ctx = ctx();
+    let metrics = switchboard_bench::events::s10(&ctx).await;
+    assert_eq!(metrics.len(), 5);
+    for m in &metrics {
+        assert_eq!(m.scenario, "S10");
+        assert!(m.median(SWITCHBOARD).is_some(), "{}: {:?}", m.metric, m.missing);
+        assert_eq!(m.why(REFERENCE), "n/a");
+    }
+    assert!(metrics[0].median(SWITCHBOARD).is_some_and(|v| v > 0.0));
+    assert!(metrics[1].median(SWITCHBOARD).is_some_and(|v| v > 0.0));
+}

@@ -98,6 +98,29 @@ impl AppClient {
         }
     }
 
+    /// POSTs `body` (JSON) with `headers`; returns the status once the answer (at most 64 KiB
+    /// of it, then discarded) was read, within the timeout.
+    pub(crate) async fn post_bytes(
+        &self,
+        url: &str,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+    ) -> Result<u16, CallError> {
+        let mut request = http::Request::post(url).header(http::header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let request = request.body(Full::new(body)).map_err(|e| CallError::Failed(e.to_string()))?;
+        let exchange = async {
+            let response = self.client.request(request).await.map_err(|e| CallError::Failed(chain(&e)))?;
+            let status = response.status().as_u16();
+            // Read (so the connection is reused), but a large or broken answer is no failure.
+            let _ = Limited::new(response.into_body(), 64 * 1024).collect().await;
+            Ok(status)
+        };
+        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| CallError::Timeout)?
+    }
+
     async fn call(&self, request: http::Request<Full<Bytes>>) -> Result<(u16, Value), CallError> {
         let response = self.client.request(request).await.map_err(|e| CallError::Failed(chain(&e)))?;
         let status = response.status().as_u16();

@@ -24,6 +24,8 @@ pub(crate) struct Parts {
     pub jwt: Option<Arc<Verifier>>,
     /// `redis.ca_file`'s certificates.
     pub redis_ca: Option<Vec<u8>>,
+    /// The lifecycle events' webhook, when `[events]` is given.
+    pub webhook: Option<crate::webhook::Webhook>,
 }
 
 /// Reads every file the settings name; the error names the setting and the file.
@@ -34,6 +36,7 @@ pub(crate) fn prepare(s: &Settings) -> Result<Parts, String> {
     };
     let client_tls = tls::client_config(s.ca_file.as_deref()).map_err(|e| format!("ca_file: {e}"))?;
     let timeout = Duration::from_millis(s.proxy.as_ref().map_or(5000, |p| p.timeout_ms));
+    let webhook = s.events.as_ref().map(|e| crate::webhook::Webhook::new(e, client_tls.clone()));
     let client = AppClient::new(timeout, client_tls);
     let jwt = s.jwt.as_ref().map(|j| Verifier::new(j, &client)).transpose()?.map(Arc::new);
     let redis_ca = match s.redis.as_ref().and_then(|r| r.ca_file.as_ref()) {
@@ -47,7 +50,7 @@ pub(crate) fn prepare(s: &Settings) -> Result<Parts, String> {
         }
         None => None,
     };
-    Ok(Parts { tls, client, jwt, redis_ca })
+    Ok(Parts { tls, client, jwt, redis_ca, webhook })
 }
 
 /// A URL without its password, for logs and summaries.
@@ -129,6 +132,30 @@ pub(crate) fn summary(loaded: &Loaded, parts: &Parts) -> String {
         ),
         None => "  redis: none (in memory, one server)".to_owned(),
     });
+    if let Some(e) = &s.events {
+        let or_all = |list: &[String]| if list.is_empty() { "all".to_owned() } else { list.join(" ") };
+        let kinds: Vec<String> = e
+            .kinds
+            .iter()
+            .map(|k| {
+                serde_json::to_value(k).map(|v| v.as_str().unwrap_or("?").to_owned()).unwrap_or_default()
+            })
+            .collect();
+        lines.push(format!(
+            "  events: POST to {} (signed), kinds {}, namespaces {}, topics {}, batches ≤ {} events or {} ms, timeout {} ms, retries {}…{} ms",
+            redact(&e.url),
+            if kinds.len() == switchboard::EventKind::ALL.len() { "all".to_owned() } else { kinds.join(" ") },
+            or_all(&e.namespaces),
+            or_all(&e.topics),
+            e.max_batch,
+            e.max_wait_ms,
+            e.timeout_ms,
+            e.retry_min_ms,
+            e.retry_max_ms
+        ));
+    } else {
+        lines.push("  events: none".to_owned());
+    }
     lines.join("\n")
 }
 

@@ -11,7 +11,9 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::Serialize;
 
 use crate::origin::Origins;
-use crate::settings::{IdentifyMode, JwtSettings, LogFormat, Publish, Settings, Subscribe, dev_namespaces};
+use crate::settings::{
+    EventsSettings, IdentifyMode, JwtSettings, LogFormat, Publish, Settings, Subscribe, dev_namespaces,
+};
 
 /// Command-line values that override everything.
 #[derive(Debug, Default, Serialize)]
@@ -82,7 +84,7 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 16] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 17] = [
     "listen",
     "dev",
     "api_key",
@@ -99,6 +101,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 16] = [
     "namespaces",
     "redis",
     "shutdown",
+    "events",
 ];
 
 fn is_setting(var: &str) -> bool {
@@ -244,6 +247,11 @@ fn check(figment: &Figment, s: &Settings, errors: &mut Vec<String>) {
             err(key, what);
         }
     }
+    if let Some(events) = &s.events {
+        for (key, what) in check_events(events, s) {
+            err(&key, what);
+        }
+    }
     if let Some(proxy) = &s.proxy {
         for (key, url) in [
             ("proxy.identify_url", &proxy.identify_url),
@@ -266,6 +274,70 @@ pub(crate) fn http_url(url: &str) -> Result<http::Uri, String> {
         Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(format!("`{url}` is not an http:// or https:// URL")),
     }
+}
+
+/// What is wrong with `[events]`: `(key, problem)`.
+fn check_events(events: &EventsSettings, s: &Settings) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let mut problem = |key: &str, what: String| problems.push((format!("events.{key}"), what));
+    if let Err(e) = http_url(&events.url) {
+        problem("url", e);
+    }
+    if events.secret.len() < MIN_EVENTS_SECRET {
+        problem(
+            "secret",
+            format!(
+                "a secret of {} bytes: give at least {MIN_EVENTS_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
+                events.secret.len()
+            ),
+        );
+    }
+    if events.kinds.is_empty() {
+        problem("kinds", "no kind: name some (connect, disconnect, …) or remove [events]".to_owned());
+    }
+    for ns in &events.namespaces {
+        if !s.namespaces.contains_key(ns) {
+            problem("namespaces", format!("unknown namespace `{ns}`"));
+        }
+    }
+    for pattern in &events.topics {
+        if let Err(e) = topic_pattern(pattern) {
+            problem("topics", e);
+        }
+    }
+    if !(1..=MAX_EVENTS_BATCH).contains(&events.max_batch) {
+        problem("max_batch", format!("{} is not in 1..={MAX_EVENTS_BATCH}", events.max_batch));
+    }
+    if events.max_wait_ms > 60_000 {
+        problem("max_wait_ms", format!("{} is over a minute", events.max_wait_ms));
+    }
+    if events.timeout_ms == 0 {
+        problem("timeout_ms", "0 (give a deadline, e.g. 5000)".to_owned());
+    }
+    if events.retry_min_ms == 0 || events.retry_max_ms < events.retry_min_ms {
+        problem("retry_min_ms", "retry_min_ms must be at least 1 and at most retry_max_ms".to_owned());
+    }
+    problems
+}
+
+/// The shortest `events.secret` (bytes): as HS256 keys.
+const MIN_EVENTS_SECRET: usize = 32;
+/// The largest `events.max_batch`.
+const MAX_EVENTS_BATCH: usize = 10_000;
+
+/// A topic pattern: `/`-separated non-empty segments, each a literal or `{name}`.
+fn topic_pattern(pattern: &str) -> Result<(), String> {
+    for segment in pattern.split('/') {
+        let param = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+        let ok = match param {
+            Some(name) => !name.is_empty() && !name.contains(['{', '}']),
+            None => !segment.is_empty() && !segment.contains(['{', '}']),
+        };
+        if !ok {
+            return Err(format!("`{pattern}` is not a topic pattern (segments like `room` or `{{name}}`)"));
+        }
+    }
+    Ok(())
 }
 
 /// What is wrong with the JWT settings, without reading a file: `(key, problem)`.

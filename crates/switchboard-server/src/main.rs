@@ -18,6 +18,7 @@
 //   origin, tls, client       origin patterns; certificates and roots; HTTP(S) client
 //   config, jwks, metrics     loading and checking; key sets; Prometheus series
 //   jwt                       token verification (reads the key files, fetches JWKS)
+//   webhook                   lifecycle events POSTed to the application, signed
 //   commands, serve           files of a configuration, checkconfig, gentoken; the accept loop
 //   namespaces, api, demo     what is served: identification, topics, HTTP API, page
 //   main.rs                   arguments, start, shutdown
@@ -34,6 +35,7 @@ mod origin;
 mod serve;
 mod settings;
 mod tls;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -250,6 +252,10 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         namespaces::build(&settings, parts.jwt.clone(), Some(parts.client.clone())).map_err(StartError)?
     {
         server = server.namespace(ns);
+    }
+    if let (Some(sink), Some(events)) = (parts.webhook, &settings.events) {
+        tracing::info!(url = %redact(&events.url), "lifecycle events POSTed to the application");
+        server = server.lifecycle(webhook::lifecycle(events)).deliver_events(sink, webhook::delivery(events));
     }
     let board = server.build().await.map_err(|e| StartError(format!("invalid configuration: {e}")))?;
     let ready = Arc::new(AtomicBool::new(true));

@@ -38,6 +38,14 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
             &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
         )?
         .set_buckets_for_metric(
+            Matcher::Full("switchboard_events_batch_duration_seconds".to_owned()),
+            &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("switchboard_events_delay_seconds".to_owned()),
+            &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+        )?
+        .set_buckets_for_metric(
             Matcher::Full("switchboard_request_duration_seconds".to_owned()),
             &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0],
         )?
@@ -134,8 +142,51 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!("switchboard_backend_up").set(0.0);
     metrics::gauge!("switchboard_cluster_nodes").set(0.0);
     metrics::gauge!("switchboard_cluster_nodes_unreachable").set(0.0);
+    describe_events();
     process().describe();
     Ok(handle)
+}
+
+/// Describes the lifecycle events' series (`webhook` records them; present from the first
+/// scrape on, at zero).
+fn describe_events() {
+    metrics::describe_counter!(
+        "switchboard_events_delivered_total",
+        "Lifecycle events the application took (answered 2xx)"
+    );
+    metrics::describe_counter!(
+        "switchboard_events_retried_total",
+        "Lifecycle events in webhook requests that failed and are retried (5xx, 408, 429, 3xx, timeout, connection error); one per event per attempt"
+    );
+    metrics::describe_counter!(
+        "switchboard_events_rejected_total",
+        "Lifecycle events the application refused for good (a 4xx other than 408/429): dropped"
+    );
+    metrics::describe_counter!(
+        "switchboard_events_webhook_requests_total",
+        "Webhook requests by outcome: delivered, retried, rejected"
+    );
+    metrics::describe_histogram!(
+        "switchboard_events_batch_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time of one webhook request, from sending to the answer, by outcome"
+    );
+    metrics::describe_histogram!(
+        "switchboard_events_delay_seconds",
+        metrics::Unit::Seconds,
+        "Age of a delivered batch's oldest event when the application took it"
+    );
+    metrics::describe_counter!(
+        "switchboard_events_lost_total",
+        "Lifecycle events given up because the event log stayed unavailable (logged at error)"
+    );
+    for outcome in ["delivered", "retried", "rejected"] {
+        metrics::counter!(format!("switchboard_events_{outcome}_total")).absolute(0);
+        metrics::counter!("switchboard_events_webhook_requests_total", "outcome" => outcome).absolute(0);
+        drop(metrics::histogram!("switchboard_events_batch_duration_seconds", "outcome" => outcome));
+    }
+    drop(metrics::histogram!("switchboard_events_delay_seconds"));
+    metrics::counter!("switchboard_events_lost_total").absolute(0);
 }
 
 /// Records one answered client request (the framework's `on_request_done` hook). Unknown
@@ -172,6 +223,7 @@ pub(crate) async fn update(hub: &Hub) {
     for (reason, n) in ADDRESS_REFUSALS.into_iter().zip([limits.address_too_many, limits.address_too_often]) {
         metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(n);
     }
+    metrics::counter!("switchboard_events_lost_total").absolute(hub.event_stats().lost);
     // The cluster's view (a backend call; other nodes answer within 2 s or count as unreachable).
     match tokio::time::timeout(Duration::from_secs(3), hub.cluster_stats()).await {
         Ok(Ok(cluster)) => {

@@ -46,6 +46,8 @@ pub(crate) struct Settings {
     pub redis: Option<RedisSettings>,
     /// What happens between SIGTERM and the end.
     pub shutdown: ShutdownSettings,
+    /// Lifecycle events POSTed to the application (a signed webhook). None: no events.
+    pub events: Option<EventsSettings>,
 }
 
 /// The default address: loopback, so that nothing is exposed unless asked for.
@@ -71,6 +73,7 @@ impl Default for Settings {
             namespaces: BTreeMap::new(),
             redis: None,
             shutdown: ShutdownSettings::default(),
+            events: None,
         }
     }
 }
@@ -111,6 +114,66 @@ impl ShutdownSettings {
     pub(crate) fn drain_delay(&self, dev: bool) -> Duration {
         Duration::from_millis(self.drain_delay_ms.unwrap_or(if dev { 0 } else { DRAIN_DELAY_MS }))
     }
+}
+
+/// Lifecycle events (`connect`, `disconnect`, `subscribe`, …) delivered at least once to the
+/// application's backend: JSON batches POSTed to `url`, signed with HMAC-SHA256 (`secret`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsSettings {
+    /// Where batches are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// The HMAC-SHA256 key of the `Switchboard-Signature` header (at least 32 bytes).
+    pub secret: String,
+    /// Which kinds (default: every kind).
+    #[serde(default = "all_kinds")]
+    pub kinds: Vec<switchboard::EventKind>,
+    /// Connection events of these namespaces only (default: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Topic events (subscribe, unsubscribe, occupied, vacated) of topics matching these
+    /// patterns only (default: all).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Events per request, at most.
+    #[serde(default = "default_events_batch")]
+    pub max_batch: usize,
+    /// How long a batch waits for more events before it is sent.
+    #[serde(default = "default_events_wait")]
+    pub max_wait_ms: u64,
+    /// How long one request may take (then it is retried).
+    #[serde(default = "default_events_timeout")]
+    pub timeout_ms: u64,
+    /// The first backoff after a failed request (doubling, with jitter)…
+    #[serde(default = "default_events_retry_min")]
+    pub retry_min_ms: u64,
+    /// …up to this.
+    #[serde(default = "default_events_retry_max")]
+    pub retry_max_ms: u64,
+}
+
+fn all_kinds() -> Vec<switchboard::EventKind> {
+    switchboard::EventKind::ALL.to_vec()
+}
+
+fn default_events_batch() -> usize {
+    100
+}
+
+fn default_events_wait() -> u64 {
+    20
+}
+
+fn default_events_timeout() -> u64 {
+    5000
+}
+
+fn default_events_retry_min() -> u64 {
+    100
+}
+
+fn default_events_retry_max() -> u64 {
+    5000
 }
 
 /// `https`/`wss` from PEM files, re-read on SIGHUP and when they change.
