@@ -307,11 +307,16 @@ async fn broker_state_and_node_liveness_are_exported() {
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let a = start_with(&config("dev", "dev = true"), &[], &["--redis", &url]).await;
     let mut b = start_with(&config("dev", "dev = true"), &[], &["--redis", &url]).await;
-    let page = scrape_until(a.addr, "two nodes", |page| series(page, "switchboard_cluster_nodes") == Some(2.0)).await;
+    let page =
+        scrape_until(a.addr, "two nodes", |page| series(page, "switchboard_cluster_nodes") == Some(2.0))
+            .await;
     assert_eq!(series(&page, "switchboard_broker_up"), Some(1.0), "{page}");
     assert_eq!(series(&page, "switchboard_broker_outages_total"), Some(0.0), "{page}");
     assert_eq!(series(&page, "switchboard_dead_nodes_cleaned_total"), Some(0.0), "{page}");
-    assert!(page.lines().any(|l| l.starts_with("switchboard_node_info{node=\"") && l.ends_with("} 1")), "{page}");
+    assert!(
+        page.lines().any(|l| l.starts_with("switchboard_node_info{node=\"") && l.ends_with("} 1")),
+        "{page}"
+    );
     let parsed = parse(&page);
     for (name, kind) in [
         ("switchboard_node_info", "gauge"),
@@ -337,11 +342,14 @@ async fn broker_state_and_node_liveness_are_exported() {
 
     // Redis goes away: the broker is down (and the backend does not answer); it comes back.
     redis.kill();
-    let page = scrape_until(a.addr, "the broker down", |page| series(page, "switchboard_broker_up") == Some(0.0)).await;
+    let page =
+        scrape_until(a.addr, "the broker down", |page| series(page, "switchboard_broker_up") == Some(0.0))
+            .await;
     assert_eq!(series(&page, "switchboard_backend_up"), Some(0.0), "{page}");
     let _redis = Redis::start_on(port);
     let page = scrape_until(a.addr, "the broker back", |page| {
-        series(page, "switchboard_broker_up") == Some(1.0) && series(page, "switchboard_backend_up") == Some(1.0)
+        series(page, "switchboard_broker_up") == Some(1.0)
+            && series(page, "switchboard_backend_up") == Some(1.0)
     })
     .await;
     assert_eq!(series(&page, "switchboard_broker_outages_total"), Some(1.0), "{page}");
