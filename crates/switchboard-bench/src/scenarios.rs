@@ -1,6 +1,7 @@
 //! Scenarios S1–S7 of issue #7, S1, S2 and S4 over TLS (`wss://`, issue #17: S1-TLS,
-//! S2-TLS, S4-TLS), and S8 (fan-out across two nodes) and S9 (a recovery storm) of issue #18. Each runs its targets interleaved (A B A B …) for the given rounds, starting
-//! a fresh server process per measurement, and returns [`Metric`]s.
+//! S2-TLS, S4-TLS), and S8 (fan-out across two nodes) and S9 (a recovery storm) of issue #18.
+//! Each runs its targets interleaved (A B A B …) for the given rounds, starting a fresh server
+//! process per measurement, and returns [`Metric`]s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -1506,8 +1507,10 @@ async fn split_fanout(ctx: &Ctx, servers: &[&Running], subs: usize) -> anyhow::R
             }
             Err(e) => {
                 drop(publisher);
+                // How many subscribers the servers closed meanwhile (a gap closes them with 4000).
+                let alive = workers.phase(next, 0, 1).await.map_or("?".to_owned(), |n| n.to_string());
                 workers.stop().await;
-                return Err(e.context(format!("burst {b}")));
+                return Err(e.context(format!("burst {b}; {alive} of {subs} subscribers still connected")));
             }
         }
     }

@@ -171,6 +171,11 @@ impl Subscriber {
             .unwrap_or(0)
     }
 
+    /// Whether a publication was delivered after `t`.
+    fn delivered_after(&self, t: Instant) -> bool {
+        self.seen.lock().unwrap().iter().any(|s| matches!(s, Seen::Publication { at, .. } if *at > t))
+    }
+
     /// When the first publication numbered `n` or above was delivered.
     fn first_from(&self, n: u64) -> Option<Instant> {
         self.seen.lock().unwrap().iter().find_map(|s| match s {
@@ -282,8 +287,13 @@ struct Examined {
     missed_window: Option<(Instant, Instant)>,
     /// An `(epoch, seq)` delivered again.
     duplicates: usize,
-    /// A publication (its counter) delivered again, under another `(epoch, seq)`.
+    /// A publication (its counter) delivered again, under another `seq` of the same epoch: the
+    /// idempotency key did not work.
     repeated: usize,
+    /// A publication delivered again in a later epoch: its retry came after Redis lost the
+    /// history (and the key with it), which the protocol allows; the subscriber was told of the
+    /// new stream (`recovered: false`) in between.
+    republished: usize,
     /// A publication delivered after a later one.
     out_of_order: usize,
     /// `recovered: false` signals.
@@ -294,6 +304,7 @@ struct Examined {
 fn examine(acked: &[Acked], seen: &[Seen]) -> Examined {
     let mut out = Examined::default();
     let mut at_index: HashMap<u64, usize> = HashMap::new();
+    let mut first_epoch: HashMap<u64, &str> = HashMap::new();
     let mut pairs = HashSet::new();
     let mut highest = 0;
     for (i, s) in seen.iter().enumerate() {
@@ -301,12 +312,17 @@ fn examine(acked: &[Acked], seen: &[Seen]) -> Examined {
             Seen::Publication { n, epoch, seq, .. } => {
                 if !pairs.insert((epoch.clone(), *seq)) {
                     out.duplicates += 1;
-                } else if at_index.contains_key(n) {
-                    out.repeated += 1;
+                } else if let Some(first) = first_epoch.get(n) {
+                    if *first == epoch.as_str() {
+                        out.repeated += 1;
+                    } else {
+                        out.republished += 1;
+                    }
                 } else if *n < highest {
                     out.out_of_order += 1;
                 }
                 at_index.entry(*n).or_insert(i);
+                first_epoch.entry(*n).or_insert(epoch.as_str());
                 highest = highest.max(*n);
             }
             Seen::Gap => out.gaps += 1,
@@ -357,16 +373,14 @@ async fn run_case(name: &str, a: SocketAddr, b: SocketAddr, fault: impl Future<O
     tokio::time::sleep(WARM_UP).await;
     let fault = fault.await;
 
-    // Go on until every subscriber received a publication sent after the fault was over and
-    // presence is right, then 2 s more.
+    // Go on until every subscriber receives publications again (one delivered 0.5 s after the
+    // fault was over) and presence is right, then 2 s more.
     let deadline = fault.over + LIMIT;
+    let again = fault.over + Duration::from_millis(500);
     loop {
         let presence_right = presence.lock().unwrap().last().is_some_and(|(at, ok)| *ok && *at > fault.over);
-        let resumed = subscribers.iter().all(|s| s.seen.lock().unwrap().iter().any(|x| matches!(x, Seen::Publication { at, .. } if *at > fault.over + Duration::from_millis(500))));
-        if presence_right && resumed {
-            break;
-        }
-        if Instant::now() > deadline {
+        let resumed = subscribers.iter().all(|s| s.delivered_after(again));
+        if (presence_right && resumed) || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -409,6 +423,7 @@ async fn run_case(name: &str, a: SocketAddr, b: SocketAddr, fault: impl Future<O
         }
         total.duplicates += e.duplicates;
         total.repeated += e.repeated;
+        total.republished += e.republished;
         total.out_of_order += e.out_of_order;
         total.gaps += e.gaps;
     }
@@ -441,7 +456,7 @@ async fn run_case(name: &str, a: SocketAddr, b: SocketAddr, fault: impl Future<O
     });
     let line = format!(
         "fault suite | {name}: {} publications acknowledged ({} attempts UNAVAILABLE, {} TIMEOUT/DISCONNECTED, \
-         retried with their key), {} subscribers | lost-unsignalled {} | duplicates {} (repeated {}) | \
+         retried with their key), {} subscribers | lost-unsignalled {} | duplicates {} (repeated {}, republished in a new epoch {}) | \
          out-of-order {} | signalled: {} recovered:false covering {} missed{} | publishing paused {:.1} s | \
          fault {:.1} s | recovered after {:.1} s | presence right after {:.1} s",
         published.acked.len(),
@@ -451,6 +466,7 @@ async fn run_case(name: &str, a: SocketAddr, b: SocketAddr, fault: impl Future<O
         total.lost_unsignalled,
         total.duplicates,
         total.repeated,
+        total.republished,
         total.out_of_order,
         total.gaps,
         total.missed_signalled,
@@ -601,8 +617,20 @@ fn the_bookkeeping_finds_losses_duplicates_and_disorder() {
     let early = vec![p(1, "e1", 1), Seen::Gap, p(2, "e1", 2), p(4, "e1", 4), p(5, "e1", 5), p(6, "e1", 6)];
     let e = examine(&acked, &early);
     assert_eq!((e.lost_unsignalled, e.missed_signalled), (1, 0));
-    // The same (epoch, seq) twice; the same publication again in a new epoch; one out of order.
-    let bad = vec![p(1, "e1", 1), p(1, "e1", 1), p(3, "e1", 3), p(2, "e1", 2), p(3, "e2", 1)];
+    // The same (epoch, seq) twice; the same publication under another seq; one out of order; the
+    // same publication again in a new epoch.
+    let bad = vec![
+        p(1, "e1", 1),
+        p(1, "e1", 1),
+        p(3, "e1", 3),
+        p(2, "e1", 2),
+        p(2, "e1", 4),
+        Seen::Gap,
+        p(3, "e2", 1),
+    ];
     let e = examine(&acked[..3], &bad);
-    assert_eq!((e.duplicates, e.repeated, e.out_of_order, e.lost_unsignalled), (1, 1, 1, 0));
+    assert_eq!(
+        (e.duplicates, e.repeated, e.out_of_order, e.republished, e.lost_unsignalled),
+        (1, 1, 1, 1, 0)
+    );
 }
