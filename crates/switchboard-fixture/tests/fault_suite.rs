@@ -238,12 +238,12 @@ fn publisher(client: Client, stop: Arc<AtomicBool>) -> JoinHandle<Published> {
     })
 }
 
+/// When the presence was sampled, and whether it was right then.
+type Samples = Arc<Mutex<Vec<(Instant, bool)>>>;
+
 /// Samples, every 100 ms, whether the topic's presence as `observer` sees it (`~who`) is
 /// exactly the subscribers' current connections (all of them connected).
-fn presence_watcher(
-    observer: Client,
-    clients: Vec<Client>,
-) -> (Arc<Mutex<Vec<(Instant, bool)>>>, JoinHandle<()>) {
+fn presence_watcher(observer: Client, clients: Vec<Client>) -> (Samples, JoinHandle<()>) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&samples);
     let task = tokio::spawn(async move {
