@@ -9,7 +9,8 @@
 #                                                # reference and bun; certificates made per run)
 #
 # Loopback only. Peers are installed by scripts/install-peers.sh into bench/peers/ (ignored);
-# a peer that is not installed is reported as such. Needs redis-server for S5.
+# a peer that is not installed is reported as such. Needs redis-server for S5, S8 and S9
+# (S8: fan-out across two nodes; S9: a recovery storm; Switchboard only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

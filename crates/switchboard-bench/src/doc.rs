@@ -147,6 +147,8 @@ fn title(s: &str) -> String {
         "S1-TLS" => "fan-out over TLS (wss), one topic, bursts of 1 and of 10",
         "S2-TLS" => "requests over TLS (wss)",
         "S4-TLS" => "TLS handshake + connect + identify rate (wss)",
+        "S8" => "fan-out across two nodes on one Redis",
+        "S9" => "a recovery storm after a server restart",
         "S10" => "lifecycle events: connect/disconnect churn delivered over HTTP",
         "S12" => "under abuse (ping floods, slow handshakes), and with rate limits on",
         _ => "",

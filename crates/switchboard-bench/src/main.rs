@@ -4,13 +4,16 @@
 //!
 //! ```text
 //! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md]
-//!                   [s1 … s7 | s1tls s2tls s4tls | s10 | s12 | all]
+//!                   [s1 … s9 | s1tls s2tls s4tls | s10 | s12 | all]
 //! ```
 //!
 //! `s1tls`, `s2tls` and `s4tls` are S1, S2 and S4 over TLS (`wss://`, issue #17) against
 //! Switchboard, the reference and Bun, with certificates made for the run. `s10` is the
 //! lifecycle events' churn of issue #20 (the standalone server `switchboard` next to this
 //! binary, `[events]` to a local backend).
+//!
+//! `s8` is a fan-out across two nodes on one Redis, `s9` a recovery storm (issue #18), against
+//! Switchboard only.
 //!
 //! `scripts/bench.sh` builds the binaries, installs the peers and calls this. The hidden
 //! subcommand `worker` is how the bench runs its connection-holding processes.
@@ -27,10 +30,10 @@ use switchboard_bench::{doc, procfs, svg, worker};
 
 #[derive(Parser)]
 #[command(
-    about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers, S1/S2/S4 over TLS"
+    about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers, S1/S2/S4 over TLS, S8/S9 (cluster)"
 )]
 struct Args {
-    /// Scenarios: s1 … s7, s1tls, s2tls, s4tls (S1, S2, S4 over TLS), s10 (lifecycle events),
+    /// Scenarios: s1 … s9, s1tls, s2tls, s4tls (S1, S2, S4 over TLS), s10 (lifecycle events),
     /// s12 (under abuse), or all.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
@@ -104,7 +107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     type Scenario =
         for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Metric>> + 'a>>;
-    let all: [(&str, Scenario); 12] = [
+    let all: [(&str, Scenario); 14] = [
         ("s1", |c| Box::pin(scenarios::s1(c))),
         ("s2", |c| Box::pin(scenarios::s2(c))),
         ("s3", |c| Box::pin(scenarios::s3(c))),
@@ -112,6 +115,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("s5", |c| Box::pin(scenarios::s5(c))),
         ("s6", |c| Box::pin(scenarios::s6(c))),
         ("s7", |c| Box::pin(scenarios::s7(c))),
+        ("s8", |c| Box::pin(scenarios::s8(c))),
+        ("s9", |c| Box::pin(scenarios::s9(c))),
         ("s1tls", |c| Box::pin(scenarios::s1_tls(c))),
         ("s2tls", |c| Box::pin(scenarios::s2_tls(c))),
         ("s4tls", |c| Box::pin(scenarios::s4_tls(c))),

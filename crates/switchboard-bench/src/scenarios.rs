@@ -1,6 +1,8 @@
-//! Scenarios S1–S7 of issue #7, and S1, S2 and S4 over TLS (`wss://`, issue #17: S1-TLS,
-//! S2-TLS, S4-TLS). Each runs its targets interleaved (A B A B …) for the given rounds, starting
-//! a fresh server process per measurement, and returns [`Metric`]s.
+//! Scenarios S1–S7 of issue #7, S1, S2 and S4 over TLS (`wss://`, issue #17: S1-TLS,
+//! S2-TLS, S4-TLS), S8 (fan-out across two nodes) and S9 (a recovery storm) of issue #18, and S12 (under abuse) of
+//! issue #16 (S10 is in `events`).
+//! Each runs its targets interleaved (A B A B …) for the given rounds, starting a fresh server
+//! process per measurement, and returns [`Metric`]s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -47,6 +49,10 @@ pub struct Sizes {
     pub s7_subscribers: usize,
     /// S7 queue limit given to the server (`--queue-bytes`).
     pub s7_queue_bytes: usize,
+    /// S8 subscribers (split over two nodes).
+    pub s8_subscribers: usize,
+    /// S9 subscribers (recovering after a server restart).
+    pub s9_subscribers: usize,
     /// S10 connections opened per second.
     pub s10_rate: u64,
     /// S10 connections per measurement.
@@ -67,6 +73,8 @@ impl Sizes {
             s6_users: 5_000,
             s7_subscribers: 10_000,
             s7_queue_bytes: 64 * 1024,
+            s8_subscribers: 10_000,
+            s9_subscribers: 10_000,
             s10_rate: 2_000,
             s10_conns: 20_000,
         }
@@ -85,6 +93,8 @@ impl Sizes {
             s6_users: 1_000,
             s7_subscribers: 2_000,
             s7_queue_bytes: 64 * 1024,
+            s8_subscribers: 2_000,
+            s9_subscribers: 2_000,
             s10_rate: 2_000,
             s10_conns: 6_000,
         }
@@ -103,6 +113,8 @@ impl Sizes {
             s6_users: 10,
             s7_subscribers: 200,
             s7_queue_bytes: 64 * 1024,
+            s8_subscribers: 20,
+            s9_subscribers: 20,
             s10_rate: 200,
             s10_conns: 60,
         }
@@ -322,6 +334,7 @@ fn worker_specs(
         slow_every,
         concurrency: 64,
         tls_ca: tls.map(|p| p.ca.clone()),
+        recover: false,
     };
     // Two workers from 500 connections on (the receiving side uses both cores), ≤ 15,000 each.
     let min = if conns >= 500 { 2 } else { 1 };
@@ -1670,4 +1683,310 @@ once the floods stalled (the server stopped reading them)."
 per user, in-memory limiter): every message checked, none refused."
         .into();
     metrics
+}
+
+/// S8: fan-out across two nodes: the subscribers split over two servers on one Redis, the
+/// publisher on the first; against the same load on one server on the same Redis (same round).
+pub async fn s8(ctx: &Ctx) -> Vec<Metric> {
+    let subs = ctx.sizes.s8_subscribers;
+    let mut metrics = vec![];
+    for b in [1u64, 10] {
+        metrics.push(Metric::new(
+            "S8",
+            &format!("deliveries/s, {subs} subscribers split over two nodes on one Redis, burst {b}"),
+            "deliveries/s",
+            true,
+        ));
+        metrics.push(Metric::new(
+            "S8",
+            &format!(
+                "deliveries/s, {subs} subscribers on one node on the same Redis, burst {b} (same round)"
+            ),
+            "deliveries/s",
+            true,
+        ));
+    }
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    for round in 0..ctx.sizes.rounds {
+        eprintln!("  S8 round {} · switchboard ×1 and ×2 + redis", round + 1);
+        let r = async {
+            let (mut redis, url) = redis().await?;
+            let args = vec!["--redis".to_owned(), url];
+            let r = async {
+                let one = sb.start(&args, &ctx.logs).await?;
+                let alone = split_fanout(ctx, &[&one], subs).await;
+                one.stop().await;
+                let a = sb.start(&args, &ctx.logs).await?;
+                let b = sb.start(&args, &ctx.logs).await?;
+                let split = split_fanout(ctx, &[&a, &b], subs).await;
+                a.stop().await;
+                b.stop().await;
+                Ok::<_, anyhow::Error>((split?, alone?))
+            }
+            .await;
+            let _ = redis.start_kill();
+            let _ = redis.wait().await;
+            r
+        }
+        .await;
+        match r {
+            Ok((split, alone)) => {
+                for (i, ((two, two_cpu), (one, one_cpu))) in split.into_iter().zip(alone).enumerate() {
+                    metrics[2 * i].push(SWITCHBOARD, two, Some(two_cpu));
+                    metrics[2 * i + 1].push(SWITCHBOARD, one, Some(one_cpu));
+                }
+            }
+            Err(e) => {
+                eprintln!("    failed: {e:#}");
+                for m in &mut metrics {
+                    m.mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    for i in [0, 2] {
+        let (two, one) = (metrics[i].median(SWITCHBOARD), metrics[i + 1].median(SWITCHBOARD));
+        metrics[i].goals.push(Goal {
+            text: "≥ 0.8× the same load on one node".into(),
+            met: two.zip(one).map(|(t, o)| t >= 0.8 * o),
+            detail: two.zip(one).map_or("no value".into(), |(t, o)| format!("{:.2}×", t / o.max(1e-9))),
+        });
+        metrics[i].note = "100-byte payloads; 4 bursts in flight; the publisher on node A, half the subscribers on A, \
+half on B (their deliveries cross Redis). CPU-µs/op: both servers' CPU time per delivery (Redis not included)."
+            .into();
+        metrics[i + 1].note =
+            "The same subscribers and publisher on one server with the same `--redis`, in the same round."
+                .into();
+    }
+    metrics
+}
+
+/// The fan-out of S8: `subs` subscribers split evenly over `servers` (workers per server), one
+/// publisher on the first; bursts of 1, then of 10. Returns (deliveries/s, CPU-µs of all the
+/// servers per delivery) per burst size.
+async fn split_fanout(ctx: &Ctx, servers: &[&Running], subs: usize) -> anyhow::Result<Vec<(f64, f64)>> {
+    let d = Dialect::Switchboard;
+    let per = subs.div_ceil(servers.len());
+    let mut specs = Vec::new();
+    for (n, server) in servers.iter().enumerate() {
+        let conns = per.min(subs - n * per);
+        for mut spec in worker_specs(d, server.port, conns, 1, TopicPlan::One("t".into()), 0, None) {
+            // Other users and other source addresses on each server.
+            spec.first_conn += n * per;
+            spec.first_src += n * 16;
+            specs.push(spec);
+        }
+    }
+    let mut workers = Workers::spawn(&ctx.exe, &specs, Duration::from_secs(180)).await?;
+    if workers.failed > 0 {
+        let e = format!("{} of {subs} connections failed: {}", workers.failed, workers.first_error);
+        workers.stop().await;
+        bail!(e);
+    }
+    let publisher = Publisher::connect(d, servers[0].port, "publisher", None).await?;
+    let mut next = 1;
+    let mut out = vec![];
+    for b in [1u64, 10] {
+        let plan = FanoutPlan {
+            bursts: (ctx.sizes.fanout_deliveries / (subs as u64 * b)).clamp(20, 20_000),
+            per_conn: b,
+            window: FANOUT_WINDOW,
+            limit: ctx.sizes.measure,
+        };
+        let cpu0: u64 = servers.iter().map(|s| s.cpu()).sum();
+        let r =
+            fanout(&mut workers, &publisher, servers[0], &mut next, &plan, |k| publish_frames(d, "t", b, k))
+                .await;
+        let cpu: u64 = servers.iter().map(|s| s.cpu()).sum::<u64>().saturating_sub(cpu0);
+        match r {
+            Ok(f) => {
+                let per_op = cpu as f64 / f.deliveries.max(1) as f64;
+                eprintln!(
+                    "    {} node(s), burst {b}: {:.0} deliveries/s, p99 {:.0} µs, {per_op:.3} CPU-µs/delivery ({} deliveries)",
+                    servers.len(),
+                    f.rate,
+                    f.p99_us,
+                    f.deliveries
+                );
+                out.push((f.rate, per_op));
+            }
+            Err(e) => {
+                drop(publisher);
+                // How many subscribers the servers closed meanwhile (a gap closes them with 4000).
+                let alive = workers.phase(next, 0, 1).await.map_or("?".to_owned(), |n| n.to_string());
+                workers.stop().await;
+                return Err(e.context(format!("burst {b}; {alive} of {subs} subscribers still connected")));
+            }
+        }
+    }
+    drop(publisher);
+    workers.stop().await;
+    Ok(out)
+}
+
+/// S9: a recovery storm: subscribers of one topic with history lose their server at once (it is
+/// killed and started again on the same port, on the same Redis) and all reconnect and
+/// resubscribe with `since`.
+pub async fn s9(ctx: &Ctx) -> Vec<Metric> {
+    let subs = ctx.sizes.s9_subscribers;
+    let mut metrics = vec![
+        Metric::new(
+            "S9",
+            &format!(
+                "time until all {subs} subscribers recovered (server killed and restarted; reconnect, identify, ~sub with since)"
+            ),
+            "ms",
+            false,
+        ),
+        Metric::new("S9", "server CPU per recovery (from the restart until the last one)", "µs", false),
+        Metric::new(
+            "S9",
+            "subscribers not recovered: gave up, told recovered: false, or closed again after recovering (4002)",
+            "connections",
+            false,
+        ),
+    ];
+    let Some(sb) = ctx.targets.get(SWITCHBOARD).cloned() else { return metrics };
+    for round in 0..ctx.sizes.rounds {
+        eprintln!("  S9 round {} · switchboard + redis, {subs} subscribers", round + 1);
+        let r = async {
+            let (mut redis, url) = redis().await?;
+            let r = s9_round(ctx, &sb, &url, subs).await;
+            let _ = redis.start_kill();
+            let _ = redis.wait().await;
+            r
+        }
+        .await;
+        match r {
+            Ok(values) => {
+                for (i, v) in values.into_iter().enumerate() {
+                    metrics[i].push(SWITCHBOARD, v, None);
+                }
+            }
+            Err(e) => {
+                eprintln!("    failed: {e:#}");
+                for m in &mut metrics {
+                    m.mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let all = metrics[0].median(SWITCHBOARD);
+    metrics[0].goals.push(Goal {
+        text: "all recovered within 5 s".into(),
+        met: all.map(|ms| ms <= 5000.0),
+        detail: all.map_or("no value".into(), |ms| format!("{:.1} s", ms / 1000.0)),
+    });
+    metrics[0].note = format!(
+        "{subs} subscribers of one topic (history 100, on Redis) each received 10 publications; the server is killed \
+(SIGKILL) and started again on the same port; each connection retries every 100–300 ms and resubscribes with the \
+epoch and seq it saw; 10 publications are made right after the restart (recovered by those that come back later). \
+Time from the kill to the last `recovered` reply, including the server's start."
+    );
+    let lost = metrics[2].median(SWITCHBOARD);
+    metrics[2].goals.push(Goal {
+        text: "no 4002s (every subscriber recovered once)".into(),
+        met: lost.map(|n| n == 0.0),
+        detail: lost.map_or("no value".into(), |n| format!("{n:.0}")),
+    });
+    metrics
+}
+
+/// One S9 round: (ms until all recovered, server CPU-µs per recovery, not recovered).
+async fn s9_round(ctx: &Ctx, sb: &Target, url: &str, subs: usize) -> anyhow::Result<Vec<f64>> {
+    let d = Dialect::Switchboard;
+    let args: Vec<String> = ["--redis", url, "--history", "100"].iter().map(|a| (*a).to_owned()).collect();
+    let server = sb.start(&args, &ctx.logs).await?;
+    let port = server.port;
+    let mut specs = worker_specs(d, port, subs, 1, TopicPlan::One("h".into()), 0, None);
+    for spec in &mut specs {
+        spec.recover = true;
+    }
+    let mut workers = match Workers::spawn(&ctx.exe, &specs, Duration::from_secs(180)).await {
+        Ok(w) => w,
+        Err(e) => {
+            server.stop().await;
+            return Err(e);
+        }
+    };
+    let r = async {
+        if workers.failed > 0 {
+            bail!("{} of {subs} connections failed: {}", workers.failed, workers.first_error);
+        }
+        // Every subscriber has a position: 10 publications, all delivered.
+        let publisher = Publisher::connect(d, port, "publisher", None).await?;
+        let plan = FanoutPlan { bursts: 1, per_conn: 10, window: 1, limit: Duration::from_secs(30) };
+        let mut next = 1;
+        fanout(&mut workers, &publisher, &server, &mut next, &plan, |k| publish_frames(d, "h", 10, k))
+            .await?;
+        drop(publisher);
+        Ok(())
+    }
+    .await;
+    let t0 = crate::clock::unix_ns();
+    server.stop().await;
+    if let Err(e) = r {
+        workers.stop().await;
+        return Err(e);
+    }
+    let env = vec![("PORT".to_owned(), port.to_string())];
+    let server = match sb.start_with_env(&args, &env, &ctx.logs).await {
+        Ok(s) if s.port == port => s,
+        Ok(s) => {
+            s.stop().await;
+            workers.stop().await;
+            bail!("the server came back on another port");
+        }
+        Err(e) => {
+            workers.stop().await;
+            return Err(e.context("restart"));
+        }
+    };
+    let cpu0 = server.cpu();
+    let r = async {
+        let publisher = Publisher::connect(d, port, "publisher", None).await?;
+        publisher.send_all(publish_frames(d, "h", 10, 2)).await?;
+        let (mut recovered, mut refused, mut last_ns) = (0usize, 0usize, t0);
+        while recovered + refused < subs {
+            let Some((_, line)) = workers.next_line(&["recovered", "unrecovered"], Duration::from_secs(90)).await
+            else {
+                bail!("{recovered} of {subs} recovered after 90 s");
+            };
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next().and_then(|t| t.parse::<u64>().ok()), words.next()) {
+                (Some("recovered"), Some(ns), Some("1")) => {
+                    recovered += 1;
+                    last_ns = last_ns.max(ns);
+                }
+                (Some("recovered"), Some(ns), _) => {
+                    refused += 1;
+                    last_ns = last_ns.max(ns);
+                }
+                _ => refused += 1,
+            }
+        }
+        let cpu = server.cpu().saturating_sub(cpu0);
+        // Connections closed again (a 4002 under the storm) recover a second time.
+        let mut again = 0usize;
+        while workers.next_line(&["recovered", "unrecovered"], Duration::from_secs(2)).await.is_some() {
+            again += 1;
+        }
+        drop(publisher);
+        let ms = last_ns.saturating_sub(t0) as f64 / 1e6;
+        eprintln!(
+            "    all {subs} back in {ms:.0} ms ({recovered} recovered, {refused} not, {again} closed again); {:.0} CPU-µs per recovery",
+            cpu as f64 / subs as f64
+        );
+        Ok(vec![ms, cpu as f64 / subs as f64, (refused + again) as f64])
+    }
+    .await;
+    server.stop().await;
+    workers.stop().await;
+    r
 }

@@ -6,6 +6,11 @@
 //! `phase <base> <count> <per_conn>` (answered `ok`) announces bursts `base..base+count`, each
 //! expected `per_conn` times on every reader; the worker prints `done <burst> <unix ns>` when a
 //! burst has fully arrived. `quit` or end of input ends it.
+//!
+//! With `recover` (S9), a connection that ends is opened again (every 100–300 ms until it
+//! works, 60 s at most) and resubscribes with `since`, the last epoch and `seq` it saw; the
+//! worker prints `recovered <unix ns> <1|0>` (the reply's `recovered`) each time, or
+//! `unrecovered <error>` when it gives up.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -63,6 +68,9 @@ pub struct WorkerSpec {
     /// `wss://`, trusting the CA certificate in this PEM file (`None`: `ws://`).
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// Reconnect and recover with `since` when a connection ends (Switchboard, one topic: S9).
+    #[serde(default)]
+    pub recover: bool,
 }
 
 /// The bursts being counted.
@@ -113,6 +121,25 @@ pub fn main(spec: &str) -> anyhow::Result<()> {
 
 /// Opens one connection: TLS if asked, handshake (JWT for Switchboard) and subscriptions.
 async fn open(spec: &WorkerSpec, tls: Option<&Arc<rustls::ClientConfig>>, i: usize) -> anyhow::Result<Conn> {
+    let mut ws = open_bare(spec, tls, i).await?;
+    let g = spec.first_conn + i;
+    let topics = match &spec.topics {
+        TopicPlan::None => vec![],
+        TopicPlan::One(t) => vec![t.clone()],
+        TopicPlan::Idle => vec![format!("a{}", g % 100), format!("b{g}")],
+    };
+    if !topics.is_empty() {
+        client::subscribe(&mut ws, spec.dialect, &topics, Duration::from_secs(20)).await?;
+    }
+    Ok(ws)
+}
+
+/// Opens one connection: TLS if asked and the handshake (JWT for Switchboard), no subscription.
+async fn open_bare(
+    spec: &WorkerSpec,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    i: usize,
+) -> anyhow::Result<Conn> {
     let g = spec.first_conn + i;
     let slow = spec.slow_every > 0 && i.is_multiple_of(spec.slow_every);
     let token = (spec.dialect == Dialect::Switchboard)
@@ -123,16 +150,114 @@ async fn open(spec: &WorkerSpec, tls: Option<&Arc<rustls::ClientConfig>>, i: usi
         token,
         tls: tls.cloned(),
     };
-    let mut ws = client::connect_lean(spec.dialect, spec.port, &opts).await?;
-    let topics = match &spec.topics {
-        TopicPlan::None => vec![],
-        TopicPlan::One(t) => vec![t.clone()],
-        TopicPlan::Idle => vec![format!("a{}", g % 100), format!("b{g}")],
+    client::connect_lean(spec.dialect, spec.port, &opts).await
+}
+
+/// A topic's position as a recovering connection saw it: epoch and last `seq`.
+#[derive(Clone, Debug, Default)]
+struct Position {
+    epoch: String,
+    seq: u64,
+}
+
+/// Subscribes to `topic` (with `since` if given) and returns the reply's position and
+/// `recovered`; deliveries that come before the reply are counted and followed.
+async fn subscribe_at(
+    ws: &mut Conn,
+    topic: &str,
+    since: Option<&Position>,
+    shared: &Shared,
+) -> anyhow::Result<(Position, bool)> {
+    let sub = match since {
+        Some(p) => {
+            serde_json::json!(["~sub", {"topic": topic, "since": {"epoch": p.epoch, "seq": p.seq}}, 10])
+        }
+        None => serde_json::json!(["~sub", {"topic": topic}, 10]),
     };
-    if !topics.is_empty() {
-        client::subscribe(&mut ws, spec.dialect, &topics, Duration::from_secs(20)).await?;
+    ws.send_texts(&[&sub.to_string()]).await?;
+    let mut early = None;
+    loop {
+        let f = ws.next_text().await?;
+        if let Some(k) = client::burst_of(&f) {
+            shared.hit(k);
+        }
+        let v: serde_json::Value = serde_json::from_str(&f).context("a JSON frame")?;
+        if v[0] == "~msg" {
+            early = v[1]["seq"].as_u64().or(early);
+        } else if v[2] == 10 {
+            if v[0] != "~ok" {
+                bail!("subscription refused: {f:.120}");
+            }
+            let epoch = v[1]["epoch"].as_str().unwrap_or_default().to_owned();
+            let seq = v[1]["seq"].as_u64().unwrap_or(0).max(early.unwrap_or(0));
+            return Ok((Position { epoch, seq }, v[1]["recovered"] == true));
+        }
     }
-    Ok(ws)
+}
+
+/// S9: holds connection `i`, and each time it ends opens it again and recovers with `since`.
+async fn recovering(
+    spec: Rc<WorkerSpec>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    i: usize,
+    mut ws: Conn,
+    mut at: Position,
+    shared: Rc<Shared>,
+) {
+    let TopicPlan::One(topic) = &spec.topics else { return };
+    loop {
+        let last = Cell::new(at.seq);
+        let epoch = RefCell::new(None::<String>);
+        ws.read_all(false, |t| {
+            if let Some(k) = client::burst_of_bytes(t) {
+                shared.hit(k);
+            }
+            if t.starts_with(br#"["~msg""#)
+                && let Ok(v) = serde_json::from_slice::<serde_json::Value>(t)
+            {
+                if let Some(seq) = v[1]["seq"].as_u64() {
+                    last.set(seq);
+                }
+                if let Some(e) = v[1]["epoch"].as_str() {
+                    *epoch.borrow_mut() = Some(e.to_owned());
+                }
+            }
+        })
+        .await;
+        at.seq = last.get();
+        if let Some(e) = epoch.into_inner() {
+            at.epoch = e;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut attempt: u64 = 0;
+        ws = loop {
+            attempt += 1;
+            // 100–300 ms, spread over the connections without a random number generator.
+            let jitter = (i as u64).wrapping_mul(7919).wrapping_add(attempt.wrapping_mul(104_729)) % 200;
+            tokio::time::sleep(Duration::from_millis(100 + jitter)).await;
+            let reopened = async {
+                let mut ws = open_bare(&spec, tls.as_ref(), i).await?;
+                let (now, recovered) = subscribe_at(&mut ws, topic, Some(&at), &shared).await?;
+                Ok::<_, anyhow::Error>((ws, now, recovered))
+            };
+            match tokio::time::timeout(Duration::from_secs(10), reopened).await {
+                Ok(Ok((ws, now, recovered))) => {
+                    let _ = shared.out.send(format!("recovered {} {}", unix_ns(), u8::from(recovered)));
+                    at = now;
+                    break ws;
+                }
+                Ok(Err(e)) if tokio::time::Instant::now() > deadline => {
+                    let _ = shared.out.send(format!("unrecovered {}", format!("{e:#}").replace('\n', " ")));
+                    return;
+                }
+                Err(_) if tokio::time::Instant::now() > deadline => {
+                    let _ = shared.out.send("unrecovered timed out".to_owned());
+                    return;
+                }
+                _ => {}
+            }
+        };
+    }
 }
 
 /// Reads one connection until it ends, counting marked deliveries (Engine.IO pings answered).
@@ -162,11 +287,21 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
         }
     });
     let tls = spec.tls_ca.as_deref().map(crate::tls::client_config).transpose()?;
-    let results: Vec<(usize, anyhow::Result<Conn>)> = futures_util::stream::iter(0..spec.conns)
+    let results: Vec<(usize, anyhow::Result<(Conn, Position)>)> = futures_util::stream::iter(0..spec.conns)
         .map(|i| {
-            let (spec, tls) = (&spec, tls.as_ref());
+            let (spec, tls, shared) = (&spec, tls.as_ref(), &shared);
             async move {
-                let r = tokio::time::timeout(Duration::from_secs(30), open(spec, tls, i)).await;
+                let opening = async {
+                    match &spec.topics {
+                        TopicPlan::One(topic) if spec.recover => {
+                            let mut ws = open_bare(spec, tls, i).await?;
+                            let (at, _) = subscribe_at(&mut ws, topic, None, shared).await?;
+                            Ok((ws, at))
+                        }
+                        _ => Ok((open(spec, tls, i).await?, Position::default())),
+                    }
+                };
+                let r = tokio::time::timeout(Duration::from_secs(30), opening).await;
                 (i, r.unwrap_or_else(|_| Err(anyhow::anyhow!("connect timed out"))))
             }
         })
@@ -175,10 +310,16 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<()> {
         .await;
     let (mut readers, mut failed, mut first_error) = (0usize, 0usize, String::from("-"));
     let mut held = Vec::new();
+    let spec = Rc::new(spec);
     for (i, r) in results {
         match r {
-            Ok(ws) if spec.slow_every > 0 && i.is_multiple_of(spec.slow_every) => held.push(ws),
-            Ok(ws) => {
+            Ok((ws, _)) if spec.slow_every > 0 && i.is_multiple_of(spec.slow_every) => held.push(ws),
+            Ok((ws, at)) if spec.recover => {
+                readers += 1;
+                shared.alive.set(shared.alive.get() + 1);
+                tokio::task::spawn_local(recovering(spec.clone(), tls.clone(), i, ws, at, shared.clone()));
+            }
+            Ok((ws, _)) => {
                 readers += 1;
                 shared.alive.set(shared.alive.get() + 1);
                 tokio::task::spawn_local(read_loop(ws, spec.dialect, shared.clone()));
@@ -328,6 +469,18 @@ impl Workers {
                 let k = it.next()?.parse().ok()?;
                 let t = it.next()?.parse().ok()?;
                 return Some((w, k, t));
+            }
+        }
+    }
+
+    /// The next line of any worker that starts with one of `words`, within `limit`:
+    /// (worker, line).
+    pub async fn next_line(&mut self, words: &[&str], limit: Duration) -> Option<(usize, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (w, line) = tokio::time::timeout_at(deadline, self.events.recv()).await.ok()??;
+            if words.iter().any(|word| line.split_whitespace().next() == Some(word)) {
+                return Some((w, line));
             }
         }
     }

@@ -1,8 +1,10 @@
 //! A short smoke run over real sockets: S2 with tiny sizes against `bench-reference` and
 //! `bench-switchboard`, and an S1 fan-out with a worker process; then S1, S2 and S4 over TLS
 //! (certificates made by the scenario, servers given them by env, workers and the bench's own
-//! connections trusting their CA). No timing assertions: this only checks that every dialect
-//! path works end to end and that values come out.
+//! connections trusting their CA); S8 (two servers on a real `redis-server`) and S9 (a
+//! recovery storm: the server killed and restarted, every subscriber back with `since`). No
+//! timing assertions: this only checks that every dialect path works end to end and that values
+//! come out.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -166,4 +168,37 @@ async fn s10_delivers_every_lifecycle_event_of_a_churn() {
     }
     assert!(metrics[0].median(SWITCHBOARD).is_some_and(|v| v > 0.0));
     assert!(metrics[1].median(SWITCHBOARD).is_some_and(|v| v > 0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_fans_out_over_two_nodes_on_one_redis() {
+    let ctx = ctx();
+    let metrics = scenarios::s8(&ctx).await;
+    // deliveries/s split over two nodes and on one node, for bursts of 1 and 10.
+    assert_eq!(metrics.len(), 4);
+    for m in &metrics {
+        assert_eq!(m.scenario, "S8");
+        assert!(m.median(SWITCHBOARD).is_some_and(|v| v > 0.0), "{}: {:?}", m.metric, m.missing);
+        assert_eq!(m.why(REFERENCE), "n/a");
+    }
+    for i in [0, 2] {
+        assert_eq!(metrics[i].goals.len(), 1);
+        assert_eq!(metrics[i].goals[0].text, "≥ 0.8× the same load on one node");
+        assert!(metrics[i].goals[0].met.is_some());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_every_subscriber_recovers_after_a_server_restart() {
+    let ctx = ctx();
+    let metrics = scenarios::s9(&ctx).await;
+    assert_eq!(metrics.len(), 3);
+    for m in &metrics {
+        assert_eq!(m.scenario, "S9");
+        assert!(m.median(SWITCHBOARD).is_some(), "{}: {:?}", m.metric, m.missing);
+    }
+    assert!(metrics[0].median(SWITCHBOARD).unwrap() > 0.0);
+    // Every subscriber came back with `recovered: true`, once.
+    assert_eq!(metrics[2].median(SWITCHBOARD), Some(0.0));
+    assert_eq!(metrics[2].goals[0].met, Some(true));
 }

@@ -94,6 +94,45 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
         "switchboard_backend_up",
         "1 when the presence backend (in memory, or Redis) answered at this scrape, else 0"
     );
+    metrics::describe_gauge!(
+        "switchboard_node_info",
+        "Always 1; the label `node` is this node's id in the cluster (the prefix of its connection ids)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_broker_up",
+        "1 while this node's broker connection (Redis pub/sub) is up (always 1 without Redis), else 0"
+    );
+    metrics::describe_counter!(
+        "switchboard_broker_outages_total",
+        "Times this node's broker connection was lost since start (each logged: broker lost / back)"
+    );
+    metrics::describe_counter!(
+        "switchboard_dead_nodes_cleaned_total",
+        "Nodes this node declared dead (no heartbeat for node_timeout) and cleaned up after"
+    );
+    metrics::describe_counter!(
+        "switchboard_missed_publications_filled_total",
+        "Publications this node missed (broker message lost) and filled from history, in order"
+    );
+    metrics::describe_counter!(
+        "switchboard_gap_signals_total",
+        "Times this node closed a topic's subscribers with 4000 because history could not fill a gap \
+         (they resubscribe and learn recovered: false)"
+    );
+    metrics::describe_gauge!(
+        "switchboard_history_span_seconds",
+        metrics::Unit::Seconds,
+        "By topic class: how long a gap its history can bridge (size over the highest publication rate \
+         of its topics here); +Inf while nothing is published"
+    );
+    metrics::describe_gauge!(
+        "switchboard_history_size",
+        "By topic class: publications its history keeps per topic"
+    );
+    metrics::describe_gauge!(
+        "switchboard_history_publications_per_second",
+        "By topic class: the highest publication rate among its topics with subscribers on this node"
+    );
     metrics::describe_histogram!(
         "switchboard_proxy_request_duration_seconds",
         metrics::Unit::Seconds,
@@ -143,6 +182,15 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::gauge!("switchboard_cluster_nodes").set(0.0);
     metrics::gauge!("switchboard_cluster_nodes_unreachable").set(0.0);
     describe_events();
+    metrics::gauge!("switchboard_broker_up").set(0.0);
+    for counter in [
+        "switchboard_broker_outages_total",
+        "switchboard_dead_nodes_cleaned_total",
+        "switchboard_missed_publications_filled_total",
+        "switchboard_gap_signals_total",
+    ] {
+        metrics::counter!(counter).absolute(0);
+    }
     process().describe();
     Ok(handle)
 }
@@ -224,6 +272,15 @@ pub(crate) async fn update(hub: &Hub) {
         metrics::counter!("switchboard_connections_refused_total", "reason" => reason).absolute(n);
     }
     metrics::counter!("switchboard_events_lost_total").absolute(hub.event_stats().lost);
+    // How this node sees the cluster: its broker, the nodes it declared dead, the gaps.
+    let health = hub.health();
+    metrics::gauge!("switchboard_node_info", "node" => hub.node().to_owned()).set(1.0);
+    metrics::gauge!("switchboard_broker_up").set(if health.broker_up { 1.0 } else { 0.0 });
+    metrics::counter!("switchboard_broker_outages_total").absolute(health.broker_outages);
+    metrics::counter!("switchboard_dead_nodes_cleaned_total").absolute(health.nodes_cleaned);
+    metrics::counter!("switchboard_missed_publications_filled_total").absolute(health.missed_filled);
+    metrics::counter!("switchboard_gap_signals_total").absolute(health.missed_signalled);
+    history_spans(hub);
     // The cluster's view (a backend call; other nodes answer within 2 s or count as unreachable).
     match tokio::time::timeout(Duration::from_secs(3), hub.cluster_stats()).await {
         Ok(Ok(cluster)) => {
@@ -234,4 +291,30 @@ pub(crate) async fn update(hub: &Hub) {
         _ => metrics::gauge!("switchboard_backend_up").set(0.0),
     }
     process().collect();
+}
+
+/// The history span of each topic class (`Hub::history_spans`, measured by the position checks).
+/// A class measured before and not now (no subscriber here any more) reads `+Inf`, as one whose
+/// topics see no publication: nothing here can miss a publication of it.
+#[allow(clippy::cast_precision_loss)]
+fn history_spans(hub: &Hub) {
+    static CLASSES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let spans = hub.history_spans();
+    let mut classes = CLASSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for class in classes.iter() {
+        if !spans.iter().any(|s| &s.pattern == class) {
+            metrics::gauge!("switchboard_history_span_seconds", "class" => class.clone()).set(f64::INFINITY);
+            metrics::gauge!("switchboard_history_publications_per_second", "class" => class.clone()).set(0.0);
+        }
+    }
+    for span in spans {
+        let class = span.pattern;
+        metrics::gauge!("switchboard_history_span_seconds", "class" => class.clone()).set(span.seconds);
+        metrics::gauge!("switchboard_history_size", "class" => class.clone()).set(span.size as f64);
+        metrics::gauge!("switchboard_history_publications_per_second", "class" => class.clone())
+            .set(span.publications_per_second);
+        if !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
 }

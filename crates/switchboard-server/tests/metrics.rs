@@ -3,6 +3,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::{Client, config, http, start_with};
 use serde_json::{Value, json};
@@ -196,4 +197,160 @@ async fn slow_consumer_closes_are_counted() {
     }
     assert_eq!(counted, Some(1.0));
     drop(sleepy);
+}
+
+/// Scrapes `/metrics` every 250 ms (up to 20 s) until `ready` accepts the page; returns it.
+async fn scrape_until(addr: std::net::SocketAddr, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, page) = http(addr, "GET", "/metrics", None, None).await;
+        assert_eq!(status, 200);
+        if ready(&page) {
+            return page;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never {what}:\n{page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The value of the series `name{LABELS}` whose labels include `label`.
+fn labelled(text: &str, name: &str, label: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+        let (labels, value) = rest.split_once("} ")?;
+        labels.split(',').any(|l| l == label).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn each_topic_class_shows_how_long_a_gap_its_history_bridges() {
+    let server = start_with(&config("dev", "dev = true"), &[], &[]).await;
+    let addr = server.addr;
+    let (mut ada, _) = Client::identified(addr, json!({"name": "ada"})).await;
+    ada.call("~sub", json!({"topic": "room/a"})).await.unwrap();
+    let class = "class=\"room/{name}\"";
+    // ~10 publications a second into a history of 10: a span of about a second, finite.
+    let publishing = tokio::spawn(async move {
+        let (mut bob, _) = Client::identified(addr, json!({"name": "bob"})).await;
+        for n in 0..400 {
+            bob.call("~pub", json!({"topic": "room/a", "data": n})).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let page = scrape_until(addr, "a finite history span", |page| {
+        labelled(page, "switchboard_history_span_seconds", class).is_some_and(f64::is_finite)
+    })
+    .await;
+    let span = labelled(&page, "switchboard_history_span_seconds", class).unwrap();
+    assert!(span > 0.0 && span <= 10.0, "10 publications kept, at least one a second: {span} s\n{page}");
+    assert_eq!(labelled(&page, "switchboard_history_size", class), Some(10.0), "{page}");
+    let rate = labelled(&page, "switchboard_history_publications_per_second", class).unwrap();
+    assert!(rate >= 1.0, "{rate}\n{page}");
+    let parsed = parse(&page);
+    assert_eq!(parsed["families"]["switchboard_history_span_seconds"], "gauge");
+
+    // Nothing published any more: the history bridges any gap.
+    publishing.abort();
+    let page = scrape_until(addr, "an infinite span once publishing stopped", |page| {
+        labelled(page, "switchboard_history_span_seconds", class).is_some_and(f64::is_infinite)
+    })
+    .await;
+    // The official parser reads it as +Inf.
+    let parsed = parse(&page);
+    let span = parsed["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[0] == "switchboard_history_span_seconds" && s[1]["class"] == "room/{name}")
+        .map(|s| s[2].clone());
+    assert_eq!(span, Some(json!("+Inf")), "{page}");
+}
+
+/// A `redis-server` without persistence on a port, killed on drop.
+struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Redis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian package redis-server)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn broker_state_and_node_liveness_are_exported() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = Redis::start_on(port);
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let a = start_with(&config("dev", "dev = true"), &[], &["--redis", &url]).await;
+    let mut b = start_with(&config("dev", "dev = true"), &[], &["--redis", &url]).await;
+    let page =
+        scrape_until(a.addr, "two nodes", |page| series(page, "switchboard_cluster_nodes") == Some(2.0))
+            .await;
+    assert_eq!(series(&page, "switchboard_broker_up"), Some(1.0), "{page}");
+    assert_eq!(series(&page, "switchboard_broker_outages_total"), Some(0.0), "{page}");
+    assert_eq!(series(&page, "switchboard_dead_nodes_cleaned_total"), Some(0.0), "{page}");
+    assert!(
+        page.lines().any(|l| l.starts_with("switchboard_node_info{node=\"") && l.ends_with("} 1")),
+        "{page}"
+    );
+    let parsed = parse(&page);
+    for (name, kind) in [
+        ("switchboard_node_info", "gauge"),
+        ("switchboard_broker_up", "gauge"),
+        ("switchboard_broker_outages", "counter"),
+        ("switchboard_dead_nodes_cleaned", "counter"),
+        ("switchboard_missed_publications_filled", "counter"),
+        ("switchboard_gap_signals", "counter"),
+    ] {
+        assert_eq!(parsed["families"][name], kind, "{name}");
+    }
+
+    // Node B dies without a goodbye: A declares it dead and cleans up after it.
+    b.child.start_kill().unwrap();
+    let _ = b.child.wait().await;
+    let page = scrape_until(a.addr, "node B cleaned up after", |page| {
+        series(page, "switchboard_dead_nodes_cleaned_total") == Some(1.0)
+            && series(page, "switchboard_cluster_nodes") == Some(1.0)
+            && series(page, "switchboard_cluster_nodes_unreachable") == Some(0.0)
+    })
+    .await;
+    assert_eq!(series(&page, "switchboard_broker_up"), Some(1.0), "{page}");
+
+    // Redis goes away: the broker is down (and the backend does not answer); it comes back.
+    redis.kill();
+    let page =
+        scrape_until(a.addr, "the broker down", |page| series(page, "switchboard_broker_up") == Some(0.0))
+            .await;
+    assert_eq!(series(&page, "switchboard_backend_up"), Some(0.0), "{page}");
+    let _redis = Redis::start_on(port);
+    let page = scrape_until(a.addr, "the broker back", |page| {
+        series(page, "switchboard_broker_up") == Some(1.0)
+            && series(page, "switchboard_backend_up") == Some(1.0)
+    })
+    .await;
+    assert_eq!(series(&page, "switchboard_broker_outages_total"), Some(1.0), "{page}");
 }

@@ -5,7 +5,8 @@
 //! - topics `{name}` (one segment) that any identified client may subscribe to and publish on;
 //! - request `echo` (returns its payload), event/request `tell` `{"user", "data"}`: sends
 //!   `["m", data]` to every connection of that user (all devices, all nodes) through the `Hub`;
-//! - `--redis URL`: several servers on one Redis form a cluster (`switchboard-redis`).
+//! - `--redis URL`: several servers on one Redis form a cluster (`switchboard-redis`);
+//! - `--history N`: topics keep their last N publications (recovery with `since`; S9).
 //!
 //! Over TLS (`wss://`) when env `TLS_CERT` and `TLS_KEY` name PEM files (the chain, the key):
 //! `Switchboard::serve` speaks plain TCP only, so each connection is accepted here, goes through
@@ -15,7 +16,7 @@
 //! serving `Switchboard::router` (axum's upgrade and WebSocket).
 //!
 //! ```text
-//! bench-switchboard [--port P | PORT=P] [--redis redis://127.0.0.1:6379] [--queue-bytes N]
+//! bench-switchboard [--port P | PORT=P] [--redis redis://127.0.0.1:6379] [--queue-bytes N] [--history N]
 //! TLS_CERT=cert.pem TLS_KEY=key.pem bench-switchboard [--tls-stack accept|router]
 //! ```
 //!
@@ -46,6 +47,9 @@ struct Args {
     /// HS256 secret of the identification tokens.
     #[arg(long, default_value = jwt::SECRET)]
     secret: String,
+    /// Publications each topic keeps for recovery with `since` (default 0: none).
+    #[arg(long, default_value_t = 0)]
+    history: usize,
     /// Outbound queue limit per connection (`Config::max_queue_bytes`; default 1 MiB).
     #[arg(long)]
     queue_bytes: Option<usize>,
@@ -121,11 +125,12 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
-    let main = Namespace::new("main")
-        .identify(identify)
-        .on("echo", echo)
-        .on("tell", tell)
-        .topic("{name}", TopicOptions::new().clients_publish());
+    let mut topics = TopicOptions::new().clients_publish();
+    if args.history > 0 {
+        topics = topics.history(args.history, None);
+    }
+    let main =
+        Namespace::new("main").identify(identify).on("echo", echo).on("tell", tell).topic("{name}", topics);
     let mut config = Config::default();
     if let Some(bytes) = args.queue_bytes {
         config.max_queue_bytes = bytes;

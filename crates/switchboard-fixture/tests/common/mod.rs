@@ -304,16 +304,17 @@ impl Redis {
 
     /// Whether the server answers PING now.
     pub(crate) fn answers(&self) -> bool {
-        use std::io::Write as _;
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        redis_answers(self.port)
     }
 
     /// The port it listens on.
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id of the running server (for signals: SIGSTOP, SIGCONT).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -326,6 +327,159 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A local Redis Cluster: three masters, each with `replicas` replicas, no persistence; every
+/// process is killed on drop. `redis-server --cluster-enabled yes` on free ports, joined by
+/// `redis-cli --cluster create` (Debian packages `redis-server` and `redis-tools`).
+pub(crate) struct RedisCluster {
+    dir: std::path::PathBuf,
+    /// The ports, in the order given to `redis-cli --cluster create` (masters first).
+    ports: Vec<u16>,
+    children: Vec<Option<Child>>,
+}
+
+/// Whether a Redis on `port` answers PING.
+fn redis_answers(port: u16) -> bool {
+    use std::io::Write as _;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// Runs `redis-cli ARGS` and returns its stdout and stderr.
+pub(crate) fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli must be installed (Debian package redis-tools, with redis-server)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn cluster_seed() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    nanos.subsec_nanos() ^ std::process::id().rotate_left(16)
+}
+
+impl RedisCluster {
+    /// Starts three masters without replicas.
+    pub(crate) fn start() -> RedisCluster {
+        RedisCluster::start_with(0, &[])
+    }
+
+    /// Starts three masters with `replicas` replicas each; `extra` goes to every
+    /// `redis-server` (e.g. `--cluster-node-timeout 1000` for a quick failover).
+    pub(crate) fn start_with(replicas: usize, extra: &[&str]) -> RedisCluster {
+        let count = 3 * (1 + replicas);
+        let dir = std::env::temp_dir().join(format!(
+            "sb-fixture-cluster-{}-{:08x}",
+            std::process::id(),
+            cluster_seed()
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let mut cluster = RedisCluster { dir, ports: Vec::new(), children: Vec::new() };
+        // Ports ≤ 55535 whose cluster bus port (+10000) is free too; a port may be taken between
+        // the check and redis-server's bind, then another is tried.
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let mut tries = 0;
+        while cluster.ports.len() < count {
+            tries += 1;
+            assert!(tries < 1000, "no free port pairs for a cluster");
+            let port = 20_000 + u16::try_from(cluster_seed() % 35_535).expect("in range");
+            if cluster.ports.contains(&port) || !free(port) || !free(port + 10_000) {
+                continue;
+            }
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--cluster-enabled", "yes"])
+                .arg("--cluster-config-file")
+                .arg(cluster.dir.join(format!("nodes-{port}.conf")))
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .args(["--save", "", "--appendonly", "no"])
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (Debian package redis-server)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            // The answer must come from this process, not another one on the same port.
+            let pid = child.id();
+            let ours = || {
+                redis_answers(port)
+                    && redis_cli(&["-p", &port.to_string(), "info", "server"])
+                        .contains(&format!("process_id:{pid}\r"))
+            };
+            while !ours() && Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if ours() {
+                cluster.ports.push(port);
+                cluster.children.push(Some(child));
+            } else {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("redis-server did not start on port {port}; trying another");
+            }
+        }
+        let addrs: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let replicas = replicas.to_string();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addrs.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
+        let out = redis_cli(&args);
+        assert!(out.contains("[OK] All 16384 slots covered"), "redis-cli --cluster create failed:\n{out}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in &cluster.ports {
+            while !redis_cli(&["-p", &port.to_string(), "cluster", "info"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "cluster node {port} is not ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // Every replica has synchronised with its master.
+        for port in &cluster.ports {
+            loop {
+                let info = redis_cli(&["-p", &port.to_string(), "info", "replication"]);
+                if info.contains("role:master") || info.contains("master_link_status:up") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "replica {port} did not synchronise: {info}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub(crate) fn url(&self) -> String {
+        let seeds: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The ports of the nodes still running.
+    pub(crate) fn ports(&self) -> Vec<u16> {
+        self.ports.iter().zip(&self.children).filter(|(_, c)| c.is_some()).map(|(p, _)| *p).collect()
+    }
+
+    /// Kills the node on `port` (SIGKILL).
+    pub(crate) fn kill(&mut self, port: u16) {
+        let i = self.ports.iter().position(|p| *p == port).expect("a node of this cluster");
+        if let Some(mut child) = self.children[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().filter_map(Option::as_mut) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -6,10 +6,12 @@ declares, version 0.0.4) and checks that every family is valid and conventional:
 - `_total` on every counter sample and on no other sample;
 - names of the project (`switchboard_`) or the standard process metrics (`process_`).
 
-Prints {"families": {name: type}, "samples": [[name, labels, value], ...]} as JSON on success;
+Prints {"families": {name: type}, "samples": [[name, labels, value], ...]} as JSON on success
+(a value that is not finite as the string "+Inf", "-Inf" or "NaN", which JSON has no number for);
 exits 1 with the problems otherwise. Usage: python3 check_exposition.py FILE
 """
 import json
+import math
 import re
 import sys
 
@@ -48,7 +50,13 @@ for f in families:
 if problems:
     print("\n".join(problems), file=sys.stderr)
     sys.exit(1)
+def value(v):
+    if math.isfinite(v):
+        return v
+    return "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+
+
 print(json.dumps({
     "families": seen,
-    "samples": [[s.name, s.labels, s.value] for f in families for s in f.samples],
-}))
+    "samples": [[s.name, s.labels, value(s.value)] for f in families for s in f.samples],
+}, allow_nan=False))
