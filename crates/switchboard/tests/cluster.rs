@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use common::{Client, main_ns, serve};
 use serde_json::json;
-use switchboard::core::{Backends, MemoryBroker, MemoryHistory, MemoryPresence, MemoryUsers};
+use switchboard::core::{
+    BackendFuture, Backends, Beat, Broker, BrokerSink, MemoryBroker, MemoryHistory, MemoryPresence,
+    MemoryUsers, NodeId,
+};
 use switchboard::{CapPolicy, CloseCode, Config, Server, Switchboard, TopicOptions};
 
 async fn cluster() -> (Switchboard, Switchboard) {
@@ -365,4 +368,106 @@ async fn a_missed_tail_is_filled_from_history_by_the_position_check() {
     };
     assert_eq!(span.size, 50);
     assert!((span.seconds - 50.0 / span.publications_per_second).abs() < 1e-6);
+}
+
+/// A broker that delivers every publication `delay` late (a busy network): in order, but late.
+struct SlowBroker {
+    inner: MemoryBroker,
+    delay: std::time::Duration,
+}
+
+/// The sink a [`SlowBroker`] gives the inner broker: it forwards in order, `delay` late.
+struct SlowSink {
+    queue: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, String, bytes::Bytes)>,
+    sink: Arc<dyn BrokerSink>,
+}
+
+impl BrokerSink for SlowSink {
+    fn publication(&self, topic: &str, publication: bytes::Bytes) {
+        let _ = self.queue.send((tokio::time::Instant::now(), topic.to_owned(), publication));
+    }
+    fn node_message(&self, message: bytes::Bytes) {
+        self.sink.node_message(message);
+    }
+}
+
+impl Broker for SlowBroker {
+    fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()> {
+        let (queue, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, String, bytes::Bytes)>();
+        let (delay, late) = (self.delay, sink.clone());
+        tokio::spawn(async move {
+            while let Some((at, topic, publication)) = rx.recv().await {
+                tokio::time::sleep_until(at + delay).await;
+                late.publication(&topic, publication);
+            }
+        });
+        self.inner.attach(node, Arc::new(SlowSink { queue, sink }))
+    }
+    fn detach(&self, node: &NodeId) -> BackendFuture<'_, ()> {
+        self.inner.detach(node)
+    }
+    fn subscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
+        self.inner.subscribe(node, topic)
+    }
+    fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
+        self.inner.unsubscribe(node, topic)
+    }
+    fn publish(&self, from: &NodeId, topic: &str, publication: bytes::Bytes) -> BackendFuture<'_, ()> {
+        self.inner.publish(from, topic, publication)
+    }
+    fn send(&self, from: &NodeId, to: Option<&NodeId>, message: bytes::Bytes) -> BackendFuture<'_, ()> {
+        self.inner.send(from, to, message)
+    }
+    fn beat(&self, node: &NodeId, ttl: std::time::Duration) -> BackendFuture<'_, Beat> {
+        self.inner.beat(node, ttl)
+    }
+    fn dead_nodes(&self) -> BackendFuture<'_, Vec<NodeId>> {
+        self.inner.dead_nodes()
+    }
+    fn claim_dead(&self, dead: &NodeId, by: &NodeId, lease: std::time::Duration) -> BackendFuture<'_, bool> {
+        self.inner.claim_dead(dead, by, lease)
+    }
+    fn forget_dead(&self, dead: &NodeId) -> BackendFuture<'_, ()> {
+        self.inner.forget_dead(dead)
+    }
+}
+
+/// Publications still in transit through the broker when a position check reads the topic's
+/// position are not missed ones: a busy topic without history (which could not be filled) keeps
+/// its subscribers, who get every publication once, in order.
+#[tokio::test]
+async fn publications_in_transit_are_not_taken_for_missed_ones() {
+    let backends = Backends {
+        broker: Arc::new(SlowBroker {
+            inner: MemoryBroker::new(),
+            delay: std::time::Duration::from_millis(60),
+        }),
+        ..Backends::memory()
+    };
+    let mut config = Config::default();
+    config.position_check = std::time::Duration::from_millis(150);
+    let node = || {
+        Server::new()
+            .config(config.clone())
+            .backends(backends.clone())
+            .namespace(main_ns().topic("live/{x}", TopicOptions::new().clients_publish()))
+    };
+    let (a, b) = (node().build().await.unwrap(), node().build().await.unwrap());
+    let (addr_a, addr_b) = (serve(&a).await, serve(&b).await);
+    let (mut ada, _) = Client::identified(addr_a, "ada").await;
+    let (mut bob, _) = Client::identified(addr_b, "bob").await;
+    bob.call("~sub", json!({"topic": "live/x"})).await.unwrap();
+    // One publication every 10 ms for 1.5 s: at every check a few are on their way.
+    let n = 150;
+    for i in 1..=n {
+        ada.call("~pub", json!({"topic": "live/x", "data": i})).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    for i in 1..=n {
+        let m = bob.expect(|m| m[0] == "~msg" || m[0] == "~bye").await;
+        assert_eq!(m[0], "~msg", "bob was told to recover: {m}");
+        assert_eq!(m[1]["data"], i);
+    }
+    assert_eq!(b.hub().health().missed_signalled, 0);
 }

@@ -192,7 +192,7 @@ pub(crate) async fn positions(core: Weak<Core>) {
             }
         };
         let Some(core) = core.upgrade() else { return };
-        let read = positions::check_all(&core, outage).await;
+        let read = positions::check_all(&core, outage, &last).await;
         measure_spans(&core, &mut last, read);
     }
 }

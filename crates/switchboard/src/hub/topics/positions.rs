@@ -9,9 +9,16 @@
 //! carries the new epoch. What history cannot give back is signalled: the subscribers are closed
 //! with 4000 and recover with `recovered: false`. After a broker outage the end of the old stream
 //! cannot be checked any more when the stream restarted meanwhile, so that is signalled too.
+//!
+//! A publication numbered by history but not delivered yet may still be on its way through the
+//! broker: a periodic check counts as missed only what the previous check (one period earlier)
+//! had already read as numbered, so a busy topic is not taken for a broken one. After a broker
+//! outage nothing is in transit any more, and the check acts on what it reads.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use switchboard_core::Position;
 
@@ -23,20 +30,34 @@ use crate::hub::core::Core;
 const CONCURRENCY: usize = 32;
 
 /// Checks every topic this node has subscribers of; `after_outage`: the broker connection was
-/// lost and is back. Returns each topic's position read (for the history spans).
-pub(crate) async fn check_all(core: &Arc<Core>, after_outage: bool) -> Vec<(Arc<str>, Position)> {
+/// lost and is back; `previous`: each topic's position as the previous check read it. Returns
+/// each topic's position read (for the history spans and the next check).
+pub(crate) async fn check_all(
+    core: &Arc<Core>,
+    after_outage: bool,
+    previous: &HashMap<Arc<str>, (Position, Instant)>,
+) -> Vec<(Arc<str>, Position)> {
     let topics: Vec<Arc<str>> = core.topics.names().into_iter().map(|(t, _)| t).collect();
     let mut read = Vec::with_capacity(topics.len());
     for chunk in topics.chunks(CONCURRENCY) {
-        let positions =
-            futures_util::future::join_all(chunk.iter().map(|t| check(core, t, after_outage))).await;
+        let positions = futures_util::future::join_all(chunk.iter().map(|t| {
+            let before = if after_outage { None } else { previous.get(t).map(|(p, _)| p) };
+            check(core, t, after_outage, before)
+        }))
+        .await;
         read.extend(chunk.iter().cloned().zip(positions).filter_map(|(t, p)| Some((t, p?))));
     }
     read
 }
 
-/// Checks one topic (see the module's documentation); the position read, if any.
-async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) -> Option<Position> {
+/// Checks one topic (see the module's documentation); the position read, if any. `before`: the
+/// previous check's position (`None` after an outage: then the check acts on what it reads).
+async fn check(
+    core: &Arc<Core>,
+    topic: &str,
+    after_outage: bool,
+    before: Option<&Position>,
+) -> Option<Position> {
     let state = core.topics.get(topic)?;
     let (epoch, next) = {
         let s = state.sequencer.lock();
@@ -52,6 +73,14 @@ async fn check(core: &Arc<Core>, topic: &str, after_outage: bool) -> Option<Posi
     let same = position.epoch == epoch;
     if same && position.seq < next {
         return Some(position);
+    }
+    if !after_outage {
+        // Only what was numbered a period ago can be missed: the rest may be in transit.
+        let settled = before.filter(|b| b.epoch == position.epoch).map(|b| b.seq);
+        match settled {
+            Some(seq) if !same || seq >= next => {}
+            _ => return Some(position),
+        }
     }
     let since = if same {
         Position { epoch: epoch.clone(), seq: next - 1 }
