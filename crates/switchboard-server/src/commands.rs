@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::client::AppClient;
 use crate::config::{DevMode, Loaded};
 use crate::jwt::Verifier;
+use crate::outbox;
 use crate::settings::Settings;
 use crate::tls;
 
@@ -24,6 +25,8 @@ pub(crate) struct Parts {
     pub jwt: Option<Arc<Verifier>>,
     /// `redis.ca_file`'s certificates.
     pub redis_ca: Option<Vec<u8>>,
+    /// `[outbox]`'s sources.
+    pub outbox: outbox::Prepared,
 }
 
 /// Reads every file the settings name; the error names the setting and the file.
@@ -47,7 +50,8 @@ pub(crate) fn prepare(s: &Settings) -> Result<Parts, String> {
         }
         None => None,
     };
-    Ok(Parts { tls, client, jwt, redis_ca })
+    let outbox = outbox::prepare(&s.outbox, s.redis.as_ref())?;
+    Ok(Parts { tls, client, jwt, redis_ca, outbox })
 }
 
 /// A URL without its password, for logs and summaries.
@@ -129,6 +133,7 @@ pub(crate) fn summary(loaded: &Loaded, parts: &Parts) -> String {
         ),
         None => "  redis: none (in memory, one server)".to_owned(),
     });
+    lines.extend(outbox::describe(&parts.outbox));
     lines.join("\n")
 }
 

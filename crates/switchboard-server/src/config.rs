@@ -82,7 +82,7 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 16] = [
     "listen",
     "dev",
     "api_key",
@@ -98,6 +98,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 15] = [
     "proxy",
     "namespaces",
     "redis",
+    "outbox",
 ];
 
 fn is_setting(var: &str) -> bool {
@@ -237,6 +238,9 @@ fn check(figment: &Figment, s: &Settings, errors: &mut Vec<String>) {
         for (key, what) in check_jwt(jwt) {
             err(key, what);
         }
+    }
+    for (key, what) in crate::outbox::check(&s.outbox, s.redis.as_ref()) {
+        err(&key, what);
     }
     if let Some(proxy) = &s.proxy {
         for (key, url) in [

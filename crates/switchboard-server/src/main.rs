@@ -15,6 +15,7 @@
 // Layers, each module using only those on the lines above it (no import circles):
 //   settings                  what can be configured (plain data, defaults)
 //   origin, tls, client       origin patterns; certificates and roots; HTTP(S) client
+//   outbox                    the transactional outbox's consumers (PostgreSQL, Redis Streams)
 //   config, jwks, metrics     loading and checking; key sets; Prometheus series
 //   jwt                       token verification (reads the key files, fetches JWKS)
 //   commands, serve           files of a configuration, checkconfig, gentoken; the accept loop
@@ -30,6 +31,7 @@ mod jwt;
 mod metrics;
 mod namespaces;
 mod origin;
+mod outbox;
 mod serve;
 mod settings;
 mod tls;
@@ -316,6 +318,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let outbox = outbox::Outbox::start(parts.outbox.clone(), &board.hub(), settings.limits.max_message_size);
     println!("listening on {address}");
     if let Some(at) = metrics_address {
         println!("metrics on {at}");
@@ -327,6 +330,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
     stop_signal.await;
     tracing::info!("shutting down: closing connections with 1001");
     ready.store(false, Ordering::Release);
+    outbox.stop().await;
     board.shutdown().await;
     stop.cancel();
     tracker.close();
