@@ -303,7 +303,9 @@ fn failed(what: &str, table: &str, e: &tokio_postgres::Error) -> String {
     } else {
         String::new()
     };
-    if e.is_closed() || e.as_db_error().is_none() && !missing {
+    // Class 08 (connection exception) and 57P (operator intervention: a shutdown, a restart).
+    let gone = e.code().is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"));
+    if e.is_closed() || gone || e.as_db_error().is_none() && !missing {
         format!("lost the PostgreSQL connection while {what}: {}", chain(e))
     } else {
         format!("PostgreSQL failed while {what}: {}{hint}", chain(e))
