@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's chromium, redis-server and certutil, npm packages) and runs every test:
+# Installs what the tests need (Debian's chromium, redis-server, postgresql and certutil, npm packages) and runs every test:
 # formatting, lints, the Rust workspace, and the TypeScript client (unit, against the real
 # fixture, and in Debian's Chromium).
 set -euo pipefail
@@ -10,6 +10,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)  # the server's outbox tests
 # certutil: the server's browser test trusts its test CA in an NSS database, as Chromium does.
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 if [ ${#missing[@]} -gt 0 ]; then

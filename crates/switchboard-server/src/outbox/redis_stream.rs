@@ -247,6 +247,11 @@ async fn session(
         () = stop.cancelled() => return Ok(()),
         c = timed("connecting", COMMAND_TIMEOUT * 2, inner.client.get_multiplexed_async_connection_with_config(&config)) => c?,
     };
+    if failed_before {
+        tracing::info!(redis = %inner.shown, "outbox: connected to Redis again");
+    } else {
+        tracing::info!(redis = %inner.shown, "outbox: connected to Redis");
+    }
     let created: redis::RedisResult<Value> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&s.stream)
@@ -259,11 +264,6 @@ async fn session(
         Ok(_) => tracing::info!(stream = s.stream, group = s.group, "outbox: created the consumer group"),
         Err(e) if e.code() == Some("BUSYGROUP") => {}
         Err(e) => return Err(format!("Redis failed while creating the consumer group: {e}")),
-    }
-    if failed_before {
-        tracing::info!(redis = %inner.shown, "outbox: connected to Redis again");
-    } else {
-        tracing::info!(redis = %inner.shown, "outbox: connected to Redis");
     }
     backoff.reset();
     let poll = Duration::from_millis(s.poll_interval_ms);
