@@ -371,9 +371,15 @@ async fn session(
     );
     let limit = i64::try_from(s.batch).unwrap_or(i64::MAX);
     let mut retry = Backoff::new(MAX_BACKOFF);
+    // The next batch, read in the same round trip as the previous batch's delete.
+    let mut next: Option<Vec<Row>> = None;
     while !stop.is_cancelled() {
-        let rows =
-            client.query(&fetch, &[&limit]).await.map_err(|e| failed("reading the outbox", table, &e))?;
+        let rows = match next.take() {
+            Some(rows) => rows,
+            None => {
+                client.query(&fetch, &[&limit]).await.map_err(|e| failed("reading the outbox", table, &e))?
+            }
+        };
         if rows.is_empty() {
             publisher.idle();
             tokio::select! {
@@ -386,17 +392,24 @@ async fn session(
         let (ids, items) = decode(&rows);
         let ours = || !client.is_closed();
         let outcomes = publisher.publish(&items, &ours).await;
-        settle(&client, &delete, &move_aside, &ids, &outcomes)
-            .await
-            .map_err(|e| failed("deleting published rows", table, &e))?;
         if outcomes.contains(&Outcome::Pending) {
+            settle(&client, &delete, &move_aside, &ids, &outcomes)
+                .await
+                .map_err(|e| failed("deleting published rows", table, &e))?;
             publisher.retried();
             if !pause(retry.delay(), stop).await {
                 break;
             }
-        } else {
-            retry.reset();
+            continue;
         }
+        retry.reset();
+        // Pipelined on the connection: the delete (its own transaction) runs before the read,
+        // which therefore no longer sees the rows just published.
+        let settling = settle(&client, &delete, &move_aside, &ids, &outcomes);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&limit];
+        let (settled, read) = tokio::join!(settling, client.query(&fetch, &params));
+        settled.map_err(|e| failed("deleting published rows", table, &e))?;
+        next = Some(read.map_err(|e| failed("reading the outbox", table, &e))?);
     }
     Ok(())
 }
