@@ -18,6 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 /// A configuration in development mode with history on `orders/*`, none on `plain/*`, and the
 /// outbox of `pg`.
 fn config(pg: &Postgres, outbox: &str, top: &str) -> String {
+    config_url(&pg.url(), outbox, top)
+}
+
+fn config_url(url: &str, outbox: &str, top: &str) -> String {
     format!(
         r#"
 dev = true
@@ -35,8 +39,7 @@ publish = "clients"
 [outbox.postgres]
 url = "{url}"
 {outbox}
-"#,
-        url = pg.url()
+"#
     )
 }
 
@@ -376,7 +379,7 @@ async fn transient_hub_failures_are_retried_in_order_and_nothing_is_moved_aside(
 async fn checkconfig_reports_the_outbox_and_refuses_bad_settings() {
     let dir = std::env::temp_dir().join(format!("switchboard-outbox-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let run = |toml: &str| {
+    let run_with = |toml: &str, env: &[(&str, &str)]| {
         let path = dir.join("switchboard.toml");
         std::fs::write(&path, toml).unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -385,8 +388,10 @@ async fn checkconfig_reports_the_outbox_and_refuses_bad_settings() {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         cmd.arg("checkconfig").arg("--config").arg(&path).output().unwrap()
     };
+    let run = |toml: &str| run_with(toml, &[]);
     let good = r#"
 dev = true
 [outbox.postgres]
@@ -439,5 +444,42 @@ lease_ms = 5
     let out = run(unknown);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tabel"));
+
+    // From the environment alone.
+    let out =
+        run_with("dev = true\n", &[("SWITCHBOARD_OUTBOX__POSTGRES__URL", "postgres://db.internal/app")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("outbox.postgres: postgres://db.internal/app (plain)"), "{stdout}");
+    assert!(run("dev = true\n").status.success());
+    assert!(String::from_utf8_lossy(&run("dev = true\n").stdout).contains("outbox: none"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sslmode_require_is_tls_verified_against_the_configured_ca() {
+    let pki = common::pki::Pki::new("postgres");
+    let (cert, key) = pki.server("postgres");
+    let pg = Postgres::start_tls(&cert, &key);
+    let db = pg.migrated().await;
+    let url = format!("{}?sslmode=require", pg.url());
+    let ca = format!("ca_file = \"{}\"", pki.ca_file.display());
+    let server = start(&config_url(&url, &ca, "")).await;
+    let mut reader = subscriber(&server, &["orders/s"]).await;
+    insert(&db, "orders/s", 1).await;
+    assert_eq!(numbers(&deliveries(&mut reader, 1).await), [1]);
+    let tls: bool = db
+        .query_one(
+            "SELECT coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'switchboard-outbox'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tls, "the consumer's connection is TLS");
+
+    // Without the CA the certificate is not trusted: no connection, and the log says why.
+    let untrusting = start_with(&config_url(&url, "", ""), &[("RUST_LOG", "info")], &[]).await;
+    assert!(untrusting.logged(&["cannot connect to PostgreSQL", "TLS"]).await);
 }

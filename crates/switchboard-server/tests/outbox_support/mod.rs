@@ -63,6 +63,15 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// With TLS (`ssl=on`) from this certificate and key; plain connections are still accepted.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Postgres {
+        Self::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> Postgres {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("switchboard-pg-{}-{n}", std::process::id()));
@@ -75,11 +84,27 @@ impl Postgres {
         }
         let port = free_port();
         // No durability: these servers hold test data only.
-        let options = format!(
+        let mut options = format!(
             "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off",
             dir.display()
         );
+        if let Some((cert, key)) = tls {
+            // PostgreSQL wants its key readable by its own user only.
+            let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::copy(cert, &c).unwrap();
+            std::fs::copy(key, &k).unwrap();
+            std::fs::set_permissions(&k, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            if root {
+                let status = Command::new("chown").arg("postgres:postgres").arg(&c).arg(&k).status().unwrap();
+                assert!(status.success());
+            }
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                c.display(),
+                k.display()
+            ));
+        }
         let pg = Postgres { port, dir, bin: bin_dir(), root, options };
         let data = pg.data();
         pg.run(
