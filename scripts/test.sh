@@ -19,6 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# psycopg 3 from PyPI in target/pyvenv (ignored): the server's test of the Python outbox example
+# (examples/python-backend/outbox_publish.py, crates/switchboard-server/tests/outbox_python.rs).
+echo "==> pip install psycopg[binary] (target/pyvenv)"
+python3 -m venv target/pyvenv
+target/pyvenv/bin/pip install -q --disable-pip-version-check "psycopg[binary]==3.*"
+
 echo "==> npm ci (clients/typescript)"
 (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
 
