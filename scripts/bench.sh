@@ -7,7 +7,8 @@
 #   scripts/bench.sh --quick s1 s2     # only some scenarios (the document still gets rewritten)
 #
 # Loopback only. Peers are installed by scripts/install-peers.sh into bench/peers/ (ignored);
-# a peer that is not installed is reported as such. Needs redis-server for S5.
+# a peer that is not installed is reported as such. Needs redis-server for S5 and PostgreSQL
+# (Debian postgresql: /usr/lib/postgresql/*/bin) for S11, which runs the standalone server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ done
 command_line="scripts/bench.sh $*"
 
 echo "== build (release)" >&2
-cargo build --release --locked -p switchboard-bench --bins >&2
+cargo build --release --locked -p switchboard-bench -p switchboard-server --bins >&2
 
 echo "== peers" >&2
 if [[ -x scripts/install-peers.sh ]]; then

@@ -131,7 +131,7 @@ worker processes bound to source addresses 127.0.0.x and shares the CPU with the
     s
 }
 
-/// Scenario titles (issue #7).
+/// Scenario titles (issue #7; S11: issue #20).
 fn title(s: &str) -> String {
     let t = match s {
         "S1" => "fan-out: one topic, bursts of 1 and of 10",
@@ -141,6 +141,7 @@ fn title(s: &str) -> String {
         "S5" => "cross-node through Redis",
         "S6" => "users on several devices (send-to-user)",
         "S7" => "slow consumers",
+        "S11" => "the PostgreSQL outbox: drain rate and commit → delivery latency",
         _ => "",
     };
     format!("{s} — {t}")

@@ -3,10 +3,11 @@
 //! `docs/benchmarks.md` with its chart.
 //!
 //! ```text
-//! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md] [s1 … s7 | all]
+//! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md] [s1 … s7 s11 | all]
 //! ```
 //!
-//! `scripts/bench.sh` builds the binaries, installs the peers and calls this. The hidden
+//! `scripts/bench.sh` builds the binaries (with the standalone server `switchboard` for S11),
+//! installs the peers and calls this. The hidden
 //! subcommand `worker` is how the bench runs its connection-holding processes.
 
 use std::path::PathBuf;
@@ -20,9 +21,11 @@ use switchboard_bench::targets::Targets;
 use switchboard_bench::{doc, procfs, svg, worker};
 
 #[derive(Parser)]
-#[command(about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers")]
+#[command(
+    about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers; S11, the outbox"
+)]
 struct Args {
-    /// Scenarios: s1 … s7, or all.
+    /// Scenarios: s1 … s7, s11, or all.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Smaller sizes and shorter measurements (the whole run under 5 minutes).
@@ -83,7 +86,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (p, why) in &targets.missing {
         eprintln!("peer {p}: {why}");
     }
-    let ctx = Ctx { targets, exe, logs: args.logs.clone(), sizes };
+    let server = bin_dir.join("switchboard");
+    let ctx = Ctx { targets, exe, server, logs: args.logs.clone(), sizes };
     let want = |s: &str| args.scenarios.iter().any(|x| x.eq_ignore_ascii_case(s) || x == "all");
     let peers = ctx.peer_names();
     let mut metrics: Vec<Metric> = Vec::new();
@@ -95,7 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     type Scenario =
         for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Metric>> + 'a>>;
-    let all: [(&str, Scenario); 7] = [
+    let all: [(&str, Scenario); 8] = [
         ("s1", |c| Box::pin(scenarios::s1(c))),
         ("s2", |c| Box::pin(scenarios::s2(c))),
         ("s3", |c| Box::pin(scenarios::s3(c))),
@@ -103,6 +107,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("s5", |c| Box::pin(scenarios::s5(c))),
         ("s6", |c| Box::pin(scenarios::s6(c))),
         ("s7", |c| Box::pin(scenarios::s7(c))),
+        ("s11", |c| Box::pin(scenarios::s11(c))),
     ];
     for (name, f) in all {
         if want(name) {
