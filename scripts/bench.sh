@@ -10,7 +10,8 @@
 #
 # Loopback only. Peers are installed by scripts/install-peers.sh into bench/peers/ (ignored);
 # a peer that is not installed is reported as such. Needs redis-server for S5, S8 and S9
-# (S8: fan-out across two nodes; S9: a recovery storm; Switchboard only).
+# (S8: fan-out across two nodes; S9: a recovery storm; Switchboard only), and PostgreSQL
+# (Debian postgresql: /usr/lib/postgresql/*/bin) for S11, which runs the standalone server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

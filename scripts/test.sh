@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian's chromium, redis-server and certutil, npm packages) and runs every test:
+# Installs what the tests need (Debian's chromium, redis-server, postgresql and certutil, npm packages) and runs every test:
 # formatting, lints, the Rust workspace, and the TypeScript client (unit, against the real
 # fixture, and in Debian's Chromium).
 set -euo pipefail
@@ -16,6 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)  # the server's outbox tests
 # certutil: the server's browser test trusts its test CA in an NSS database, as Chromium does.
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 # python3-venv: the checks below run PyPI tools from a virtual environment under target/
@@ -31,10 +32,12 @@ echo "==> npm ci (clients/typescript)"
 (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
 
 # Python tools from PyPI, in target/pyvenv (ignored): openapi-spec-validator checks the API
-# description; prometheus_client's parser reads /metrics in the server's tests/metrics.rs.
-echo "==> pip install openapi-spec-validator prometheus_client (target/pyvenv)"
+# description; prometheus_client's parser reads /metrics in the server's tests/metrics.rs;
+# psycopg 3 runs the Python outbox example (examples/python-backend/outbox_publish.py) in the
+# server's tests/outbox_python.rs.
+echo "==> pip install openapi-spec-validator prometheus_client psycopg (target/pyvenv)"
 python3 -m venv target/pyvenv
-target/pyvenv/bin/pip install -q --disable-pip-version-check "openapi-spec-validator==0.9.*" "prometheus_client==0.26.*"
+target/pyvenv/bin/pip install -q --disable-pip-version-check "openapi-spec-validator==0.9.*" "prometheus_client==0.26.*" "psycopg[binary]==3.*"
 echo "==> openapi-spec-validator docs/http-api.openapi.yaml"
 target/pyvenv/bin/openapi-spec-validator docs/http-api.openapi.yaml
 

@@ -134,7 +134,7 @@ worker processes bound to source addresses 127.0.0.x and shares the CPU with the
     s
 }
 
-/// Scenario titles (issue #7).
+/// Scenario titles (issue #7; S11: issue #20).
 fn title(s: &str) -> String {
     let t = match s {
         "S1" => "fan-out: one topic, bursts of 1 and of 10",
@@ -151,6 +151,7 @@ fn title(s: &str) -> String {
         "S9" => "a recovery storm after a server restart",
         "S10" => "lifecycle events: connect/disconnect churn delivered over HTTP",
         "S12" => "under abuse (ping floods, slow handshakes), and with rate limits on",
+        "S11" => "the PostgreSQL outbox: drain rate and commit → delivery latency",
         _ => "",
     };
     format!("{s} — {t}")

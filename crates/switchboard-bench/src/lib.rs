@@ -3,7 +3,8 @@
 //! result lines and the SVG chart.
 //!
 //! The binaries: `switchboard-bench` (load generator and orchestrator), `bench-reference` (the
-//! floor: raw tokio + WebSocket) and `bench-switchboard` (the framework, used as a user would).
+//! floor: raw tokio + WebSocket), `bench-switchboard` (the framework, used as a user would) and
+//! `bench-outbox` (S11, the standalone server's PostgreSQL outbox, on its own).
 
 pub mod client;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod eio;
 pub mod events;
 pub mod jwt;
 pub mod lean;
+pub mod outbox;
 pub mod procfs;
 pub mod report;
 pub mod scenarios;

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! switchboard-bench [--quick] [--rounds N] [--targets a,b] [--doc docs/benchmarks.md]
-//!                   [s1 … s9 | s1tls s2tls s4tls | s10 | s12 | all]
+//!                   [s1 … s9 | s1tls s2tls s4tls | s10 | s11 | s12 | all]
 //! ```
 //!
 //! `s1tls`, `s2tls` and `s4tls` are S1, S2 and S4 over TLS (`wss://`, issue #17) against
@@ -15,7 +15,10 @@
 //! `s8` is a fan-out across two nodes on one Redis, `s9` a recovery storm (issue #18), against
 //! Switchboard only.
 //!
-//! `scripts/bench.sh` builds the binaries, installs the peers and calls this. The hidden
+//! `s11` drains the PostgreSQL outbox of the standalone server to subscribers (issue #20).
+//!
+//! `scripts/bench.sh` builds the binaries (with the standalone server `switchboard` for S10 and
+//! S11), installs the peers and calls this. The hidden
 //! subcommand `worker` is how the bench runs its connection-holding processes.
 
 use std::path::PathBuf;
@@ -30,11 +33,11 @@ use switchboard_bench::{doc, procfs, svg, worker};
 
 #[derive(Parser)]
 #[command(
-    about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers, S1/S2/S4 over TLS, S8/S9 (cluster)"
+    about = "Switchboard benchmarks (issue #7): S1–S7 against the reference and the peers, S1/S2/S4 over TLS, S8/S9 (cluster), S10/S11 (backend integration), S12 (abuse)"
 )]
 struct Args {
     /// Scenarios: s1 … s9, s1tls, s2tls, s4tls (S1, S2, S4 over TLS), s10 (lifecycle events),
-    /// s12 (under abuse), or all.
+    /// s11 (the outbox), s12 (under abuse), or all.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Smaller sizes and shorter measurements (the whole run under 5 minutes).
@@ -95,7 +98,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for (p, why) in &targets.missing {
         eprintln!("peer {p}: {why}");
     }
-    let ctx = Ctx { targets, exe, logs: args.logs.clone(), sizes };
+    let server = bin_dir.join("switchboard");
+    let ctx = Ctx { targets, exe, server, logs: args.logs.clone(), sizes };
     let want = |s: &str| args.scenarios.iter().any(|x| x.eq_ignore_ascii_case(s) || x == "all");
     let peers = ctx.peer_names();
     let mut metrics: Vec<Metric> = Vec::new();
@@ -107,7 +111,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     type Scenario =
         for<'a> fn(&'a Ctx) -> std::pin::Pin<Box<dyn std::future::Future<Output = Vec<Metric>> + 'a>>;
-    let all: [(&str, Scenario); 14] = [
+    let all: [(&str, Scenario); 15] = [
         ("s1", |c| Box::pin(scenarios::s1(c))),
         ("s2", |c| Box::pin(scenarios::s2(c))),
         ("s3", |c| Box::pin(scenarios::s3(c))),
@@ -121,6 +125,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ("s2tls", |c| Box::pin(scenarios::s2_tls(c))),
         ("s4tls", |c| Box::pin(scenarios::s4_tls(c))),
         ("s10", |c| Box::pin(switchboard_bench::events::s10(c))),
+        ("s11", |c| Box::pin(scenarios::s11(c))),
         ("s12", |c| Box::pin(scenarios::s12(c))),
     ];
     for s in &args.scenarios {

@@ -1,6 +1,6 @@
 //! Scenarios S1–S7 of issue #7, S1, S2 and S4 over TLS (`wss://`, issue #17: S1-TLS,
 //! S2-TLS, S4-TLS), S8 (fan-out across two nodes) and S9 (a recovery storm) of issue #18, and S12 (under abuse) of
-//! issue #16 (S10 is in `events`).
+//! issue #16, S11 (the standalone server's PostgreSQL outbox) of issue #20 (S10 is in `events`).
 //! Each runs its targets interleaved (A B A B …) for the given rounds, starting a fresh server
 //! process per measurement, and returns [`Metric`]s.
 
@@ -57,6 +57,8 @@ pub struct Sizes {
     pub s10_rate: u64,
     /// S10 connections per measurement.
     pub s10_conns: usize,
+    /// S11 sizes (subscribers, topics, rows drained, rate and length of the latency phase).
+    pub s11: crate::outbox::Settings,
 }
 
 impl Sizes {
@@ -77,6 +79,7 @@ impl Sizes {
             s9_subscribers: 10_000,
             s10_rate: 2_000,
             s10_conns: 20_000,
+            s11: crate::outbox::Settings::default(),
         }
     }
 
@@ -97,6 +100,7 @@ impl Sizes {
             s9_subscribers: 2_000,
             s10_rate: 2_000,
             s10_conns: 6_000,
+            s11: crate::outbox::Settings { rows: 50_000, seconds: 5.0, ..crate::outbox::Settings::default() },
         }
     }
 
@@ -117,6 +121,16 @@ impl Sizes {
             s9_subscribers: 20,
             s10_rate: 200,
             s10_conns: 60,
+            s11: crate::outbox::Settings {
+                subscribers: 10,
+                topics: 3,
+                rows: 300,
+                rate: 200,
+                seconds: 1.0,
+                inserters: 2,
+                rows_per_insert: 5,
+                ..crate::outbox::Settings::default()
+            },
         }
     }
 }
@@ -127,6 +141,8 @@ pub struct Ctx {
     pub targets: Targets,
     /// `switchboard-bench` itself (workers).
     pub exe: PathBuf,
+    /// The standalone server (`switchboard`, crate switchboard-server) for S11.
+    pub server: PathBuf,
     /// Server logs.
     pub logs: PathBuf,
     /// Sizes.
@@ -1989,4 +2005,79 @@ async fn s9_round(ctx: &Ctx, sb: &Target, url: &str, subs: usize) -> anyhow::Res
     server.stop().await;
     workers.stop().await;
     r
+}
+
+/// S11 (issue #20): publications from the standalone server's PostgreSQL outbox to WebSocket
+/// subscribers ([`crate::outbox`]): the drain rate of a backlog, and commit → delivery latency at
+/// a steady insert rate. Switchboard only (the peers have no outbox).
+#[allow(clippy::cast_precision_loss)]
+pub async fn s11(ctx: &Ctx) -> Vec<Metric> {
+    let s = &ctx.sizes.s11;
+    let each = format!("{} subscribers on {} topics", s.subscribers, s.topics);
+    let at =
+        format!("{} rows/s ({} rows per insert, {} connections)", s.rate, s.rows_per_insert, s.inserters);
+    let mut metrics = vec![
+        Metric::new(
+            "S11",
+            &format!("publications/s from the PostgreSQL outbox, backlog of {} rows, {each}", s.rows),
+            "publications/s",
+            true,
+        ),
+        Metric::new("S11", &format!("commit → delivery p50 at {at}, {each}"), "µs", false),
+        Metric::new("S11", &format!("commit → delivery p99 at {at}, {each}"), "µs", false),
+    ];
+    for round in 0..ctx.sizes.rounds {
+        eprintln!("  S11 round {} · switchboard + postgresql", round + 1);
+        match crate::outbox::run(&ctx.server, s, &ctx.logs).await {
+            Ok(f) => {
+                metrics[0].push(SWITCHBOARD, f.drain_per_s, Some(f.drain_cpu_us));
+                metrics[0].push_detail("deliveries/s", SWITCHBOARD, f.drain_deliveries_per_s);
+                metrics[0].push_detail("rows left", SWITCHBOARD, f.left as f64);
+                for (m, v) in [(1, f.p50_us), (2, f.p99_us)] {
+                    metrics[m].push(SWITCHBOARD, v, Some(f.latency_cpu_us));
+                    metrics[m].push_detail("rows/s inserted", SWITCHBOARD, f.inserted_per_s);
+                    metrics[m].push_detail("p99.9 µs", SWITCHBOARD, f.p999_us);
+                    metrics[m].push_detail("max µs", SWITCHBOARD, f.max_us);
+                    metrics[m].push_detail("deliveries", SWITCHBOARD, f.deliveries as f64);
+                }
+            }
+            Err(e) => {
+                eprintln!("    failed: {e:#}");
+                for m in &mut metrics {
+                    m.mark(SWITCHBOARD, &format!("failed: {e:#}"));
+                }
+            }
+        }
+    }
+    for m in &mut metrics {
+        ctx.switchboard_only(m);
+    }
+    let rate = metrics[0].median(SWITCHBOARD);
+    let detail = rate.map_or_else(|| metrics[0].why(SWITCHBOARD), |r| format!("{r:.0}/s"));
+    metrics[0].goals.push(Goal {
+        text: "≥ 10,000 publications/s".into(),
+        met: rate.map(|r| r >= 10_000.0),
+        detail,
+    });
+    metrics[0].note = format!(
+        "The `switchboard` binary with `[outbox.postgres]` (batch {}, history {} per topic) on a PostgreSQL \
+         cluster of the bench's own (fsync off: the figures are Switchboard's, not the disk's). The bench holds \
+         the consumer's advisory lock while it inserts the backlog in one statement, then releases it; the rate is \
+         rows / (last delivery − first delivery). CPU-µs/op: the server's CPU time per publication (PostgreSQL not \
+         included).",
+        s.batch, s.history
+    );
+    let p99 = metrics[2].median(SWITCHBOARD);
+    let detail = p99.map_or_else(|| metrics[2].why(SWITCHBOARD), |p| format!("{:.2} ms", p / 1000.0));
+    metrics[2].goals.push(Goal {
+        text: format!("p99 < 50 ms at {} rows/s", s.rate),
+        met: p99.map(|p| p < 50_000.0),
+        detail,
+    });
+    metrics[2].note =
+        "Each row carries the time its INSERT was sent; a delivery's latency is its arrival at the \
+         subscriber minus that time, so it includes the insert and its commit (each statement is its own \
+         transaction). Every delivery of the phase is counted."
+            .into();
+    metrics
 }

@@ -2,9 +2,11 @@
 //! `bench-switchboard`, and an S1 fan-out with a worker process; then S1, S2 and S4 over TLS
 //! (certificates made by the scenario, servers given them by env, workers and the bench's own
 //! connections trusting their CA); S8 (two servers on a real `redis-server`) and S9 (a
-//! recovery storm: the server killed and restarted, every subscriber back with `since`). No
-//! timing assertions: this only checks that every dialect path works end to end and that values
-//! come out.
+//! recovery storm: the server killed and restarted, every subscriber back with `since`); S10,
+//! S11 and S12 (the standalone server's lifecycle events and PostgreSQL outbox: they need the
+//! `switchboard` binary, built by `cargo build -p switchboard-server` or named by
+//! `SWITCHBOARD_SERVER`, and PostgreSQL, as scripts/test.sh installs it). No timing assertions:
+//! this only checks that every dialect path works end to end and that values come out.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
@@ -49,9 +51,13 @@ fn ctx_with(switchboard_args: &[&str]) -> Ctx {
     };
     let mut sizes = Sizes::smoke();
     sizes.measure = Duration::from_millis(300);
+    // The standalone server is another crate's binary: next to ours in the same target directory.
+    let server = std::env::var_os("SWITCHBOARD_SERVER")
+        .map_or_else(|| exe("switchboard-bench").with_file_name("switchboard"), PathBuf::from);
     Ctx {
         targets,
         exe: exe("switchboard-bench"),
+        server,
         // One folder per test: the TLS scenarios write their certificates there.
         logs: std::env::temp_dir().join(format!(
             "switchboard-bench-test-logs-{}-{}",
@@ -201,4 +207,31 @@ async fn s9_every_subscriber_recovers_after_a_server_restart() {
     // Every subscriber came back with `recovered: true`, once.
     assert_eq!(metrics[2].median(SWITCHBOARD), Some(0.0));
     assert_eq!(metrics[2].goals[0].met, Some(true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_publishes_from_the_postgresql_outbox() {
+    let ctx = ctx();
+    assert!(
+        ctx.server.exists(),
+        "S11 needs the standalone server at {}: cargo build -p switchboard-server (or SWITCHBOARD_SERVER=PATH)",
+        ctx.server.display()
+    );
+    let metrics = scenarios::s11(&ctx).await;
+    // Drain rate, p50 and p99 of commit → delivery.
+    assert_eq!(metrics.len(), 3);
+    for m in &metrics {
+        assert_eq!(m.scenario, "S11");
+        assert!(m.median(SWITCHBOARD).is_some_and(|v| v > 0.0), "{}: {:?}", m.metric, m.missing);
+        assert_eq!(m.why(REFERENCE), "n/a");
+    }
+    // Every row of the backlog was published and deleted.
+    let left = &metrics[0].details.iter().find(|(h, _)| h == "rows left").expect("rows left").1;
+    assert_eq!(left[SWITCHBOARD], [0.0]);
+    // Each delivery of the latency phase was measured: 2 connections × 5 rows per insert, to
+    // 10 subscribers on 3 topics, so at least one.
+    let deliveries = &metrics[2].details.iter().find(|(h, _)| h == "deliveries").expect("deliveries").1;
+    assert!(deliveries[SWITCHBOARD][0] >= 1.0);
+    assert_eq!(metrics[0].goals.len(), 1);
+    assert_eq!(metrics[2].goals.len(), 1);
 }

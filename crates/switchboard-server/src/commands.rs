@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::client::AppClient;
 use crate::config::{DevMode, Loaded};
 use crate::jwt::Verifier;
+use crate::outbox;
 use crate::settings::Settings;
 use crate::tls;
 
@@ -26,6 +27,8 @@ pub(crate) struct Parts {
     pub redis_ca: Option<Vec<u8>>,
     /// The lifecycle events' webhook, when `[events]` is given.
     pub webhook: Option<crate::webhook::Webhook>,
+    /// `[outbox]`'s sources.
+    pub outbox: outbox::Prepared,
 }
 
 /// Reads every file the settings name; the error names the setting and the file.
@@ -50,7 +53,8 @@ pub(crate) fn prepare(s: &Settings) -> Result<Parts, String> {
         }
         None => None,
     };
-    Ok(Parts { tls, client, jwt, redis_ca, webhook })
+    let outbox = outbox::prepare(&s.outbox, s.redis.as_ref())?;
+    Ok(Parts { tls, client, jwt, redis_ca, webhook, outbox })
 }
 
 /// A URL without its password, for logs and summaries.
@@ -156,6 +160,7 @@ pub(crate) fn summary(loaded: &Loaded, parts: &Parts) -> String {
     } else {
         lines.push("  events: none".to_owned());
     }
+    lines.extend(outbox::describe(&parts.outbox));
     lines.join("\n")
 }
 

@@ -84,7 +84,7 @@ fn source_of(figment: &Figment, key: &str) -> String {
 }
 
 /// The top-level keys, the only ones read from `SWITCHBOARD_*` variables.
-pub(crate) const TOP_LEVEL_KEYS: [&str; 17] = [
+pub(crate) const TOP_LEVEL_KEYS: [&str; 18] = [
     "listen",
     "dev",
     "api_key",
@@ -102,6 +102,7 @@ pub(crate) const TOP_LEVEL_KEYS: [&str; 17] = [
     "redis",
     "shutdown",
     "events",
+    "outbox",
 ];
 
 fn is_setting(var: &str) -> bool {
@@ -251,6 +252,9 @@ fn check(figment: &Figment, s: &Settings, errors: &mut Vec<String>) {
         for (key, what) in check_events(events, s) {
             err(&key, what);
         }
+    }
+    for (key, what) in crate::outbox::check(&s.outbox, s.redis.as_ref()) {
+        err(&key, what);
     }
     if let Some(proxy) = &s.proxy {
         for (key, url) in [

@@ -16,6 +16,7 @@
 // Layers, each module using only those on the lines above it (no import circles):
 //   settings                  what can be configured (plain data, defaults)
 //   origin, tls, client       origin patterns; certificates and roots; HTTP(S) client
+//   outbox                    the transactional outbox's consumers (PostgreSQL, Redis Streams)
 //   config, jwks, metrics     loading and checking; key sets; Prometheus series
 //   jwt                       token verification (reads the key files, fetches JWKS)
 //   webhook                   lifecycle events POSTed to the application, signed
@@ -32,6 +33,7 @@ mod jwt;
 mod metrics;
 mod namespaces;
 mod origin;
+mod outbox;
 mod serve;
 mod settings;
 mod tls;
@@ -325,6 +327,7 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let outbox = outbox::Outbox::start(parts.outbox.clone(), &board.hub(), settings.limits.max_message_size);
     println!("listening on {address}");
     if let Some(at) = metrics_address {
         println!("metrics on {at}");
@@ -348,6 +351,8 @@ async fn run(loaded: Loaded, parts: Parts) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down: closing connections with 1001");
+    // Publications from the outbox stop before the connections close (the rest waits in the table).
+    outbox.stop().await;
     board.shutdown().await;
     stop.cancel();
     tracker.close();

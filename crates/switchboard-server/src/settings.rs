@@ -48,6 +48,8 @@ pub(crate) struct Settings {
     pub shutdown: ShutdownSettings,
     /// Lifecycle events POSTed to the application (a signed webhook). None: no events.
     pub events: Option<EventsSettings>,
+    /// Publications from the application's database (transactional outbox).
+    pub outbox: OutboxSettings,
 }
 
 /// The default address: loopback, so that nothing is exposed unless asked for.
@@ -74,6 +76,7 @@ impl Default for Settings {
             redis: None,
             shutdown: ShutdownSettings::default(),
             events: None,
+            outbox: OutboxSettings::default(),
         }
     }
 }
@@ -708,6 +711,132 @@ pub(crate) fn dev_namespaces() -> BTreeMap<String, NamespaceSettings> {
     };
     BTreeMap::from([("main".to_owned(), main)])
 }
+
+// ---- The transactional outbox (src/outbox, docs/outbox.md) ----
+
+/// `[outbox]`: publications that the application writes into its own database, in the same
+/// transaction as its business change, and that this server publishes.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct OutboxSettings {
+    /// `[outbox.postgres]`: rows of a PostgreSQL table.
+    pub postgres: Option<PostgresOutboxSettings>,
+    /// `[outbox.redis]`: entries of a Redis stream.
+    pub redis: Option<RedisOutboxSettings>,
+}
+
+/// `[outbox.postgres]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostgresOutboxSettings {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=require]`; `sslmode=require` is TLS
+    /// with the server's certificate verified (system roots, or `ca_file`).
+    pub url: String,
+    /// The outbox table (`name` or `schema.name`).
+    #[serde(default = "default_outbox_table")]
+    pub table: String,
+    /// Where bad rows are moved with their reason [default: the table's name + `_failed`].
+    #[serde(default)]
+    pub failed_table: Option<String>,
+    /// The `LISTEN` channel that the table's insert trigger notifies.
+    #[serde(default = "default_outbox_table")]
+    pub channel: String,
+    /// Rows fetched, published and deleted at once.
+    #[serde(default = "default_outbox_batch")]
+    pub batch: usize,
+    /// How often the table is read without a notification (the safety net of `LISTEN`), and
+    /// how often a standby server tries to become the consumer.
+    #[serde(default = "default_outbox_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// CA certificates (PEM) that sign the database's certificate, for `sslmode=require`;
+    /// without it, the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[outbox.redis]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisOutboxSettings {
+    /// `redis[s]://[:PASSWORD@]HOST:PORT[/DB]` [default: `redis.url`, the cluster's Redis].
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The stream the application adds entries to (`XADD`).
+    #[serde(default = "default_outbox_stream")]
+    pub stream: String,
+    /// The consumer group of the Switchboard servers.
+    #[serde(default = "default_outbox_group")]
+    pub group: String,
+    /// This server's consumer name in the group [default: `HOST-PID`].
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Where bad entries go, with their reason [default: the stream's name + `:dead`].
+    #[serde(default)]
+    pub dead_letter: Option<String>,
+    /// The key of the lease that lets one server at a time read [default: the stream's name +
+    /// `:lease`].
+    #[serde(default)]
+    pub lease_key: Option<String>,
+    /// Lifetime of the lease: how long a crashed consumer holds the stream up.
+    #[serde(default = "default_outbox_lease_ms")]
+    pub lease_ms: u64,
+    /// Entries read, published and acknowledged at once.
+    #[serde(default = "default_outbox_batch")]
+    pub batch: usize,
+    /// How long one blocking read waits, and how often a standby server tries to take the lease.
+    #[serde(default = "default_outbox_poll_ms")]
+    pub poll_interval_ms: u64,
+    /// Whether published entries are deleted from the stream (`XDEL`) once acknowledged.
+    #[serde(default = "yes")]
+    pub delete_acked: bool,
+    /// CA certificates (PEM) for `rediss://` [default: `redis.ca_file` when the URL is the
+    /// cluster's, else the system's roots].
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_outbox_table() -> String {
+    "switchboard_outbox".to_owned()
+}
+fn default_outbox_stream() -> String {
+    "switchboard:outbox".to_owned()
+}
+fn default_outbox_group() -> String {
+    "switchboard".to_owned()
+}
+fn default_outbox_batch() -> usize {
+    500
+}
+fn default_outbox_poll_ms() -> u64 {
+    1000
+}
+fn default_outbox_lease_ms() -> u64 {
+    10_000
+}
+fn yes() -> bool {
+    true
+}
+
+impl PostgresOutboxSettings {
+    /// The table that bad rows are moved to.
+    pub(crate) fn failed_table(&self) -> String {
+        self.failed_table.clone().unwrap_or_else(|| format!("{}_failed", self.table))
+    }
+}
+
+impl RedisOutboxSettings {
+    /// The dead-letter stream.
+    pub(crate) fn dead_letter(&self) -> String {
+        self.dead_letter.clone().unwrap_or_else(|| format!("{}:dead", self.stream))
+    }
+
+    /// The lease's key.
+    pub(crate) fn lease_key(&self) -> String {
+        self.lease_key.clone().unwrap_or_else(|| format!("{}:lease", self.stream))
+    }
+}
+
+// ---- end of the outbox ----
 
 #[cfg(test)]
 mod tests {
