@@ -30,7 +30,7 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Item, Outcome, Publisher, is_identifier, pause, quoted, redact};
+use super::publish::{Backoff, Item, Outcome, Publisher, Reason, is_identifier, pause, quoted, redact};
 use crate::settings::PostgresOutboxSettings;
 
 /// Largest `batch`.
@@ -424,8 +424,8 @@ fn decode(rows: &[Row]) -> (Vec<i64>, Vec<Item>) {
         let data: Option<String> = row.get(2);
         let age: Option<f64> = row.get(5);
         let defect = match (&topic, &data) {
-            (None, _) => Some((super::Reason::BadTopic, "topic is NULL".to_owned())),
-            (_, None) => Some((super::Reason::BadData, "data is NULL".to_owned())),
+            (None, _) => Some((Reason::BadTopic, "topic is NULL".to_owned())),
+            (_, None) => Some((Reason::BadData, "data is NULL".to_owned())),
             _ => None,
         };
         ids.push(id);

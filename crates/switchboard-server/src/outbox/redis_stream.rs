@@ -21,7 +21,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, Item, Outcome, Publisher, Reason, pause, redact};
+use super::publish::{Backoff, Item, Outcome, Publisher, Reason, pause, redact};
 use crate::settings::{RedisOutboxSettings, RedisSettings};
 
 const MAX_BATCH: usize = 10_000;
