@@ -111,7 +111,8 @@ fn standalone(ctx: &Ctx) -> anyhow::Result<PathBuf> {
 async fn start(ctx: &Ctx, exe: &Path, events: Option<u16>, tag: &str) -> anyhow::Result<Running> {
     let mut toml = format!(
         "log_format = \"text\"\n[shutdown]\ndrain_delay_ms = 0\n[jwt]\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\n\
-         [namespaces.main]\nidentify = \"jwt\"\n"
+         [namespaces.main]\nidentify = \"jwt\"\n\
+         [http]\nmax_connections_per_address = 0\nnew_connections_per_address = {{ per_second = 0 }}\n"
     );
     if let Some(port) = events {
         toml.push_str(&format!(

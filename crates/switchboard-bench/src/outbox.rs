@@ -320,7 +320,8 @@ impl Server {
         std::fs::write(
             &config,
             format!(
-                "dev = true\n\n[namespaces.main]\nidentify = \"dev\"\n\n[namespaces.main.topics.\"bench/{{id}}\"]\n\
+                "dev = true\n\n[http]\nmax_connections_per_address = 0\nnew_connections_per_address = {{ per_second = 0 }}\n\n\
+                 [namespaces.main]\nidentify = \"dev\"\n\n[namespaces.main.topics.\"bench/{{id}}\"]\n\
                  history = {}\n\n[outbox.postgres]\nurl = \"{}\"\nbatch = {}\npoll_interval_ms = 100\n",
                 s.history,
                 pg.url(),
