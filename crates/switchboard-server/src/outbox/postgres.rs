@@ -30,7 +30,10 @@ use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
-use super::publish::{Backoff, Item, Outcome, Publisher, Reason, is_identifier, pause, quoted, redact};
+use super::publish::{
+    Backoff, Item, MAX_BACKOFF, Names, Outcome, Publisher, Reason, is_identifier, pause, quoted,
+    reconnect_after, redact,
+};
 use crate::settings::PostgresOutboxSettings;
 
 /// Largest `batch`.
@@ -38,7 +41,6 @@ const MAX_BATCH: usize = 10_000;
 /// Longest `poll_interval_ms` (a day).
 const MAX_POLL_MS: u64 = 86_400_000;
 /// Longest wait between two attempts to reconnect or to publish again.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest time to connect (TCP, TLS, authentication).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -202,26 +204,18 @@ impl PostgresSource {
     /// Consumes the table until `stop`.
     pub(crate) async fn run(self, publisher: Publisher, stop: CancellationToken) {
         let inner = self.0;
+        let names = Names { server: "PostgreSQL", kept: "rows stay in the table until published" };
         let mut backoff = Backoff::new(MAX_BACKOFF);
         let mut failed_before = false;
         loop {
             let result = session(&inner, &publisher, &stop, &mut backoff, failed_before).await;
             publisher.consuming(false);
-            let problem = match result {
-                Ok(()) => {
-                    tracing::info!(postgres = %inner.shown, "outbox: stopped consuming PostgreSQL");
-                    return;
-                }
-                Err(problem) => problem,
+            let Err(problem) = result else {
+                tracing::info!(at = %inner.shown, "outbox: stopped consuming PostgreSQL");
+                return;
             };
             failed_before = true;
-            let delay = backoff.delay();
-            tracing::warn!(
-                postgres = %inner.shown,
-                "outbox: {problem}; reconnecting to PostgreSQL in {} ms (nothing is lost: rows stay in the table until published)",
-                delay.as_millis()
-            );
-            if !pause(delay, &stop).await {
+            if !reconnect_after(&names, &inner.shown, &problem, &mut backoff, &stop).await {
                 return;
             }
         }

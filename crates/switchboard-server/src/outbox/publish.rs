@@ -286,6 +286,37 @@ impl Publisher {
     }
 }
 
+/// The longest wait between two attempts of a source (reconnecting, or a batch the hub refused).
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How a source names itself in its log lines.
+pub(crate) struct Names {
+    /// Where it reconnects to (`PostgreSQL`, `Redis`).
+    pub(crate) server: &'static str,
+    /// Why nothing is lost while it is down.
+    pub(crate) kept: &'static str,
+}
+
+/// After a source's session failed with `problem`: logs it and waits for the backoff. False
+/// when `stop` came meanwhile. `shown` is the source's address without its password.
+pub(crate) async fn reconnect_after(
+    names: &Names,
+    shown: &str,
+    problem: &str,
+    backoff: &mut Backoff,
+    stop: &CancellationToken,
+) -> bool {
+    let delay = backoff.delay();
+    tracing::warn!(
+        at = %shown,
+        "outbox: {problem}; reconnecting to {} in {} ms (nothing is lost: {})",
+        names.server,
+        delay.as_millis(),
+        names.kept
+    );
+    pause(delay, stop).await
+}
+
 /// Exponential backoff with jitter, from 100 ms to `max`.
 pub(crate) struct Backoff {
     next: Duration,

@@ -21,12 +21,13 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::publish::{Backoff, Item, Outcome, Publisher, Reason, pause, redact};
+use super::publish::{
+    Backoff, Item, MAX_BACKOFF, Names, Outcome, Publisher, Reason, pause, reconnect_after, redact,
+};
 use crate::settings::{RedisOutboxSettings, RedisSettings};
 
 const MAX_BATCH: usize = 10_000;
 const MAX_POLL_MS: u64 = 86_400_000;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Longest time of one command (a blocking read: its block time more).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pending entries claimed per `XAUTOCLAIM`.
@@ -185,26 +186,18 @@ impl RedisSource {
     /// Consumes the stream until `stop`.
     pub(crate) async fn run(self, publisher: Publisher, stop: CancellationToken) {
         let inner = self.0;
+        let names = Names { server: "Redis", kept: "entries stay pending until published" };
         let mut backoff = Backoff::new(MAX_BACKOFF);
         let mut failed_before = false;
         loop {
             let result = session(&inner, &publisher, &stop, &mut backoff, failed_before).await;
             publisher.consuming(false);
-            let problem = match result {
-                Ok(()) => {
-                    tracing::info!(redis = %inner.shown, "outbox: stopped consuming the Redis stream");
-                    return;
-                }
-                Err(problem) => problem,
+            let Err(problem) = result else {
+                tracing::info!(at = %inner.shown, "outbox: stopped consuming the Redis stream");
+                return;
             };
             failed_before = true;
-            let delay = backoff.delay();
-            tracing::warn!(
-                redis = %inner.shown,
-                "outbox: {problem}; reconnecting to Redis in {} ms (nothing is lost: entries stay pending until published)",
-                delay.as_millis()
-            );
-            if !pause(delay, &stop).await {
+            if !reconnect_after(&names, &inner.shown, &problem, &mut backoff, &stop).await {
                 return;
             }
         }
