@@ -5,6 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::redis::Redis;
 use common::{Client, config, http, start_with};
 use serde_json::{Value, json};
 
@@ -264,40 +265,6 @@ async fn each_topic_class_shows_how_long_a_gap_its_history_bridges() {
         .find(|s| s[0] == "switchboard_history_span_seconds" && s[1]["class"] == "room/{name}")
         .map(|s| s[2].clone());
     assert_eq!(span, Some(json!("+Inf")), "{page}");
-}
-
-/// A `redis-server` without persistence on a port, killed on drop.
-struct Redis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Redis {
-    fn start_on(port: u16) -> Redis {
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (Debian package redis-server)");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 #[tokio::test]

@@ -9,9 +9,10 @@ mod outbox_support;
 
 use std::time::{Duration, Instant};
 
+use common::redis::Redis;
 use common::{Client, Server, http, metric, start_with};
 use futures_util::StreamExt;
-use outbox_support::{Postgres, Redis, crash};
+use outbox_support::{Postgres, crash};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 

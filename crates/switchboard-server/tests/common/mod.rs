@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod pki;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

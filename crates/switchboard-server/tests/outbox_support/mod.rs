@@ -196,69 +196,6 @@ impl Drop for Postgres {
     }
 }
 
-/// A `redis-server` without persistence on a free port, killed on drop.
-pub struct Redis {
-    pub port: u16,
-    child: Option<std::process::Child>,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        let port = free_port();
-        let mut r = Redis { port, child: None };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (Debian package redis-server)");
-        self.child = Some(child);
-        wait_for_port(self.port, "redis-server");
-    }
-
-    /// Kills it (its data is lost).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port, empty.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Sends SIGKILL to a server (a crash: no goodbye, nothing released).
 pub fn crash(child: &mut tokio::process::Child) {
     child.start_kill().unwrap();
