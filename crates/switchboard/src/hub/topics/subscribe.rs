@@ -38,14 +38,10 @@ pub(crate) async fn subscribe(
     since: Option<wire::StreamPosition>,
     reply: Option<Id>,
 ) -> Result<Subscribed, Error> {
-    let already = conn.topics.lock().iter().any(|t| t == topic);
-    if !already && conn.topics.lock().len() >= core.config.max_subscriptions {
-        return Err(Error::limit("too many subscriptions"));
-    }
     let settings = core.settings.of(topic);
     let unavailable = |_| Error::unavailable("the topic's history is unavailable");
     let order = core.topics.order(topic).lock().await;
-    // Again now that the topic's order is ours: a connection's requests run concurrently
+    // Checked once the topic's order is ours: a connection's requests run concurrently
     // (pipelined `~sub`s), and from here to the push below nothing awaits, so the limit holds.
     let already = {
         let topics = conn.topics.lock();
