@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::redis::Redis;
 use common::{Client, Server, http, metric, start_with};
-use futures_util::StreamExt;
-use outbox_support::{Postgres, crash};
+use outbox_support::{Postgres, crash, deliveries, numbers, start, subscriber};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 /// A configuration in development mode with history on `orders/*`, none on `plain/*`, and the
 /// outbox of `pg`.
@@ -42,56 +40,6 @@ url = "{url}"
 {outbox}
 "#
     )
-}
-
-async fn start(toml: &str) -> Server {
-    let server = start_with(toml, &[("RUST_LOG", "info")], &[]).await;
-    assert!(server.logged(&["outbox: consuming"]).await, "the outbox consumer started");
-    server
-}
-
-/// A subscriber of `topics`.
-async fn subscriber(server: &Server, topics: &[&str]) -> Client {
-    let (mut c, _) = Client::identified(server.addr, json!({"name": "reader"})).await;
-    for topic in topics {
-        c.call("~sub", json!({ "topic": topic })).await.expect("subscribed");
-    }
-    c
-}
-
-/// The next `n` deliveries (`~msg` payloads), waiting at most 30 s in all.
-async fn deliveries(c: &mut Client, n: usize) -> Vec<Value> {
-    let mut got: Vec<Value> = Vec::new();
-    let mut kept = Vec::new();
-    for m in c.backlog.drain(..) {
-        if m[0] == "~msg" && got.len() < n {
-            got.push(m[1].clone());
-        } else {
-            kept.push(m);
-        }
-    }
-    c.backlog = kept;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, c.ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} deliveries within 30 s: {got:?}", got.len()))
-            .expect("connection open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v[0] == "~msg" {
-                got.push(v[1].clone());
-            }
-        }
-    }
-    got
-}
-
-/// The `n` field of each delivery's data.
-fn numbers(deliveries: &[Value]) -> Vec<i64> {
-    deliveries.iter().map(|d| d["data"]["n"].as_i64().unwrap()).collect()
 }
 
 async fn insert(db: &tokio_postgres::Client, topic: &str, n: i64) {

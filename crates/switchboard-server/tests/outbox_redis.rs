@@ -9,12 +9,10 @@ mod outbox_support;
 use std::time::{Duration, Instant};
 
 use common::redis::Redis;
-use common::{Client, Server, http, metric, start_with};
-use futures_util::StreamExt;
-use outbox_support::crash;
+use common::{http, metric, start_with};
+use outbox_support::{crash, deliveries, numbers, start, subscriber};
 use redis::aio::MultiplexedConnection;
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+use serde_json::json;
 
 const STREAM: &str = "app:outbox";
 
@@ -40,45 +38,6 @@ poll_interval_ms = 100
 "#,
         url = redis.url()
     )
-}
-
-async fn start(toml: &str) -> Server {
-    let server = start_with(toml, &[("RUST_LOG", "info")], &[]).await;
-    assert!(server.logged(&["outbox: consuming"]).await, "the outbox consumer started");
-    server
-}
-
-async fn subscriber(server: &Server, topics: &[&str]) -> Client {
-    let (mut c, _) = Client::identified(server.addr, json!({"name": "reader"})).await;
-    for topic in topics {
-        c.call("~sub", json!({ "topic": topic })).await.expect("subscribed");
-    }
-    c
-}
-
-/// The next `n` deliveries (`~msg` payloads), waiting at most 30 s in all.
-async fn deliveries(c: &mut Client, n: usize) -> Vec<Value> {
-    let mut got: Vec<Value> = c.backlog.drain(..).filter(|m| m[0] == "~msg").map(|m| m[1].clone()).collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, c.ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {n} deliveries within 30 s: {got:?}", got.len()))
-            .expect("connection open")
-            .unwrap();
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v[0] == "~msg" {
-                got.push(v[1].clone());
-            }
-        }
-    }
-    got
-}
-
-fn numbers(deliveries: &[Value]) -> Vec<i64> {
-    deliveries.iter().map(|d| d["data"]["n"].as_i64().unwrap()).collect()
 }
 
 /// `XADD STREAM * field value …`.
