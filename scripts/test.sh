@@ -55,12 +55,13 @@ echo "==> cargo build (binaries the client tests spawn)"
 cargo build --workspace --bins --locked
 
 echo "==> cargo test"
-# (The hostile-input suite runs in a step of its own, below.)
-cargo test --workspace --locked -- --skip hostile_
+# (The hostile-input suite runs in a step of its own, below.) --no-fail-fast: one failing test
+# target does not hide the others' results.
+cargo test --workspace --locked --no-fail-fast -- --skip hostile_
 
 echo "==> the conformance suite again, against two fixtures on one Redis (docs/cluster.md)"
 # The fault suite (tests/fault_suite.rs) chose its own nodes and ran in the step above.
-SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked -p switchboard-fixture -- --skip hostile_ --skip fault_suite_
+SWITCHBOARD_FIXTURE_NODES=2 cargo test --locked --no-fail-fast -p switchboard-fixture -- --skip hostile_ --skip fault_suite_
 
 echo "==> the hostile-input suite (issue 16): floods, slow clients, bad frames; memory and descriptors from /proc, a bystander's p99"
 cargo test --locked -p switchboard-server --test hostile -- --nocapture --test-threads=1
