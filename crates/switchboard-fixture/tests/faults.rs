@@ -31,6 +31,28 @@ async fn publish_until_ok(c: &mut Client, data: Value) -> (Value, usize) {
     }
 }
 
+/// A client identified as `user` on `fx` right after a Redis restart: identification may answer
+/// UNAVAILABLE until the node has written its registrations back, and a client retries, as after
+/// any UNAVAILABLE.
+async fn user_after_restart(fx: &Fixture, user: &str) -> Client {
+    let mut client = Client::connect(fx).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.hello(json!({"identity": password_identity(user)})).await {
+            Ok(welcome) => {
+                client.conn = welcome["conn"].as_str().expect("a conn in the welcome").to_owned();
+                client.user = user.to_owned();
+                return client;
+            }
+            Err(e) => {
+                assert_eq!(e["code"], "UNAVAILABLE", "{e}");
+                assert!(tokio::time::Instant::now() < deadline, "identification never worked again: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn redis_restart_mid_stream() {
     let mut redis = Redis::start();
@@ -38,6 +60,9 @@ async fn redis_restart_mid_stream() {
     let fb = Fixture::start_with(&["--redis", &redis.url()]);
     let mut alice = Client::user(&fa, "alice").await;
     let mut bob = Client::user(&fb, "bob").await;
+    // Publishes from node A without a subscription: a subscriber may be told to
+    // recover (closed with 4000) after the restart, pat never is.
+    let mut pat = Client::user(&fa, "pat").await;
     let sub = bob.ok("~sub", json!({"topic": "chat/r"})).await;
     alice.ok("~sub", json!({"topic": "chat/r"})).await;
     let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
@@ -52,37 +77,40 @@ async fn redis_restart_mid_stream() {
     // Redis is gone: a publication is refused (UNAVAILABLE), or, when the command may have
     // reached Redis before it died, its outcome is unknown (TIMEOUT); never a success.
     redis.stop();
-    let e = alice.err("~pub", json!({"topic": "chat/r", "data": "lost?"})).await;
+    let e = pat.err("~pub", json!({"topic": "chat/r", "data": "lost?"})).await;
     assert!(e["code"] == "UNAVAILABLE" || e["code"] == "TIMEOUT", "{e}");
 
     // Redis is back, empty: the nodes reconnect and resubscribe by themselves, and the topic
     // starts a new stream.
     redis.restart();
-    let (r, _) = publish_until_ok(&mut alice, json!("after")).await;
+    let (r, _) = publish_until_ok(&mut pat, json!("after")).await;
     assert_eq!(r["seq"], 1, "a new stream starts at 1: {r}");
-    let m = bob
-        .wait_for_within("the first publication after the restart", Duration::from_secs(15), |m| {
-            ty(m) == "~msg" && m[1]["data"] == "after"
-        })
-        .await;
-    assert_eq!(m[1]["seq"], 1, "{m}");
-    bob.expect_none("the refused publication", QUIET, |m| ty(m) == "~msg" && m[1]["data"] == "lost?").await;
-
-    // A client that comes back with its old position learns that the gap cannot be filled.
-    // (Right after the restart, identification may answer UNAVAILABLE until the node has
-    // written its registrations back: a client retries, as after any UNAVAILABLE.)
-    let mut carol = Client::connect(&fb).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        match carol.hello(json!({"identity": password_identity("carol")})).await {
-            Ok(_) => break,
-            Err(e) => {
-                assert_eq!(e["code"], "UNAVAILABLE", "{e}");
-                assert!(tokio::time::Instant::now() < deadline, "identification never worked again: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    // Each subscriber is told that the old stream's end may be lost (protocol §5): by the new
+    // epoch on its next delivery, or, when its node checked the topic before that publication
+    // (the old stream's end cannot be checked any more), closed with 4000.
+    for (who, client, node) in [("alice", &mut alice, &fa), ("bob", &mut bob, &fb)] {
+        let m = client
+            .wait_for_within("the new stream, or a close 4000", Duration::from_secs(15), |m| {
+                (ty(m) == "~msg" && m[1]["data"] != "lost?") || ty(m) == "~bye"
+            })
+            .await;
+        if ty(&m) == "~msg" {
+            assert_eq!((&m[1]["data"], &m[1]["seq"]), (&json!("after"), &json!(1)), "{who}: {m}");
+            let new = m[1]["epoch"].as_str().unwrap_or_else(|| panic!("{who}: a new epoch is named: {m}"));
+            assert_ne!(new, epoch, "{who}: {m}");
+            client.expect_none("the refused publication", QUIET, |m| m[1]["data"] == "lost?").await;
+        } else {
+            assert_eq!(m[1]["code"], 4000, "{who}: {m}");
+            let mut back = user_after_restart(node, who).await;
+            let r = back.ok("~sub", json!({"topic": "chat/r", "since": {"epoch": epoch, "seq": 3}})).await;
+            assert_eq!(r["recovered"], false, "{who}: {r}");
+            assert_ne!(r["epoch"], epoch.as_str(), "{who}: {r}");
+            *client = back;
         }
     }
+
+    // A client that comes back with its old position learns that the gap cannot be filled.
+    let mut carol = user_after_restart(&fb, "carol").await;
     let r = carol.ok("~sub", json!({"topic": "chat/r", "since": {"epoch": epoch, "seq": 3}})).await;
     assert_eq!(r["recovered"], false, "{r}");
     assert_ne!(r["epoch"], epoch.as_str(), "{r}");

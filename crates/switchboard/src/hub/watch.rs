@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use switchboard_core::{Beat, NodeId, Position};
@@ -180,6 +180,8 @@ pub(crate) async fn positions(core: Weak<Core>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Each topic's last position read, and when.
     let mut last: HashMap<Arc<str>, (Position, Instant)> = HashMap::new();
+    // Topics whose check after an outage has not read their position yet.
+    let mut unsettled = HashSet::new();
     loop {
         let outage = {
             let Some(c) = core.upgrade() else { return };
@@ -192,7 +194,7 @@ pub(crate) async fn positions(core: Weak<Core>) {
             }
         };
         let Some(core) = core.upgrade() else { return };
-        let read = positions::check_all(&core, outage, &last).await;
+        let read = positions::check_all(&core, outage, &mut unsettled, &last).await;
         measure_spans(&core, &mut last, read);
     }
 }

@@ -13,9 +13,14 @@
 //! A publication numbered by history but not delivered yet may still be on its way through the
 //! broker: a periodic check counts as missed only what the previous check (one period earlier)
 //! had already read as numbered, so a busy topic is not taken for a broken one. After a broker
-//! outage nothing is in transit any more, and the check acts on what it reads.
+//! outage nothing is in transit any more, and the check acts on what it reads. A topic whose
+//! check after an outage could not read its position (history not answering yet: a broker that
+//! restarted may still be loading) stays checked as after an outage until one read succeeds:
+//! otherwise the next periodic check would take the restarted stream for one that only moved on,
+//! and a tail of the old stream that this node missed would go unsignalled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -30,22 +35,44 @@ use crate::hub::core::Core;
 const CONCURRENCY: usize = 32;
 
 /// Checks every topic this node has subscribers of; `after_outage`: the broker connection was
-/// lost and is back; `previous`: each topic's position as the previous check read it. Returns
-/// each topic's position read (for the history spans and the next check).
+/// lost and is back; `unsettled`: the topics whose check after an earlier outage read nothing
+/// (checked as after an outage again, and kept there until a read succeeds); `previous`: each
+/// topic's position as the previous check read it. Returns each topic's position read (for the
+/// history spans and the next check).
 pub(crate) async fn check_all(
     core: &Arc<Core>,
     after_outage: bool,
+    unsettled: &mut HashSet<Arc<str>>,
     previous: &HashMap<Arc<str>, (Position, Instant)>,
 ) -> Vec<(Arc<str>, Position)> {
     let topics: Vec<Arc<str>> = core.topics.names().into_iter().map(|(t, _)| t).collect();
+    if after_outage {
+        unsettled.clear();
+    } else {
+        // A topic without subscribers here any more has nothing left to check.
+        let present: HashSet<&Arc<str>> = topics.iter().collect();
+        unsettled.retain(|t| present.contains(t));
+    }
     let mut read = Vec::with_capacity(topics.len());
     for chunk in topics.chunks(CONCURRENCY) {
-        let positions = futures_util::future::join_all(chunk.iter().map(|t| {
-            let before = if after_outage { None } else { previous.get(t).map(|(p, _)| p) };
-            check(core, t, after_outage, before)
+        let outage: Vec<bool> = chunk.iter().map(|t| after_outage || unsettled.contains(t)).collect();
+        let positions = futures_util::future::join_all(chunk.iter().zip(&outage).map(|(t, &outage)| {
+            let before = if outage { None } else { previous.get(t).map(|(p, _)| p) };
+            check(core, t, outage, before)
         }))
         .await;
-        read.extend(chunk.iter().cloned().zip(positions).filter_map(|(t, p)| Some((t, p?))));
+        for ((t, position), outage) in chunk.iter().zip(positions).zip(outage) {
+            match position {
+                Some(p) => {
+                    unsettled.remove(t);
+                    read.push((t.clone(), p));
+                }
+                None if outage => {
+                    unsettled.insert(t.clone());
+                }
+                None => {}
+            }
+        }
     }
     read
 }
