@@ -11,3 +11,9 @@ pub mod getting_started {}
 
 #[doc = include_str!("../../docs/topics.md")]
 pub mod topics {}
+
+#[doc = include_str!("../../docs/cluster.md")]
+pub mod cluster {}
+
+#[doc = include_str!("../../docs/events.md")]
+pub mod events {}

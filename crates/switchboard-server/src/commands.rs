@@ -146,8 +146,12 @@ pub(crate) fn summary(loaded: &Loaded, parts: &Parts) -> String {
             })
             .collect();
         lines.push(format!(
-            "  events: POST to {} (signed), kinds {}, namespaces {}, topics {}, batches ≤ {} events or {} ms, timeout {} ms, retries {}…{} ms",
+            "  events: POST to {} (signed{}), kinds {}, namespaces {}, topics {}, batches ≤ {} events or {} ms, timeout {} ms, retries {}…{} ms",
             redact(&e.url),
+            match e.previous_secrets.len() {
+                0 => String::new(),
+                n => format!(" also with {n} previous secret{}", if n == 1 { "" } else { "s" }),
+            },
             if kinds.len() == switchboard::EventKind::ALL.len() { "all".to_owned() } else { kinds.join(" ") },
             or_all(&e.namespaces),
             or_all(&e.topics),

@@ -287,14 +287,24 @@ fn check_events(events: &EventsSettings, s: &Settings) -> Vec<(String, String)> 
     if let Err(e) = http_url(&events.url) {
         problem("url", e);
     }
+    let short = |secret: &str| {
+        format!(
+            "a secret of {} bytes: give at least {MIN_EVENTS_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        )
+    };
     if events.secret.len() < MIN_EVENTS_SECRET {
-        problem(
-            "secret",
-            format!(
-                "a secret of {} bytes: give at least {MIN_EVENTS_SECRET} random bytes (e.g. `openssl rand -hex 32`)",
-                events.secret.len()
-            ),
-        );
+        problem("secret", short(&events.secret));
+    }
+    for old in &events.previous_secrets {
+        if old.len() < MIN_EVENTS_SECRET {
+            problem("previous_secrets", short(old));
+        } else if *old == events.secret {
+            problem(
+                "previous_secrets",
+                "the current secret again: list only the ones being retired".to_owned(),
+            );
+        }
     }
     if events.kinds.is_empty() {
         problem("kinds", "no kind: name some (connect, disconnect, …) or remove [events]".to_owned());

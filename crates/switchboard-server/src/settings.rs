@@ -128,6 +128,11 @@ pub(crate) struct EventsSettings {
     pub url: String,
     /// The HMAC-SHA256 key of the `Switchboard-Signature` header (at least 32 bytes).
     pub secret: String,
+    /// Secrets being retired (each at least 32 bytes): every one adds a `v1=` signature after
+    /// `secret`'s, so that a backend still verifying with an old secret accepts the requests
+    /// while the secret rotates (the steps are in docs/events.md).
+    #[serde(default)]
+    pub previous_secrets: Vec<String>,
     /// Which kinds (default: every kind).
     #[serde(default = "all_kinds")]
     pub kinds: Vec<switchboard::EventKind>,

@@ -6,6 +6,9 @@
 //! Switchboard-Signature: t=1767225600,v1=HEX(HMAC-SHA256(secret, "1767225600." + body))
 //! ```
 //!
+//! While a secret rotates, each of `previous_secrets` adds its own `v1=` after the current one's:
+//! a backend accepts the request when any of them verifies with the secret it holds.
+//!
 //! 2xx: delivered. 5xx, 408, 429, 3xx (redirects are not followed), a timeout or a connection
 //! error: retried by the framework with exponential backoff and jitter, the events behind it
 //! waiting. Any other status (4xx): the batch is refused for good, dropped, counted and logged.
@@ -23,7 +26,7 @@ use crate::settings::EventsSettings;
 
 /// The header with the signing time (Unix seconds).
 pub(crate) const TIMESTAMP_HEADER: &str = "switchboard-timestamp";
-/// The header with `t=SECONDS,v1=HEX`.
+/// The header with `t=SECONDS,v1=HEX[,v1=HEX…]`.
 pub(crate) const SIGNATURE_HEADER: &str = "switchboard-signature";
 
 /// What an answer means for the batch.
@@ -56,11 +59,22 @@ pub(crate) fn sign(secret: &[u8], t: u64, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The `Switchboard-Signature` value: `t={t}`, then one `v1=` per secret, in the given order.
+pub(crate) fn signature_header(secrets: &[Vec<u8>], t: u64, body: &[u8]) -> String {
+    let mut header = format!("t={t}");
+    for secret in secrets {
+        header.push_str(",v1=");
+        header.push_str(&sign(secret, t, body));
+    }
+    header
+}
+
 /// The webhook sink.
 pub(crate) struct Webhook {
     client: AppClient,
     url: String,
-    secret: Vec<u8>,
+    /// The current secret, then those being retired.
+    secrets: Vec<Vec<u8>>,
 }
 
 impl Webhook {
@@ -69,7 +83,10 @@ impl Webhook {
         Self {
             client: AppClient::new(Duration::from_millis(settings.timeout_ms), tls),
             url: settings.url.clone(),
-            secret: settings.secret.as_bytes().to_vec(),
+            secrets: std::iter::once(&settings.secret)
+                .chain(&settings.previous_secrets)
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
         }
     }
 
@@ -81,7 +98,7 @@ impl Webhook {
         let body = serde_json::to_vec(&Body { events: batch })
             .map_err(|e| DeliveryError::Reject(format!("the batch cannot be encoded: {e}")))?;
         let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let signature = format!("t={t},v1={}", sign(&self.secret, t, &body));
+        let signature = signature_header(&self.secrets, t, &body);
         let headers = [
             (TIMESTAMP_HEADER, t.to_string()),
             (SIGNATURE_HEADER, signature),
@@ -185,6 +202,22 @@ mod tests {
         assert_eq!(
             sign(b"key", 1_700_000_000, b"{}"),
             "9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
+    }
+
+    #[test]
+    fn each_secret_adds_its_signature_the_current_one_first() {
+        let (new, old) = (b"new-secret".to_vec(), b"key".to_vec());
+        assert_eq!(
+            signature_header(std::slice::from_ref(&old), 1_700_000_000, b"{}"),
+            "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
+        let first = sign(&new, 1_700_000_000, b"{}");
+        assert_eq!(
+            signature_header(&[new, old], 1_700_000_000, b"{}"),
+            format!(
+                "t=1700000000,v1={first},v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+            )
         );
     }
 }

@@ -120,7 +120,7 @@ identify_url = "http://{app}/identify"
 forward_url = "http://{app}/forward"
 authorize_url = "http://{app}/authorize"
 headers = ["X-App"]
-timeout_ms = 500
+timeout_ms = 2000
 
 [namespaces.main]
 identify = "proxy"

@@ -216,13 +216,39 @@ async fn signed_events_arrive_and_verify_in_the_python_backend() {
     assert_eq!(stats["bad_signature"], 0, "{stats}");
     assert_eq!(stats["out_of_order"], 0, "{stats}");
     assert_eq!(stats["unique"], 8, "{stats}");
-    assert!(counter(&server, "switchboard_events_delivered_total").await >= 8.0);
+    counter_reaches(&server, "switchboard_events_delivered_total", 8.0).await;
     assert_eq!(counter(&server, "switchboard_events_rejected_total").await, 0.0);
     let page = metrics(&server).await;
     assert!(
         page.contains("switchboard_events_batch_duration_seconds_count{outcome=\"delivered\"}"),
         "{page}"
     );
+}
+
+#[tokio::test]
+async fn while_the_secret_rotates_a_backend_holding_the_old_one_still_verifies() {
+    // Step 1 of a rotation: the servers sign with the new secret and, still, the old one.
+    let new = "fedcba9876543210fedcba9876543210-new-secret";
+    let backend = Backend::start(SECRET).await;
+    let events = format!(
+        "dev = true\n[events]\nurl = \"{}\"\nsecret = \"{new}\"\nprevious_secrets = [\"{SECRET}\"]\n\
+         max_wait_ms = 5\nretry_min_ms = 50\nretry_max_ms = 1000\n",
+        backend.url()
+    );
+    let rotating = start_with(&config("dev", &events), &[], &[]).await;
+    life(rotating.addr, "ada", "room/lobby", 1000).await;
+    backend.until("ada's 8 events", |e| e.len() >= 8).await;
+    let stats = backend.stats().await;
+    assert_eq!((stats["bad_signature"].as_u64(), stats["unique"].as_u64()), (Some(0), Some(8)), "{stats}");
+    assert_eq!(counter(&rotating, "switchboard_events_rejected_total").await, 0.0);
+    drop(rotating);
+
+    // Step 2: the backend moved to the new secret, the old one is gone from both sides.
+    let backend = Backend::start(new).await;
+    let server = server(&backend.url(), new, "").await;
+    life(server.addr, "bob", "room/lobby", 1000).await;
+    backend.until("bob's 8 events", |e| e.len() >= 8).await;
+    assert_eq!(backend.stats().await["bad_signature"], 0);
 }
 
 #[tokio::test]
@@ -297,7 +323,9 @@ async fn a_400_drops_the_batch_with_the_metric_and_a_log_line() {
     let events = backend.events();
     assert_eq!(events.len() as f64 + rejected, 16.0, "{events:#?}");
     assert_eq!(backend.stats().await["failed_on_purpose"], 1);
-    assert_eq!(counter(&server, "switchboard_events_delivered_total").await, events.len() as f64);
+    // (The backend records a batch before it answers, the server counts it on the answer.)
+    let delivered = counter_reaches(&server, "switchboard_events_delivered_total", events.len() as f64).await;
+    assert_eq!(delivered, events.len() as f64);
     let ids: HashSet<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), events.len());
 }
@@ -390,18 +418,18 @@ fn events_settings_are_checked_at_start_and_by_checkconfig() {
         "dev",
         &format!(
             "dev = true\n[events]\nurl = \"http://127.0.0.1:9/e\"\nsecret = \"{SECRET}\"\nkinds = [\"connect\", \"user_offline\"]\n\
-             namespaces = [\"main\"]\ntopics = [\"room/{{name}}\"]\nmax_batch = 10\n"
+             previous_secrets = [\"{SECRET}-retired\"]\nnamespaces = [\"main\"]\ntopics = [\"room/{{name}}\"]\nmax_batch = 10\n"
         ),
     );
     let (code, out, err) = run(&["checkconfig"], &good);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        out.contains("events: POST to http://127.0.0.1:9/e (signed), kinds connect user_offline, namespaces main, topics room/{name}, batches ≤ 10 events"),
+        out.contains("events: POST to http://127.0.0.1:9/e (signed also with 1 previous secret), kinds connect user_offline, namespaces main, topics room/{name}, batches ≤ 10 events"),
         "{out}"
     );
     let bad = config(
         "dev",
-        "dev = true\n[events]\nurl = \"ftp://x\"\nsecret = \"short\"\nnamespaces = [\"nope\"]\ntopics = [\"a//b\", \"{}\"]\n\
+        "dev = true\n[events]\nurl = \"ftp://x\"\nsecret = \"short\"\nprevious_secrets = [\"short2\"]\nnamespaces = [\"nope\"]\ntopics = [\"a//b\", \"{}\"]\n\
          max_batch = 0\ntimeout_ms = 0\n",
     );
     for args in [&["checkconfig"][..], &[][..]] {
@@ -410,6 +438,7 @@ fn events_settings_are_checked_at_start_and_by_checkconfig() {
         for key in [
             "events.url",
             "events.secret",
+            "events.previous_secrets",
             "events.namespaces",
             "events.topics",
             "events.max_batch",
