@@ -7,7 +7,8 @@
 //!   test counts what arrives within 3.5 s of the first one (the last resend is due at
 //!   ~1.5 s), so it counts, it does not time.
 //! - "only until then": after the client's `["~ok", null, id]` no further copy arrives
-//!   (counted over 1.5 s, five resend intervals).
+//!   (counted over 1.5 s, five resend intervals), once the server has read the ack (a `~ping`
+//!   answered after it): a resend sent before it read the ack may cross it.
 //! - Deliveries into `acked/*` are published by the server (the fixture's `publish`); a
 //!   client `~pub` there is not specified and not used.
 //! - The `ack-me` request's own reply is not specified beyond "exactly one reply"; its
@@ -24,6 +25,14 @@ const AFTER_ACK: Duration = Duration::from_millis(1500);
 
 fn is_acked_msg(m: &Value, topic: &str) -> bool {
     ty(m) == "~msg" && m[1]["topic"] == topic
+}
+
+/// Acknowledges delivery `id`, and waits until the server has read the ack (its reply to a
+/// `~ping` sent after it); drops the copies matching `pred` that crossed the ack.
+async fn ack(c: &mut Client, id: u64, pred: impl Fn(&Value) -> bool) {
+    c.send(&json!(["~ok", null, id])).await;
+    c.sync().await;
+    c.collect_for(Duration::ZERO, pred).await;
 }
 
 /// Waits for the first delivery matching `pred`; checks it carries a valid id.
@@ -62,7 +71,7 @@ async fn ack_stops_the_resends() {
     alice.ok("~sub", json!({"topic": "acked/y"})).await;
     bob.ok("publish", json!({"topic": "acked/y", "data": "once"})).await;
     let (_, id) = first(&mut alice, "the acked delivery", |m| is_acked_msg(m, "acked/y")).await;
-    alice.send(&json!(["~ok", null, id])).await;
+    ack(&mut alice, id, |m| is_acked_msg(m, "acked/y")).await;
     let copies = alice.collect_for(AFTER_ACK, |m| is_acked_msg(m, "acked/y")).await;
     assert!(copies.is_empty(), "resent after the ack: {copies:?}");
 }
@@ -77,7 +86,7 @@ async fn ack_after_a_resend_stops_further_resends() {
     let (m1, id) = first(&mut alice, "the acked delivery", |m| is_acked_msg(m, "acked/z")).await;
     let m2 = alice.wait_for("the first resend", |m| is_acked_msg(m, "acked/z")).await;
     assert_eq!(m2, m1, "the resend is identical");
-    alice.send(&json!(["~ok", null, id])).await;
+    ack(&mut alice, id, |m| is_acked_msg(m, "acked/z")).await;
     let copies = alice.collect_for(AFTER_ACK, |m| is_acked_msg(m, "acked/z")).await;
     assert!(copies.is_empty(), "resent after the ack: {copies:?}");
 }
@@ -92,7 +101,7 @@ async fn acks_are_per_connection() {
     carol.ok("~sub", json!({"topic": "acked/both"})).await;
     bob.ok("publish", json!({"topic": "acked/both", "data": null})).await;
     let (_, id) = first(&mut alice, "alice's delivery", |m| is_acked_msg(m, "acked/both")).await;
-    alice.send(&json!(["~ok", null, id])).await;
+    ack(&mut alice, id, |m| is_acked_msg(m, "acked/both")).await;
     let (_, _) = first(&mut carol, "carol's delivery", |m| is_acked_msg(m, "acked/both")).await;
     let carol_copies = carol.collect_for(RESEND_WINDOW, |m| is_acked_msg(m, "acked/both")).await;
     let alice_copies = alice.collect_for(Duration::ZERO, |m| is_acked_msg(m, "acked/both")).await;
@@ -142,7 +151,7 @@ async fn ack_me_acked_at_once_is_delivered_once() {
     let req = alice.request("ack-me", json!({"type": "memo", "payload": "x"})).await;
     let (m, id) = first(&mut alice, "the acked direct send", |m| ty(m) == "memo").await;
     assert_eq!(m, json!(["memo", "x", id]));
-    alice.send(&json!(["~ok", null, id])).await;
+    ack(&mut alice, id, |m| ty(m) == "memo").await;
     let copies = alice.collect_for(AFTER_ACK, |m| ty(m) == "memo").await;
     assert!(copies.is_empty(), "resent after the ack: {copies:?}");
     alice.reply(req).await;

@@ -58,7 +58,9 @@ fn limited(replies: &[Result<Value, Value>]) -> usize {
 
 #[tokio::test]
 async fn a_connection_gets_its_burst_then_rate_limited_with_a_retry_time() {
-    let (board, addr) = server(limits(|l| l.messages = Some(Rate::new(5, 10)))).await;
+    // One token a second: none comes back while the 30 requests are read, however slow the
+    // machine.
+    let (board, addr) = server(limits(|l| l.messages = Some(Rate::new(1, 10)))).await;
     let (mut c, _) = Client::identified(addr, "ada").await;
     // The burst (10, one taken by ~hello) at once, exactly: pipelined requests never race past it.
     let replies = pipelined(&mut c, 30, ping).await;
@@ -66,7 +68,7 @@ async fn a_connection_gets_its_burst_then_rate_limited_with_a_retry_time() {
     assert_eq!(limited(&replies), 21);
     let e = replies.last().unwrap().as_ref().unwrap_err();
     let retry = e["data"]["retry_after_ms"].as_u64().unwrap();
-    assert!((1..=200).contains(&retry), "{e}");
+    assert!((1..=1000).contains(&retry), "{e}");
     assert_eq!(LimitStats::of(&board.hub()).rate_limited_messages, 21);
     // After waiting as told, it passes again.
     tokio::time::sleep(Duration::from_millis(retry)).await;
@@ -80,12 +82,13 @@ async fn events_beyond_the_limit_get_one_error_per_second() {
     for _ in 0..50 {
         c.send(json!(["nothing", null])).await;
     }
+    // A request right behind them is refused too (the bucket gives one back a second), and its
+    // answer comes after every event was read.
+    assert_eq!(c.call("~ping", json!(null)).await.unwrap_err()["code"], "RATE_LIMITED");
     // The first event gets NOT_FOUND (no handler), the second too; then one RATE_LIMITED.
     let e = c.expect(|m| m[0] == "~err" && m[1]["code"] == "RATE_LIMITED").await;
     assert!(e.get(2).is_none(), "an id-less ~err: {e}");
     assert!(e[1]["data"]["retry_after_ms"].as_u64().unwrap() > 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(c.call("~ping", json!(null)).await.unwrap_err()["code"], "RATE_LIMITED");
     c.inbox.retain(|m| m[1]["code"] == "RATE_LIMITED");
     assert!(c.inbox.is_empty(), "one error for 48 refused events: {:?}", c.inbox);
 }

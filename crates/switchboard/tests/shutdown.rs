@@ -9,7 +9,11 @@ use common::{Client, main_ns};
 use serde_json::json;
 use switchboard::{Payload, Server};
 
+/// Told when `slow` has started.
+static STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 async fn slow(Payload(ms): Payload<u64>) -> Result<&'static str, switchboard::Error> {
+    STARTED.notify_one();
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok("done")
 }
@@ -21,7 +25,7 @@ async fn shutdown_waits_for_handlers_then_closes_with_1001() {
     let (mut busy, _) = Client::identified(addr, "ada").await;
     let (mut idle, _) = Client::identified(addr, "bob").await;
     busy.send(json!(["slow", 300, 99])).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(10), STARTED.notified()).await.expect("the handler started");
 
     let stopping = tokio::spawn({
         let board = board.clone();
