@@ -61,7 +61,9 @@ async fn expired_credentials_close_with_4003_unless_refreshed() {
 
     let (mut expiring, r) = hello(addr, json!({"user": "ada", "ttl_ms": 300, "tag": "first"})).await;
     r.unwrap();
-    let (mut refreshed, r) = hello(addr, json!({"user": "bob", "ttl_ms": 300, "tag": "first"})).await;
+    // Bob's first credentials last long enough for the refresh on a slow machine too.
+    let bob_hello = tokio::time::Instant::now();
+    let (mut refreshed, r) = hello(addr, json!({"user": "bob", "ttl_ms": 1500, "tag": "first"})).await;
     r.unwrap();
     let welcome = refreshed
         .call("~refresh", json!({"identity": {"user": "bob", "ttl_ms": 10_000, "tag": "second"}}))
@@ -80,7 +82,8 @@ async fn expired_credentials_close_with_4003_unless_refreshed() {
     let (code, _) = expiring.closed().await;
     assert_eq!(code, 4003);
     assert_eq!(expiring.expect(|m| m[0] == "~bye").await[1]["code"], 4003);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Past the first credentials' expiry.
+    tokio::time::sleep_until(bob_hello + Duration::from_millis(1800)).await;
     assert_eq!(refreshed.call("~ping", json!(null)).await, Ok(json!(null)), "the refreshed one lives on");
 }
 
