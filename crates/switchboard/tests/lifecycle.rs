@@ -407,3 +407,137 @@ async fn a_shutdown_delivers_the_disconnects_it_causes() {
         let _ = c.ws.send(Message::text("[]")).await;
     }
 }
+
+/// A registry and a presence store whose removals fail while `down` (Redis restarting, say).
+#[derive(Default)]
+struct Flaky {
+    users: MemoryUsers,
+    presence: MemoryPresence,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), switchboard::core::BackendError> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(switchboard::core::BackendError::Unavailable("down".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+struct FlakyUsers(Arc<Flaky>);
+struct FlakyPresence(Arc<Flaky>);
+
+impl switchboard::core::Users for FlakyUsers {
+    fn register(
+        &self,
+        user: &str,
+        conn: switchboard::core::ConnRef,
+        cap: Option<(usize, switchboard::CapPolicy)>,
+    ) -> switchboard::core::BackendFuture<'_, switchboard::core::Registration> {
+        self.0.users.register(user, conn, cap)
+    }
+    fn unregister(
+        &self,
+        user: &str,
+        conn: &str,
+    ) -> switchboard::core::BackendFuture<'_, switchboard::core::Unregistered> {
+        let (user, conn) = (user.to_owned(), conn.to_owned());
+        Box::pin(async move {
+            self.0.check()?;
+            self.0.users.unregister(&user, &conn).await
+        })
+    }
+    fn connections(
+        &self,
+        user: &str,
+    ) -> switchboard::core::BackendFuture<'_, Vec<switchboard::core::ConnRef>> {
+        self.0.users.connections(user)
+    }
+    fn evict_node(
+        &self,
+        node: &str,
+    ) -> switchboard::core::BackendFuture<'_, Vec<switchboard::core::Evicted>> {
+        self.0.users.evict_node(node)
+    }
+}
+
+impl switchboard::core::Presence for FlakyPresence {
+    fn join(&self, key: &str, conn: &str, info: bytes::Bytes) -> switchboard::core::BackendFuture<'_, ()> {
+        self.0.presence.join(key, conn, info)
+    }
+    fn leave(&self, key: &str, conn: &str) -> switchboard::core::BackendFuture<'_, bool> {
+        let (key, conn) = (key.to_owned(), conn.to_owned());
+        Box::pin(async move {
+            self.0.check()?;
+            self.0.presence.leave(&key, &conn).await
+        })
+    }
+    fn list(&self, key: &str) -> switchboard::core::BackendFuture<'_, Vec<switchboard::core::PresenceEntry>> {
+        self.0.presence.list(key)
+    }
+    fn evict_node(
+        &self,
+        node: &str,
+    ) -> switchboard::core::BackendFuture<'_, Vec<(String, switchboard::core::PresenceEntry)>> {
+        self.0.presence.evict_node(node)
+    }
+}
+
+/// A connection that closes while the registries cannot remove it leaves no ghost: its user
+/// entry, its topic presence and its place in the topic's occupancy are removed once they
+/// answer again, and its `vacated` and `user_offline` are announced then (not lost).
+#[tokio::test]
+async fn a_connection_closed_while_the_registries_fail_is_removed_once_they_answer() {
+    use switchboard::core::{Presence, Users};
+    let flaky = Arc::new(Flaky::default());
+    let backends = Backends {
+        users: Arc::new(FlakyUsers(flaky.clone())),
+        presence: Arc::new(FlakyPresence(flaky.clone())),
+        ..Backends::memory()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hook = seen.clone();
+    let board = Server::new()
+        .namespace(rooms())
+        .backends(backends)
+        .on_lifecycle(move |e: &LifecycleEvent| hook.lock().push(e.kind()))
+        .build()
+        .await
+        .unwrap();
+    let addr = serve(&board).await;
+    let (mut ada, _) = Client::identified(addr, "ada").await;
+    ada.call("~sub", json!({"topic": "chat/x"})).await.unwrap();
+
+    flaky.down.store(true, std::sync::atomic::Ordering::Relaxed);
+    ada.ws.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while board.hub().registry_sizes().connections > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "ada's connection closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Still there (the registries refused), and nothing announced that is not known yet.
+    assert_eq!(flaky.users.connections("ada").await.unwrap().len(), 1);
+    assert!(!seen.lock().contains(&EventKind::UserOffline));
+
+    flaky.down.store(false, std::sync::atomic::Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let user = flaky.users.connections("ada").await.unwrap();
+        let present = flaky.presence.list("chat/x").await.unwrap();
+        let kinds = seen.lock().clone();
+        if user.is_empty()
+            && present.is_empty()
+            && kinds.contains(&EventKind::UserOffline)
+            && kinds.contains(&EventKind::Vacated)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "left behind: {user:?} {present:?} {kinds:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let kinds = seen.lock().clone();
+    assert_eq!(kinds.iter().filter(|k| **k == EventKind::UserOffline).count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == EventKind::Vacated).count(), 1, "{kinds:?}");
+}

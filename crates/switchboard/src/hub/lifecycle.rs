@@ -184,21 +184,56 @@ pub(crate) async fn emit_surely(core: &Core, event: LifecycleEvent) {
     }
 }
 
-/// The events a closing connection owes (its `disconnect`, `vacated` of the topics it was the
-/// last in, its user's `user_offline`), announced as they are found and written in that order:
-/// at once while the log answers ([`Owed::write_now`], before the close frame, so that a client
-/// reconnecting at once finds them written), the rest with retries ([`Owed::write_surely`],
-/// after it: the client is not kept waiting for its close while the log is down).
-#[derive(Default)]
+/// What a closing connection owes: its lifecycle events (its `disconnect`, `vacated` of the
+/// topics it was the last in, its user's `user_offline`), announced as they are found and written
+/// in that order — at once while the log answers ([`Owed::write_now`], before the close frame, so
+/// that a client reconnecting at once finds them written), the rest with retries
+/// ([`Owed::write_surely`], after it: the client is not kept waiting for its close while the log is
+/// down) — and the removals from the cluster's registries that failed when it closed (Redis down
+/// or restarting), retried after its close frame too: otherwise its entries would stay behind as
+/// ghosts (listed by `~who`, counted against `conn_per_user`) and its `user_offline` and `vacated`
+/// would never be known.
 pub(crate) struct Owed {
+    /// The closing connection.
+    conn: Arc<str>,
     entries: std::collections::VecDeque<Entry>,
-    /// The connection to take out of `~conns/NODE` once its disconnect is written.
-    unlist: Option<Arc<str>>,
+    /// Its entry in `~conns/NODE`, to remove once its disconnect is written.
+    unlist: bool,
+    /// Removals to retry, in order.
+    cleanups: Vec<Cleanup>,
+}
+
+/// A removal of a closed connection's entry that failed (see [`Owed`]).
+enum Cleanup {
+    /// Its entry under a presence key (a topic, the directory, the aliases, `~conns/NODE`).
+    Presence(String),
+    /// Its user's registration: `user_offline` if it was the last. `unknown`: an earlier attempt
+    /// may have removed it (its outcome was unknown), so a retry that finds nothing to remove
+    /// still announces the user offline when none is left (at least once).
+    User { user: String, unknown: bool },
+    /// Its place in a topic's occupancy: `vacated` if it was the last (`unknown` as above).
+    Occupancy { topic: String, unknown: bool },
 }
 
 impl Owed {
+    /// Nothing owed yet by `conn`.
+    pub(crate) fn new(conn: Arc<str>) -> Self {
+        Self { conn, entries: std::collections::VecDeque::new(), unlist: false, cleanups: Vec::new() }
+    }
+
     fn push(&mut self, core: &Core, event: LifecycleEvent) {
         self.entries.extend(announce(core, event));
+    }
+
+    /// The removal of the connection's entry under presence `key` failed: retried.
+    pub(crate) fn retry_presence(&mut self, key: impl Into<String>) {
+        self.cleanups.push(Cleanup::Presence(key.into()));
+    }
+
+    /// The removal of the connection's registration as `user` failed with `error`: retried.
+    pub(crate) fn retry_user(&mut self, user: &str, error: &BackendError) {
+        let unknown = matches!(error, BackendError::Indeterminate(_));
+        self.cleanups.push(Cleanup::User { user: user.to_owned(), unknown });
     }
 
     /// Writes what the log takes now, in order, until one fails.
@@ -212,20 +247,76 @@ impl Owed {
         self.unlist(core).await;
     }
 
-    /// Writes the rest, with retries.
+    /// Writes the rest, with retries, then retries the removals that failed (and writes the
+    /// `vacated` and `user_offline` they find owed).
     pub(crate) async fn write_surely(mut self, core: &Core) {
         while let Some((key, body)) = self.entries.pop_front() {
             append_surely(core, &key, body).await;
         }
         self.unlist(core).await;
+        for cleanup in std::mem::take(&mut self.cleanups) {
+            if let Some(event) = clean_surely(core, &self.conn, &cleanup).await {
+                emit_surely(core, event).await;
+            }
+        }
     }
 
     async fn unlist(&mut self, core: &Core) {
-        if let Some(conn) = self.unlist.take()
-            && let Err(e) = core.backends.presence.leave(&conns_key(&core.node), &conn).await
+        if std::mem::take(&mut self.unlist)
+            && let Err(e) = core.backends.presence.leave(&conns_key(&core.node), &self.conn).await
         {
-            tracing::debug!(error = %e, "a closed connection stays listed until this node's entries expire");
+            tracing::debug!(error = %e, "a closed connection's listing is removed later");
+            self.retry_presence(conns_key(&core.node));
         }
+    }
+}
+
+/// Retries `cleanup` of `conn` with backoff (for up to a minute; while shutting down, the
+/// drain's time) until the backend takes it; the lifecycle event it finds owed, if any.
+async fn clean_surely(core: &Core, conn: &str, cleanup: &Cleanup) -> Option<LifecycleEvent> {
+    let started = Instant::now();
+    let mut wait = Duration::from_millis(50);
+    let mut warned = false;
+    loop {
+        let done = match cleanup {
+            Cleanup::Presence(key) => core.backends.presence.leave(key, conn).await.map(|_| None),
+            Cleanup::User { user, unknown } => core.backends.users.unregister(user, conn).await.map(|gone| {
+                ((gone.removed || *unknown) && gone.remaining == 0)
+                    .then(|| LifecycleEvent::UserOffline { user: user.clone() })
+            }),
+            Cleanup::Occupancy { topic, unknown } => {
+                core.backends.users.unregister(&occupancy_key(topic), conn).await.map(|gone| {
+                    ((gone.removed || *unknown) && gone.remaining == 0)
+                        .then(|| LifecycleEvent::Vacated { topic: topic.clone() })
+                })
+            }
+        };
+        let failed = match done {
+            Ok(event) => return event,
+            Err(e) => e,
+        };
+        let limit = if core.running.shutdown.is_cancelled() {
+            core.events.as_ref().and_then(|e| e.sink.as_ref()).map_or(Duration::ZERO, |(_, d)| d.drain)
+        } else {
+            Duration::from_secs(60)
+        };
+        if started.elapsed() >= limit {
+            tracing::error!(
+                error = %failed,
+                conn,
+                "a closed connection's entry could not be removed: it stays until this node's entries expire"
+            );
+            return None;
+        }
+        if !warned {
+            tracing::warn!(error = %failed, conn, "a closed connection's entry could not be removed yet: retrying");
+            warned = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = core.running.shutdown.cancelled() => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
 
@@ -280,7 +371,7 @@ pub(crate) fn disconnected(core: &Core, conn: &ConnShared, code: u16, reason: &s
         owed.push(core, event);
     }
     if lists_conns(core, conn) {
-        owed.unlist = Some(conn.id.clone());
+        owed.unlist = true;
     }
 }
 
@@ -312,16 +403,23 @@ pub(crate) async fn vacate(core: &Core, conn: &ConnShared, topic: &str, owed: Op
     if !counts_occupancy(core, topic) {
         return;
     }
-    match core.backends.users.unregister(&occupancy_key(topic), &conn.id).await {
-        Ok(gone) if gone.removed && gone.remaining == 0 => {
+    match (core.backends.users.unregister(&occupancy_key(topic), &conn.id).await, owed) {
+        (Ok(gone), owed) if gone.removed && gone.remaining == 0 => {
             let event = LifecycleEvent::Vacated { topic: topic.to_owned() };
             match owed {
                 Some(owed) => owed.push(core, event),
                 None => emit_surely(core, event).await,
             }
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, topic, "a topic's subscribers could not be counted (vacated)"),
+        (Ok(_), _) => {}
+        // A closing connection retries after its close frame.
+        (Err(e), Some(owed)) => {
+            let unknown = matches!(e, BackendError::Indeterminate(_));
+            owed.cleanups.push(Cleanup::Occupancy { topic: topic.to_owned(), unknown });
+        }
+        (Err(e), None) => {
+            tracing::warn!(error = %e, topic, "a topic's subscribers could not be counted (vacated)");
+        }
     }
 }
 

@@ -81,12 +81,20 @@ pub(crate) async fn leave(core: &Core, conn: &Arc<ConnShared>, topic: &str) -> R
 
 /// [`leave`] without the `unsubscribe` event (a closed connection's `disconnect` says it); a
 /// closing connection's `vacated` goes to what it owes.
-async fn leave_quietly(core: &Core, conn: &Arc<ConnShared>, topic: &str, owed: Option<&mut Owed>) -> bool {
+async fn leave_quietly(
+    core: &Core,
+    conn: &Arc<ConnShared>,
+    topic: &str,
+    mut owed: Option<&mut Owed>,
+) -> bool {
     match unsubscribe(core, conn, topic).await {
         None => false,
         Some(presence) => {
-            if presence {
-                presence::topic_leave(core, conn, topic).await;
+            if presence
+                && !presence::topic_leave(core, conn, topic).await
+                && let Some(owed) = owed.as_deref_mut()
+            {
+                owed.retry_presence(topic);
             }
             lifecycle::vacate(core, conn, topic, owed).await;
             true
@@ -148,24 +156,27 @@ pub(crate) fn arrive(core: &Core, conn: &Arc<ConnShared>) {
 }
 
 /// Forgets a connection that closed with `code` and `reason`, everywhere: registry, topics,
-/// presence, users, pending replies. Returns the lifecycle events it owes, to write (its
-/// `disconnect`, `vacated` of topics it was the last in, then `user_offline` if it was its
-/// user's last connection).
+/// presence, users, pending replies. Returns what it owes (see [`Owed`]): the lifecycle events
+/// to write (its `disconnect`, `vacated` of topics it was the last in, then `user_offline` if it
+/// was its user's last connection), and the removals from the backends that failed, to retry.
 pub(crate) async fn forget(core: &Core, conn: &Arc<ConnShared>, code: u16, reason: &str) -> Owed {
     conn.close(CloseCode::NORMAL, "", false);
     core.registry.remove(&conn.id);
-    let mut owed = Owed::default();
+    let mut owed = Owed::new(conn.id.clone());
     lifecycle::disconnected(core, conn, code, reason, &mut owed);
     let topics = conn.topics.lock().clone();
     for topic in topics {
         leave_quietly(core, conn, &topic, Some(&mut owed)).await;
     }
-    presence::on_gone(core, conn).await;
+    for key in presence::on_gone(core, conn).await {
+        owed.retry_presence(key);
+    }
     if let Some(user) = conn.user() {
         core.registry.remove_user(&user, &conn.id);
         match core.backends.users.unregister(&user, &conn.id).await {
             Ok(gone) => lifecycle::user_left(core, &user, gone.removed, gone.remaining, &mut owed),
-            Err(e) => tracing::warn!(error = %e, "could not unregister the connection's user"),
+            // Retried after the close frame (see `Owed`).
+            Err(e) => owed.retry_user(&user, &e),
         }
     }
     conn.pending.lock().clear();

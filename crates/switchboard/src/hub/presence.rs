@@ -126,16 +126,26 @@ pub(crate) async fn enter_directory(core: &Core, conn: &ConnShared) -> Option<wi
     Some(peer)
 }
 
-/// On disconnect: leaves the directory (announced if this node removed it) and the aliases.
-pub(crate) async fn on_gone(core: &Core, conn: &ConnShared) {
-    let Some(peer) = peer_of(conn) else { return };
-    if peer.alias.is_some() {
-        let gone = wire::Peer { alias: None, ..peer.clone() };
-        aliases_store(core, &gone).await;
+/// On disconnect: leaves the directory (announced if this node removed it) and the aliases;
+/// the keys whose removal failed (the closing connection retries them).
+pub(crate) async fn on_gone(core: &Core, conn: &ConnShared) -> Vec<&'static str> {
+    let mut failed = Vec::new();
+    let Some(peer) = peer_of(conn) else { return failed };
+    if peer.alias.is_some() && core.backends.presence.leave(ALIASES, &peer.conn).await.is_err() {
+        tracing::warn!("the alias list could not be updated");
+        failed.push(ALIASES);
     }
     if listed(conn) {
-        directory_change(core, peer, false).await;
+        let removed = core.backends.presence.leave(DIRECTORY, &peer.conn).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the directory could not be updated");
+            failed.push(DIRECTORY);
+            true
+        });
+        if removed {
+            directory_announce(core, peer, false).await;
+        }
     }
+    failed
 }
 
 async fn topic_change(core: &Core, topic: &str, leave: Option<wire::Peer>, join: Option<wire::Peer>) {
@@ -160,16 +170,20 @@ pub(crate) async fn topic_join(core: &Core, conn: &ConnShared, topic: &str) {
 }
 
 /// Removes `conn` from `topic`'s presence and announces it, if this call removed it (else the
-/// node that cleaned up after this one when it was declared dead did both).
-pub(crate) async fn topic_leave(core: &Core, conn: &ConnShared, topic: &str) {
-    let Some(peer) = peer_of(conn) else { return };
+/// node that cleaned up after this one when it was declared dead did both); whether presence
+/// took the removal (if not, it was announced anyway, and a closing connection retries it).
+pub(crate) async fn topic_leave(core: &Core, conn: &ConnShared, topic: &str) -> bool {
+    let Some(peer) = peer_of(conn) else { return true };
+    let mut stored = true;
     let removed = core.backends.presence.leave(topic, &conn.id).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, topic, "topic presence could not be updated");
+        stored = false;
         true
     });
     if removed {
         topic_change(core, topic, Some(peer), None).await;
     }
+    stored
 }
 
 /// Announces the leaves of a dead node's connections that this node evicted from presence:

@@ -68,7 +68,10 @@ pub(crate) async fn subscribe(
             Some(Error::unavailable("the connection is closing"))
         } else if created {
             // The node hears the topic before reading its history, so nothing falls between.
-            core.backends.broker.subscribe(&core.node, topic).await.err().map(unavailable)
+            core.backends.broker.subscribe(&core.node, topic).await.err().map(|e| {
+                tracing::debug!(error = %e, %topic, "the broker could not subscribe to a topic");
+                Error::unavailable("the topic cannot be subscribed to now, try again")
+            })
         } else {
             None
         };
