@@ -1,5 +1,5 @@
-//! A real `redis-server` for the tests: without persistence, on a port of its own, killed on
-//! drop (Debian package `redis-server`).
+//! A real `redis-server` for the tests: on a port of its own, without persistence (or with an
+//! append-only file in a directory of its own), killed on drop (Debian package `redis-server`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,6 +11,8 @@ pub struct Redis {
     pub port: u16,
     /// For `--tls-port`: the certificate, key and CA files.
     tls: Option<[std::path::PathBuf; 3]>,
+    /// With an append-only file: its directory (removed on drop).
+    dir: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -22,7 +24,21 @@ impl Redis {
 
     /// On `port` (to come back on the same one after [`Redis::kill`]).
     pub fn start_on(port: u16) -> Redis {
-        let mut r = Redis { port, tls: None, child: None };
+        let mut r = Redis { port, tls: None, dir: None, child: None };
+        r.spawn();
+        r
+    }
+
+    /// On a free port, with an append-only file written before each answer (`appendfsync
+    /// always`): what it acknowledged survives [`Redis::kill`] and [`Redis::restart`].
+    pub fn start_persistent() -> Redis {
+        let dir = std::env::temp_dir().join(format!(
+            "switchboard-redis-aof-{}-{}",
+            std::process::id(),
+            super::rand_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = Redis { port: free_port(), tls: None, dir: Some(dir), child: None };
         r.spawn();
         r
     }
@@ -31,7 +47,7 @@ impl Redis {
     pub fn start_tls(pki: &Pki) -> Redis {
         let (cert, key) = pki.leaf("redis", &["127.0.0.1"]);
         let tls = Some([cert, key, pki.ca_file.clone()]);
-        let mut r = Redis { port: free_port(), tls, child: None };
+        let mut r = Redis { port: free_port(), tls, dir: None, child: None };
         r.spawn();
         r
     }
@@ -50,8 +66,12 @@ impl Redis {
                 .arg("--tls-ca-cert-file")
                 .arg(ca),
         };
+        cmd.args(["--bind", "127.0.0.1", "--save", ""]);
+        match &self.dir {
+            None => cmd.args(["--appendonly", "no"]),
+            Some(dir) => cmd.args(["--appendonly", "yes", "--appendfsync", "always", "--dir"]).arg(dir),
+        };
         let child = cmd
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,7 +92,7 @@ impl Redis {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port: empty, or with what its append-only file kept.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -91,6 +111,9 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
