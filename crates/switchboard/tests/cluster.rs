@@ -370,13 +370,27 @@ async fn a_missed_tail_is_filled_from_history_by_the_position_check() {
     assert!((span.seconds - 50.0 / span.publications_per_second).abs() < 1e-6);
 }
 
-/// A broker that delivers every publication `delay` late (a busy network): in order, but late.
-struct SlowBroker {
+/// A memory broker for the tests: it delivers every publication `delay` late (a busy network: in
+/// order, but late), and keeps the node's sink, so that a test can tell it that the broker's
+/// connection was lost and is back.
+struct TestBroker {
     inner: MemoryBroker,
     delay: std::time::Duration,
+    sink: parking_lot::Mutex<Option<Arc<dyn BrokerSink>>>,
 }
 
-/// The sink a [`SlowBroker`] gives the inner broker: it forwards in order, `delay` late.
+impl TestBroker {
+    fn new(delay: std::time::Duration) -> Self {
+        Self { inner: MemoryBroker::new(), delay, sink: parking_lot::Mutex::new(None) }
+    }
+
+    /// The sink of the (one) node attached.
+    fn sink(&self) -> Arc<dyn BrokerSink> {
+        self.sink.lock().clone().expect("attached")
+    }
+}
+
+/// The sink a [`TestBroker`] gives the inner broker: it forwards in order, `delay` late.
 struct SlowSink {
     queue: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, String, bytes::Bytes)>,
     sink: Arc<dyn BrokerSink>,
@@ -391,8 +405,12 @@ impl BrokerSink for SlowSink {
     }
 }
 
-impl Broker for SlowBroker {
+impl Broker for TestBroker {
     fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()> {
+        *self.sink.lock() = Some(sink.clone());
+        if self.delay.is_zero() {
+            return self.inner.attach(node, sink);
+        }
         let (queue, mut rx) =
             tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, String, bytes::Bytes)>();
         let (delay, late) = (self.delay, sink.clone());
@@ -439,10 +457,7 @@ impl Broker for SlowBroker {
 #[tokio::test]
 async fn publications_in_transit_are_not_taken_for_missed_ones() {
     let backends = Backends {
-        broker: Arc::new(SlowBroker {
-            inner: MemoryBroker::new(),
-            delay: std::time::Duration::from_millis(60),
-        }),
+        broker: Arc::new(TestBroker::new(std::time::Duration::from_millis(60))),
         ..Backends::memory()
     };
     let mut config = Config::default();
@@ -515,52 +530,6 @@ impl switchboard::core::History for RestartingHistory {
     }
 }
 
-/// A broker whose connection the test drops and brings back (`disconnected`, `reconnected`).
-struct OutageBroker {
-    inner: MemoryBroker,
-    sink: parking_lot::Mutex<Option<Arc<dyn BrokerSink>>>,
-}
-
-impl OutageBroker {
-    fn sink(&self) -> Arc<dyn BrokerSink> {
-        self.sink.lock().clone().expect("attached")
-    }
-}
-
-impl Broker for OutageBroker {
-    fn attach(&self, node: NodeId, sink: Arc<dyn BrokerSink>) -> BackendFuture<'_, ()> {
-        *self.sink.lock() = Some(sink.clone());
-        self.inner.attach(node, sink)
-    }
-    fn detach(&self, node: &NodeId) -> BackendFuture<'_, ()> {
-        self.inner.detach(node)
-    }
-    fn subscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
-        self.inner.subscribe(node, topic)
-    }
-    fn unsubscribe(&self, node: &NodeId, topic: &str) -> BackendFuture<'_, ()> {
-        self.inner.unsubscribe(node, topic)
-    }
-    fn publish(&self, from: &NodeId, topic: &str, publication: bytes::Bytes) -> BackendFuture<'_, ()> {
-        self.inner.publish(from, topic, publication)
-    }
-    fn send(&self, from: &NodeId, to: Option<&NodeId>, message: bytes::Bytes) -> BackendFuture<'_, ()> {
-        self.inner.send(from, to, message)
-    }
-    fn beat(&self, node: &NodeId, ttl: std::time::Duration) -> BackendFuture<'_, Beat> {
-        self.inner.beat(node, ttl)
-    }
-    fn dead_nodes(&self) -> BackendFuture<'_, Vec<NodeId>> {
-        self.inner.dead_nodes()
-    }
-    fn claim_dead(&self, dead: &NodeId, by: &NodeId, lease: std::time::Duration) -> BackendFuture<'_, bool> {
-        self.inner.claim_dead(dead, by, lease)
-    }
-    fn forget_dead(&self, dead: &NodeId) -> BackendFuture<'_, ()> {
-        self.inner.forget_dead(dead)
-    }
-}
-
 /// A broker that restarted empty during an outage, and whose history does not answer yet when
 /// the connection is back: the check after the outage cannot read, and the tail of the old
 /// stream that this node may have missed cannot be known any more. The subscribers are told
@@ -571,7 +540,7 @@ async fn a_restart_seen_only_after_the_outage_check_failed_is_still_signalled() 
         inner: parking_lot::Mutex::new(Arc::new(MemoryHistory::new())),
         down: false.into(),
     });
-    let broker = Arc::new(OutageBroker { inner: MemoryBroker::new(), sink: parking_lot::Mutex::new(None) });
+    let broker = Arc::new(TestBroker::new(std::time::Duration::ZERO));
     let backends = Backends { broker: broker.clone(), history: history.clone(), ..Backends::memory() };
     let mut config = Config::default();
     config.position_check = std::time::Duration::from_millis(100);
