@@ -44,8 +44,14 @@ async fn expiring_identities_leave_no_timer_behind() {
         c.call("~refresh", json!({"identity": "user:refresher"})).await.unwrap();
     }
     // Past the identification deadlines (drained by the sweeper): the refresher's one expiry.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let sizes = hub.registry_sizes();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let sizes = loop {
+        let sizes = hub.registry_sizes();
+        if (sizes.connections, sizes.timers) == (1, 1) || tokio::time::Instant::now() > deadline {
+            break sizes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(sizes.connections, 1);
     assert_eq!(sizes.timers, 1, "one expiry for the one open connection, whatever it refreshed: {sizes:?}");
     c.ws.close(None).await.unwrap();
