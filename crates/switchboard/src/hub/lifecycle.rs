@@ -25,6 +25,7 @@ use switchboard_core::{BackendError, ConnRef, LoggedEvent};
 use super::core::Core;
 use super::events::{Delivery, DeliveryError, Event, EventSink, Events};
 use super::hooks::{EventKind, LifecycleEvent};
+use crate::base::throttle::Throttle;
 use crate::conn::ConnShared;
 
 /// The prefix of the presence keys listing each node's connections while events are delivered.
@@ -254,11 +255,7 @@ impl Owed {
             append_surely(core, &key, body).await;
         }
         self.unlist(core).await;
-        for cleanup in std::mem::take(&mut self.cleanups) {
-            if let Some(event) = clean_surely(core, &self.conn, &cleanup).await {
-                emit_surely(core, event).await;
-            }
-        }
+        self.clean_surely(core).await;
     }
 
     async fn unlist(&mut self, core: &Core) {
@@ -269,54 +266,76 @@ impl Owed {
             self.retry_presence(conns_key(&core.node));
         }
     }
+
+    /// Retries the removals that failed, in rounds with backoff (50 ms doubling to 2 s), all
+    /// within one deadline: a minute, or the drain's time once the node shuts down (none without
+    /// a sink). What is still not removed then stays until this node's entries expire.
+    async fn clean_surely(&mut self, core: &Core) {
+        /// One warning line per 10 s for the whole process, however many connections retry.
+        static WARN: Throttle = Throttle::new();
+        let mut pending = std::mem::take(&mut self.cleanups);
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let mut failed = None;
+            let mut left = Vec::new();
+            for cleanup in pending {
+                match clean(core, &self.conn, &cleanup).await {
+                    Ok(Some(event)) => emit_surely(core, event).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        left.push(cleanup);
+                    }
+                }
+            }
+            pending = left;
+            let Some(failed) = failed else { return };
+            let shutting_down = core.running.shutdown.is_cancelled();
+            let limit = if shutting_down {
+                core.events.as_ref().and_then(|e| e.sink.as_ref()).map_or(Duration::ZERO, |(_, d)| d.drain)
+            } else {
+                Duration::from_secs(60)
+            };
+            let given_up = started.elapsed() >= limit;
+            if let Some(suppressed) = WARN.allow(10_000) {
+                if given_up {
+                    tracing::error!(error = %failed, conn = %self.conn, left = pending.len(), suppressed, "a closed connection's entries could not be removed: they stay until this node's entries expire");
+                } else {
+                    tracing::warn!(error = %failed, conn = %self.conn, left = pending.len(), suppressed, "a closed connection's entries could not be removed yet: retrying");
+                }
+            }
+            if given_up {
+                return;
+            }
+            if shutting_down {
+                tokio::time::sleep(wait).await;
+            } else {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = core.running.shutdown.cancelled() => {}
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
 }
 
-/// Retries `cleanup` of `conn` with backoff (for up to a minute; while shutting down, the
-/// drain's time) until the backend takes it; the lifecycle event it finds owed, if any.
-async fn clean_surely(core: &Core, conn: &str, cleanup: &Cleanup) -> Option<LifecycleEvent> {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(50);
-    let mut warned = false;
-    loop {
-        let done = match cleanup {
-            Cleanup::Presence(key) => core.backends.presence.leave(key, conn).await.map(|_| None),
-            Cleanup::User { user, unknown } => core.backends.users.unregister(user, conn).await.map(|gone| {
-                ((gone.removed || *unknown) && gone.remaining == 0)
-                    .then(|| LifecycleEvent::UserOffline { user: user.clone() })
-            }),
-            Cleanup::Occupancy { topic, unknown } => {
-                core.backends.users.unregister(&occupancy_key(topic), conn).await.map(|gone| {
-                    ((gone.removed || *unknown) && gone.remaining == 0)
-                        .then(|| LifecycleEvent::Vacated { topic: topic.clone() })
-                })
-            }
-        };
-        let failed = match done {
-            Ok(event) => return event,
-            Err(e) => e,
-        };
-        let limit = if core.running.shutdown.is_cancelled() {
-            core.events.as_ref().and_then(|e| e.sink.as_ref()).map_or(Duration::ZERO, |(_, d)| d.drain)
-        } else {
-            Duration::from_secs(60)
-        };
-        if started.elapsed() >= limit {
-            tracing::error!(
-                error = %failed,
-                conn,
-                "a closed connection's entry could not be removed: it stays until this node's entries expire"
-            );
-            return None;
+/// One attempt at `cleanup` of `conn`; the lifecycle event it finds owed, if any.
+async fn clean(core: &Core, conn: &str, cleanup: &Cleanup) -> Result<Option<LifecycleEvent>, BackendError> {
+    let last = |removed: bool, unknown: bool, remaining: usize| (removed || unknown) && remaining == 0;
+    match cleanup {
+        Cleanup::Presence(key) => core.backends.presence.leave(key, conn).await.map(|_| None),
+        Cleanup::User { user, unknown } => core.backends.users.unregister(user, conn).await.map(|gone| {
+            last(gone.removed, *unknown, gone.remaining)
+                .then(|| LifecycleEvent::UserOffline { user: user.clone() })
+        }),
+        Cleanup::Occupancy { topic, unknown } => {
+            core.backends.users.unregister(&occupancy_key(topic), conn).await.map(|gone| {
+                last(gone.removed, *unknown, gone.remaining)
+                    .then(|| LifecycleEvent::Vacated { topic: topic.clone() })
+            })
         }
-        if !warned {
-            tracing::warn!(error = %failed, conn, "a closed connection's entry could not be removed yet: retrying");
-            warned = true;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = core.running.shutdown.cancelled() => {}
-        }
-        wait = (wait * 2).min(Duration::from_secs(2));
     }
 }
 

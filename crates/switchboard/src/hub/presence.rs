@@ -131,8 +131,10 @@ pub(crate) async fn enter_directory(core: &Core, conn: &ConnShared) -> Option<wi
 pub(crate) async fn on_gone(core: &Core, conn: &ConnShared) -> Vec<&'static str> {
     let mut failed = Vec::new();
     let Some(peer) = peer_of(conn) else { return failed };
-    if peer.alias.is_some() && core.backends.presence.leave(ALIASES, &peer.conn).await.is_err() {
-        tracing::warn!("the alias list could not be updated");
+    if peer.alias.is_some()
+        && let Err(e) = core.backends.presence.leave(ALIASES, &peer.conn).await
+    {
+        tracing::warn!(error = %e, "the alias list could not be updated");
         failed.push(ALIASES);
     }
     if listed(conn) {

@@ -69,7 +69,11 @@ pub(crate) async fn subscribe(
         } else if created {
             // The node hears the topic before reading its history, so nothing falls between.
             core.backends.broker.subscribe(&core.node, topic).await.err().map(|e| {
-                tracing::debug!(error = %e, %topic, "the broker could not subscribe to a topic");
+                // One line per 10 s for the process: a broker outage refuses every new topic.
+                static WARN: crate::base::throttle::Throttle = crate::base::throttle::Throttle::new();
+                if let Some(suppressed) = WARN.allow(10_000) {
+                    tracing::warn!(error = %e, %topic, suppressed, "the broker could not subscribe to a topic: ~sub refused (UNAVAILABLE)");
+                }
                 Error::unavailable("the topic cannot be subscribed to now, try again")
             })
         } else {
