@@ -494,6 +494,39 @@ impl Core {
         Ok(swept)
     }
 
+    /// The entries of a presence key (`kind` `'p'`) or of a user (`'u'`) whose owners are alive,
+    /// as `(conn, info or node)` pairs: `list` reads them with their owners, and `prune` removes
+    /// (and this unlists) those of dead owners, if any.
+    pub(crate) async fn live_entries(
+        &self,
+        list: &redis::Script,
+        prune: &redis::Script,
+        keys: &[String],
+        kind: char,
+        name: &str,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, BackendError> {
+        let mut call = list.prepare_invoke();
+        call.key(keys);
+        let entries = triples(self.invoke(&call).await?);
+        let dead = self.dead_among(entries.iter().map(|(_, _, o)| o.as_str()), false).await?;
+        if dead.is_empty() {
+            return Ok(entries.into_iter().map(|(conn, second, _)| (conn, second)).collect());
+        }
+        let mut pruning = prune.prepare_invoke();
+        pruning.key(keys);
+        let mut live = Vec::with_capacity(entries.len());
+        for (conn, second, owner) in entries {
+            if dead.contains(&owner) {
+                pruning.arg(conn).arg(owner);
+            } else {
+                live.push((conn, second));
+            }
+        }
+        let removed: Vec<Value> = self.invoke(&pruning).await?;
+        self.unlist_pruned(kind, name, removed).await?;
+        Ok(live)
+    }
+
     /// Unlists entries a prune script removed (dead owners' entries, dropped without a word)
     /// from their nodes' sets: `removed` is what `PRESENCE_PRUNE` (conns) or `USERS_PRUNE`
     /// (conn, node pairs) returned.

@@ -134,27 +134,9 @@ impl RedisPresence {
     async fn list_live(&self, key: &str) -> Result<Vec<PresenceEntry>, BackendError> {
         let core = &*self.core;
         let keys = core.keys.presence_keys(key);
-        let mut call = scripts::PRESENCE_LIST.prepare_invoke();
-        call.key(&keys[..]);
-        let flat: Vec<Value> = core.invoke(&call).await?;
-        let entries = triples(flat);
-        let dead = core.dead_among(entries.iter().map(|(_, _, o)| o.as_str()), false).await?;
-        if dead.is_empty() {
-            return entries.into_iter().map(|(conn, info, _)| entry(conn, info)).collect();
-        }
-        let mut prune = scripts::PRESENCE_PRUNE.prepare_invoke();
-        prune.key(&keys[..]);
-        let mut live = Vec::with_capacity(entries.len());
-        for (conn, info, owner) in entries {
-            if dead.contains(&owner) {
-                prune.arg(conn).arg(owner);
-            } else {
-                live.push(entry(conn, info)?);
-            }
-        }
-        let removed: Vec<Value> = core.invoke(&prune).await?;
-        core.unlist_pruned('p', key, removed).await?;
-        Ok(live)
+        let live =
+            core.live_entries(&scripts::PRESENCE_LIST, &scripts::PRESENCE_PRUNE, &keys, 'p', key).await?;
+        live.into_iter().map(|(conn, info)| entry(conn, info)).collect()
     }
 }
 

@@ -12,7 +12,7 @@ use switchboard_core::{
     BackendError, BackendFuture, CapPolicy, ConnRef, Evicted, NodeId, Registration, Unregistered, Users,
 };
 
-use crate::core::{Core, member, pairs, parse_member, partial, read_failure, text, triples};
+use crate::core::{Core, member, pairs, parse_member, partial, read_failure, text};
 use crate::scripts;
 
 /// How many of a node's registrations `evict_node` takes at a time.
@@ -160,25 +160,9 @@ impl RedisUsers {
     async fn live(&self, user: &str) -> Result<Vec<ConnRef>, BackendError> {
         let core = &*self.core;
         let keys = core.keys.user_keys(user);
-        let mut call = scripts::USERS_LIST.prepare_invoke();
-        call.key(&keys[..]);
-        let flat: Vec<Value> = core.invoke(&call).await?;
-        let entries = triples(flat);
-        let dead = core.dead_among(entries.iter().map(|(_, _, o)| o.as_str()), false).await?;
-        let mut prune = scripts::USERS_PRUNE.prepare_invoke();
-        prune.key(&keys[..]);
-        let mut live = Vec::with_capacity(entries.len());
-        for (conn, node, owner) in entries {
-            if dead.contains(&owner) {
-                prune.arg(conn).arg(owner);
-            } else {
-                live.push(ConnRef { conn: text(conn)?.into(), node: text(node)?.into() });
-            }
-        }
-        if !dead.is_empty() {
-            let removed: Vec<Value> = core.invoke(&prune).await?;
-            core.unlist_pruned('u', user, removed).await?;
-        }
-        Ok(live)
+        let live = core.live_entries(&scripts::USERS_LIST, &scripts::USERS_PRUNE, &keys, 'u', user).await?;
+        live.into_iter()
+            .map(|(conn, node)| Ok(ConnRef { conn: text(conn)?.into(), node: text(node)?.into() }))
+            .collect()
     }
 }
