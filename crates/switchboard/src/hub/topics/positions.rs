@@ -48,7 +48,7 @@ pub(crate) async fn check_all(
     let topics: Vec<Arc<str>> = core.topics.names().into_iter().map(|(t, _)| t).collect();
     if after_outage {
         unsettled.clear();
-    } else {
+    } else if !unsettled.is_empty() {
         // A topic without subscribers here any more has nothing left to check.
         let present: HashSet<&Arc<str>> = topics.iter().collect();
         unsettled.retain(|t| present.contains(t));
